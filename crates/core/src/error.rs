@@ -1,0 +1,122 @@
+//! Stable error codes shared by the API, the CLI, the UI and the bot's replies.
+
+use serde::Serialize;
+
+/// A code a user sees next to a message. The string form never changes once published.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The request body or a field is malformed.
+    InvalidRequest,
+    /// The upstream URL cannot be parsed or uses a form we never accept.
+    InvalidUrl,
+    /// The URL's scheme is not http, https or git.
+    UnsupportedScheme,
+    /// The URL points at an address the policy refuses (loopback, private, metadata...).
+    UrlNotAllowed,
+    /// The owner or repository name is not a valid name.
+    InvalidName,
+    /// A repository with this owner/name exists already.
+    RepoExists,
+    /// No such repository (or the caller may not see it).
+    RepoNotFound,
+    /// The upstream host could not be resolved or connected to.
+    UpstreamUnreachable,
+    /// The upstream refused the credentials (or needs some and none were given).
+    UpstreamAuthFailed,
+    /// The upstream answered, but there is no repository at that path.
+    UpstreamNotFound,
+    /// The upstream answered, but not as a Git server.
+    NotAGitRepository,
+    /// The upstream stalled or the transfer took longer than allowed.
+    Timeout,
+    /// git failed in a way not classified above.
+    GitFailed,
+    /// The operation does not apply to this repository in its current mode or state.
+    InvalidState,
+    /// Missing or wrong API token.
+    Unauthorized,
+    /// The token is valid but may not do this.
+    Forbidden,
+    /// Something broke on our side; the message carries a request id.
+    Internal,
+    /// The hub is shutting down or a dependency (database) is unavailable.
+    Unavailable,
+}
+
+impl ErrorCode {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::InvalidRequest => "invalid_request",
+            Self::InvalidUrl => "invalid_url",
+            Self::UnsupportedScheme => "unsupported_scheme",
+            Self::UrlNotAllowed => "url_not_allowed",
+            Self::InvalidName => "invalid_name",
+            Self::RepoExists => "repo_exists",
+            Self::RepoNotFound => "repo_not_found",
+            Self::UpstreamUnreachable => "upstream_unreachable",
+            Self::UpstreamAuthFailed => "upstream_auth_failed",
+            Self::UpstreamNotFound => "upstream_not_found",
+            Self::NotAGitRepository => "not_a_git_repository",
+            Self::Timeout => "timeout",
+            Self::GitFailed => "git_failed",
+            Self::InvalidState => "invalid_state",
+            Self::Unauthorized => "unauthorized",
+            Self::Forbidden => "forbidden",
+            Self::Internal => "internal",
+            Self::Unavailable => "unavailable",
+        }
+    }
+
+    /// Whether retrying the same thing later can succeed without anyone changing anything.
+    pub const fn is_transient(self) -> bool {
+        matches!(
+            self,
+            Self::UpstreamUnreachable | Self::Timeout | Self::GitFailed | Self::Internal | Self::Unavailable
+        )
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        ALL.iter().copied().find(|c| c.as_str() == s)
+    }
+}
+
+const ALL: [ErrorCode; 18] = [
+    ErrorCode::InvalidRequest,
+    ErrorCode::InvalidUrl,
+    ErrorCode::UnsupportedScheme,
+    ErrorCode::UrlNotAllowed,
+    ErrorCode::InvalidName,
+    ErrorCode::RepoExists,
+    ErrorCode::RepoNotFound,
+    ErrorCode::UpstreamUnreachable,
+    ErrorCode::UpstreamAuthFailed,
+    ErrorCode::UpstreamNotFound,
+    ErrorCode::NotAGitRepository,
+    ErrorCode::Timeout,
+    ErrorCode::GitFailed,
+    ErrorCode::InvalidState,
+    ErrorCode::Unauthorized,
+    ErrorCode::Forbidden,
+    ErrorCode::Internal,
+    ErrorCode::Unavailable,
+];
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_round_trips_through_its_string() {
+        for code in ALL {
+            assert_eq!(ErrorCode::parse(code.as_str()), Some(code));
+        }
+        assert_eq!(ErrorCode::parse("no_such_code"), None);
+    }
+}

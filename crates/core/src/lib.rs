@@ -1,0 +1,17 @@
+//! mirrorhub's domain: repository URLs and the address policy, names, modes, durations and
+//! the stable error codes. This crate does no I/O (no network, no files, no database), so
+//! every rule here can be tested as plain data.
+
+pub mod duration;
+pub mod error;
+pub mod model;
+pub mod names;
+pub mod policy;
+pub mod url;
+
+pub use duration::SyncInterval;
+pub use error::ErrorCode;
+pub use model::{Mode, Outcome, RefChange, RefChangeKind, RepoState, Trigger, Visibility};
+pub use names::{NameError, OwnerName, RepoName};
+pub use policy::{AddressPolicy, AllowEntry, Refusal};
+pub use url::{Credentials, Scheme, UpstreamUrl, UrlError};
