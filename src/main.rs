@@ -1,1 +1,55 @@
-fn main() {}
+//! The `mirrorhub` binary: reads the configuration once, picks the store, and wires the
+//! server and the workers together (`serve`); the other subcommands script a running hub
+//! over its REST API, or administer the database directly.
+
+mod cli;
+mod config;
+mod serve;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "mirrorhub", version, about = "Mirror or migrate Git repositories from any Git server, and keep mirrors in sync")]
+struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start the hub: HTTP API, sync workers and scheduler.
+    Serve(Box<config::ServeArgs>),
+    /// Create, list, show, sync and delete repositories on a running hub (through its API).
+    #[command(subcommand)]
+    Repo(cli::RepoCommand),
+    /// Administer the hub's database directly (run on the hub's machine).
+    #[command(subcommand)]
+    Admin(serve::AdminCommand),
+}
+
+fn main() -> std::process::ExitCode {
+    // `.env` is optional; real environment variables win over it.
+    let _ = dotenvy::dotenv();
+    let args = Args::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: could not start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match args.command {
+            Command::Serve(args) => serve::run(*args).await,
+            Command::Repo(cmd) => cli::run(cmd).await,
+            Command::Admin(cmd) => serve::admin(cmd).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

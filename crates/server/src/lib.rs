@@ -1,1 +1,62 @@
+//! The HTTP edge of mirrorhub: the REST API under `/api/v1` (with its OpenAPI document and
+//! a Swagger UI), health checks, and one mapping of every error to a JSON body with a stable
+//! code. Handlers call the application layer ([`mirrorhub_hub::Hub`]), never the store.
 
+mod api;
+mod auth;
+mod errors;
+mod health;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use mirrorhub_hub::Hub;
+use poem::listener::{Acceptor, TcpAcceptor};
+use poem::middleware::SizeLimit;
+use poem::{EndpointExt, Route, Server};
+use poem_openapi::OpenApiService;
+
+pub use auth::{hash_token, AdminAuth};
+
+/// Settings of the HTTP edge, read once by the binary.
+#[derive(Clone)]
+pub struct ServerConfig {
+    /// Base of clone URLs shown to users, without a trailing slash.
+    pub public_url: String,
+    pub admin: AdminAuth,
+    /// Largest request body accepted by the API.
+    pub max_body_bytes: usize,
+}
+
+/// Builds the whole application. Tests and the binary serve the same thing.
+pub fn app(hub: Arc<Hub>, config: ServerConfig) -> impl poem::Endpoint + 'static {
+    let api = api::ReposApi { hub: hub.clone(), public_url: config.public_url.clone() };
+    let service = OpenApiService::new(api, "mirrorhub", env!("CARGO_PKG_VERSION"))
+        .description("Mirror or migrate Git repositories from any Git server, and keep mirrors in sync.")
+        .server("/api/v1");
+    let spec = service.spec_endpoint();
+    let docs = service.swagger_ui();
+    Route::new()
+        .nest("/api/v1", service.with(SizeLimit::new(config.max_body_bytes)))
+        .at("/api/v1/openapi.json", spec)
+        .nest("/api/v1/docs", docs)
+        .at("/healthz", poem::get(health::healthz))
+        .at("/readyz", poem::get(health::readyz))
+        .at("/", poem::get(health::index))
+        .data(hub)
+        .data(Arc::new(config.admin))
+        .around(errors::json_errors)
+}
+
+/// Serves `app` on an already bound listener until `shutdown` resolves, then gives requests
+/// in flight `grace` to finish.
+pub async fn serve(
+    acceptor: TcpAcceptor,
+    app: impl poem::Endpoint + 'static,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+    grace: Duration,
+) -> std::io::Result<()> {
+    let addr = acceptor.local_addr().into_iter().next();
+    tracing::info!(addr = ?addr.map(|a| a.to_string()), "listening");
+    Server::new_with_acceptor(acceptor).run_with_graceful_shutdown(app, shutdown, Some(grace)).await
+}

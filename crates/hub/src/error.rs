@@ -1,0 +1,67 @@
+use mirrorhub_core::ErrorCode;
+use mirrorhub_git::GitError;
+use mirrorhub_store::StoreError;
+
+/// What can go wrong in a service call. The first variants are the caller's to fix; `Store`
+/// and `Io` are ours, and their detail is logged, never shown.
+#[derive(Debug, thiserror::Error)]
+pub enum HubError {
+    /// A field is missing or malformed. `field` names it, for forms that show errors in place.
+    #[error("{message}")]
+    Invalid { code: ErrorCode, field: Option<&'static str>, message: String },
+    #[error("repository {0} does not exist")]
+    NotFound(String),
+    #[error("a repository named {0} exists already: choose another owner or name, or delete the existing one")]
+    Exists(String),
+    #[error("{0}")]
+    InvalidState(String),
+    #[error(transparent)]
+    Upstream(#[from] GitError),
+    #[error("the database failed")]
+    Store(#[from] StoreError),
+    #[error("a file operation failed")]
+    Io(#[from] std::io::Error),
+}
+
+impl HubError {
+    pub fn invalid(code: ErrorCode, field: &'static str, message: impl Into<String>) -> Self {
+        Self::Invalid { code, field: Some(field), message: message.into() }
+    }
+
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Self::Invalid { code, .. } => *code,
+            Self::NotFound(_) => ErrorCode::RepoNotFound,
+            Self::Exists(_) => ErrorCode::RepoExists,
+            Self::InvalidState(_) => ErrorCode::InvalidState,
+            Self::Upstream(e) => e.code(),
+            Self::Store(_) | Self::Io(_) => ErrorCode::Internal,
+        }
+    }
+
+    /// The request field the error is about, when there is one.
+    pub fn field(&self) -> Option<&'static str> {
+        match self {
+            Self::Invalid { field, .. } => *field,
+            Self::Exists(_) => Some("name"),
+            Self::Upstream(e) => match e.code() {
+                ErrorCode::UpstreamAuthFailed => Some("token"),
+                _ => Some("url"),
+            },
+            _ => None,
+        }
+    }
+
+    /// Whether the cause is on our side (log it; show a generic message).
+    pub fn is_internal(&self) -> bool {
+        matches!(self, Self::Store(_) | Self::Io(_)) || matches!(self, Self::Upstream(GitError::Io(_)))
+    }
+
+    /// A unique-key conflict on insert means another request took the name meanwhile.
+    pub(crate) fn from_store_create(e: StoreError, full_name: String) -> Self {
+        match e {
+            StoreError::Conflict => Self::Exists(full_name),
+            other => Self::Store(other),
+        }
+    }
+}

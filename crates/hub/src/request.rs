@@ -1,0 +1,184 @@
+//! A create request as it arrives from any edge (API, CLI, form, bot), and its validation
+//! into typed values. All messages here are shown to users as they are.
+
+use mirrorhub_core::{Credentials, ErrorCode, Mode, OwnerName, RepoName, SyncInterval, UpstreamUrl, UrlError, Visibility};
+use mirrorhub_store::NewRepo;
+
+use crate::HubError;
+
+/// The seed's import form, field for field. Strings, because every edge sends text.
+#[derive(Debug, Clone, Default)]
+pub struct CreateRepo {
+    pub url: String,
+    pub username: Option<String>,
+    /// A token or password for the upstream. Never logged (see the `Debug` of `ValidCreateRepo`).
+    pub token: Option<String>,
+    pub owner: String,
+    /// When absent, taken from the last segment of the upstream path.
+    pub name: Option<String>,
+    pub visibility: Option<String>,
+    pub description: Option<String>,
+    pub mode: Option<String>,
+    pub sync_interval: Option<String>,
+}
+
+/// A request that passed every check that needs no network.
+#[derive(Debug)]
+pub struct ValidCreateRepo {
+    pub url: UpstreamUrl,
+    pub credentials: Option<Credentials>,
+    pub owner: OwnerName,
+    pub name: RepoName,
+    pub visibility: Visibility,
+    pub description: String,
+    pub mode: Mode,
+    pub sync_interval: SyncInterval,
+}
+
+const MAX_DESCRIPTION: usize = 2000;
+
+impl CreateRepo {
+    pub fn validate(self, default_interval: SyncInterval, min_interval: SyncInterval) -> Result<ValidCreateRepo, HubError> {
+        let (url, url_credentials) = UpstreamUrl::parse(&self.url).map_err(url_error)?;
+        let token = self.token.filter(|t| !t.is_empty());
+        let username = self.username.filter(|u| !u.trim().is_empty());
+        let credentials = match (token, url_credentials) {
+            (Some(token), _) => Some(Credentials::new(username.as_deref(), &token).map_err(|_| {
+                HubError::invalid(ErrorCode::InvalidRequest, "token", "the username or token contains a control character or the username contains ':'; paste them again without line breaks")
+            })?),
+            (None, Some(from_url)) => Some(from_url),
+            (None, None) if username.is_some() => {
+                return Err(HubError::invalid(ErrorCode::InvalidRequest, "token", "a username was given without a token or password: add the token, or leave the username empty"));
+            }
+            (None, None) => None,
+        };
+        let owner = OwnerName::parse(self.owner.trim()).map_err(|e| HubError::invalid(ErrorCode::InvalidName, "owner", e.to_string()))?;
+        let name = match self.name.as_deref().map(str::trim).filter(|n| !n.is_empty()) {
+            Some(n) => RepoName::parse(n).map_err(|e| HubError::invalid(ErrorCode::InvalidName, "name", e.to_string()))?,
+            None => RepoName::suggest_from_path(url.path()).ok_or_else(|| {
+                HubError::invalid(ErrorCode::InvalidName, "name", "no repository name could be taken from the URL: give a name")
+            })?,
+        };
+        let mode = match self.mode.as_deref().map(str::trim) {
+            None | Some("") => {
+                return Err(HubError::invalid(ErrorCode::InvalidRequest, "mode", "choose a mode: \"mirror\" (keep following the upstream) or \"migrate\" (copy once, then the hub is the primary)"));
+            }
+            Some(m) => Mode::parse(&m.to_ascii_lowercase()).ok_or_else(|| {
+                HubError::invalid(ErrorCode::InvalidRequest, "mode", format!("mode {m:?} is not known: use \"mirror\" or \"migrate\""))
+            })?,
+        };
+        let visibility = match self.visibility.as_deref().map(str::trim) {
+            None | Some("") => Visibility::Private,
+            Some(v) => Visibility::parse(&v.to_ascii_lowercase()).ok_or_else(|| {
+                HubError::invalid(ErrorCode::InvalidRequest, "visibility", format!("visibility {v:?} is not known: use \"public\" or \"private\""))
+            })?,
+        };
+        let description = self.description.unwrap_or_default().trim().to_owned();
+        if description.chars().count() > MAX_DESCRIPTION {
+            return Err(HubError::invalid(ErrorCode::InvalidRequest, "description", format!("the description is longer than {MAX_DESCRIPTION} characters")));
+        }
+        if description.chars().any(|c| c.is_control() && c != '\n') {
+            return Err(HubError::invalid(ErrorCode::InvalidRequest, "description", "the description contains control characters"));
+        }
+        let sync_interval = match self.sync_interval.as_deref().map(str::trim) {
+            None | Some("") => default_interval,
+            Some(text) => {
+                let interval = SyncInterval::parse(text).map_err(|e| HubError::invalid(ErrorCode::InvalidRequest, "sync_interval", e.to_string()))?;
+                if interval < min_interval {
+                    return Err(HubError::invalid(
+                        ErrorCode::InvalidRequest,
+                        "sync_interval",
+                        format!("the sync interval must be at least {min_interval} (the operator's MIRRORHUB_MIN_SYNC_INTERVAL)"),
+                    ));
+                }
+                interval
+            }
+        };
+        Ok(ValidCreateRepo { url, credentials, owner, name, visibility, description, mode, sync_interval })
+    }
+}
+
+impl ValidCreateRepo {
+    pub fn into_new_repo(self) -> NewRepo {
+        NewRepo {
+            owner: self.owner,
+            name: self.name,
+            mode: self.mode,
+            visibility: self.visibility,
+            description: self.description,
+            upstream_url: self.url.to_string(),
+            credentials: self.credentials,
+            sync_interval_secs: self.sync_interval.as_secs() as i64,
+        }
+    }
+}
+
+fn url_error(e: UrlError) -> HubError {
+    let code = match e {
+        UrlError::UnsupportedScheme { .. } | UrlError::Ssh | UrlError::LocalPath => ErrorCode::UnsupportedScheme,
+        _ => ErrorCode::InvalidUrl,
+    };
+    HubError::invalid(code, "url", e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request() -> CreateRepo {
+        CreateRepo {
+            url: "https://example.org/group/project.git".into(),
+            owner: "team".into(),
+            mode: Some("mirror".into()),
+            ..Default::default()
+        }
+    }
+
+    fn validate(r: CreateRepo) -> Result<ValidCreateRepo, HubError> {
+        r.validate(SyncInterval::DEFAULT, SyncInterval::parse("5m").unwrap())
+    }
+
+    #[test]
+    fn fills_defaults() {
+        let v = validate(request()).unwrap();
+        assert_eq!(v.name.as_str(), "project");
+        assert_eq!(v.visibility, Visibility::Private);
+        assert_eq!(v.sync_interval, SyncInterval::DEFAULT);
+        assert!(v.credentials.is_none());
+    }
+
+    #[test]
+    fn every_bad_field_is_named() {
+        let cases: Vec<(CreateRepo, &str, ErrorCode)> = vec![
+            (CreateRepo { url: "file:///etc".into(), ..request() }, "url", ErrorCode::UnsupportedScheme),
+            (CreateRepo { url: "https://x".into(), ..request() }, "url", ErrorCode::InvalidUrl),
+            (CreateRepo { owner: "../x".into(), ..request() }, "owner", ErrorCode::InvalidName),
+            (CreateRepo { name: Some("a/b".into()), ..request() }, "name", ErrorCode::InvalidName),
+            (CreateRepo { mode: None, ..request() }, "mode", ErrorCode::InvalidRequest),
+            (CreateRepo { mode: Some("copy".into()), ..request() }, "mode", ErrorCode::InvalidRequest),
+            (CreateRepo { visibility: Some("secret".into()), ..request() }, "visibility", ErrorCode::InvalidRequest),
+            (CreateRepo { sync_interval: Some("1m".into()), ..request() }, "sync_interval", ErrorCode::InvalidRequest),
+            (CreateRepo { sync_interval: Some("soon".into()), ..request() }, "sync_interval", ErrorCode::InvalidRequest),
+            (CreateRepo { username: Some("bob".into()), ..request() }, "token", ErrorCode::InvalidRequest),
+            (CreateRepo { token: Some("a\nb".into()), ..request() }, "token", ErrorCode::InvalidRequest),
+        ];
+        for (r, field, code) in cases {
+            let e = validate(r).unwrap_err();
+            assert_eq!((e.field(), e.code()), (Some(field), code), "{e}");
+        }
+    }
+
+    #[test]
+    fn explicit_token_wins_over_url_credentials() {
+        let v = validate(CreateRepo {
+            url: "https://u:inurl@example.org/a.git".into(),
+            username: Some("bob".into()),
+            token: Some("t0k".into()),
+            ..request()
+        })
+        .unwrap();
+        let c = v.credentials.unwrap();
+        assert_eq!((c.username.as_str(), c.expose_secret()), ("bob", "t0k"));
+        assert_eq!(v.url.to_string(), "https://example.org/a.git");
+    }
+}

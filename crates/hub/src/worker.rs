@@ -1,0 +1,227 @@
+//! Workers drain the durable sync queue; the scheduler feeds it with due mirrors.
+//!
+//! A worker claims a job with a lease, renews the lease while git runs, records the run and
+//! its ref journal, and completes the job. If the process dies, the lease runs out and
+//! another worker (or this one after a restart) takes the job again; the git engine makes
+//! every transfer all-or-nothing, so running a job twice does no harm.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use mirrorhub_core::{Outcome, Trigger};
+use mirrorhub_git::{Progress, SyncReport};
+use mirrorhub_store::{Job, Repo, SyncResult};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::Hub;
+
+/// Starts the workers and the scheduler. They stop claiming new work when `shutdown` is
+/// cancelled; a sync already running is finished.
+pub fn spawn(hub: Arc<Hub>, shutdown: CancellationToken) -> JoinSet<()> {
+    let mut tasks = JoinSet::new();
+    let process = uuid::Uuid::new_v4().simple().to_string();
+    for n in 0..hub.config.workers.max(1) {
+        let worker_id = format!("{}-{n}", &process[..12]);
+        tasks.spawn(worker_loop(hub.clone(), worker_id, shutdown.clone()));
+    }
+    tasks.spawn(scheduler_loop(hub, shutdown));
+    tasks
+}
+
+async fn worker_loop(hub: Arc<Hub>, worker_id: String, shutdown: CancellationToken) {
+    while !shutdown.is_cancelled() {
+        match hub.store.claim_job(&worker_id, Utc::now(), hub.config.lease).await {
+            Ok(Some(job)) => {
+                let span = tracing::info_span!("sync", repo_id = job.repo_id, job_id = job.id, trigger = %job.trigger, worker = %worker_id);
+                run_job(&hub, &worker_id, job).instrument(span).await;
+            }
+            Ok(None) => {
+                tokio::select! {
+                    _ = hub.wake.notified() => {}
+                    _ = tokio::time::sleep(hub.config.poll_interval) => {}
+                    _ = shutdown.cancelled() => {}
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "could not claim a job; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(hub.config.poll_interval * 5) => {}
+                    _ = shutdown.cancelled() => {}
+                }
+            }
+        }
+    }
+}
+
+async fn scheduler_loop(hub: Arc<Hub>, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(hub.config.schedule_tick);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.cancelled() => return,
+        }
+        match hub.store.enqueue_due(Utc::now(), 500).await {
+            Ok(0) => {}
+            Ok(n) => {
+                tracing::debug!(queued = n, "scheduled due mirrors");
+                for _ in 0..n.min(hub.config.workers as u64) {
+                    hub.wake.notify_one();
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "could not schedule due mirrors"),
+        }
+    }
+}
+
+async fn run_job(hub: &Arc<Hub>, worker_id: &str, job: Job) {
+    if let Err(e) = try_run_job(hub, worker_id, &job).await {
+        // The store failed around the sync. Put the job back so it runs again later.
+        tracing::error!(error = %e, "sync bookkeeping failed; the job is released for a retry");
+        let retry_at = Utc::now() + chrono::Duration::seconds(30);
+        if let Err(e) = hub.store.release_job(job.id, worker_id, retry_at).await {
+            tracing::error!(error = %e, "could not release the job; its lease will expire");
+        }
+    }
+}
+
+async fn try_run_job(hub: &Arc<Hub>, worker_id: &str, job: &Job) -> Result<(), mirrorhub_store::StoreError> {
+    let store = &hub.store;
+    let Some(repo) = store.get_repo_by_id(job.repo_id).await? else {
+        return store.complete_job(job.id, worker_id).await;
+    };
+    if repo.mode == mirrorhub_core::Mode::Migrate && repo.state == mirrorhub_core::RepoState::Ready {
+        tracing::info!("migrated repository: the job is dropped, it is never synced again");
+        return store.complete_job(job.id, worker_id).await;
+    }
+    let now = Utc::now();
+    let interrupted = store.fail_interrupted_runs(repo.id, now).await?;
+    let trigger = if interrupted > 0 || job.attempts > 1 { Trigger::Recovery } else { job.trigger };
+    let run_id = store.start_run(repo.id, trigger, now).await?;
+
+    let lost_lease = CancellationToken::new();
+    let lease_keeper = tokio::spawn(keep_lease(hub.clone(), job.id, worker_id.to_owned(), lost_lease.clone()));
+    let (progress_tx, progress_rx) = tokio::sync::watch::channel::<Option<Progress>>(None);
+    let progress_writer = tokio::spawn(write_progress(hub.clone(), repo.id, progress_rx));
+
+    let started = Instant::now();
+    let outcome = tokio::select! {
+        r = transfer(hub, &repo, progress_tx) => Some(r),
+        _ = lost_lease.cancelled() => None,
+    };
+    lease_keeper.abort();
+    progress_writer.abort();
+    let Some(result) = outcome else {
+        // Another worker owns the job now; it records its own run. Ours is marked interrupted
+        // by that worker's `fail_interrupted_runs`.
+        tracing::warn!("lost the lease during the sync; another worker took the job over");
+        return Ok(());
+    };
+
+    let finished_at = Utc::now();
+    let duration_ms = started.elapsed().as_millis() as u64;
+    let sync_result = match result {
+        Ok(report) => {
+            let outcome = if report.transferred || !report.changes.is_empty() { Outcome::Success } else { Outcome::Unchanged };
+            tracing::info!(duration_ms, changes = report.changes.len(), branches = report.branches, tags = report.tags, %outcome, "sync finished");
+            success(hub, &repo, finished_at, outcome, report)
+        }
+        Err(e) => {
+            let code = e.code();
+            if e.code() == mirrorhub_core::ErrorCode::Internal {
+                tracing::error!(duration_ms, error = ?e, "sync failed on our side");
+            } else {
+                tracing::warn!(duration_ms, %code, error = %e, "sync failed");
+            }
+            SyncResult {
+                finished_at,
+                outcome: Outcome::Failed,
+                error_code: Some(code.as_str().to_owned()),
+                error_message: Some(if code == mirrorhub_core::ErrorCode::Internal {
+                    "the hub failed to write the repository; the operator's log has the cause".to_owned()
+                } else {
+                    e.to_string()
+                }),
+                ref_changes: vec![],
+                branches: repo.branches,
+                tags: repo.tags,
+                head_ref: repo.head_ref.clone(),
+                next_sync_at: hub.next_sync_at(&repo, finished_at, true),
+            }
+        }
+    };
+    store.finish_run(run_id, repo.id, &sync_result).await?;
+    store.complete_job(job.id, worker_id).await?;
+
+    // Deleted while we worked: the clone may have put a directory back after the delete.
+    if store.get_repo_by_id(repo.id).await?.is_none() {
+        let _ = hub.remove_repo_files(repo.id).await;
+    }
+    Ok(())
+}
+
+fn success(hub: &Hub, repo: &Repo, finished_at: chrono::DateTime<Utc>, outcome: Outcome, report: SyncReport) -> SyncResult {
+    SyncResult {
+        finished_at,
+        outcome,
+        error_code: None,
+        error_message: None,
+        ref_changes: report.changes,
+        branches: report.branches as i64,
+        tags: report.tags as i64,
+        head_ref: report.head,
+        next_sync_at: hub.next_sync_at(repo, finished_at, false),
+    }
+}
+
+/// Clones when there is no local copy yet (first sync, or an initial clone that failed or
+/// was interrupted), syncs otherwise.
+async fn transfer(
+    hub: &Hub,
+    repo: &Repo,
+    progress_tx: tokio::sync::watch::Sender<Option<Progress>>,
+) -> Result<SyncReport, mirrorhub_git::GitError> {
+    let (url, _) = mirrorhub_core::UpstreamUrl::parse(&repo.upstream_url)
+        .map_err(|e| mirrorhub_git::GitError::Failed { detail: format!("the stored upstream URL is no longer valid: {e}") })?;
+    let path = hub.repo_path(repo.id);
+    let progress: mirrorhub_git::ProgressFn = Arc::new(move |p| {
+        progress_tx.send_replace(Some(p));
+    });
+    if tokio::fs::try_exists(&path).await.unwrap_or(false) {
+        hub.engine.sync_mirror(&url, repo.credentials.as_ref(), &path, progress).await
+    } else {
+        hub.engine.clone_mirror(&url, repo.credentials.as_ref(), &path, progress).await
+    }
+}
+
+async fn keep_lease(hub: Arc<Hub>, job_id: i64, worker_id: String, lost: CancellationToken) {
+    let every = hub.config.lease / 3;
+    loop {
+        tokio::time::sleep(every).await;
+        match hub.store.renew_lease(job_id, &worker_id, Utc::now(), hub.config.lease).await {
+            Ok(true) => {}
+            Ok(false) => {
+                lost.cancel();
+                return;
+            }
+            // A database hiccup: keep trying until the lease would really be gone.
+            Err(e) => tracing::warn!(error = %e, "could not renew the lease"),
+        }
+    }
+}
+
+/// Writes the latest progress at most twice a second; intermediate values are skipped.
+async fn write_progress(hub: Arc<Hub>, repo_id: i64, mut rx: tokio::sync::watch::Receiver<Option<Progress>>) {
+    while rx.changed().await.is_ok() {
+        let latest = rx.borrow_and_update().clone();
+        if let Some(p) = latest {
+            if let Err(e) = hub.store.set_progress(repo_id, Some(&p.phase), Some(i32::from(p.percent))).await {
+                tracing::debug!(error = %e, "could not record progress");
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}

@@ -1,0 +1,108 @@
+//! `/api/v1`: repositories, their syncs, and the OpenAPI document that describes them.
+
+mod types;
+
+use std::sync::Arc;
+
+use mirrorhub_core::Trigger;
+use mirrorhub_hub::Hub;
+use poem_openapi::param::{Path, Query};
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, OpenApi, Tags};
+
+use crate::auth::AdminToken;
+use crate::errors::ApiError;
+use types::{CreateRepoBody, RepoResource, SyncRunResource};
+
+#[derive(Tags)]
+enum ApiTags {
+    /// Mirrored and migrated repositories.
+    Repos,
+}
+
+pub struct ReposApi {
+    pub hub: Arc<Hub>,
+    pub public_url: String,
+}
+
+#[derive(ApiResponse)]
+enum Accepted {
+    /// Accepted: the work runs in the background; the resource shows its progress.
+    #[oai(status = 202)]
+    Repo(Json<RepoResource>),
+}
+
+#[derive(ApiResponse)]
+enum Deleted {
+    /// The repository and its bare copy are gone.
+    #[oai(status = 204)]
+    NoContent,
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+#[OpenApi(tag = "ApiTags::Repos")]
+impl ReposApi {
+    /// Create a mirror or a migration.
+    ///
+    /// Everything is checked before anything is recorded: the URL and the address it points
+    /// to, the names, and that the upstream answers as a Git repository with the given
+    /// credentials. The initial copy then runs in the background: the answer is immediate,
+    /// with `state: "cloning"`.
+    #[oai(path = "/repos", method = "post")]
+    async fn create_repo(&self, _auth: AdminToken, body: Json<CreateRepoBody>) -> ApiResult<Accepted> {
+        let repo = self.hub.create_repo(body.0.into()).await?;
+        Ok(Accepted::Repo(Json(RepoResource::new(&repo, &self.public_url))))
+    }
+
+    /// List all repositories.
+    #[oai(path = "/repos", method = "get")]
+    async fn list_repos(&self, _auth: AdminToken) -> ApiResult<Json<Vec<RepoResource>>> {
+        let repos = self.hub.list_repos().await?;
+        Ok(Json(repos.iter().map(|r| RepoResource::new(r, &self.public_url)).collect()))
+    }
+
+    /// Show one repository: mode, state, progress, last sync and last error, counts.
+    #[oai(path = "/repos/:owner/:name", method = "get")]
+    async fn get_repo(&self, _auth: AdminToken, owner: Path<String>, name: Path<String>) -> ApiResult<Json<RepoResource>> {
+        let repo = self.hub.get_repo(&owner, strip_git(&name)).await?;
+        Ok(Json(RepoResource::new(&repo, &self.public_url)))
+    }
+
+    /// Sync now.
+    ///
+    /// Queues a sync that makes the mirror exactly equal to its upstream. Requests made while
+    /// one is queued are merged into it. A migrated repository is never synced (409).
+    #[oai(path = "/repos/:owner/:name/sync", method = "post")]
+    async fn sync_repo(&self, _auth: AdminToken, owner: Path<String>, name: Path<String>) -> ApiResult<Accepted> {
+        let repo = self.hub.request_sync(&owner, strip_git(&name), Trigger::Manual).await?;
+        Ok(Accepted::Repo(Json(RepoResource::new(&repo, &self.public_url))))
+    }
+
+    /// Sync history, newest first, each run with its journal of ref changes.
+    #[oai(path = "/repos/:owner/:name/syncs", method = "get")]
+    async fn list_syncs(
+        &self,
+        _auth: AdminToken,
+        owner: Path<String>,
+        name: Path<String>,
+        /// How many runs to return (1-200, default 50).
+        limit: Query<Option<i64>>,
+    ) -> ApiResult<Json<Vec<SyncRunResource>>> {
+        let limit = limit.0.unwrap_or(50).clamp(1, 200);
+        let runs = self.hub.list_runs(&owner, strip_git(&name), limit).await?;
+        Ok(Json(runs.into_iter().map(SyncRunResource::from).collect()))
+    }
+
+    /// Delete a repository and its bare copy on disk.
+    #[oai(path = "/repos/:owner/:name", method = "delete")]
+    async fn delete_repo(&self, _auth: AdminToken, owner: Path<String>, name: Path<String>) -> ApiResult<Deleted> {
+        self.hub.delete_repo(&owner, strip_git(&name)).await?;
+        Ok(Deleted::NoContent)
+    }
+}
+
+/// `owner/name.git` names the same repository as `owner/name`.
+fn strip_git(name: &str) -> &str {
+    name.strip_suffix(".git").unwrap_or(name)
+}

@@ -1,0 +1,175 @@
+//! The API's resources. Field names are the published contract.
+
+use chrono::{DateTime, Utc};
+use mirrorhub_core::SyncInterval;
+use mirrorhub_hub::CreateRepo;
+use mirrorhub_store::{Repo, SyncRun};
+use poem_openapi::Object;
+
+/// What the seed's import form asks for.
+#[derive(Object)]
+pub struct CreateRepoBody {
+    /// The Git server address: an http://, https:// or git:// URL.
+    pub url: String,
+    /// Username for the upstream, when it needs one (defaults to `git` when only a token is given).
+    pub username: Option<String>,
+    /// Token or password for the upstream. Stored encrypted; never shown again.
+    pub token: Option<String>,
+    /// The hub owner (user or organization) the repository is created under.
+    pub owner: String,
+    /// The repository's name on the hub; defaults to the last segment of the URL's path.
+    pub name: Option<String>,
+    /// `public` or `private` (default).
+    pub visibility: Option<String>,
+    pub description: Option<String>,
+    /// `mirror` (keep following the upstream) or `migrate` (copy once; the hub becomes the primary).
+    pub mode: Option<String>,
+    /// How often the scheduler syncs a mirror, e.g. `24h` (default), `90m`.
+    pub sync_interval: Option<String>,
+}
+
+impl From<CreateRepoBody> for CreateRepo {
+    fn from(b: CreateRepoBody) -> Self {
+        CreateRepo {
+            url: b.url,
+            username: b.username,
+            token: b.token,
+            owner: b.owner,
+            name: b.name,
+            visibility: b.visibility,
+            description: b.description,
+            mode: b.mode,
+            sync_interval: b.sync_interval,
+        }
+    }
+}
+
+#[derive(Object)]
+pub struct ProgressResource {
+    /// What git is doing, e.g. `receiving objects`.
+    pub phase: String,
+    pub percent: i32,
+}
+
+#[derive(Object)]
+pub struct LastError {
+    pub code: String,
+    pub message: String,
+}
+
+/// A mirrored or migrated repository.
+#[derive(Object)]
+pub struct RepoResource {
+    pub owner: String,
+    pub name: String,
+    /// `mirror` or `migrate`.
+    pub mode: String,
+    /// `public` or `private`.
+    pub visibility: String,
+    pub description: String,
+    /// The upstream's address, never with credentials.
+    pub upstream_url: String,
+    /// Whether credentials for the upstream are stored (they are never shown).
+    pub has_credentials: bool,
+    /// Where to clone the repository from the hub.
+    pub clone_url: String,
+    /// `cloning`, `ready` or `failed`.
+    pub state: String,
+    /// Progress of the running initial copy, or null.
+    pub progress: Option<ProgressResource>,
+    /// The default branch, e.g. `refs/heads/main`.
+    pub head: Option<String>,
+    pub last_sync_at: Option<DateTime<Utc>>,
+    pub last_success_at: Option<DateTime<Utc>>,
+    /// When the scheduler syncs it next (null for migrated repositories).
+    pub next_sync_at: Option<DateTime<Utc>>,
+    pub last_error: Option<LastError>,
+    pub consecutive_failures: i32,
+    pub branches: i64,
+    pub tags: i64,
+    /// e.g. `24h`.
+    pub sync_interval: String,
+    pub created_at: DateTime<Utc>,
+}
+
+impl RepoResource {
+    pub fn new(r: &Repo, public_url: &str) -> Self {
+        let progress = match (&r.progress_phase, r.progress_percent) {
+            (Some(phase), Some(percent)) => Some(ProgressResource { phase: phase.clone(), percent }),
+            _ => None,
+        };
+        let last_error = match (&r.last_error_code, &r.last_error_message) {
+            (Some(code), message) => Some(LastError { code: code.clone(), message: message.clone().unwrap_or_default() }),
+            _ => None,
+        };
+        let sync_interval = SyncInterval::from_secs(r.sync_interval_secs.max(1) as u64).unwrap_or(SyncInterval::DEFAULT).to_string();
+        RepoResource {
+            owner: r.owner.clone(),
+            name: r.name.clone(),
+            mode: r.mode.to_string(),
+            visibility: r.visibility.to_string(),
+            description: r.description.clone(),
+            upstream_url: r.upstream_url.clone(),
+            has_credentials: r.credentials.is_some(),
+            clone_url: format!("{public_url}/{}/{}.git", r.owner, r.name),
+            state: r.state.to_string(),
+            progress,
+            head: r.head_ref.clone(),
+            last_sync_at: r.last_sync_at,
+            last_success_at: r.last_success_at,
+            next_sync_at: r.next_sync_at,
+            last_error,
+            consecutive_failures: r.consecutive_failures,
+            branches: r.branches,
+            tags: r.tags,
+            sync_interval,
+            created_at: r.created_at,
+        }
+    }
+}
+
+#[derive(Object)]
+pub struct RefChangeResource {
+    /// Full ref name, e.g. `refs/heads/main`.
+    #[oai(rename = "ref")]
+    pub ref_name: String,
+    /// Object id before (null when created).
+    pub old: Option<String>,
+    /// Object id after (null when deleted).
+    pub new: Option<String>,
+    /// `created`, `deleted`, `fast_forward` or `forced`.
+    pub kind: String,
+}
+
+/// One sync run and its journal.
+#[derive(Object)]
+pub struct SyncRunResource {
+    pub id: i64,
+    /// `create`, `manual`, `schedule`, `webhook`, `bot` or `recovery`.
+    pub trigger: String,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    /// `running`, `success`, `unchanged` or `failed`.
+    pub outcome: String,
+    pub error: Option<LastError>,
+    pub ref_changes: Vec<RefChangeResource>,
+}
+
+impl From<SyncRun> for SyncRunResource {
+    fn from(run: SyncRun) -> Self {
+        let error = run.error_code.map(|code| LastError { code, message: run.error_message.unwrap_or_default() });
+        SyncRunResource {
+            id: run.id,
+            trigger: run.trigger.to_string(),
+            started_at: run.started_at,
+            finished_at: run.finished_at,
+            outcome: run.outcome.to_string(),
+            error,
+            ref_changes: run
+                .ref_changes
+                .into_iter()
+                .map(|c| RefChangeResource { ref_name: c.name, old: c.old, new: c.new, kind: c.kind.to_string() })
+                .collect(),
+        }
+    }
+}

@@ -1,0 +1,79 @@
+//! Every setting, read once from flags or the environment (and `.env`). `.env.example`
+//! documents each with its default.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+use mirrorhub_core::duration::parse_duration;
+use mirrorhub_core::{AddressPolicy, SyncInterval};
+use secrecy::SecretString;
+
+#[derive(Args, Clone)]
+pub struct ServeArgs {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, env = "MIRRORHUB_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: String,
+    /// Directory for the SQLite database, the encryption key and the bare repositories.
+    #[arg(long, env = "MIRRORHUB_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+    /// `sqlite://…` or `postgres://…`; defaults to SQLite in the data directory.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<SecretString>,
+    /// Base URL users reach the hub at (clone and webhook URLs); defaults to http://<listen>.
+    #[arg(long, env = "MIRRORHUB_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// The admin API token. When unset, one is generated on first start, stored hashed and printed once.
+    #[arg(long, env = "MIRRORHUB_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<SecretString>,
+    /// Base64 of 32 random bytes that encrypt upstream credentials at rest. When unset, a key
+    /// is generated into <data dir>/secret.key.
+    #[arg(long, env = "MIRRORHUB_SECRET_KEY", hide_env_values = true)]
+    pub secret_key: Option<SecretString>,
+    /// Hosts (host or host:port) and networks (CIDR) the hub may reach although they are
+    /// loopback, private or link-local. Comma-separated.
+    #[arg(long, env = "MIRRORHUB_ALLOWED_HOSTS", default_value = "", value_parser = parse_policy)]
+    pub allowed_hosts: AddressPolicy,
+    /// The git program used for transfers.
+    #[arg(long, env = "MIRRORHUB_GIT", default_value = "git")]
+    pub git: PathBuf,
+    /// Longest a clone or sync may take before it is stopped with `timeout`.
+    #[arg(long, env = "MIRRORHUB_SYNC_TIMEOUT", default_value = "1h", value_parser = parse_duration)]
+    pub sync_timeout: Duration,
+    /// Longest the upstream check at creation may take.
+    #[arg(long, env = "MIRRORHUB_PROBE_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub probe_timeout: Duration,
+    /// A transfer slower than this many bytes per second for MIRRORHUB_LOW_SPEED_TIME is stalled.
+    #[arg(long, env = "MIRRORHUB_LOW_SPEED_LIMIT", default_value_t = 1000)]
+    pub low_speed_limit: u32,
+    #[arg(long, env = "MIRRORHUB_LOW_SPEED_TIME", default_value = "60s", value_parser = parse_duration)]
+    pub low_speed_time: Duration,
+    /// Sync interval of new mirrors when none is given.
+    #[arg(long, env = "MIRRORHUB_DEFAULT_SYNC_INTERVAL", default_value = "24h")]
+    pub default_sync_interval: SyncInterval,
+    /// Shortest sync interval a user may choose.
+    #[arg(long, env = "MIRRORHUB_MIN_SYNC_INTERVAL", default_value = "5m")]
+    pub min_sync_interval: SyncInterval,
+    /// Syncs that run at once in this process.
+    #[arg(long, env = "MIRRORHUB_WORKERS", default_value_t = 4)]
+    pub workers: usize,
+    /// How long a claimed sync stays owned without renewal (another replica takes it over after).
+    #[arg(long, env = "MIRRORHUB_SYNC_LEASE", default_value = "30s", value_parser = parse_duration)]
+    pub sync_lease: Duration,
+    /// How often the scheduler looks for due mirrors, and idle workers for queued work.
+    #[arg(long, env = "MIRRORHUB_POLL_INTERVAL", default_value = "5s", value_parser = parse_duration)]
+    pub poll_interval: Duration,
+    /// Largest API request body, in bytes.
+    #[arg(long, env = "MIRRORHUB_MAX_BODY_BYTES", default_value_t = 1 << 20)]
+    pub max_body_bytes: usize,
+    /// On SIGTERM, how long requests and running syncs get to finish.
+    #[arg(long, env = "MIRRORHUB_SHUTDOWN_GRACE", default_value = "30s", value_parser = parse_duration)]
+    pub shutdown_grace: Duration,
+    /// `text` or `json` log lines (filter with RUST_LOG, default `info`).
+    #[arg(long, env = "MIRRORHUB_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    pub log_format: String,
+}
+
+fn parse_policy(s: &str) -> Result<AddressPolicy, String> {
+    AddressPolicy::parse_list(s)
+}

@@ -1,0 +1,239 @@
+//! `mirrorhub serve` and `mirrorhub admin`: everything that opens the database directly.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use clap::Subcommand;
+use mirrorhub_git::{EngineConfig, GitEngine};
+use mirrorhub_hub::{Hub, HubConfig};
+use mirrorhub_server::{AdminAuth, ServerConfig};
+use mirrorhub_store::{SecretKey, Store};
+use poem::listener::{Acceptor, Listener, TcpListener};
+use rand::RngCore;
+use secrecy::ExposeSecret;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::ServeArgs;
+
+const ADMIN_TOKEN_SETTING: &str = "admin_token_sha256";
+
+pub async fn run(args: ServeArgs) -> anyhow::Result<std::process::ExitCode> {
+    init_tracing(&args.log_format);
+    let repos_dir = args.data_dir.join("repos");
+    std::fs::create_dir_all(&repos_dir)
+        .with_context(|| format!("could not create the data directory {}", repos_dir.display()))?;
+    let store = open_store(&args).await?;
+    let admin = admin_auth(&args, store.as_ref()).await?;
+
+    let engine = GitEngine::start(EngineConfig {
+        git_program: args.git.clone(),
+        policy: args.allowed_hosts.clone(),
+        timeout: args.sync_timeout,
+        probe_timeout: args.probe_timeout,
+        low_speed_limit: args.low_speed_limit,
+        low_speed_time: args.low_speed_time,
+    })
+    .await
+    .context("could not start the git engine")?;
+    let hub = Arc::new(Hub::new(
+        store,
+        engine,
+        HubConfig {
+            repos_dir,
+            default_sync_interval: args.default_sync_interval,
+            min_sync_interval: args.min_sync_interval,
+            workers: args.workers,
+            lease: args.sync_lease,
+            poll_interval: args.poll_interval,
+            schedule_tick: args.poll_interval,
+        },
+    ));
+    hub.recover().await.context("could not recover interrupted work")?;
+
+    let acceptor = TcpListener::bind(args.listen.as_str())
+        .into_acceptor()
+        .await
+        .with_context(|| format!("could not listen on {}", args.listen))?;
+    let local = acceptor
+        .local_addr()
+        .into_iter()
+        .find_map(|a| a.as_socket_addr().copied())
+        .context("the listener has no address")?;
+    let public_url = args.public_url.clone().unwrap_or_else(|| format!("http://{local}")).trim_end_matches('/').to_owned();
+    // The one line scripts and tests wait for.
+    println!("mirrorhub listening on http://{local} (public URL {public_url})");
+
+    let shutdown = CancellationToken::new();
+    let mut workers = mirrorhub_hub::worker::spawn(hub.clone(), shutdown.clone());
+    let app = mirrorhub_server::app(hub, ServerConfig { public_url, admin, max_body_bytes: args.max_body_bytes });
+    let signal = {
+        let shutdown = shutdown.clone();
+        async move {
+            wait_for_signal().await;
+            tracing::info!("shutting down: no new syncs are claimed; running ones may finish");
+            shutdown.cancel();
+        }
+    };
+    mirrorhub_server::serve(acceptor, app, signal, args.shutdown_grace).await.context("the HTTP server failed")?;
+    shutdown.cancel();
+    if tokio::time::timeout(args.shutdown_grace, async { while workers.join_next().await.is_some() {} }).await.is_err() {
+        tracing::warn!("running syncs did not finish in time; they are stopped and will run again after the restart");
+        workers.abort_all();
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => return std::future::pending().await,
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+fn init_tracing(format: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn open_store(args: &ServeArgs) -> anyhow::Result<Arc<dyn Store>> {
+    let key = secret_key(args)?;
+    let url = match &args.database_url {
+        Some(url) => url.expose_secret().to_owned(),
+        None => format!("sqlite://{}?mode=rwc", args.data_dir.join("mirrorhub.db").display()),
+    };
+    let backend = url.split(':').next().unwrap_or_default().to_owned();
+    mirrorhub_store::connect(&url, key).await.with_context(|| format!("could not open the {backend} database (DATABASE_URL)"))
+}
+
+/// The key that encrypts upstream credentials: from the environment, or generated once into
+/// the data directory (readable by the hub's user only).
+fn secret_key(args: &ServeArgs) -> anyhow::Result<SecretKey> {
+    if let Some(key) = &args.secret_key {
+        return SecretKey::from_base64(key.expose_secret().trim())
+            .map_err(|_| anyhow::anyhow!("MIRRORHUB_SECRET_KEY must be the base64 of 32 bytes (generate one with `openssl rand -base64 32`)"));
+    }
+    let path = args.data_dir.join("secret.key");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => SecretKey::from_base64(text.trim())
+            .map_err(|_| anyhow::anyhow!("{} is not a valid key (base64 of 32 bytes); restore it from a backup", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let key = SecretKey::generate();
+            write_private(&path, &key.to_base64())?;
+            tracing::warn!(
+                path = %path.display(),
+                "MIRRORHUB_SECRET_KEY is not set: generated a key that encrypts upstream credentials; back it up, without it stored credentials cannot be read"
+            );
+            Ok(key)
+        }
+        Err(e) => Err(e).with_context(|| format!("could not read {}", path.display())),
+    }
+}
+
+fn write_private(path: &Path, content: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path).with_context(|| format!("could not create {}", path.display()))?;
+    file.write_all(content.as_bytes())?;
+    file.sync_all()?;
+    Ok(())
+}
+
+/// The admin token from the environment, or the stored hash of a generated one. A token is
+/// generated (and printed once, to the terminal, never to the log) only on the first start.
+async fn admin_auth(args: &ServeArgs, store: &dyn Store) -> anyhow::Result<AdminAuth> {
+    if let Some(token) = &args.admin_token {
+        let token = token.expose_secret();
+        if token.len() < 16 {
+            bail!("MIRRORHUB_ADMIN_TOKEN is too short: use at least 16 random characters");
+        }
+        return Ok(AdminAuth::from_token(token));
+    }
+    if let Some(hash) = store.get_setting(ADMIN_TOKEN_SETTING).await? {
+        return parse_hash(&hash);
+    }
+    let token = generate_token();
+    let hash = hex(&mirrorhub_server::hash_token(&token));
+    if store.put_setting_if_absent(ADMIN_TOKEN_SETTING, &hash).await? {
+        print_token_once(&token);
+        Ok(AdminAuth::from_token(&token))
+    } else {
+        // Another replica generated one at the same moment: use its token.
+        let stored = store.get_setting(ADMIN_TOKEN_SETTING).await?.context("the admin token setting vanished")?;
+        parse_hash(&stored)
+    }
+}
+
+fn print_token_once(token: &str) {
+    eprintln!(
+        "\n  mirrorhub generated an admin API token (shown only now; only its hash is stored):\n\n      {token}\n\n  Use it as `Authorization: Bearer <token>` (or MIRRORHUB_TOKEN for the CLI).\n  Lost it? Run `mirrorhub admin reset-token`.\n"
+    );
+}
+
+fn parse_hash(hex_text: &str) -> anyhow::Result<AdminAuth> {
+    let bytes: Vec<u8> = (0..hex_text.len())
+        .step_by(2)
+        .map(|i| hex_text.get(i..i + 2).and_then(|b| u8::from_str_radix(b, 16).ok()))
+        .collect::<Option<_>>()
+        .context("the stored admin token hash is corrupt; run `mirrorhub admin reset-token`")?;
+    let hash: [u8; 32] = bytes.try_into().map_err(|_| anyhow::anyhow!("the stored admin token hash has the wrong length; run `mirrorhub admin reset-token`"))?;
+    Ok(AdminAuth::from_hash(hash))
+}
+
+fn generate_token() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    format!("mh_{}", hex(&bytes))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[derive(Subcommand)]
+pub enum AdminCommand {
+    /// Replace the stored admin token with a new one and print it once.
+    ResetToken(Box<ServeArgs>),
+    /// Run the database migrations and exit.
+    Migrate(Box<ServeArgs>),
+}
+
+pub async fn admin(cmd: AdminCommand) -> anyhow::Result<std::process::ExitCode> {
+    match cmd {
+        AdminCommand::ResetToken(args) => {
+            std::fs::create_dir_all(&args.data_dir)?;
+            let store = open_store(&args).await?;
+            let token = generate_token();
+            store.put_setting(ADMIN_TOKEN_SETTING, &hex(&mirrorhub_server::hash_token(&token))).await?;
+            print_token_once(&token);
+            if args.admin_token.is_some() {
+                eprintln!("  note: MIRRORHUB_ADMIN_TOKEN is set, and while it is, it is the token the hub accepts.");
+            }
+        }
+        AdminCommand::Migrate(args) => {
+            std::fs::create_dir_all(&args.data_dir)?;
+            open_store(&args).await?;
+            eprintln!("the database is up to date");
+        }
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}
