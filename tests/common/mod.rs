@@ -1,0 +1,220 @@
+//! Runs the real `mirrorhub` binary on port 0 with a fresh data directory and database,
+//! and talks to it over HTTP like any client.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const TOKEN: &str = "test-admin-token-0123456789";
+
+/// Which database a hub under test uses. Postgres runs only when the environment names a
+/// server (`MIRRORHUB_TEST_POSTGRES_URL`); when it is named but unreachable, the test fails.
+pub enum Db {
+    Sqlite,
+    Postgres,
+}
+
+pub struct TestDb {
+    url: Option<String>,
+    admin_url: Option<String>,
+    name: String,
+}
+
+impl TestDb {
+    /// `None` when the test should not run on this backend here.
+    pub fn create(db: Db) -> Option<TestDb> {
+        match db {
+            Db::Sqlite => Some(TestDb { url: None, admin_url: None, name: String::new() }),
+            Db::Postgres => {
+                let Ok(admin_url) = std::env::var("MIRRORHUB_TEST_POSTGRES_URL") else {
+                    eprintln!("MIRRORHUB_TEST_POSTGRES_URL is not set: the PostgreSQL variant does not run here");
+                    return None;
+                };
+                let name = format!("mirrorhub_e2e_{}", uuid_like());
+                psql(&admin_url, &format!("CREATE DATABASE {name}"));
+                let (base, _) = admin_url.rsplit_once('/').expect("postgres URL with a database");
+                Some(TestDb { url: Some(format!("{base}/{name}")), admin_url: Some(admin_url), name })
+            }
+        }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Some(admin) = &self.admin_url {
+            let _ = Command::new("psql").arg(admin).arg("-qc").arg(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)).output();
+        }
+    }
+}
+
+fn psql(url: &str, sql: &str) {
+    let out = Command::new("psql").arg(url).arg("-qc").arg(sql).output().expect("run psql");
+    assert!(out.status.success(), "psql {sql}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+fn uuid_like() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos());
+    h.write_u32(std::process::id());
+    format!("{:016x}", h.finish())
+}
+
+pub struct Hub {
+    child: Option<Child>,
+    pub base: String,
+    pub data_dir: PathBuf,
+    _dir: Option<tempfile::TempDir>,
+    pub log: PathBuf,
+    db_url: Option<String>,
+    extra_env: Vec<(String, String)>,
+    http: reqwest::Client,
+}
+
+impl Hub {
+    pub async fn start(db: &TestDb, extra_env: &[(&str, &str)]) -> Hub {
+        let dir = tempfile::Builder::new().prefix("mirrorhub-e2e").tempdir().unwrap();
+        let data_dir = dir.path().join("data");
+        let log = dir.path().join("hub.log");
+        let extra_env = extra_env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let mut hub = Hub {
+            child: None,
+            base: String::new(),
+            data_dir,
+            _dir: Some(dir),
+            log,
+            db_url: db.url.clone(),
+            extra_env,
+            http: reqwest::Client::new(),
+        };
+        hub.spawn();
+        hub
+    }
+
+    /// (Re)starts the process on the same data directory and database.
+    pub fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_mirrorhub"));
+        cmd.arg("serve")
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("MIRRORHUB_LISTEN", "127.0.0.1:0")
+            .env("MIRRORHUB_DATA_DIR", &self.data_dir)
+            .env("MIRRORHUB_ADMIN_TOKEN", TOKEN)
+            .env("MIRRORHUB_ALLOWED_HOSTS", "127.0.0.1")
+            .env("MIRRORHUB_POLL_INTERVAL", "1s")
+            .env("MIRRORHUB_PROBE_TIMEOUT", "10s")
+            .env("RUST_LOG", "info,mirrorhub=debug")
+            .stdout(Stdio::piped())
+            .stderr(log);
+        if let Some(url) = &self.db_url {
+            cmd.env("DATABASE_URL", url);
+        }
+        for (k, v) in &self.extra_env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("start mirrorhub");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(rest) = line.strip_prefix("mirrorhub listening on ") {
+                    let _ = tx.send(rest.split_whitespace().next().unwrap_or_default().to_owned());
+                }
+            }
+        });
+        self.base = rx.recv_timeout(Duration::from_secs(60)).unwrap_or_else(|_| panic!("hub did not start; log:\n{}", self.log_text()));
+        self.child = Some(child);
+    }
+
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap(); // SIGKILL
+            child.wait().unwrap();
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn repo_dir(&self, id: i64) -> PathBuf {
+        self.data_dir.join("repos").join(format!("{id}.git"))
+    }
+
+    pub async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        self.call_with_token(method, path, body, Some(TOKEN)).await
+    }
+
+    pub async fn call_with_token(&self, method: reqwest::Method, path: &str, body: Option<Value>, token: Option<&str>) -> (u16, Value) {
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.expect("request to the hub");
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        let json = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text}")) };
+        (status, json)
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        self.call(reqwest::Method::GET, path, None).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        self.call(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    /// Waits until the repository's newest run is newer than `after_run` and finished; returns
+    /// (repo, newest run). Bounded, so a broken hub fails the test instead of hanging it.
+    pub async fn wait_for_run(&self, repo: &str, after_run: Option<i64>) -> (Value, Value) {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let (status, runs) = self.get(&format!("/api/v1/repos/{repo}/syncs?limit=1")).await;
+            assert_eq!(status, 200, "{runs}");
+            let run = runs[0].clone();
+            if run["id"].as_i64().is_some_and(|id| Some(id) > after_run) && !run["finished_at"].is_null() {
+                let (_, r) = self.get(&format!("/api/v1/repos/{repo}")).await;
+                if r["state"] != "cloning" {
+                    return (r, run);
+                }
+            }
+            assert!(Instant::now() < deadline, "no finished run for {repo}; log:\n{}", self.log_text());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub async fn latest_run_id(&self, repo: &str) -> Option<i64> {
+        let (_, runs) = self.get(&format!("/api/v1/repos/{repo}/syncs?limit=1")).await;
+        runs[0]["id"].as_i64()
+    }
+}
+
+impl Drop for Hub {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// `git for-each-ref` over branches and tags, the definition of "exactly equal".
+pub fn refs(repo: &Path) -> String {
+    mirrorhub_testkit::for_each_ref(repo)
+}
+
+pub fn symbolic_head(repo: &Path) -> String {
+    mirrorhub_testkit::git(repo, ["symbolic-ref", "HEAD"]).trim().to_owned()
+}
+
+pub fn fsck(repo: &Path) {
+    let out = mirrorhub_testkit::try_git(repo, ["fsck", "--full", "--strict"]);
+    assert!(out.status.success(), "git fsck failed: {}", String::from_utf8_lossy(&out.stderr));
+}
