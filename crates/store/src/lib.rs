@@ -1,1 +1,378 @@
+//! mirrorhub's storage: the [`Store`] trait, its SQLite and PostgreSQL implementations, and
+//! the durable sync queue.
+//!
+//! The rest of the program sees only [`Store`] (as `Arc<dyn Store>`, made by [`connect`]) and
+//! the domain types of `mirrorhub_core`. Upstream credentials are encrypted at rest here, with
+//! the [`SecretKey`] given to [`connect`]; nothing outside this crate handles ciphertext.
+//!
+//! Invariants the implementations keep, and the conformance suite (`tests/conformance.rs`)
+//! checks against both backends:
+//! - owner/name is unique regardless of ASCII case;
+//! - at most one *pending* (unclaimed) job per repository, so sync requests coalesce;
+//! - a job is handed to a worker only while no other job of the same repository holds a live
+//!   lease, also with many claimers in several processes;
+//! - a finished run, its journal of ref changes and the repository's status change together
+//!   (one transaction).
 
+#![forbid(unsafe_code)]
+
+mod crypto;
+mod postgres;
+mod sqlite;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, TimeDelta, Utc};
+use mirrorhub_core::{
+    Credentials, Mode, Outcome, OwnerName, RefChange, RefChangeKind, RepoName, RepoState, Trigger,
+    Visibility,
+};
+
+pub use crypto::{CryptoError, SecretKey};
+
+/// The error code recorded on runs that were still running when the hub stopped.
+pub const INTERRUPTED_CODE: &str = "interrupted";
+/// The message recorded on runs that were still running when the hub stopped.
+pub const INTERRUPTED_MESSAGE: &str = "the hub stopped during this sync; it was run again";
+
+/// What went wrong in the store. "Taken" ([`StoreError::Conflict`]) and "missing"
+/// ([`StoreError::NotFound`]) are answers a caller can act on; the other variants mean the store
+/// is broken or misconfigured.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A uniqueness rule refused the write, e.g. the owner/name is taken.
+    #[error("a record with the same key exists already")]
+    Conflict,
+    /// The record (or the record it refers to) does not exist.
+    #[error("no such record")]
+    NotFound,
+    /// The database failed or could not be reached.
+    #[error("the database failed")]
+    Database(#[source] sqlx::Error),
+    /// The schema migrations could not be applied.
+    #[error("the database schema could not be migrated")]
+    Migrate(#[source] sqlx::migrate::MigrateError),
+    /// Credentials could not be encrypted or decrypted (a wrong key, or damaged data).
+    #[error(transparent)]
+    Crypto(#[from] CryptoError),
+    /// The database holds a value this version of mirrorhub does not understand.
+    #[error("the database holds a value this version cannot read: {0}")]
+    Corrupt(String),
+    /// The caller passed a value the store cannot record.
+    #[error("invalid argument: {0}")]
+    Invalid(&'static str),
+    /// The database URL names no backend the store knows. Carries only the scheme, never the
+    /// URL (it may contain a password).
+    #[error("unsupported database URL scheme {0:?}: use sqlite:PATH or postgres://...")]
+    UnsupportedUrl(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        if let sqlx::Error::Database(db) = &e {
+            if db.is_unique_violation() {
+                return StoreError::Conflict;
+            }
+            if db.is_foreign_key_violation() {
+                return StoreError::NotFound;
+            }
+        }
+        StoreError::Database(e)
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for StoreError {
+    fn from(e: sqlx::migrate::MigrateError) -> Self {
+        StoreError::Migrate(e)
+    }
+}
+
+/// A repository to create.
+#[derive(Debug, Clone)]
+pub struct NewRepo {
+    pub owner: OwnerName,
+    pub name: RepoName,
+    pub mode: Mode,
+    pub visibility: Visibility,
+    pub description: String,
+    /// Normalised, without credentials (`UpstreamUrl`'s `Display`).
+    pub upstream_url: String,
+    pub credentials: Option<Credentials>,
+    pub sync_interval_secs: i64,
+}
+
+/// A repository as stored. `Debug` shows no secret (`Credentials` redacts its own).
+#[derive(Debug, Clone)]
+pub struct Repo {
+    pub id: i64,
+    pub owner: String,
+    pub name: String,
+    pub mode: Mode,
+    pub visibility: Visibility,
+    pub description: String,
+    pub upstream_url: String,
+    pub credentials: Option<Credentials>,
+    pub state: RepoState,
+    pub progress_phase: Option<String>,
+    pub progress_percent: Option<i32>,
+    pub sync_interval_secs: i64,
+    pub last_sync_at: Option<DateTime<Utc>>,
+    pub last_success_at: Option<DateTime<Utc>>,
+    pub next_sync_at: Option<DateTime<Utc>>,
+    pub last_error_code: Option<String>,
+    pub last_error_message: Option<String>,
+    pub consecutive_failures: i32,
+    pub branches: i64,
+    pub tags: i64,
+    pub head_ref: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A claimed job: the worker that claimed it holds its lease.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Job {
+    pub id: i64,
+    pub repo_id: i64,
+    pub trigger: Trigger,
+    /// How many times the job has been claimed, this claim included.
+    pub attempts: i32,
+}
+
+/// What a finished sync reports to [`Store::finish_run`].
+#[derive(Debug, Clone)]
+pub struct SyncResult {
+    pub finished_at: DateTime<Utc>,
+    /// `Success`, `Unchanged` or `Failed`; `Running` is refused.
+    pub outcome: Outcome,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+    /// Recorded in this order and listed back in this order.
+    pub ref_changes: Vec<RefChange>,
+    /// Recorded on the repository only on success.
+    pub branches: i64,
+    pub tags: i64,
+    pub head_ref: Option<String>,
+    pub next_sync_at: Option<DateTime<Utc>>,
+}
+
+/// One sync of a repository, with its journal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncRun {
+    pub id: i64,
+    pub repo_id: i64,
+    pub trigger: Trigger,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub outcome: Outcome,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+    pub ref_changes: Vec<RefChange>,
+}
+
+/// mirrorhub's storage. Both implementations pass the same conformance suite.
+///
+/// Time is always passed in (`now`), never read from the clock, so that schedules and leases
+/// can be tested without waiting.
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// Whether the database answers (readiness).
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Creates a repository in state `cloning`. [`StoreError::Conflict`] if the owner/name is
+    /// taken, in any case.
+    async fn create_repo(&self, new: NewRepo, now: DateTime<Utc>) -> Result<Repo, StoreError>;
+    /// Looks a repository up by owner/name, ignoring ASCII case.
+    async fn get_repo(&self, owner: &str, name: &str) -> Result<Option<Repo>, StoreError>;
+    async fn get_repo_by_id(&self, id: i64) -> Result<Option<Repo>, StoreError>;
+    /// All repositories, ordered by owner then name (ignoring case).
+    async fn list_repos(&self) -> Result<Vec<Repo>, StoreError>;
+    /// Deletes a repository with its jobs, runs and their journals. `false` if there was none.
+    async fn delete_repo(&self, id: i64) -> Result<bool, StoreError>;
+    /// Records how far the running sync is. [`StoreError::NotFound`] if there is no such repo.
+    async fn set_progress(
+        &self,
+        id: i64,
+        phase: Option<&str>,
+        percent: Option<i32>,
+    ) -> Result<(), StoreError>;
+
+    /// Asks for a sync of the repository no earlier than `run_after`. `true` if a new job was
+    /// queued; `false` if the request was folded into the repository's pending job, which
+    /// then runs at the earlier of the two times (and takes the trigger of the earlier one).
+    /// [`StoreError::NotFound`] if there is no such repository.
+    async fn enqueue_sync(
+        &self,
+        repo_id: i64,
+        trigger: Trigger,
+        run_after: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+    /// Claims the oldest due job (`run_after <= now`) that is pending or whose lease has
+    /// expired, among repositories where no other job holds a live lease. The claim lasts
+    /// until `now + lease`; `attempts` counts this claim.
+    async fn claim_job(
+        &self,
+        worker: &str,
+        now: DateTime<Utc>,
+        lease: Duration,
+    ) -> Result<Option<Job>, StoreError>;
+    /// Extends the lease to `now + lease`. `false` if the job is no longer this worker's
+    /// (another took it over, or it is gone).
+    async fn renew_lease(
+        &self,
+        job_id: i64,
+        worker: &str,
+        now: DateTime<Utc>,
+        lease: Duration,
+    ) -> Result<bool, StoreError>;
+    /// Removes a finished job. Does nothing if the job is no longer this worker's.
+    async fn complete_job(&self, job_id: i64, worker: &str) -> Result<(), StoreError>;
+    /// Puts a job back in the queue to run after `run_after` (keeping its attempts). If the
+    /// repository has a pending job already, this one is dropped instead (coalesced). Does
+    /// nothing if the job is no longer this worker's.
+    async fn release_job(
+        &self,
+        job_id: i64,
+        worker: &str,
+        run_after: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+    /// At start-up of a single-process hub (SQLite): every claim is stale, put them all back
+    /// (coalescing per repository). Returns how many claims were released or folded. On
+    /// PostgreSQL other replicas' leases are live: a no-op returning 0.
+    async fn release_all_claims(&self) -> Result<u64, StoreError>;
+    /// Queues a `schedule` job, to run at `now`, for up to `limit` mirrors whose
+    /// `next_sync_at <= now` (oldest first) and that have no job at all (neither pending nor
+    /// claimed: a running sync will set the next time itself). Returns how many were queued.
+    async fn enqueue_due(&self, now: DateTime<Utc>, limit: i64) -> Result<u64, StoreError>;
+
+    /// Records the start of a sync (outcome `running`) and sets the repository's
+    /// `last_sync_at`. Returns the run's id.
+    async fn start_run(
+        &self,
+        repo_id: i64,
+        trigger: Trigger,
+        now: DateTime<Utc>,
+    ) -> Result<i64, StoreError>;
+    /// Marks the repository's runs still `running` as failed with [`INTERRUPTED_CODE`].
+    async fn fail_interrupted_runs(
+        &self,
+        repo_id: i64,
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError>;
+    /// Records the end of a run, its journal and the repository's new status, in one
+    /// transaction. On `Success`/`Unchanged` the repository becomes `ready` with the counts,
+    /// head and `next_sync_at` given, and its error and failure count are cleared. On `Failed`
+    /// its error is set and the failure count goes up; a `cloning` repository becomes
+    /// `failed`, a `ready` one stays `ready`. Progress is cleared either way.
+    async fn finish_run(
+        &self,
+        run_id: i64,
+        repo_id: i64,
+        result: &SyncResult,
+    ) -> Result<(), StoreError>;
+    /// The repository's latest runs, newest first, each with its journal.
+    async fn list_runs(&self, repo_id: i64, limit: i64) -> Result<Vec<SyncRun>, StoreError>;
+    /// How many of the repository's runs are `running`.
+    async fn running_count(&self, repo_id: i64) -> Result<i64, StoreError>;
+
+    async fn get_setting(&self, key: &str) -> Result<Option<String>, StoreError>;
+    /// Stores the value unless the key has one. `true` if this call stored it.
+    async fn put_setting_if_absent(&self, key: &str, value: &str) -> Result<bool, StoreError>;
+    async fn put_setting(&self, key: &str, value: &str) -> Result<(), StoreError>;
+}
+
+/// Opens the database named by the URL (`sqlite:PATH`, `sqlite::memory:`, `postgres://...`
+/// or `postgresql://...`), applies the migrations, and checks that `key` is the key the
+/// database's credentials were encrypted with ([`CryptoError::WrongKey`] otherwise).
+pub async fn connect(database_url: &str, key: SecretKey) -> Result<Arc<dyn Store>, StoreError> {
+    let store: Arc<dyn Store> = if database_url.starts_with("sqlite:") {
+        Arc::new(sqlite::SqliteStore::connect(database_url, key.clone()).await?)
+    } else if database_url.starts_with("postgres://") || database_url.starts_with("postgresql://") {
+        Arc::new(postgres::PgStore::connect(database_url, key.clone()).await?)
+    } else {
+        let scheme = database_url.split_once(':').map_or("", |(s, _)| s);
+        return Err(StoreError::UnsupportedUrl(
+            scheme.chars().take(20).collect(),
+        ));
+    };
+    check_key(store.as_ref(), &key).await?;
+    Ok(store)
+}
+
+/// The setting that holds a value sealed with the store's key, to detect a wrong key at
+/// start-up rather than at the first repository with credentials.
+const KEY_CHECK_SETTING: &str = "mirrorhub.store.key_check";
+
+async fn check_key(store: &dyn Store, key: &SecretKey) -> Result<(), StoreError> {
+    let sealed = match store.get_setting(KEY_CHECK_SETTING).await? {
+        Some(v) => v,
+        None => {
+            let fresh = key.seal_check_value()?;
+            if store
+                .put_setting_if_absent(KEY_CHECK_SETTING, &fresh)
+                .await?
+            {
+                return Ok(());
+            }
+            store
+                .get_setting(KEY_CHECK_SETTING)
+                .await?
+                .ok_or(StoreError::NotFound)?
+        }
+    };
+    key.verify_check_value(&sealed)?;
+    Ok(())
+}
+
+// ---- helpers shared by both backends ------------------------------------------------------
+
+fn parse_text<T>(what: &str, text: &str, parse: fn(&str) -> Option<T>) -> Result<T, StoreError> {
+    parse(text).ok_or_else(|| StoreError::Corrupt(format!("unknown {what} {text:?}")))
+}
+
+fn parse_mode(s: &str) -> Result<Mode, StoreError> {
+    parse_text("mode", s, Mode::parse)
+}
+
+fn parse_visibility(s: &str) -> Result<Visibility, StoreError> {
+    parse_text("visibility", s, Visibility::parse)
+}
+
+fn parse_state(s: &str) -> Result<RepoState, StoreError> {
+    parse_text("repository state", s, RepoState::parse)
+}
+
+fn parse_trigger(s: &str) -> Result<Trigger, StoreError> {
+    parse_text("trigger", s, Trigger::parse)
+}
+
+fn parse_outcome(s: &str) -> Result<Outcome, StoreError> {
+    parse_text("outcome", s, Outcome::parse)
+}
+
+fn parse_kind(s: &str) -> Result<RefChangeKind, StoreError> {
+    parse_text("ref change kind", s, RefChangeKind::parse)
+}
+
+/// `now + lease`, refusing leases that do not fit in a date.
+fn lease_end(now: DateTime<Utc>, lease: Duration) -> Result<DateTime<Utc>, StoreError> {
+    TimeDelta::from_std(lease)
+        .ok()
+        .and_then(|d| now.checked_add_signed(d))
+        .ok_or(StoreError::Invalid("lease is too long"))
+}
+
+/// A run can only be finished with a final outcome.
+fn check_final(outcome: Outcome) -> Result<(), StoreError> {
+    if outcome == Outcome::Running {
+        return Err(StoreError::Invalid(
+            "a run cannot finish with outcome running",
+        ));
+    }
+    Ok(())
+}
+
+/// How many rows a multi-row INSERT of the journal carries (6 bound values each): well under
+/// both backends' limits on bound parameters.
+const REF_CHANGES_PER_INSERT: usize = 1000;

@@ -1,0 +1,596 @@
+//! The PostgreSQL store, for several hub replicas sharing one database. Workers of all
+//! replicas claim from the same queue with `FOR UPDATE SKIP LOCKED`, and serialise on the
+//! repository's row before taking a lease, so one repository is never synced twice at once.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use mirrorhub_core::{Outcome, RefChange, RepoState, Trigger};
+use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
+use sqlx::{Postgres, QueryBuilder, Row};
+
+use crate::{
+    check_final, lease_end, parse_kind, parse_mode, parse_outcome, parse_state, parse_trigger,
+    parse_visibility, Job, NewRepo, Repo, SecretKey, Store, StoreError, SyncResult, SyncRun,
+    INTERRUPTED_CODE, INTERRUPTED_MESSAGE, REF_CHANGES_PER_INSERT,
+};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
+
+/// How many candidates one claim looks at when it loses races for their repositories.
+const CLAIM_CANDIDATES: usize = 8;
+/// How often a claim is retried after PostgreSQL aborted it to break a deadlock.
+const CLAIM_RETRIES: usize = 3;
+
+const REPO_COLUMNS: &str = "id, owner, name, mode, visibility, description, upstream_url, credentials, state, \
+     progress_phase, progress_percent, sync_interval_secs, last_sync_at, last_success_at, next_sync_at, \
+     last_error_code, last_error_message, consecutive_failures, branches, tags, head_ref, created_at";
+
+pub(crate) struct PgStore {
+    pool: PgPool,
+    key: SecretKey,
+}
+
+/// Whether PostgreSQL aborted the transaction to break a deadlock or a serialisation
+/// conflict, so that running it again can succeed.
+fn is_retryable(e: &StoreError) -> bool {
+    match e {
+        StoreError::Database(sqlx::Error::Database(db)) => {
+            matches!(db.code().as_deref(), Some("40P01" | "40001"))
+        }
+        _ => false,
+    }
+}
+
+impl PgStore {
+    pub(crate) async fn connect(url: &str, key: SecretKey) -> Result<Self, StoreError> {
+        let pool = PgPoolOptions::new().connect(url).await?;
+        // sqlx holds an advisory lock while migrating: replicas starting together are safe.
+        MIGRATOR.run(&pool).await?;
+        tracing::debug!(backend = "postgres", "store ready");
+        Ok(Self { pool, key })
+    }
+
+    fn repo_from_row(&self, row: &PgRow) -> Result<Repo, StoreError> {
+        let credentials: Option<Vec<u8>> = row.try_get("credentials")?;
+        Ok(Repo {
+            id: row.try_get("id")?,
+            owner: row.try_get("owner")?,
+            name: row.try_get("name")?,
+            mode: parse_mode(row.try_get("mode")?)?,
+            visibility: parse_visibility(row.try_get("visibility")?)?,
+            description: row.try_get("description")?,
+            upstream_url: row.try_get("upstream_url")?,
+            credentials: credentials
+                .map(|c| self.key.open_credentials(&c))
+                .transpose()?,
+            state: parse_state(row.try_get("state")?)?,
+            progress_phase: row.try_get("progress_phase")?,
+            progress_percent: row.try_get("progress_percent")?,
+            sync_interval_secs: row.try_get("sync_interval_secs")?,
+            last_sync_at: row.try_get("last_sync_at")?,
+            last_success_at: row.try_get("last_success_at")?,
+            next_sync_at: row.try_get("next_sync_at")?,
+            last_error_code: row.try_get("last_error_code")?,
+            last_error_message: row.try_get("last_error_message")?,
+            consecutive_failures: row.try_get("consecutive_failures")?,
+            branches: row.try_get("branches")?,
+            tags: row.try_get("tags")?,
+            head_ref: row.try_get("head_ref")?,
+            created_at: row.try_get("created_at")?,
+        })
+    }
+
+    /// One claiming transaction. Candidates whose repository turns out to be leased by a
+    /// concurrent claim are skipped, up to [`CLAIM_CANDIDATES`] of them.
+    async fn try_claim(
+        &self,
+        worker: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Option<Job>, StoreError> {
+        let mut skipped: Vec<i64> = Vec::new();
+        for _ in 0..CLAIM_CANDIDATES {
+            let mut tx = self.pool.begin().await?;
+            let candidate: Option<(i64, i64)> = sqlx::query_as(
+                "SELECT j.id, j.repo_id FROM sync_jobs j \
+                 WHERE j.run_after <= $1 \
+                   AND (j.claimed_by IS NULL OR j.lease_until <= $1) \
+                   AND NOT EXISTS ( \
+                       SELECT 1 FROM sync_jobs o \
+                       WHERE o.repo_id = j.repo_id AND o.id <> j.id \
+                         AND o.claimed_by IS NOT NULL AND o.lease_until > $1) \
+                   AND j.repo_id <> ALL($2) \
+                 ORDER BY j.run_after, j.id \
+                 LIMIT 1 \
+                 FOR UPDATE OF j SKIP LOCKED",
+            )
+            .bind(now)
+            .bind(&skipped)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some((job_id, repo_id)) = candidate else {
+                tx.commit().await?;
+                return Ok(None);
+            };
+
+            // Serialise the claimers of this repository, then look again with what they
+            // committed. NO KEY UPDATE: the lock does not hold up foreign-key checks of
+            // concurrent inserts (enqueue_sync), which take KEY SHARE.
+            let repo_locked: Option<i64> =
+                sqlx::query_scalar("SELECT id FROM repos WHERE id = $1 FOR NO KEY UPDATE")
+                    .bind(repo_id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            let leased_elsewhere: bool = sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM sync_jobs \
+                 WHERE repo_id = $1 AND id <> $2 AND claimed_by IS NOT NULL AND lease_until > $3)",
+            )
+            .bind(repo_id)
+            .bind(job_id)
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await?;
+            if repo_locked.is_none() || leased_elsewhere {
+                tx.rollback().await?;
+                skipped.push(repo_id);
+                continue;
+            }
+
+            let row = sqlx::query(
+                "UPDATE sync_jobs SET claimed_by = $2, lease_until = $3, attempts = attempts + 1 \
+                 WHERE id = $1 RETURNING id, repo_id, trigger, attempts",
+            )
+            .bind(job_id)
+            .bind(worker)
+            .bind(until)
+            .fetch_one(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            return Ok(Some(Job {
+                id: row.try_get("id")?,
+                repo_id: row.try_get("repo_id")?,
+                trigger: parse_trigger(row.try_get("trigger")?)?,
+                attempts: row.try_get("attempts")?,
+            }));
+        }
+        Ok(None)
+    }
+}
+
+#[async_trait]
+impl Store for PgStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn create_repo(&self, new: NewRepo, now: DateTime<Utc>) -> Result<Repo, StoreError> {
+        let credentials = new
+            .credentials
+            .as_ref()
+            .map(|c| self.key.seal_credentials(c))
+            .transpose()?;
+        let sql = format!(
+            "INSERT INTO repos (owner, name, mode, visibility, description, upstream_url, credentials, state, \
+             sync_interval_secs, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING {REPO_COLUMNS}"
+        );
+        let row = sqlx::query(&sql)
+            .bind(new.owner.as_str())
+            .bind(new.name.as_str())
+            .bind(new.mode.as_str())
+            .bind(new.visibility.as_str())
+            .bind(&new.description)
+            .bind(&new.upstream_url)
+            .bind(credentials)
+            .bind(RepoState::Cloning.as_str())
+            .bind(new.sync_interval_secs)
+            .bind(now)
+            .fetch_one(&self.pool)
+            .await?;
+        self.repo_from_row(&row)
+    }
+
+    async fn get_repo(&self, owner: &str, name: &str) -> Result<Option<Repo>, StoreError> {
+        let sql = format!(
+            "SELECT {REPO_COLUMNS} FROM repos WHERE owner_key = lower($1) AND name_key = lower($2)"
+        );
+        let row = sqlx::query(&sql)
+            .bind(owner)
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| self.repo_from_row(&r)).transpose()
+    }
+
+    async fn get_repo_by_id(&self, id: i64) -> Result<Option<Repo>, StoreError> {
+        let sql = format!("SELECT {REPO_COLUMNS} FROM repos WHERE id = $1");
+        let row = sqlx::query(&sql)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| self.repo_from_row(&r)).transpose()
+    }
+
+    async fn list_repos(&self) -> Result<Vec<Repo>, StoreError> {
+        let sql = format!("SELECT {REPO_COLUMNS} FROM repos ORDER BY owner_key, name_key");
+        let rows = sqlx::query(&sql).fetch_all(&self.pool).await?;
+        rows.iter().map(|r| self.repo_from_row(r)).collect()
+    }
+
+    async fn delete_repo(&self, id: i64) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM repos WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn set_progress(
+        &self,
+        id: i64,
+        phase: Option<&str>,
+        percent: Option<i32>,
+    ) -> Result<(), StoreError> {
+        let done = sqlx::query(
+            "UPDATE repos SET progress_phase = $1, progress_percent = $2 WHERE id = $3",
+        )
+        .bind(phase)
+        .bind(percent)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn enqueue_sync(
+        &self,
+        repo_id: i64,
+        trigger: Trigger,
+        run_after: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        // xmax is 0 on a freshly inserted row version, and the updater's id on an updated one.
+        let inserted: bool = sqlx::query_scalar(
+            "INSERT INTO sync_jobs (repo_id, trigger, run_after, created_at) VALUES ($1, $2, $3, now()) \
+             ON CONFLICT (repo_id) WHERE claimed_by IS NULL DO UPDATE SET \
+                 trigger = CASE WHEN EXCLUDED.run_after < sync_jobs.run_after THEN EXCLUDED.trigger ELSE sync_jobs.trigger END, \
+                 run_after = LEAST(sync_jobs.run_after, EXCLUDED.run_after) \
+             RETURNING (xmax = 0)",
+        )
+        .bind(repo_id)
+        .bind(trigger.as_str())
+        .bind(run_after)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(inserted)
+    }
+
+    async fn claim_job(
+        &self,
+        worker: &str,
+        now: DateTime<Utc>,
+        lease: Duration,
+    ) -> Result<Option<Job>, StoreError> {
+        let until = lease_end(now, lease)?;
+        let mut tries = 0;
+        loop {
+            match self.try_claim(worker, now, until).await {
+                Err(e) if is_retryable(&e) && tries < CLAIM_RETRIES => tries += 1,
+                other => return other,
+            }
+        }
+    }
+
+    async fn renew_lease(
+        &self,
+        job_id: i64,
+        worker: &str,
+        now: DateTime<Utc>,
+        lease: Duration,
+    ) -> Result<bool, StoreError> {
+        let until = lease_end(now, lease)?;
+        let done =
+            sqlx::query("UPDATE sync_jobs SET lease_until = $1 WHERE id = $2 AND claimed_by = $3")
+                .bind(until)
+                .bind(job_id)
+                .bind(worker)
+                .execute(&self.pool)
+                .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn complete_job(&self, job_id: i64, worker: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM sync_jobs WHERE id = $1 AND claimed_by = $2")
+            .bind(job_id)
+            .bind(worker)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn release_job(
+        &self,
+        job_id: i64,
+        worker: &str,
+        run_after: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let released = sqlx::query(
+            "UPDATE sync_jobs SET claimed_by = NULL, lease_until = NULL, run_after = $1 \
+             WHERE id = $2 AND claimed_by = $3 \
+               AND NOT EXISTS (SELECT 1 FROM sync_jobs p WHERE p.repo_id = sync_jobs.repo_id AND p.claimed_by IS NULL)",
+        )
+        .bind(run_after)
+        .bind(job_id)
+        .bind(worker)
+        .execute(&self.pool)
+        .await;
+        match released.map_err(StoreError::from) {
+            Ok(done) if done.rows_affected() == 1 => return Ok(()),
+            // Not ours, or the repository has a pending job (perhaps one queued just now,
+            // which the unique index reports as a conflict): fold this one away.
+            Ok(_) | Err(StoreError::Conflict) => {}
+            Err(e) => return Err(e),
+        }
+        sqlx::query("DELETE FROM sync_jobs WHERE id = $1 AND claimed_by = $2")
+            .bind(job_id)
+            .bind(worker)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn release_all_claims(&self) -> Result<u64, StoreError> {
+        // Other replicas may hold live leases; expired ones are taken over by claim_job.
+        Ok(0)
+    }
+
+    async fn enqueue_due(&self, now: DateTime<Utc>, limit: i64) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "INSERT INTO sync_jobs (repo_id, trigger, run_after, created_at) \
+             SELECT r.id, $1, $2, now() FROM repos r \
+             WHERE r.mode = 'mirror' AND r.next_sync_at <= $2 \
+               AND NOT EXISTS (SELECT 1 FROM sync_jobs j WHERE j.repo_id = r.id) \
+             ORDER BY r.next_sync_at, r.id \
+             LIMIT $3 \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(Trigger::Schedule.as_str())
+        .bind(now)
+        .bind(limit.max(0))
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn start_run(
+        &self,
+        repo_id: i64,
+        trigger: Trigger,
+        now: DateTime<Utc>,
+    ) -> Result<i64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let id: i64 =
+            sqlx::query_scalar("INSERT INTO sync_runs (repo_id, trigger, started_at, outcome) VALUES ($1, $2, $3, $4) RETURNING id")
+                .bind(repo_id)
+                .bind(trigger.as_str())
+                .bind(now)
+                .bind(Outcome::Running.as_str())
+                .fetch_one(&mut *tx)
+                .await?;
+        sqlx::query("UPDATE repos SET last_sync_at = $1 WHERE id = $2")
+            .bind(now)
+            .bind(repo_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    async fn fail_interrupted_runs(
+        &self,
+        repo_id: i64,
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "UPDATE sync_runs SET outcome = $1, finished_at = $2, error_code = $3, error_message = $4 \
+             WHERE repo_id = $5 AND outcome = $6",
+        )
+        .bind(Outcome::Failed.as_str())
+        .bind(now)
+        .bind(INTERRUPTED_CODE)
+        .bind(INTERRUPTED_MESSAGE)
+        .bind(repo_id)
+        .bind(Outcome::Running.as_str())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn finish_run(
+        &self,
+        run_id: i64,
+        repo_id: i64,
+        result: &SyncResult,
+    ) -> Result<(), StoreError> {
+        check_final(result.outcome)?;
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(
+            "UPDATE sync_runs SET finished_at = $1, outcome = $2, error_code = $3, error_message = $4 \
+             WHERE id = $5 AND repo_id = $6",
+        )
+        .bind(result.finished_at)
+        .bind(result.outcome.as_str())
+        .bind(&result.error_code)
+        .bind(&result.error_message)
+        .bind(run_id)
+        .bind(repo_id)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+
+        for (chunk_no, chunk) in result
+            .ref_changes
+            .chunks(REF_CHANGES_PER_INSERT)
+            .enumerate()
+        {
+            let mut insert =
+                QueryBuilder::<Postgres>::new("INSERT INTO sync_ref_changes (run_id, position, ref_name, old_oid, new_oid, kind) ");
+            insert.push_values(chunk.iter().enumerate(), |mut b, (i, change)| {
+                let position =
+                    i32::try_from(chunk_no * REF_CHANGES_PER_INSERT + i).unwrap_or(i32::MAX);
+                b.push_bind(run_id)
+                    .push_bind(position)
+                    .push_bind(&change.name)
+                    .push_bind(&change.old)
+                    .push_bind(&change.new)
+                    .push_bind(change.kind.as_str());
+            });
+            insert.build().execute(&mut *tx).await?;
+        }
+
+        let updated = if result.outcome == Outcome::Failed {
+            sqlx::query(
+                "UPDATE repos SET last_error_code = $1, last_error_message = $2, \
+                 consecutive_failures = consecutive_failures + 1, \
+                 state = CASE WHEN state = $3 THEN $4 ELSE state END, \
+                 progress_phase = NULL, progress_percent = NULL, next_sync_at = $5 \
+                 WHERE id = $6",
+            )
+            .bind(&result.error_code)
+            .bind(&result.error_message)
+            .bind(RepoState::Cloning.as_str())
+            .bind(RepoState::Failed.as_str())
+            .bind(result.next_sync_at)
+            .bind(repo_id)
+            .execute(&mut *tx)
+            .await?
+        } else {
+            sqlx::query(
+                "UPDATE repos SET state = $1, last_success_at = $2, branches = $3, tags = $4, head_ref = $5, \
+                 last_error_code = NULL, last_error_message = NULL, consecutive_failures = 0, \
+                 progress_phase = NULL, progress_percent = NULL, next_sync_at = $6 \
+                 WHERE id = $7",
+            )
+            .bind(RepoState::Ready.as_str())
+            .bind(result.finished_at)
+            .bind(result.branches)
+            .bind(result.tags)
+            .bind(&result.head_ref)
+            .bind(result.next_sync_at)
+            .bind(repo_id)
+            .execute(&mut *tx)
+            .await?
+        };
+        if updated.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn list_runs(&self, repo_id: i64, limit: i64) -> Result<Vec<SyncRun>, StoreError> {
+        // REPEATABLE READ and read-only: both queries see the same snapshot.
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .await?;
+        let rows = sqlx::query(
+            "SELECT id, repo_id, trigger, started_at, finished_at, outcome, error_code, error_message \
+             FROM sync_runs WHERE repo_id = $1 ORDER BY started_at DESC, id DESC LIMIT $2",
+        )
+        .bind(repo_id)
+        .bind(limit.max(0))
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut runs = rows
+            .iter()
+            .map(|r| {
+                Ok(SyncRun {
+                    id: r.try_get("id")?,
+                    repo_id: r.try_get("repo_id")?,
+                    trigger: parse_trigger(r.try_get("trigger")?)?,
+                    started_at: r.try_get("started_at")?,
+                    finished_at: r.try_get("finished_at")?,
+                    outcome: parse_outcome(r.try_get("outcome")?)?,
+                    error_code: r.try_get("error_code")?,
+                    error_message: r.try_get("error_message")?,
+                    ref_changes: Vec::new(),
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        if runs.is_empty() {
+            tx.commit().await?;
+            return Ok(runs);
+        }
+
+        let ids: Vec<i64> = runs.iter().map(|r| r.id).collect();
+        let index: HashMap<i64, usize> = ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
+        let changes = sqlx::query(
+            "SELECT run_id, ref_name, old_oid, new_oid, kind FROM sync_ref_changes \
+             WHERE run_id = ANY($1) ORDER BY run_id, position",
+        )
+        .bind(&ids)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        for c in &changes {
+            let run_id: i64 = c.try_get("run_id")?;
+            if let Some(&i) = index.get(&run_id) {
+                runs[i].ref_changes.push(RefChange {
+                    name: c.try_get("ref_name")?,
+                    old: c.try_get("old_oid")?,
+                    new: c.try_get("new_oid")?,
+                    kind: parse_kind(c.try_get("kind")?)?,
+                });
+            }
+        }
+        Ok(runs)
+    }
+
+    async fn running_count(&self, repo_id: i64) -> Result<i64, StoreError> {
+        let n = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM sync_runs WHERE repo_id = $1 AND outcome = $2",
+        )
+        .bind(repo_id)
+        .bind(Outcome::Running.as_str())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(n)
+    }
+
+    async fn get_setting(&self, key: &str) -> Result<Option<String>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT value FROM settings WHERE key = $1")
+                .bind(key)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn put_setting_if_absent(&self, key: &str, value: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
+        )
+        .bind(key)
+        .bind(value)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn put_setting(&self, key: &str, value: &str) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value")
+            .bind(key)
+            .bind(value)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,582 @@
+//! The SQLite store: the embedded default, serving one process. Timestamps are INTEGER
+//! milliseconds since the epoch. Every write transaction starts with `BEGIN IMMEDIATE`, so it
+//! takes the database's write lock up front (waiting up to the busy timeout) and never fails
+//! half-way on a lock upgrade.
+
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use mirrorhub_core::{Outcome, RefChange, RepoState, Trigger};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
+use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
+
+use crate::{
+    check_final, lease_end, parse_kind, parse_mode, parse_outcome, parse_state, parse_trigger,
+    parse_visibility, Job, NewRepo, Repo, SecretKey, Store, StoreError, SyncResult, SyncRun,
+    INTERRUPTED_CODE, INTERRUPTED_MESSAGE, REF_CHANGES_PER_INSERT,
+};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
+
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+const REPO_COLUMNS: &str = "id, owner, name, mode, visibility, description, upstream_url, credentials, state, \
+     progress_phase, progress_percent, sync_interval_secs, last_sync_at, last_success_at, next_sync_at, \
+     last_error_code, last_error_message, consecutive_failures, branches, tags, head_ref, created_at";
+
+pub(crate) struct SqliteStore {
+    pool: SqlitePool,
+    key: SecretKey,
+}
+
+fn ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+fn from_ms(ms: i64) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::from_timestamp_millis(ms)
+        .ok_or_else(|| StoreError::Corrupt(format!("timestamp {ms} is out of range")))
+}
+
+fn from_opt_ms(ms: Option<i64>) -> Result<Option<DateTime<Utc>>, StoreError> {
+    ms.map(from_ms).transpose()
+}
+
+impl SqliteStore {
+    pub(crate) async fn connect(url: &str, key: SecretKey) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(BUSY_TIMEOUT)
+            .foreign_keys(true);
+        let mut pool = SqlitePoolOptions::new();
+        if url.contains(":memory:") || url.contains("mode=memory") {
+            // An in-memory database lives as long as one of its connections: keep one open.
+            pool = pool
+                .min_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None);
+        }
+        let pool = pool.connect_with(options).await?;
+        MIGRATOR.run(&pool).await?;
+        tracing::debug!(backend = "sqlite", "store ready");
+        Ok(Self { pool, key })
+    }
+
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, Sqlite>, StoreError> {
+        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
+    fn repo_from_row(&self, row: &SqliteRow) -> Result<Repo, StoreError> {
+        let credentials: Option<Vec<u8>> = row.try_get("credentials")?;
+        Ok(Repo {
+            id: row.try_get("id")?,
+            owner: row.try_get("owner")?,
+            name: row.try_get("name")?,
+            mode: parse_mode(row.try_get("mode")?)?,
+            visibility: parse_visibility(row.try_get("visibility")?)?,
+            description: row.try_get("description")?,
+            upstream_url: row.try_get("upstream_url")?,
+            credentials: credentials
+                .map(|c| self.key.open_credentials(&c))
+                .transpose()?,
+            state: parse_state(row.try_get("state")?)?,
+            progress_phase: row.try_get("progress_phase")?,
+            progress_percent: row.try_get("progress_percent")?,
+            sync_interval_secs: row.try_get("sync_interval_secs")?,
+            last_sync_at: from_opt_ms(row.try_get("last_sync_at")?)?,
+            last_success_at: from_opt_ms(row.try_get("last_success_at")?)?,
+            next_sync_at: from_opt_ms(row.try_get("next_sync_at")?)?,
+            last_error_code: row.try_get("last_error_code")?,
+            last_error_message: row.try_get("last_error_message")?,
+            consecutive_failures: row.try_get("consecutive_failures")?,
+            branches: row.try_get("branches")?,
+            tags: row.try_get("tags")?,
+            head_ref: row.try_get("head_ref")?,
+            created_at: from_ms(row.try_get("created_at")?)?,
+        })
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn create_repo(&self, new: NewRepo, now: DateTime<Utc>) -> Result<Repo, StoreError> {
+        let credentials = new
+            .credentials
+            .as_ref()
+            .map(|c| self.key.seal_credentials(c))
+            .transpose()?;
+        let sql = format!(
+            "INSERT INTO repos (owner, name, mode, visibility, description, upstream_url, credentials, state, \
+             sync_interval_secs, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING {REPO_COLUMNS}"
+        );
+        let row = sqlx::query(&sql)
+            .bind(new.owner.as_str())
+            .bind(new.name.as_str())
+            .bind(new.mode.as_str())
+            .bind(new.visibility.as_str())
+            .bind(&new.description)
+            .bind(&new.upstream_url)
+            .bind(credentials)
+            .bind(RepoState::Cloning.as_str())
+            .bind(new.sync_interval_secs)
+            .bind(ms(now))
+            .fetch_one(&self.pool)
+            .await?;
+        self.repo_from_row(&row)
+    }
+
+    async fn get_repo(&self, owner: &str, name: &str) -> Result<Option<Repo>, StoreError> {
+        let sql = format!(
+            "SELECT {REPO_COLUMNS} FROM repos WHERE owner_key = lower(?) AND name_key = lower(?)"
+        );
+        let row = sqlx::query(&sql)
+            .bind(owner)
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| self.repo_from_row(&r)).transpose()
+    }
+
+    async fn get_repo_by_id(&self, id: i64) -> Result<Option<Repo>, StoreError> {
+        let sql = format!("SELECT {REPO_COLUMNS} FROM repos WHERE id = ?");
+        let row = sqlx::query(&sql)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| self.repo_from_row(&r)).transpose()
+    }
+
+    async fn list_repos(&self) -> Result<Vec<Repo>, StoreError> {
+        let sql = format!("SELECT {REPO_COLUMNS} FROM repos ORDER BY owner_key, name_key");
+        let rows = sqlx::query(&sql).fetch_all(&self.pool).await?;
+        rows.iter().map(|r| self.repo_from_row(r)).collect()
+    }
+
+    async fn delete_repo(&self, id: i64) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM repos WHERE id = ?")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn set_progress(
+        &self,
+        id: i64,
+        phase: Option<&str>,
+        percent: Option<i32>,
+    ) -> Result<(), StoreError> {
+        let done =
+            sqlx::query("UPDATE repos SET progress_phase = ?, progress_percent = ? WHERE id = ?")
+                .bind(phase)
+                .bind(percent)
+                .bind(id)
+                .execute(&self.pool)
+                .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn enqueue_sync(
+        &self,
+        repo_id: i64,
+        trigger: Trigger,
+        run_after: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO sync_jobs (repo_id, trigger, run_after, created_at) VALUES (?, ?, ?, ?) \
+             ON CONFLICT (repo_id) WHERE claimed_by IS NULL DO NOTHING",
+        )
+        .bind(repo_id)
+        .bind(trigger.as_str())
+        .bind(ms(run_after))
+        .bind(ms(Utc::now()))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if !inserted {
+            sqlx::query(
+                "UPDATE sync_jobs SET trigger = ?, run_after = ? \
+                 WHERE repo_id = ? AND claimed_by IS NULL AND run_after > ?",
+            )
+            .bind(trigger.as_str())
+            .bind(ms(run_after))
+            .bind(repo_id)
+            .bind(ms(run_after))
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(inserted)
+    }
+
+    async fn claim_job(
+        &self,
+        worker: &str,
+        now: DateTime<Utc>,
+        lease: Duration,
+    ) -> Result<Option<Job>, StoreError> {
+        let until = lease_end(now, lease)?;
+        // One statement is one write transaction: candidate and claim cannot be separated.
+        let row = sqlx::query(
+            "UPDATE sync_jobs SET claimed_by = ?1, lease_until = ?2, attempts = attempts + 1 \
+             WHERE id = ( \
+                 SELECT j.id FROM sync_jobs j \
+                 WHERE j.run_after <= ?3 \
+                   AND (j.claimed_by IS NULL OR j.lease_until <= ?3) \
+                   AND NOT EXISTS ( \
+                       SELECT 1 FROM sync_jobs o \
+                       WHERE o.repo_id = j.repo_id AND o.id <> j.id \
+                         AND o.claimed_by IS NOT NULL AND o.lease_until > ?3) \
+                 ORDER BY j.run_after, j.id LIMIT 1) \
+             RETURNING id, repo_id, trigger, attempts",
+        )
+        .bind(worker)
+        .bind(ms(until))
+        .bind(ms(now))
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok(Job {
+                id: r.try_get("id")?,
+                repo_id: r.try_get("repo_id")?,
+                trigger: parse_trigger(r.try_get("trigger")?)?,
+                attempts: r.try_get("attempts")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn renew_lease(
+        &self,
+        job_id: i64,
+        worker: &str,
+        now: DateTime<Utc>,
+        lease: Duration,
+    ) -> Result<bool, StoreError> {
+        let until = lease_end(now, lease)?;
+        let done =
+            sqlx::query("UPDATE sync_jobs SET lease_until = ? WHERE id = ? AND claimed_by = ?")
+                .bind(ms(until))
+                .bind(job_id)
+                .bind(worker)
+                .execute(&self.pool)
+                .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn complete_job(&self, job_id: i64, worker: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM sync_jobs WHERE id = ? AND claimed_by = ?")
+            .bind(job_id)
+            .bind(worker)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn release_job(
+        &self,
+        job_id: i64,
+        worker: &str,
+        run_after: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        let released = sqlx::query(
+            "UPDATE sync_jobs SET claimed_by = NULL, lease_until = NULL, run_after = ? \
+             WHERE id = ? AND claimed_by = ? \
+               AND NOT EXISTS (SELECT 1 FROM sync_jobs p WHERE p.repo_id = sync_jobs.repo_id AND p.claimed_by IS NULL)",
+        )
+        .bind(ms(run_after))
+        .bind(job_id)
+        .bind(worker)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if released == 0 {
+            // Either not ours (then this deletes nothing) or the repository has a pending job.
+            sqlx::query("DELETE FROM sync_jobs WHERE id = ? AND claimed_by = ?")
+                .bind(job_id)
+                .bind(worker)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn release_all_claims(&self) -> Result<u64, StoreError> {
+        let mut tx = self.begin_write().await?;
+        // Claims of a repository that has a pending job, or another claim with a lower id, are
+        // folded away: what is left is at most one job per repository.
+        let folded = sqlx::query(
+            "DELETE FROM sync_jobs WHERE claimed_by IS NOT NULL AND EXISTS ( \
+                 SELECT 1 FROM sync_jobs o WHERE o.repo_id = sync_jobs.repo_id \
+                   AND (o.claimed_by IS NULL OR o.id < sync_jobs.id))",
+        )
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        let released = sqlx::query("UPDATE sync_jobs SET claimed_by = NULL, lease_until = NULL WHERE claimed_by IS NOT NULL")
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        tx.commit().await?;
+        Ok(folded + released)
+    }
+
+    async fn enqueue_due(&self, now: DateTime<Utc>, limit: i64) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "INSERT INTO sync_jobs (repo_id, trigger, run_after, created_at) \
+             SELECT r.id, ?1, ?2, ?3 FROM repos r \
+             WHERE r.mode = 'mirror' AND r.next_sync_at <= ?2 \
+               AND NOT EXISTS (SELECT 1 FROM sync_jobs j WHERE j.repo_id = r.id) \
+             ORDER BY r.next_sync_at, r.id \
+             LIMIT ?4 \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(Trigger::Schedule.as_str())
+        .bind(ms(now))
+        .bind(ms(Utc::now()))
+        .bind(limit.max(0))
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn start_run(
+        &self,
+        repo_id: i64,
+        trigger: Trigger,
+        now: DateTime<Utc>,
+    ) -> Result<i64, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let id: i64 = sqlx::query_scalar("INSERT INTO sync_runs (repo_id, trigger, started_at, outcome) VALUES (?, ?, ?, ?) RETURNING id")
+            .bind(repo_id)
+            .bind(trigger.as_str())
+            .bind(ms(now))
+            .bind(Outcome::Running.as_str())
+            .fetch_one(&mut *tx)
+            .await?;
+        sqlx::query("UPDATE repos SET last_sync_at = ? WHERE id = ?")
+            .bind(ms(now))
+            .bind(repo_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    async fn fail_interrupted_runs(
+        &self,
+        repo_id: i64,
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "UPDATE sync_runs SET outcome = ?, finished_at = ?, error_code = ?, error_message = ? \
+             WHERE repo_id = ? AND outcome = ?",
+        )
+        .bind(Outcome::Failed.as_str())
+        .bind(ms(now))
+        .bind(INTERRUPTED_CODE)
+        .bind(INTERRUPTED_MESSAGE)
+        .bind(repo_id)
+        .bind(Outcome::Running.as_str())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn finish_run(
+        &self,
+        run_id: i64,
+        repo_id: i64,
+        result: &SyncResult,
+    ) -> Result<(), StoreError> {
+        check_final(result.outcome)?;
+        let mut tx = self.begin_write().await?;
+        let done = sqlx::query(
+            "UPDATE sync_runs SET finished_at = ?, outcome = ?, error_code = ?, error_message = ? \
+             WHERE id = ? AND repo_id = ?",
+        )
+        .bind(ms(result.finished_at))
+        .bind(result.outcome.as_str())
+        .bind(&result.error_code)
+        .bind(&result.error_message)
+        .bind(run_id)
+        .bind(repo_id)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+
+        for (chunk_no, chunk) in result
+            .ref_changes
+            .chunks(REF_CHANGES_PER_INSERT)
+            .enumerate()
+        {
+            let mut insert = QueryBuilder::<Sqlite>::new("INSERT INTO sync_ref_changes (run_id, position, ref_name, old_oid, new_oid, kind) ");
+            insert.push_values(chunk.iter().enumerate(), |mut b, (i, change)| {
+                let position =
+                    i64::try_from(chunk_no * REF_CHANGES_PER_INSERT + i).unwrap_or(i64::MAX);
+                b.push_bind(run_id)
+                    .push_bind(position)
+                    .push_bind(&change.name)
+                    .push_bind(&change.old)
+                    .push_bind(&change.new)
+                    .push_bind(change.kind.as_str());
+            });
+            insert.build().execute(&mut *tx).await?;
+        }
+
+        let updated = if result.outcome == Outcome::Failed {
+            sqlx::query(
+                "UPDATE repos SET last_error_code = ?, last_error_message = ?, \
+                 consecutive_failures = consecutive_failures + 1, \
+                 state = CASE WHEN state = ? THEN ? ELSE state END, \
+                 progress_phase = NULL, progress_percent = NULL, next_sync_at = ? \
+                 WHERE id = ?",
+            )
+            .bind(&result.error_code)
+            .bind(&result.error_message)
+            .bind(RepoState::Cloning.as_str())
+            .bind(RepoState::Failed.as_str())
+            .bind(result.next_sync_at.map(ms))
+            .bind(repo_id)
+            .execute(&mut *tx)
+            .await?
+        } else {
+            sqlx::query(
+                "UPDATE repos SET state = ?, last_success_at = ?, branches = ?, tags = ?, head_ref = ?, \
+                 last_error_code = NULL, last_error_message = NULL, consecutive_failures = 0, \
+                 progress_phase = NULL, progress_percent = NULL, next_sync_at = ? \
+                 WHERE id = ?",
+            )
+            .bind(RepoState::Ready.as_str())
+            .bind(ms(result.finished_at))
+            .bind(result.branches)
+            .bind(result.tags)
+            .bind(&result.head_ref)
+            .bind(result.next_sync_at.map(ms))
+            .bind(repo_id)
+            .execute(&mut *tx)
+            .await?
+        };
+        if updated.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn list_runs(&self, repo_id: i64, limit: i64) -> Result<Vec<SyncRun>, StoreError> {
+        // A read transaction: both queries see the same snapshot.
+        let mut tx = self.pool.begin().await?;
+        let rows = sqlx::query(
+            "SELECT id, repo_id, trigger, started_at, finished_at, outcome, error_code, error_message \
+             FROM sync_runs WHERE repo_id = ? ORDER BY started_at DESC, id DESC LIMIT ?",
+        )
+        .bind(repo_id)
+        .bind(limit.max(0))
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut runs = rows
+            .iter()
+            .map(|r| {
+                Ok(SyncRun {
+                    id: r.try_get("id")?,
+                    repo_id: r.try_get("repo_id")?,
+                    trigger: parse_trigger(r.try_get("trigger")?)?,
+                    started_at: from_ms(r.try_get("started_at")?)?,
+                    finished_at: from_opt_ms(r.try_get("finished_at")?)?,
+                    outcome: parse_outcome(r.try_get("outcome")?)?,
+                    error_code: r.try_get("error_code")?,
+                    error_message: r.try_get("error_message")?,
+                    ref_changes: Vec::new(),
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        if runs.is_empty() {
+            return Ok(runs);
+        }
+
+        let index: HashMap<i64, usize> = runs.iter().enumerate().map(|(i, r)| (r.id, i)).collect();
+        let changes = sqlx::query(
+            "SELECT run_id, ref_name, old_oid, new_oid, kind FROM sync_ref_changes \
+             WHERE run_id IN (SELECT id FROM sync_runs WHERE repo_id = ? ORDER BY started_at DESC, id DESC LIMIT ?) \
+             ORDER BY run_id, position",
+        )
+        .bind(repo_id)
+        .bind(limit.max(0))
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        for c in &changes {
+            let run_id: i64 = c.try_get("run_id")?;
+            if let Some(&i) = index.get(&run_id) {
+                runs[i].ref_changes.push(RefChange {
+                    name: c.try_get("ref_name")?,
+                    old: c.try_get("old_oid")?,
+                    new: c.try_get("new_oid")?,
+                    kind: parse_kind(c.try_get("kind")?)?,
+                });
+            }
+        }
+        Ok(runs)
+    }
+
+    async fn running_count(&self, repo_id: i64) -> Result<i64, StoreError> {
+        let n =
+            sqlx::query_scalar("SELECT COUNT(*) FROM sync_runs WHERE repo_id = ? AND outcome = ?")
+                .bind(repo_id)
+                .bind(Outcome::Running.as_str())
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(n)
+    }
+
+    async fn get_setting(&self, key: &str) -> Result<Option<String>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT value FROM settings WHERE key = ?")
+                .bind(key)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn put_setting_if_absent(&self, key: &str, value: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING",
+        )
+        .bind(key)
+        .bind(value)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn put_setting(&self, key: &str, value: &str) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value")
+            .bind(key)
+            .bind(value)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}

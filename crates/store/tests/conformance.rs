@@ -1,0 +1,1272 @@
+//! The store's conformance suite: every scenario is written once, against `Arc<dyn Store>`,
+//! and run on SQLite (a fresh file per test) and on PostgreSQL (a fresh database per test)
+//! when `MIRRORHUB_TEST_POSTGRES_URL` names a server, e.g.
+//! `MIRRORHUB_TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/postgres`.
+//! Without it the `postgres::*` tests say so and pass; with it, an unreachable server fails them.
+
+#[macro_use]
+mod harness;
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, TimeZone, Utc};
+use harness::TestDb;
+use mirrorhub_core::{
+    Credentials, Mode, Outcome, OwnerName, RefChange, RefChangeKind, RepoName, RepoState, Trigger,
+    Visibility,
+};
+use mirrorhub_store::{
+    connect, CryptoError, NewRepo, SecretKey, Store, StoreError, SyncResult, INTERRUPTED_CODE,
+    INTERRUPTED_MESSAGE,
+};
+
+const LEASE: Duration = Duration::from_secs(60);
+
+/// A fixed, millisecond-precise instant: both backends round-trip it exactly.
+fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2025, 3, 1, 12, 0, 0).unwrap() + TimeDelta::milliseconds(123)
+}
+
+fn secs(n: i64) -> TimeDelta {
+    TimeDelta::seconds(n)
+}
+
+fn new_repo(owner: &str, name: &str, mode: Mode) -> NewRepo {
+    NewRepo {
+        owner: OwnerName::parse(owner).unwrap(),
+        name: RepoName::parse(name).unwrap(),
+        mode,
+        visibility: Visibility::Public,
+        description: format!("{owner}/{name} for tests"),
+        upstream_url: format!("https://example.org/{owner}/{name}.git"),
+        credentials: None,
+        sync_interval_secs: 86_400,
+    }
+}
+
+async fn mirror(store: &dyn Store, owner: &str, name: &str) -> i64 {
+    store
+        .create_repo(new_repo(owner, name, Mode::Mirror), t0())
+        .await
+        .unwrap()
+        .id
+}
+
+fn success(at: DateTime<Utc>, changes: Vec<RefChange>) -> SyncResult {
+    SyncResult {
+        finished_at: at,
+        outcome: Outcome::Success,
+        error_code: None,
+        error_message: None,
+        ref_changes: changes,
+        branches: 3,
+        tags: 2,
+        head_ref: Some("refs/heads/main".into()),
+        next_sync_at: Some(at + secs(86_400)),
+    }
+}
+
+fn failure(at: DateTime<Utc>, code: &str) -> SyncResult {
+    SyncResult {
+        finished_at: at,
+        outcome: Outcome::Failed,
+        error_code: Some(code.into()),
+        error_message: Some(format!("{code} happened")),
+        ref_changes: Vec::new(),
+        branches: 99,
+        tags: 99,
+        head_ref: Some("refs/heads/ignored".into()),
+        next_sync_at: Some(at + secs(300)),
+    }
+}
+
+fn change(name: &str, old: Option<&str>, new: Option<&str>, kind: RefChangeKind) -> RefChange {
+    RefChange {
+        name: name.into(),
+        old: old.map(Into::into),
+        new: new.map(Into::into),
+        kind,
+    }
+}
+
+// ---- repositories ---------------------------------------------------------------------------
+
+async fn create_get_list_and_delete(db: TestDb) {
+    let s = db.store.as_ref();
+    let created = s
+        .create_repo(new_repo("Alice", "Tools", Mode::Mirror), t0())
+        .await
+        .unwrap();
+    assert_eq!(
+        (created.owner.as_str(), created.name.as_str()),
+        ("Alice", "Tools")
+    );
+    assert_eq!(created.state, RepoState::Cloning);
+    assert_eq!(created.mode, Mode::Mirror);
+    assert_eq!(created.visibility, Visibility::Public);
+    assert_eq!(created.description, "Alice/Tools for tests");
+    assert_eq!(created.upstream_url, "https://example.org/Alice/Tools.git");
+    assert_eq!(created.sync_interval_secs, 86_400);
+    assert_eq!(created.created_at, t0());
+    assert!(created.credentials.is_none());
+    assert_eq!(
+        (created.consecutive_failures, created.branches, created.tags),
+        (0, 0, 0)
+    );
+    assert!(
+        created.last_sync_at.is_none()
+            && created.last_success_at.is_none()
+            && created.next_sync_at.is_none()
+    );
+    assert!(
+        created.progress_phase.is_none()
+            && created.progress_percent.is_none()
+            && created.head_ref.is_none()
+    );
+
+    for (owner, name) in [("Alice", "Tools"), ("alice", "tools"), ("ALICE", "tOOLS")] {
+        let got = s
+            .get_repo(owner, name)
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("{owner}/{name} not found"));
+        assert_eq!(got.id, created.id);
+        assert_eq!(
+            got.owner, "Alice",
+            "the name keeps the case it was created with"
+        );
+    }
+    assert!(s.get_repo("alice", "tool").await.unwrap().is_none());
+    assert!(s.get_repo("bob", "tools").await.unwrap().is_none());
+    assert_eq!(
+        s.get_repo_by_id(created.id).await.unwrap().unwrap().name,
+        "Tools"
+    );
+    assert!(s.get_repo_by_id(created.id + 1000).await.unwrap().is_none());
+
+    let mut migrate = new_repo("bob", "b", Mode::Migrate);
+    migrate.visibility = Visibility::Private;
+    let b = s.create_repo(migrate, t0()).await.unwrap();
+    assert_eq!((b.mode, b.visibility), (Mode::Migrate, Visibility::Private));
+    s.create_repo(new_repo("alice", "alpha", Mode::Mirror), t0())
+        .await
+        .unwrap();
+    s.create_repo(new_repo("Bob", "a", Mode::Mirror), t0())
+        .await
+        .unwrap();
+    let listed: Vec<String> = s
+        .list_repos()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| format!("{}/{}", r.owner, r.name))
+        .collect();
+    assert_eq!(listed, ["alice/alpha", "Alice/Tools", "Bob/a", "bob/b"]);
+
+    // Deleting cascades to jobs, runs and their journals.
+    s.enqueue_sync(created.id, Trigger::Create, t0())
+        .await
+        .unwrap();
+    let run = s
+        .start_run(created.id, Trigger::Create, t0())
+        .await
+        .unwrap();
+    s.finish_run(
+        run,
+        created.id,
+        &success(
+            t0(),
+            vec![change(
+                "refs/heads/main",
+                None,
+                Some("a1"),
+                RefChangeKind::Created,
+            )],
+        ),
+    )
+    .await
+    .unwrap();
+    s.start_run(created.id, Trigger::Manual, t0())
+        .await
+        .unwrap();
+    s.enqueue_sync(b.id, Trigger::Create, t0()).await.unwrap();
+    assert_eq!(db.count("sync_ref_changes").await, 1);
+
+    assert!(s.delete_repo(created.id).await.unwrap());
+    assert!(
+        !s.delete_repo(created.id).await.unwrap(),
+        "a second delete finds nothing"
+    );
+    assert!(s.get_repo("alice", "tools").await.unwrap().is_none());
+    assert_eq!(s.list_repos().await.unwrap().len(), 3);
+    assert_eq!(db.count("sync_jobs").await, 1, "only bob/b's job is left");
+    assert_eq!(db.count("sync_runs").await, 0);
+    assert_eq!(db.count("sync_ref_changes").await, 0);
+    assert!(s.list_runs(created.id, 10).await.unwrap().is_empty());
+
+    // The name is free again; the new repository gets a new id.
+    let again = s
+        .create_repo(new_repo("alice", "tools", Mode::Mirror), t0())
+        .await
+        .unwrap();
+    assert_ne!(again.id, created.id);
+}
+
+async fn a_taken_name_is_a_conflict_in_any_case(db: TestDb) {
+    let s = db.store.as_ref();
+    s.create_repo(new_repo("Alice", "Tools", Mode::Mirror), t0())
+        .await
+        .unwrap();
+    for (owner, name) in [("Alice", "Tools"), ("alice", "tools"), ("ALICE", "TOOLS")] {
+        let err = s
+            .create_repo(new_repo(owner, name, Mode::Migrate), t0())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, StoreError::Conflict),
+            "{owner}/{name}: {err:?}"
+        );
+    }
+    // Same name under another owner, or another name under the same owner, is fine.
+    s.create_repo(new_repo("bob", "tools", Mode::Mirror), t0())
+        .await
+        .unwrap();
+    s.create_repo(new_repo("alice", "tools2", Mode::Mirror), t0())
+        .await
+        .unwrap();
+    assert_eq!(s.list_repos().await.unwrap().len(), 3);
+}
+
+async fn credentials_round_trip_and_are_encrypted_at_rest(db: TestDb) {
+    let s = db.store.as_ref();
+    let secret = "ghp_Zx9SuperSecretToken1234567890";
+    let mut new = new_repo("alice", "private", Mode::Mirror);
+    new.credentials = Some(Credentials::new(Some("alice-bot"), secret).unwrap());
+    let repo = s.create_repo(new, t0()).await.unwrap();
+    let creds = repo.credentials.as_ref().unwrap();
+    assert_eq!(
+        (creds.username.as_str(), creds.expose_secret()),
+        ("alice-bot", secret)
+    );
+    assert!(
+        !format!("{repo:?}").contains(secret),
+        "Debug must not show the secret: {repo:?}"
+    );
+
+    let back = s
+        .get_repo("alice", "private")
+        .await
+        .unwrap()
+        .unwrap()
+        .credentials
+        .unwrap();
+    assert_eq!(
+        (back.username.as_str(), back.expose_secret()),
+        ("alice-bot", secret)
+    );
+
+    let raw = db
+        .raw_credentials(repo.id)
+        .await
+        .expect("the credentials column is filled");
+    let contains = |needle: &[u8]| raw.windows(needle.len()).any(|w| w == needle);
+    assert!(
+        !contains(secret.as_bytes()),
+        "the secret is stored in plaintext"
+    );
+    assert!(
+        !contains(b"SuperSecret"),
+        "part of the secret is stored in plaintext"
+    );
+    assert!(
+        !contains(b"alice-bot"),
+        "the username is stored in plaintext"
+    );
+    assert!(
+        raw.len() >= 1 + 24 + 16 + secret.len(),
+        "nonce, tag and ciphertext are all there"
+    );
+
+    // Each write draws a new nonce: the same credentials give different bytes.
+    let mut twin = new_repo("alice", "twin", Mode::Mirror);
+    twin.credentials = Some(Credentials::new(Some("alice-bot"), secret).unwrap());
+    let twin = s.create_repo(twin, t0()).await.unwrap();
+    assert_ne!(db.raw_credentials(twin.id).await.unwrap(), raw);
+
+    // Without credentials the column stays NULL.
+    let open = mirror(s, "alice", "open").await;
+    assert!(db.raw_credentials(open).await.is_none());
+}
+
+async fn a_wrong_key_is_refused_at_connect(db: TestDb) {
+    let mut new = new_repo("alice", "private", Mode::Mirror);
+    new.credentials = Some(Credentials::new(None, "token").unwrap());
+    db.store.create_repo(new, t0()).await.unwrap();
+
+    let err = connect(&db.url, SecretKey::generate())
+        .await
+        .err()
+        .expect("another key must be refused");
+    assert!(
+        matches!(err, StoreError::Crypto(CryptoError::WrongKey)),
+        "{err:?}"
+    );
+    let same = connect(&db.url, db.key.clone()).await.unwrap();
+    assert_eq!(
+        same.get_repo("alice", "private")
+            .await
+            .unwrap()
+            .unwrap()
+            .credentials
+            .unwrap()
+            .expose_secret(),
+        "token"
+    );
+}
+
+async fn unknown_text_in_the_database_is_an_error(db: TestDb) {
+    let s = db.store.as_ref();
+    let id = mirror(s, "alice", "odd").await;
+    db.exec(&format!(
+        "UPDATE repos SET state = 'sleeping' WHERE id = {id}"
+    ))
+    .await;
+    let err = s.get_repo_by_id(id).await.unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Corrupt(m) if m.contains("sleeping")),
+        "{err:?}"
+    );
+    assert!(matches!(
+        s.list_repos().await.unwrap_err(),
+        StoreError::Corrupt(_)
+    ));
+}
+
+async fn progress_is_recorded_and_cleared_by_finish(db: TestDb) {
+    let s = db.store.as_ref();
+    let id = mirror(s, "alice", "p").await;
+    s.set_progress(id, Some("receiving objects"), Some(42))
+        .await
+        .unwrap();
+    let r = s.get_repo_by_id(id).await.unwrap().unwrap();
+    assert_eq!(
+        (r.progress_phase.as_deref(), r.progress_percent),
+        (Some("receiving objects"), Some(42))
+    );
+    assert!(matches!(
+        s.set_progress(id + 1000, None, None).await,
+        Err(StoreError::NotFound)
+    ));
+
+    let run = s.start_run(id, Trigger::Create, t0()).await.unwrap();
+    s.finish_run(run, id, &success(t0() + secs(5), vec![]))
+        .await
+        .unwrap();
+    let r = s.get_repo_by_id(id).await.unwrap().unwrap();
+    assert_eq!((r.progress_phase, r.progress_percent), (None, None));
+}
+
+// ---- the queue ------------------------------------------------------------------------------
+
+async fn enqueues_coalesce_into_one_pending_job(db: TestDb) {
+    let s = db.store.as_ref();
+    let id = mirror(s, "alice", "busy").await;
+    let other = mirror(s, "bob", "quiet").await;
+    assert!(
+        s.enqueue_sync(id, Trigger::Webhook, t0() + secs(30))
+            .await
+            .unwrap(),
+        "the first request queues a job"
+    );
+    assert!(
+        !s.enqueue_sync(id, Trigger::Manual, t0() + secs(10))
+            .await
+            .unwrap(),
+        "the second one folds into it"
+    );
+    assert!(!s
+        .enqueue_sync(id, Trigger::Schedule, t0() + secs(60))
+        .await
+        .unwrap());
+    assert_eq!(db.count("sync_jobs").await, 1);
+
+    // The pending job runs at the earliest time asked for, with that request's trigger.
+    assert!(
+        s.claim_job("w1", t0() + secs(9), LEASE)
+            .await
+            .unwrap()
+            .is_none(),
+        "not due before the earliest time"
+    );
+    let job = s
+        .claim_job("w1", t0() + secs(10), LEASE)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (job.repo_id, job.trigger, job.attempts),
+        (id, Trigger::Manual, 1)
+    );
+
+    // A burst of 500 requests while that sync runs: one follow-up job, never more.
+    let created = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for i in 0..500 {
+        let store = db.store.clone();
+        let created = created.clone();
+        tasks.push(tokio::spawn(async move {
+            let trigger = if i % 2 == 0 {
+                Trigger::Webhook
+            } else {
+                Trigger::Bot
+            };
+            if store
+                .enqueue_sync(id, trigger, t0() + secs(20))
+                .await
+                .unwrap()
+            {
+                created.fetch_add(1, Ordering::SeqCst);
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(
+        created.load(Ordering::SeqCst),
+        1,
+        "exactly one request created the follow-up"
+    );
+    assert_eq!(db.count_jobs(id).await, (1, 1), "one running + one pending");
+
+    // The follow-up waits for the running sync; other repositories are not held up.
+    assert!(s
+        .claim_job("w2", t0() + secs(20), LEASE)
+        .await
+        .unwrap()
+        .is_none());
+    s.enqueue_sync(other, Trigger::Manual, t0()).await.unwrap();
+    assert_eq!(
+        s.claim_job("w2", t0() + secs(20), LEASE)
+            .await
+            .unwrap()
+            .unwrap()
+            .repo_id,
+        other
+    );
+
+    s.complete_job(job.id, "w1").await.unwrap();
+    let follow_up = s
+        .claim_job("w1", t0() + secs(20), LEASE)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(follow_up.repo_id, id);
+    assert_ne!(follow_up.id, job.id);
+    assert!(matches!(
+        s.enqueue_sync(id + 1000, Trigger::Manual, t0()).await,
+        Err(StoreError::NotFound)
+    ));
+}
+
+async fn claims_oldest_due_first_and_never_two_of_one_repo(db: TestDb) {
+    let s = db.store.as_ref();
+    let a = mirror(s, "o", "a").await;
+    let b = mirror(s, "o", "b").await;
+    let c = mirror(s, "o", "c").await;
+    s.enqueue_sync(b, Trigger::Manual, t0() + secs(2))
+        .await
+        .unwrap();
+    s.enqueue_sync(a, Trigger::Manual, t0() + secs(1))
+        .await
+        .unwrap();
+    s.enqueue_sync(c, Trigger::Manual, t0() + secs(100))
+        .await
+        .unwrap();
+
+    let now = t0() + secs(10);
+    assert!(
+        s.claim_job("w", t0(), LEASE).await.unwrap().is_none(),
+        "nothing is due yet"
+    );
+    let first = s.claim_job("w1", now, LEASE).await.unwrap().unwrap();
+    let second = s.claim_job("w2", now, LEASE).await.unwrap().unwrap();
+    assert_eq!(
+        (first.repo_id, second.repo_id),
+        (a, b),
+        "oldest run_after first"
+    );
+    assert!(
+        s.claim_job("w3", now, LEASE).await.unwrap().is_none(),
+        "c is not due, a and b are taken"
+    );
+
+    // A follow-up for a running repository is not handed out while the lease lives.
+    s.enqueue_sync(a, Trigger::Webhook, t0()).await.unwrap();
+    assert!(s.claim_job("w3", now, LEASE).await.unwrap().is_none());
+    s.complete_job(first.id, "w1").await.unwrap();
+    let next = s.claim_job("w3", now, LEASE).await.unwrap().unwrap();
+    assert_eq!(
+        (next.repo_id, next.trigger, next.attempts),
+        (a, Trigger::Webhook, 1)
+    );
+}
+
+async fn an_expired_lease_is_taken_over(db: TestDb) {
+    let s = db.store.as_ref();
+    let id = mirror(s, "alice", "slow").await;
+    s.enqueue_sync(id, Trigger::Create, t0()).await.unwrap();
+    let job = s
+        .claim_job("w1", t0(), Duration::from_secs(30))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(job.attempts, 1);
+
+    assert!(
+        s.claim_job("w2", t0() + secs(29), LEASE)
+            .await
+            .unwrap()
+            .is_none(),
+        "the lease is live"
+    );
+    assert!(
+        s.renew_lease(job.id, "w1", t0() + secs(20), Duration::from_secs(30))
+            .await
+            .unwrap(),
+        "w1 renews to +50s"
+    );
+    assert!(
+        s.claim_job("w2", t0() + secs(49), LEASE)
+            .await
+            .unwrap()
+            .is_none(),
+        "the renewed lease is live"
+    );
+    assert!(
+        !s.renew_lease(job.id, "w2", t0() + secs(49), LEASE)
+            .await
+            .unwrap(),
+        "only the holder renews"
+    );
+
+    let taken = s
+        .claim_job("w2", t0() + secs(50), LEASE)
+        .await
+        .unwrap()
+        .expect("the lease expired at +50s");
+    assert_eq!(
+        (taken.id, taken.repo_id, taken.trigger, taken.attempts),
+        (job.id, id, Trigger::Create, 2)
+    );
+
+    // The first worker finds out it lost the job, and can neither complete nor release it.
+    assert!(!s
+        .renew_lease(job.id, "w1", t0() + secs(51), LEASE)
+        .await
+        .unwrap());
+    s.complete_job(job.id, "w1").await.unwrap();
+    s.release_job(job.id, "w1", t0()).await.unwrap();
+    assert_eq!(db.count_jobs(id).await, (1, 0), "w2 still holds the job");
+    assert!(s
+        .renew_lease(job.id, "w2", t0() + secs(52), LEASE)
+        .await
+        .unwrap());
+    s.complete_job(job.id, "w2").await.unwrap();
+    assert_eq!(db.count_jobs(id).await, (0, 0));
+    assert!(
+        !s.renew_lease(job.id, "w2", t0() + secs(53), LEASE)
+            .await
+            .unwrap(),
+        "a completed job is gone"
+    );
+}
+
+async fn an_expired_claim_does_not_let_a_second_job_run_beside_a_live_one(db: TestDb) {
+    let s = db.store.as_ref();
+    let id = mirror(s, "alice", "r").await;
+    s.enqueue_sync(id, Trigger::Manual, t0()).await.unwrap();
+    let old = s
+        .claim_job("w1", t0(), Duration::from_secs(10))
+        .await
+        .unwrap()
+        .unwrap();
+    s.enqueue_sync(id, Trigger::Webhook, t0()).await.unwrap();
+    // w1's lease expired: the oldest due job (w1's) is taken over; the pending one must wait.
+    let later = t0() + secs(11);
+    let taken = s.claim_job("w2", later, LEASE).await.unwrap().unwrap();
+    assert_eq!(taken.id, old.id);
+    assert!(
+        s.claim_job("w3", later, LEASE).await.unwrap().is_none(),
+        "the repository is leased again"
+    );
+}
+
+async fn concurrent_claimers_never_share_a_repository(db: TestDb) {
+    const REPOS: usize = 6;
+    const ROUNDS: usize = 5;
+    const WORKERS: usize = 8;
+    let mut ids = Vec::new();
+    for i in 0..REPOS {
+        let id = mirror(db.store.as_ref(), "load", &format!("r{i}")).await;
+        db.store
+            .enqueue_sync(id, Trigger::Manual, t0())
+            .await
+            .unwrap();
+        ids.push(id);
+    }
+    // Half of the workers go through stores of their own: separate pools, as separate
+    // processes (replicas) would have.
+    let mut stores = vec![db.store.clone()];
+    for _ in 0..3 {
+        stores.push(db.reopen().await);
+    }
+
+    let in_flight = Arc::new(Mutex::new(HashSet::new()));
+    let rounds = Arc::new(Mutex::new(std::collections::HashMap::<i64, usize>::new()));
+    let done = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for w in 0..WORKERS {
+        let store = stores[w % stores.len()].clone();
+        let (in_flight, rounds, done) = (in_flight.clone(), rounds.clone(), done.clone());
+        tasks.push(tokio::spawn(async move {
+            let worker = format!("worker-{w}");
+            let mut idle_spins = 0u64;
+            while done.load(Ordering::SeqCst) < REPOS * ROUNDS {
+                let Some(job) = store.claim_job(&worker, t0(), LEASE).await.unwrap() else {
+                    idle_spins += 1;
+                    assert!(idle_spins < 200_000, "{worker} found no work for too long");
+                    tokio::task::yield_now().await;
+                    continue;
+                };
+                assert!(
+                    in_flight.lock().unwrap().insert(job.repo_id),
+                    "repo {} handed out twice at once",
+                    job.repo_id
+                );
+                let round = {
+                    let mut r = rounds.lock().unwrap();
+                    let n = r.entry(job.repo_id).or_default();
+                    *n += 1;
+                    *n
+                };
+                // While this sync "runs", a follow-up arrives that others must not take.
+                if round < ROUNDS {
+                    store
+                        .enqueue_sync(job.repo_id, Trigger::Webhook, t0())
+                        .await
+                        .unwrap();
+                }
+                for _ in 0..3 {
+                    tokio::task::yield_now().await;
+                }
+                assert!(in_flight.lock().unwrap().remove(&job.repo_id));
+                store.complete_job(job.id, &worker).await.unwrap();
+                done.fetch_add(1, Ordering::SeqCst);
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(db.count("sync_jobs").await, 0);
+    let rounds = rounds.lock().unwrap();
+    for id in &ids {
+        assert_eq!(rounds.get(id), Some(&ROUNDS), "repo {id}");
+    }
+}
+
+async fn release_job_requeues_or_coalesces(db: TestDb) {
+    let s = db.store.as_ref();
+    let id = mirror(s, "alice", "flaky").await;
+    s.enqueue_sync(id, Trigger::Webhook, t0()).await.unwrap();
+    let job = s.claim_job("w1", t0(), LEASE).await.unwrap().unwrap();
+
+    // No other pending job: it goes back to the queue, due at the new time, attempts kept.
+    s.release_job(job.id, "w1", t0() + secs(120)).await.unwrap();
+    assert_eq!(db.count_jobs(id).await, (0, 1));
+    assert!(s
+        .claim_job("w2", t0() + secs(119), LEASE)
+        .await
+        .unwrap()
+        .is_none());
+    let again = s
+        .claim_job("w2", t0() + secs(120), LEASE)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (again.id, again.trigger, again.attempts),
+        (job.id, Trigger::Webhook, 2)
+    );
+
+    // A pending follow-up exists: the released job is folded into it.
+    assert!(s
+        .enqueue_sync(id, Trigger::Manual, t0() + secs(130))
+        .await
+        .unwrap());
+    s.release_job(again.id, "w2", t0() + secs(500))
+        .await
+        .unwrap();
+    assert_eq!(db.count_jobs(id).await, (0, 1));
+    let follow_up = s
+        .claim_job("w3", t0() + secs(130), LEASE)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_ne!(follow_up.id, job.id);
+    assert_eq!(
+        (follow_up.trigger, follow_up.attempts),
+        (Trigger::Manual, 1)
+    );
+}
+
+async fn release_all_claims_frees_stale_claims_on_sqlite_only(db: TestDb) {
+    let s = db.store.as_ref();
+    let a = mirror(s, "o", "a").await;
+    let b = mirror(s, "o", "b").await;
+    let c = mirror(s, "o", "c").await;
+    for id in [a, b, c] {
+        s.enqueue_sync(id, Trigger::Manual, t0()).await.unwrap();
+    }
+    let ja = s.claim_job("dead", t0(), LEASE).await.unwrap().unwrap();
+    let jb = s.claim_job("dead", t0(), LEASE).await.unwrap().unwrap();
+    assert_eq!((ja.repo_id, jb.repo_id), (a, b));
+    s.enqueue_sync(b, Trigger::Webhook, t0()).await.unwrap(); // b: claimed + pending
+    assert_eq!(db.count("sync_jobs").await, 4);
+
+    let released = s.release_all_claims().await.unwrap();
+    if db.backend == harness::Backend::Postgres {
+        assert_eq!(released, 0, "other replicas' leases are live");
+        assert_eq!(db.count_jobs(a).await, (1, 0));
+        assert!(
+            s.claim_job("fresh", t0(), LEASE)
+                .await
+                .unwrap()
+                .unwrap()
+                .repo_id
+                == c
+        );
+        return;
+    }
+    assert_eq!(released, 2);
+    assert_eq!(db.count_jobs(a).await, (0, 1), "a's claim is pending again");
+    assert_eq!(
+        db.count_jobs(b).await,
+        (0, 1),
+        "b's claim folded into its pending job"
+    );
+    assert_eq!(db.count_jobs(c).await, (0, 1));
+    let mut claimed = Vec::new();
+    while let Some(job) = s.claim_job("fresh", t0(), LEASE).await.unwrap() {
+        claimed.push((job.repo_id, job.attempts));
+    }
+    claimed.sort();
+    assert_eq!(claimed, [(a, 2), (b, 1), (c, 1)]);
+    assert_eq!(s.release_all_claims().await.unwrap(), 3);
+}
+
+async fn enqueue_due_picks_due_mirrors_without_jobs(db: TestDb) {
+    let s = db.store.as_ref();
+    let now = t0() + secs(3600);
+    // Due at various times; each gets a next_sync_at through a finished run.
+    let due = |name: &'static str, mode: Mode, next: Option<DateTime<Utc>>| {
+        let store = db.store.clone();
+        async move {
+            let id = store
+                .create_repo(new_repo("sched", name, mode), t0())
+                .await
+                .unwrap()
+                .id;
+            let run = store.start_run(id, Trigger::Create, t0()).await.unwrap();
+            let mut result = success(t0(), vec![]);
+            result.next_sync_at = next;
+            store.finish_run(run, id, &result).await.unwrap();
+            id
+        }
+    };
+    let oldest = due("oldest", Mode::Mirror, Some(now - secs(600))).await;
+    let older = due("older", Mode::Mirror, Some(now - secs(300))).await;
+    let exactly = due("exactly", Mode::Mirror, Some(now)).await;
+    let future = due("future", Mode::Mirror, Some(now + secs(1))).await;
+    let never = due("never", Mode::Mirror, None).await;
+    let migrated = due("migrated", Mode::Migrate, Some(now - secs(900))).await;
+    let pending = due("pending", Mode::Mirror, Some(now - secs(900))).await;
+    let running = due("running", Mode::Mirror, Some(now - secs(900))).await;
+    s.enqueue_sync(pending, Trigger::Webhook, now + secs(50))
+        .await
+        .unwrap();
+    s.enqueue_sync(running, Trigger::Webhook, now)
+        .await
+        .unwrap();
+    let held = s.claim_job("w", now, LEASE).await.unwrap().unwrap();
+    assert_eq!(held.repo_id, running);
+
+    // The limit takes the oldest first.
+    assert_eq!(s.enqueue_due(now, 2).await.unwrap(), 2);
+    assert_eq!(db.count_jobs(oldest).await, (0, 1));
+    assert_eq!(db.count_jobs(older).await, (0, 1));
+    assert_eq!(db.count_jobs(exactly).await, (0, 0));
+    assert_eq!(
+        s.enqueue_due(now, 100).await.unwrap(),
+        1,
+        "only `exactly` is left"
+    );
+    assert_eq!(
+        s.enqueue_due(now, 100).await.unwrap(),
+        0,
+        "due mirrors with a pending job are skipped"
+    );
+    for id in [future, never, migrated] {
+        assert_eq!(
+            db.count_jobs(id).await,
+            (0, 0),
+            "repo {id} must not be queued"
+        );
+    }
+    assert_eq!(
+        db.count_jobs(pending).await,
+        (0, 1),
+        "the pending job was left alone"
+    );
+    assert_eq!(
+        db.count_jobs(running).await,
+        (1, 0),
+        "a running sync sets the next time itself"
+    );
+
+    let mut jobs = Vec::new();
+    while let Some(job) = s.claim_job("w", now, LEASE).await.unwrap() {
+        jobs.push((job.repo_id, job.trigger));
+    }
+    assert_eq!(
+        jobs,
+        [
+            (oldest, Trigger::Schedule),
+            (older, Trigger::Schedule),
+            (exactly, Trigger::Schedule)
+        ]
+    );
+    assert_eq!(s.enqueue_due(now, 0).await.unwrap(), 0);
+}
+
+// ---- runs -----------------------------------------------------------------------------------
+
+async fn finish_run_success_updates_repo_and_journal(db: TestDb) {
+    let s = db.store.as_ref();
+    let id = mirror(s, "alice", "tools").await;
+    let started = t0() + secs(1);
+    let run = s.start_run(id, Trigger::Create, started).await.unwrap();
+    assert_eq!(s.running_count(id).await.unwrap(), 1);
+    assert_eq!(
+        s.get_repo_by_id(id).await.unwrap().unwrap().last_sync_at,
+        Some(started)
+    );
+
+    let changes = vec![
+        change(
+            "refs/heads/main",
+            None,
+            Some("1111"),
+            RefChangeKind::Created,
+        ),
+        change(
+            "refs/heads/dev",
+            Some("2222"),
+            Some("3333"),
+            RefChangeKind::FastForward,
+        ),
+        change(
+            "refs/tags/v1",
+            Some("4444"),
+            Some("5555"),
+            RefChangeKind::Forced,
+        ),
+        change("refs/heads/old", Some("6666"), None, RefChangeKind::Deleted),
+        change(
+            "refs/heads/a-last-but-sorted-first",
+            None,
+            Some("7777"),
+            RefChangeKind::Created,
+        ),
+    ];
+    let finished = started + secs(7);
+    s.set_progress(id, Some("resolving deltas"), Some(90))
+        .await
+        .unwrap();
+    s.finish_run(run, id, &success(finished, changes.clone()))
+        .await
+        .unwrap();
+
+    let r = s.get_repo_by_id(id).await.unwrap().unwrap();
+    assert_eq!(r.state, RepoState::Ready);
+    assert_eq!(r.last_success_at, Some(finished));
+    assert_eq!(r.last_sync_at, Some(started));
+    assert_eq!(
+        (r.branches, r.tags, r.head_ref.as_deref()),
+        (3, 2, Some("refs/heads/main"))
+    );
+    assert_eq!(r.next_sync_at, Some(finished + secs(86_400)));
+    assert_eq!((r.progress_phase, r.progress_percent), (None, None));
+    assert_eq!(s.running_count(id).await.unwrap(), 0);
+
+    let runs = s.list_runs(id, 10).await.unwrap();
+    assert_eq!(runs.len(), 1);
+    let r0 = &runs[0];
+    assert_eq!(
+        (r0.id, r0.repo_id, r0.trigger, r0.outcome),
+        (run, id, Trigger::Create, Outcome::Success)
+    );
+    assert_eq!((r0.started_at, r0.finished_at), (started, Some(finished)));
+    assert_eq!(
+        (r0.error_code.as_deref(), r0.error_message.as_deref()),
+        (None, None)
+    );
+    assert_eq!(
+        r0.ref_changes, changes,
+        "the journal comes back complete and in order"
+    );
+
+    // A later failure, then a recovery: errors are set and cleared, failures counted.
+    let run2 = s
+        .start_run(id, Trigger::Schedule, finished + secs(10))
+        .await
+        .unwrap();
+    s.finish_run(
+        run2,
+        id,
+        &failure(finished + secs(11), "upstream_unreachable"),
+    )
+    .await
+    .unwrap();
+    let run3 = s
+        .start_run(id, Trigger::Schedule, finished + secs(20))
+        .await
+        .unwrap();
+    s.finish_run(run3, id, &failure(finished + secs(21), "timeout"))
+        .await
+        .unwrap();
+    let r = s.get_repo_by_id(id).await.unwrap().unwrap();
+    assert_eq!(
+        r.state,
+        RepoState::Ready,
+        "a ready repository stays ready when a sync fails"
+    );
+    assert_eq!(
+        (
+            r.last_error_code.as_deref(),
+            r.last_error_message.as_deref()
+        ),
+        (Some("timeout"), Some("timeout happened"))
+    );
+    assert_eq!(r.consecutive_failures, 2);
+    assert_eq!(
+        r.last_success_at,
+        Some(finished),
+        "a failure keeps the last success"
+    );
+    assert_eq!(
+        (r.branches, r.tags, r.head_ref.as_deref()),
+        (3, 2, Some("refs/heads/main")),
+        "a failure keeps the counts"
+    );
+    assert_eq!(r.next_sync_at, Some(finished + secs(21 + 300)));
+
+    let run4 = s
+        .start_run(id, Trigger::Manual, finished + secs(30))
+        .await
+        .unwrap();
+    let mut unchanged = success(finished + secs(31), vec![]);
+    unchanged.outcome = Outcome::Unchanged;
+    s.finish_run(run4, id, &unchanged).await.unwrap();
+    let r = s.get_repo_by_id(id).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            r.state,
+            r.consecutive_failures,
+            r.last_error_code,
+            r.last_error_message
+        ),
+        (RepoState::Ready, 0, None, None)
+    );
+    assert_eq!(r.last_success_at, Some(finished + secs(31)));
+
+    let runs = s.list_runs(id, 10).await.unwrap();
+    let summary: Vec<_> = runs
+        .iter()
+        .map(|r| (r.id, r.outcome, r.ref_changes.len()))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (run4, Outcome::Unchanged, 0),
+            (run3, Outcome::Failed, 0),
+            (run2, Outcome::Failed, 0),
+            (run, Outcome::Success, 5)
+        ],
+        "newest first"
+    );
+    assert_eq!(runs[1].error_code.as_deref(), Some("timeout"));
+    let two = s.list_runs(id, 2).await.unwrap();
+    assert_eq!(two.iter().map(|r| r.id).collect::<Vec<_>>(), [run4, run3]);
+    assert!(s.list_runs(id, 0).await.unwrap().is_empty());
+}
+
+async fn finish_run_failure_on_first_clone_marks_the_repo_failed(db: TestDb) {
+    let s = db.store.as_ref();
+    let id = mirror(s, "alice", "broken").await;
+    let run = s.start_run(id, Trigger::Create, t0()).await.unwrap();
+    s.set_progress(id, Some("counting objects"), Some(5))
+        .await
+        .unwrap();
+    s.finish_run(run, id, &failure(t0() + secs(3), "upstream_auth_failed"))
+        .await
+        .unwrap();
+    let r = s.get_repo_by_id(id).await.unwrap().unwrap();
+    assert_eq!(r.state, RepoState::Failed);
+    assert_eq!(r.last_error_code.as_deref(), Some("upstream_auth_failed"));
+    assert_eq!(r.consecutive_failures, 1);
+    assert_eq!(
+        (r.last_success_at, r.branches, r.tags, r.head_ref),
+        (None, 0, 0, None)
+    );
+    assert_eq!((r.progress_phase, r.progress_percent), (None, None));
+    assert_eq!(r.next_sync_at, Some(t0() + secs(303)));
+
+    let runs = s.list_runs(id, 5).await.unwrap();
+    assert_eq!(
+        (runs[0].outcome, runs[0].error_code.as_deref()),
+        (Outcome::Failed, Some("upstream_auth_failed"))
+    );
+
+    // A failed repository becomes ready on its first success.
+    let run = s
+        .start_run(id, Trigger::Manual, t0() + secs(10))
+        .await
+        .unwrap();
+    s.finish_run(run, id, &success(t0() + secs(12), vec![]))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.get_repo_by_id(id).await.unwrap().unwrap().state,
+        RepoState::Ready
+    );
+}
+
+async fn finish_run_is_all_or_nothing(db: TestDb) {
+    let s = db.store.as_ref();
+    let id = mirror(s, "alice", "atomic").await;
+    let other = mirror(s, "bob", "other").await;
+    let run = s.start_run(id, Trigger::Create, t0()).await.unwrap();
+
+    // The run belongs to another repository: nothing changes.
+    let err = s
+        .finish_run(
+            run,
+            other,
+            &success(
+                t0(),
+                vec![change(
+                    "refs/heads/x",
+                    None,
+                    Some("1"),
+                    RefChangeKind::Created,
+                )],
+            ),
+        )
+        .await;
+    assert!(matches!(err, Err(StoreError::NotFound)), "{err:?}");
+    // Make the journal insert fail half-way through a finish: finishing the same run a
+    // second time collides with the first journal. The run row was already updated in that
+    // transaction; nothing of it may remain, nor may the repository change.
+    s.finish_run(
+        run,
+        id,
+        &success(
+            t0() + secs(1),
+            vec![change(
+                "refs/heads/x",
+                None,
+                Some("1"),
+                RefChangeKind::Created,
+            )],
+        ),
+    )
+    .await
+    .unwrap();
+    let before = s.get_repo_by_id(id).await.unwrap().unwrap();
+    let mut twice = failure(t0() + secs(3), "timeout");
+    twice.ref_changes = vec![change(
+        "refs/heads/x",
+        Some("1"),
+        Some("2"),
+        RefChangeKind::FastForward,
+    )];
+    let err = s.finish_run(run, id, &twice).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict), "{err:?}");
+    let after = s.get_repo_by_id(id).await.unwrap().unwrap();
+    assert_eq!(after.state, RepoState::Ready);
+    assert_eq!(
+        (after.last_error_code, after.consecutive_failures),
+        (None, 0),
+        "the refused finish changed the repository"
+    );
+    assert_eq!(after.next_sync_at, before.next_sync_at);
+    let runs = s.list_runs(id, 1).await.unwrap();
+    assert_eq!(
+        (runs[0].outcome, runs[0].error_code.as_deref()),
+        (Outcome::Success, None),
+        "the refused finish changed the run"
+    );
+    assert_eq!(runs[0].finished_at, Some(t0() + secs(1)));
+    assert_eq!(runs[0].ref_changes.len(), 1);
+
+    let mut running = success(t0(), vec![]);
+    running.outcome = Outcome::Running;
+    assert!(matches!(
+        s.finish_run(run, id, &running).await,
+        Err(StoreError::Invalid(_))
+    ));
+    assert!(matches!(
+        s.start_run(id + 1000, Trigger::Manual, t0()).await,
+        Err(StoreError::NotFound)
+    ));
+}
+
+async fn a_large_journal_round_trips(db: TestDb) {
+    let s = db.store.as_ref();
+    let id = mirror(s, "alice", "big").await;
+    let run = s.start_run(id, Trigger::Create, t0()).await.unwrap();
+    let changes: Vec<_> = (0..2500)
+        .map(|i| {
+            change(
+                &format!("refs/heads/b{:05}", 2500 - i),
+                None,
+                Some(&format!("{i:040x}")),
+                RefChangeKind::Created,
+            )
+        })
+        .collect();
+    s.finish_run(run, id, &success(t0(), changes.clone()))
+        .await
+        .unwrap();
+    assert_eq!(s.list_runs(id, 1).await.unwrap()[0].ref_changes, changes);
+}
+
+async fn interrupted_runs_are_failed(db: TestDb) {
+    let s = db.store.as_ref();
+    let id = mirror(s, "alice", "crash").await;
+    let other = mirror(s, "bob", "busy").await;
+    let done = s.start_run(id, Trigger::Manual, t0()).await.unwrap();
+    s.finish_run(done, id, &success(t0() + secs(1), vec![]))
+        .await
+        .unwrap();
+    let r1 = s
+        .start_run(id, Trigger::Schedule, t0() + secs(10))
+        .await
+        .unwrap();
+    let r2 = s
+        .start_run(id, Trigger::Webhook, t0() + secs(20))
+        .await
+        .unwrap();
+    let elsewhere = s.start_run(other, Trigger::Manual, t0()).await.unwrap();
+    assert_eq!(s.running_count(id).await.unwrap(), 2);
+
+    assert_eq!(
+        s.fail_interrupted_runs(id, t0() + secs(60)).await.unwrap(),
+        2
+    );
+    assert_eq!(s.running_count(id).await.unwrap(), 0);
+    assert_eq!(
+        s.running_count(other).await.unwrap(),
+        1,
+        "other repositories' runs are untouched"
+    );
+    for run in s.list_runs(id, 10).await.unwrap() {
+        if run.id == done {
+            assert_eq!(run.outcome, Outcome::Success);
+            continue;
+        }
+        assert!(run.id == r1 || run.id == r2);
+        assert_eq!(run.outcome, Outcome::Failed);
+        assert_eq!(run.finished_at, Some(t0() + secs(60)));
+        assert_eq!(run.error_code.as_deref(), Some(INTERRUPTED_CODE));
+        assert_eq!(run.error_message.as_deref(), Some(INTERRUPTED_MESSAGE));
+    }
+    assert_eq!(INTERRUPTED_CODE, "interrupted");
+    assert_eq!(
+        s.fail_interrupted_runs(id, t0() + secs(61)).await.unwrap(),
+        0
+    );
+    assert_eq!(s.list_runs(other, 1).await.unwrap()[0].id, elsewhere);
+}
+
+// ---- settings -------------------------------------------------------------------------------
+
+async fn settings_put_get_and_put_if_absent(db: TestDb) {
+    let s = db.store.as_ref();
+    s.ping().await.unwrap();
+    assert_eq!(s.get_setting("admin_token_hash").await.unwrap(), None);
+    assert!(s
+        .put_setting_if_absent("admin_token_hash", "h1")
+        .await
+        .unwrap());
+    assert!(!s
+        .put_setting_if_absent("admin_token_hash", "h2")
+        .await
+        .unwrap());
+    assert_eq!(
+        s.get_setting("admin_token_hash").await.unwrap().as_deref(),
+        Some("h1")
+    );
+    s.put_setting("admin_token_hash", "h3").await.unwrap();
+    assert_eq!(
+        s.get_setting("admin_token_hash").await.unwrap().as_deref(),
+        Some("h3")
+    );
+    s.put_setting("other", "x").await.unwrap();
+    assert_eq!(s.get_setting("other").await.unwrap().as_deref(), Some("x"));
+
+    // Many racing first writers: exactly one wins.
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let store = db.store.clone();
+        tasks.push(tokio::spawn(async move {
+            store
+                .put_setting_if_absent("race", &format!("v{i}"))
+                .await
+                .unwrap()
+        }));
+    }
+    let mut winners = 0;
+    for t in tasks {
+        winners += usize::from(t.await.unwrap());
+    }
+    assert_eq!(winners, 1);
+}
+
+conformance!(
+    create_get_list_and_delete,
+    a_taken_name_is_a_conflict_in_any_case,
+    credentials_round_trip_and_are_encrypted_at_rest,
+    a_wrong_key_is_refused_at_connect,
+    unknown_text_in_the_database_is_an_error,
+    progress_is_recorded_and_cleared_by_finish,
+    enqueues_coalesce_into_one_pending_job,
+    claims_oldest_due_first_and_never_two_of_one_repo,
+    an_expired_lease_is_taken_over,
+    an_expired_claim_does_not_let_a_second_job_run_beside_a_live_one,
+    concurrent_claimers_never_share_a_repository,
+    release_job_requeues_or_coalesces,
+    release_all_claims_frees_stale_claims_on_sqlite_only,
+    enqueue_due_picks_due_mirrors_without_jobs,
+    finish_run_success_updates_repo_and_journal,
+    finish_run_failure_on_first_clone_marks_the_repo_failed,
+    finish_run_is_all_or_nothing,
+    a_large_journal_round_trips,
+    interrupted_runs_are_failed,
+    settings_put_get_and_put_if_absent,
+);
