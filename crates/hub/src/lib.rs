@@ -11,7 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use mirrorhub_core::{Mode, RepoState, SyncInterval, Trigger};
+use mirrorhub_core::schedule::{self, FailureClass};
+use mirrorhub_core::{ErrorCode, Mode, RepoState, SyncInterval, Trigger};
 use mirrorhub_git::GitEngine;
 use mirrorhub_store::{Repo, Store, SyncRun};
 use tokio::sync::Notify;
@@ -158,18 +159,20 @@ impl Hub {
         Ok(())
     }
 
-    /// When the scheduler should sync a mirror next after a sync that ended at `at`.
-    /// Failures retry sooner, with exponential backoff capped by the interval.
-    fn next_sync_at(&self, repo: &Repo, at: DateTime<Utc>, failed: bool) -> Option<DateTime<Utc>> {
-        if repo.mode == Mode::Migrate && !failed {
+    /// When the scheduler should sync a repository next after a sync that ended at `at`
+    /// (`failure`: the error code when it failed). Successes wait the interval (jittered
+    /// shorter, per repository); transient failures retry with capped exponential backoff;
+    /// permanent ones wait the interval. A migrated repository is never scheduled once copied.
+    fn next_sync_at(&self, repo: &Repo, at: DateTime<Utc>, failure: Option<ErrorCode>) -> Option<DateTime<Utc>> {
+        if repo.mode == Mode::Migrate && failure.is_none() {
             return None;
         }
         let interval = Duration::from_secs(repo.sync_interval_secs.max(1) as u64);
-        let delay = if failed {
-            let exp = repo.consecutive_failures.clamp(0, 10) as u32;
-            (Duration::from_secs(30) * 2u32.pow(exp)).min(interval)
-        } else {
-            interval
+        let seed = (repo.id as u64).rotate_left(32) ^ at.timestamp_millis() as u64;
+        let delay = match failure.map(schedule::classify) {
+            None => schedule::delay_after_success(interval, seed),
+            Some(FailureClass::Transient) => schedule::retry_delay(repo.consecutive_failures as u32 + 1, interval, seed),
+            Some(FailureClass::Permanent) => interval,
         };
         Some(at + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::days(1)))
     }

@@ -149,7 +149,7 @@ async fn try_run_job(hub: &Arc<Hub>, worker_id: &str, job: &Job) -> Result<(), m
                 branches: repo.branches,
                 tags: repo.tags,
                 head_ref: repo.head_ref.clone(),
-                next_sync_at: hub.next_sync_at(&repo, finished_at, true),
+                next_sync_at: hub.next_sync_at(&repo, finished_at, Some(code)),
             }
         }
     };
@@ -173,7 +173,7 @@ fn success(hub: &Hub, repo: &Repo, finished_at: chrono::DateTime<Utc>, outcome: 
         branches: report.branches as i64,
         tags: report.tags as i64,
         head_ref: report.head,
-        next_sync_at: hub.next_sync_at(repo, finished_at, false),
+        next_sync_at: hub.next_sync_at(repo, finished_at, None),
     }
 }
 
