@@ -1,0 +1,28 @@
+//! Real git servers and repositories for mirrorhub's end-to-end tests and benchmarks.
+//!
+//! - [`GitDaemon`]: `git daemon` serving a directory over git://.
+//! - [`HttpGitServer`]: `git http-backend` behind a small HTTP/1.1 server, optionally with basic
+//!   auth (git's smart HTTP, as forges serve it).
+//! - [`git`], [`init_bare`], [`Scratch`], [`for_each_ref`], [`RefSnapshot`]: building and
+//!   comparing repositories with a clean, deterministic git environment.
+//! - [`synthetic_upstream`]: a large deterministic repository for benchmarks, and the upstream
+//!   changes ([`add_commit`], [`rewrite_branch`], [`delete_branch`], [`delete_tag`]) a sync
+//!   benchmark measures.
+//!
+//! Everything here panics on failure: it is for tests.
+
+mod daemon;
+mod http;
+mod repo;
+mod synthetic;
+
+pub use daemon::GitDaemon;
+pub use http::{HttpGitServer, RequestRecord};
+pub use repo::{
+    clean_git_env, for_each_ref, git, git_command, git_with_stdin, init_bare, try_git, RefSnapshot,
+    Scratch, AUTHOR_EMAIL, AUTHOR_NAME, FIXED_DATE,
+};
+pub use synthetic::{
+    add_commit, delete_branch, delete_tag, rewrite_branch, synthetic_upstream, Spec, Synthetic,
+    MUTATION_FILE,
+};

@@ -1,0 +1,331 @@
+//! Running git with a clean, deterministic environment, and building repositories with it.
+
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use tempfile::TempDir;
+
+/// Author and committer name of every commit and tag the testkit makes.
+pub const AUTHOR_NAME: &str = "Mirrorhub Test";
+/// Author and committer email of every commit and tag the testkit makes.
+pub const AUTHOR_EMAIL: &str = "test@mirrorhub.invalid";
+/// Author and committer date of every commit and tag the testkit makes (git's internal format).
+pub const FIXED_DATE: &str = "1700000000 +0000";
+
+/// Makes `cmd` independent of the machine it runs on: no inherited `GIT_*` variables, no system
+/// or global config, a fixed identity and fixed dates (so the same steps make the same object
+/// ids), never a terminal prompt, and C locale messages.
+pub fn clean_git_env(cmd: &mut Command) -> &mut Command {
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("GIT_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .env("GIT_AUTHOR_NAME", AUTHOR_NAME)
+        .env("GIT_AUTHOR_EMAIL", AUTHOR_EMAIL)
+        .env("GIT_AUTHOR_DATE", FIXED_DATE)
+        .env("GIT_COMMITTER_NAME", AUTHOR_NAME)
+        .env("GIT_COMMITTER_EMAIL", AUTHOR_EMAIL)
+        .env("GIT_COMMITTER_DATE", FIXED_DATE)
+        .env("LC_ALL", "C")
+}
+
+/// A `git` command run in `dir` with [`clean_git_env`] applied, for callers that need more
+/// control than [`git`] gives (extra environment, stdin, async via `tokio::process::Command::from`).
+pub fn git_command(dir: &Path) -> Command {
+    let mut cmd = Command::new("git");
+    cmd.current_dir(dir);
+    clean_git_env(&mut cmd);
+    cmd
+}
+
+/// Where git keeps its programs (`git --exec-path`): `git-http-backend`, `git-daemon`.
+pub(crate) fn git_exec_path() -> PathBuf {
+    let output = git_command(&std::env::temp_dir())
+        .arg("--exec-path")
+        .output()
+        .expect("run git --exec-path");
+    assert!(output.status.success(), "git --exec-path failed");
+    PathBuf::from(String::from_utf8_lossy(&output.stdout).trim())
+}
+
+/// Runs git in `dir` with a clean environment and returns its stdout. Panics with git's stderr
+/// when it fails.
+pub fn git<I, S>(dir: &Path, args: I) -> String
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    git_with_stdin(dir, args, &[])
+}
+
+/// Like [`git`], feeding `input` to git's stdin.
+pub fn git_with_stdin<I, S>(dir: &Path, args: I, input: &[u8]) -> String
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let mut cmd = git_command(dir);
+    cmd.args(args);
+    let output = run_with_stdin(&mut cmd, input);
+    check(&cmd, &output);
+    String::from_utf8(output.stdout).expect("git printed non-UTF-8 output")
+}
+
+/// Runs git and returns its output whatever its exit status (for tests of failures).
+pub fn try_git<I, S>(dir: &Path, args: I) -> Output
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let mut cmd = git_command(dir);
+    cmd.args(args);
+    run_with_stdin(&mut cmd, &[])
+}
+
+fn run_with_stdin(cmd: &mut Command, input: &[u8]) -> Output {
+    cmd.stdin(if input.is_empty() {
+        Stdio::null()
+    } else {
+        Stdio::piped()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    if !input.is_empty() {
+        let mut stdin = child.stdin.take().expect("stdin is piped");
+        let input = input.to_vec();
+        // A writer thread: git may fill its stdout pipe before reading all of its stdin.
+        let writer = std::thread::spawn(move || stdin.write_all(&input));
+        let output = child.wait_with_output().expect("wait for git");
+        writer
+            .join()
+            .expect("stdin writer")
+            .unwrap_or_else(|e| panic!("writing to {cmd:?}: {e}"));
+        return output;
+    }
+    child.wait_with_output().expect("wait for git")
+}
+
+fn check(cmd: &Command, output: &Output) {
+    if !output.status.success() {
+        panic!(
+            "{cmd:?} failed ({}):\n{}{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr),
+            String::from_utf8_lossy(&output.stdout)
+        );
+    }
+}
+
+/// Creates an empty bare repository at `path` (parents included) whose HEAD is `refs/heads/main`.
+pub fn init_bare(path: &Path) {
+    std::fs::create_dir_all(path).unwrap_or_else(|e| panic!("create {}: {e}", path.display()));
+    git(path, ["init", "--quiet", "--bare", "--initial-branch=main"]);
+}
+
+/// The branches and tags of `repo`, one `objectname objecttype refname` line each, sorted by
+/// refname: two repositories whose lists are equal hold the same branches and tags.
+pub fn for_each_ref(repo: &Path) -> String {
+    git(
+        repo,
+        [
+            "for-each-ref",
+            "--format=%(objectname) %(objecttype) %(refname)",
+            "refs/heads",
+            "refs/tags",
+        ],
+    )
+}
+
+/// Every ref of a repository (name to object id), taken to put the refs back later.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefSnapshot(BTreeMap<String, String>);
+
+impl RefSnapshot {
+    /// Reads every ref under `refs/` of `repo`.
+    pub fn take(repo: &Path) -> Self {
+        Self::parse(&git(
+            repo,
+            ["for-each-ref", "--format=%(objectname) %(refname)", "refs/"],
+        ))
+    }
+
+    /// Reads a snapshot written by [`to_text`](Self::to_text).
+    pub fn parse(text: &str) -> Self {
+        Self(
+            text.lines()
+                .filter_map(|line| line.split_once(' '))
+                .map(|(oid, name)| (name.to_owned(), oid.to_owned()))
+                .collect(),
+        )
+    }
+
+    /// One `objectname refname` line per ref.
+    pub fn to_text(&self) -> String {
+        self.0
+            .iter()
+            .map(|(name, oid)| format!("{oid} {name}\n"))
+            .collect()
+    }
+
+    /// The refs, by name.
+    pub fn refs(&self) -> &BTreeMap<String, String> {
+        &self.0
+    }
+
+    /// Makes the refs of `repo` what they were when this snapshot was taken, in one transaction:
+    /// refs made since are deleted, moved refs are put back, deleted refs are recreated (their
+    /// objects are still in the repository).
+    pub fn restore(&self, repo: &Path) {
+        let now = Self::take(repo);
+        let mut script = String::new();
+        for name in now.0.keys().filter(|name| !self.0.contains_key(*name)) {
+            script.push_str(&format!("delete {name}\n"));
+        }
+        for (name, oid) in &self.0 {
+            if now.0.get(name) != Some(oid) {
+                script.push_str(&format!("update {name} {oid}\n"));
+            }
+        }
+        if !script.is_empty() {
+            git_with_stdin(repo, ["update-ref", "--stdin"], script.as_bytes());
+        }
+    }
+}
+
+/// A throwaway working tree to write files, commit them and push to an upstream.
+///
+/// ```no_run
+/// # use mirrorhub_testkit::{init_bare, Scratch};
+/// # let upstream = std::path::Path::new("/tmp/up.git");
+/// init_bare(upstream);
+/// let scratch = Scratch::new();
+/// scratch.write("README.md", "hello\n");
+/// scratch.commit("first");
+/// scratch.push(upstream.to_str().unwrap(), &["main"]);
+/// ```
+pub struct Scratch {
+    dir: TempDir,
+}
+
+impl Default for Scratch {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Scratch {
+    /// An empty repository with a work tree, on branch `main`.
+    pub fn new() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("mirrorhub-scratch")
+            .tempdir()
+            .expect("create scratch dir");
+        git(dir.path(), ["init", "--quiet", "--initial-branch=main"]);
+        Self { dir }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Runs git in the work tree.
+    pub fn git<I, S>(&self, args: I) -> String
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        git(self.path(), args)
+    }
+
+    /// Writes `contents` to `file` (a `/`-separated path relative to the work tree).
+    pub fn write(&self, file: &str, contents: impl AsRef<[u8]>) -> &Self {
+        let path: PathBuf = self.path().join(file);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).expect("create parent dirs");
+        }
+        std::fs::write(&path, contents).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+        self
+    }
+
+    /// Stages everything and commits it (an empty commit when nothing changed); returns the new
+    /// commit's id.
+    pub fn commit(&self, message: &str) -> String {
+        self.git(["add", "--all"]);
+        self.git([
+            "commit",
+            "--quiet",
+            "--allow-empty",
+            "--no-verify",
+            "-m",
+            message,
+        ]);
+        self.head()
+    }
+
+    /// Writes one file and commits it.
+    pub fn commit_file(&self, file: &str, contents: impl AsRef<[u8]>, message: &str) -> String {
+        self.write(file, contents);
+        self.commit(message)
+    }
+
+    /// The id of the commit checked out.
+    pub fn head(&self) -> String {
+        self.git(["rev-parse", "HEAD"]).trim().to_owned()
+    }
+
+    /// Checks out `branch`, creating it at the current commit or resetting it there.
+    pub fn branch(&self, branch: &str) -> &Self {
+        self.git(["checkout", "--quiet", "-B", branch]);
+        self
+    }
+
+    /// Checks out an existing branch.
+    pub fn checkout(&self, branch: &str) -> &Self {
+        self.git(["checkout", "--quiet", branch]);
+        self
+    }
+
+    /// Makes a lightweight tag on the current commit.
+    pub fn tag(&self, name: &str) -> &Self {
+        self.git(["tag", name]);
+        self
+    }
+
+    /// Makes an annotated tag on the current commit.
+    pub fn tag_annotated(&self, name: &str, message: &str) -> &Self {
+        self.git(["tag", "-a", "-m", message, name]);
+        self
+    }
+
+    /// Pushes `refspecs` to `remote` (a path or a URL), forcing nothing unless a refspec says so
+    /// with a leading `+`.
+    pub fn push(&self, remote: &str, refspecs: &[&str]) {
+        let mut args = vec!["push", "--quiet", remote];
+        args.extend_from_slice(refspecs);
+        self.git(args);
+    }
+
+    /// Pushes every branch and tag to `remote`, force-updating and pruning: the remote ends up
+    /// with exactly this repository's branches and tags.
+    pub fn push_mirror(&self, remote: &str) {
+        self.git([
+            "push",
+            "--quiet",
+            "--force",
+            "--prune",
+            remote,
+            "refs/heads/*:refs/heads/*",
+            "refs/tags/*:refs/tags/*",
+        ]);
+    }
+}
