@@ -139,15 +139,23 @@ impl PgStore {
                 continue;
             }
 
+            // The row lock makes this re-check redundant; it keeps the claim correct on its own.
             let row = sqlx::query(
                 "UPDATE sync_jobs SET claimed_by = $2, lease_until = $3, attempts = attempts + 1 \
-                 WHERE id = $1 RETURNING id, repo_id, trigger, attempts",
+                 WHERE id = $1 AND (claimed_by IS NULL OR lease_until <= $4) \
+                 RETURNING id, repo_id, trigger, attempts",
             )
             .bind(job_id)
             .bind(worker)
             .bind(until)
-            .fetch_one(&mut *tx)
+            .bind(now)
+            .fetch_optional(&mut *tx)
             .await?;
+            let Some(row) = row else {
+                tx.rollback().await?;
+                skipped.push(repo_id);
+                continue;
+            };
             tx.commit().await?;
             return Ok(Some(Job {
                 id: row.try_get("id")?,

@@ -29,6 +29,30 @@ const REPO_COLUMNS: &str = "id, owner, name, mode, visibility, description, upst
      progress_phase, progress_percent, sync_interval_secs, last_sync_at, last_success_at, next_sync_at, \
      last_error_code, last_error_message, consecutive_failures, branches, tags, head_ref, created_at";
 
+/// Claims one job; a single statement, so the candidate and the claim are one write.
+/// Binds: worker, lease end, now.
+const CLAIM_SQL: &str =
+    "UPDATE sync_jobs SET claimed_by = ?1, lease_until = ?2, attempts = attempts + 1 \
+             WHERE id = ( \
+                 SELECT j.id FROM sync_jobs j \
+                 WHERE j.run_after <= ?3 \
+                   AND (j.claimed_by IS NULL OR j.lease_until <= ?3) \
+                   AND NOT EXISTS ( \
+                       SELECT 1 FROM sync_jobs o \
+                       WHERE o.repo_id = j.repo_id AND o.id <> j.id \
+                         AND o.claimed_by IS NOT NULL AND o.lease_until > ?3) \
+                 ORDER BY j.run_after, j.id LIMIT 1) \
+             RETURNING id, repo_id, trigger, attempts";
+
+/// Queues schedule jobs for due mirrors. Binds: trigger, now, created_at, limit.
+const ENQUEUE_DUE_SQL: &str = "INSERT INTO sync_jobs (repo_id, trigger, run_after, created_at) \
+             SELECT r.id, ?1, ?2, ?3 FROM repos r \
+             WHERE r.mode = 'mirror' AND r.next_sync_at <= ?2 \
+               AND NOT EXISTS (SELECT 1 FROM sync_jobs j WHERE j.repo_id = r.id) \
+             ORDER BY r.next_sync_at, r.id \
+             LIMIT ?4 \
+             ON CONFLICT DO NOTHING";
+
 pub(crate) struct SqliteStore {
     pool: SqlitePool,
     key: SecretKey,
@@ -234,24 +258,12 @@ impl Store for SqliteStore {
     ) -> Result<Option<Job>, StoreError> {
         let until = lease_end(now, lease)?;
         // One statement is one write transaction: candidate and claim cannot be separated.
-        let row = sqlx::query(
-            "UPDATE sync_jobs SET claimed_by = ?1, lease_until = ?2, attempts = attempts + 1 \
-             WHERE id = ( \
-                 SELECT j.id FROM sync_jobs j \
-                 WHERE j.run_after <= ?3 \
-                   AND (j.claimed_by IS NULL OR j.lease_until <= ?3) \
-                   AND NOT EXISTS ( \
-                       SELECT 1 FROM sync_jobs o \
-                       WHERE o.repo_id = j.repo_id AND o.id <> j.id \
-                         AND o.claimed_by IS NOT NULL AND o.lease_until > ?3) \
-                 ORDER BY j.run_after, j.id LIMIT 1) \
-             RETURNING id, repo_id, trigger, attempts",
-        )
-        .bind(worker)
-        .bind(ms(until))
-        .bind(ms(now))
-        .fetch_optional(&self.pool)
-        .await?;
+        let row = sqlx::query(CLAIM_SQL)
+            .bind(worker)
+            .bind(ms(until))
+            .bind(ms(now))
+            .fetch_optional(&self.pool)
+            .await?;
         row.map(|r| {
             Ok(Job {
                 id: r.try_get("id")?,
@@ -341,21 +353,13 @@ impl Store for SqliteStore {
     }
 
     async fn enqueue_due(&self, now: DateTime<Utc>, limit: i64) -> Result<u64, StoreError> {
-        let done = sqlx::query(
-            "INSERT INTO sync_jobs (repo_id, trigger, run_after, created_at) \
-             SELECT r.id, ?1, ?2, ?3 FROM repos r \
-             WHERE r.mode = 'mirror' AND r.next_sync_at <= ?2 \
-               AND NOT EXISTS (SELECT 1 FROM sync_jobs j WHERE j.repo_id = r.id) \
-             ORDER BY r.next_sync_at, r.id \
-             LIMIT ?4 \
-             ON CONFLICT DO NOTHING",
-        )
-        .bind(Trigger::Schedule.as_str())
-        .bind(ms(now))
-        .bind(ms(Utc::now()))
-        .bind(limit.max(0))
-        .execute(&self.pool)
-        .await?;
+        let done = sqlx::query(ENQUEUE_DUE_SQL)
+            .bind(Trigger::Schedule.as_str())
+            .bind(ms(now))
+            .bind(ms(Utc::now()))
+            .bind(limit.max(0))
+            .execute(&self.pool)
+            .await?;
         Ok(done.rows_affected())
     }
 
@@ -578,5 +582,42 @@ impl Store for SqliteStore {
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn plan(store: &SqliteStore, sql: &str) -> String {
+        let rows = sqlx::query(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .fetch_all(&store.pool)
+            .await
+            .unwrap();
+        rows.iter()
+            .map(|r| r.get::<String, _>("detail"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// The scheduler's and the workers' queries run often over tables that grow: they must
+    /// search an index, not scan the table.
+    #[tokio::test]
+    async fn queue_queries_use_their_indexes() {
+        let store = SqliteStore::connect("sqlite::memory:", SecretKey::generate())
+            .await
+            .unwrap();
+        let due = plan(&store, ENQUEUE_DUE_SQL).await;
+        assert!(
+            due.contains("SEARCH r USING") && due.contains("INDEX repos_mirror_next_sync"),
+            "{due}"
+        );
+        assert!(!due.contains("SCAN r"), "{due}");
+        let claim = plan(&store, CLAIM_SQL).await;
+        assert!(
+            claim.contains("SEARCH j USING") && claim.contains("INDEX sync_jobs_run_after"),
+            "{claim}"
+        );
+        assert!(!claim.contains("SCAN o"), "{claim}");
     }
 }

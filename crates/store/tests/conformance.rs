@@ -679,6 +679,63 @@ async fn concurrent_claimers_never_share_a_repository(db: TestDb) {
     }
 }
 
+async fn racing_claimers_take_over_each_repository_once(db: TestDb) {
+    // Every repository has an expired claim and a pending job: the two are the first and
+    // second candidates of concurrent claimers, and only one of them may be handed out.
+    const REPOS: usize = 24;
+    const WORKERS: usize = 8;
+    let mut ids = Vec::new();
+    for i in 0..REPOS {
+        let id = mirror(db.store.as_ref(), "race", &format!("r{i}")).await;
+        db.store
+            .enqueue_sync(id, Trigger::Manual, t0())
+            .await
+            .unwrap();
+        ids.push(id);
+    }
+    for _ in 0..REPOS {
+        db.store
+            .claim_job("dead", t0(), Duration::from_secs(1))
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    for id in &ids {
+        db.store
+            .enqueue_sync(*id, Trigger::Webhook, t0())
+            .await
+            .unwrap();
+    }
+    let mut stores = Vec::new();
+    for _ in 0..WORKERS {
+        stores.push(db.reopen().await);
+    }
+    let later = t0() + secs(10);
+    let start = Arc::new(tokio::sync::Barrier::new(WORKERS));
+    let mut tasks = Vec::new();
+    for (w, store) in stores.into_iter().enumerate() {
+        let start = start.clone();
+        tasks.push(tokio::spawn(async move {
+            start.wait().await;
+            let mut got = Vec::new();
+            while let Some(job) = store
+                .claim_job(&format!("w{w}"), later, LEASE)
+                .await
+                .unwrap()
+            {
+                got.push(job.repo_id);
+            }
+            got
+        }));
+    }
+    let mut claimed = Vec::new();
+    for t in tasks {
+        claimed.extend(t.await.unwrap());
+    }
+    claimed.sort_unstable();
+    assert_eq!(claimed, ids, "each repository is taken over exactly once");
+}
+
 async fn release_job_requeues_or_coalesces(db: TestDb) {
     let s = db.store.as_ref();
     let id = mirror(s, "alice", "flaky").await;
@@ -729,30 +786,51 @@ async fn release_all_claims_frees_stale_claims_on_sqlite_only(db: TestDb) {
     let a = mirror(s, "o", "a").await;
     let b = mirror(s, "o", "b").await;
     let c = mirror(s, "o", "c").await;
-    for id in [a, b, c] {
+    let d = mirror(s, "o", "d").await;
+    for id in [a, b] {
         s.enqueue_sync(id, Trigger::Manual, t0()).await.unwrap();
     }
     let ja = s.claim_job("dead", t0(), LEASE).await.unwrap().unwrap();
     let jb = s.claim_job("dead", t0(), LEASE).await.unwrap().unwrap();
     assert_eq!((ja.repo_id, jb.repo_id), (a, b));
     s.enqueue_sync(b, Trigger::Webhook, t0()).await.unwrap(); // b: claimed + pending
-    assert_eq!(db.count("sync_jobs").await, 4);
+
+    // d: two claims, an expired one and the one that took over after it.
+    s.enqueue_sync(d, Trigger::Manual, t0() + secs(5))
+        .await
+        .unwrap();
+    let jd = s
+        .claim_job("dead", t0() + secs(5), Duration::from_secs(1))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(jd.repo_id, d);
+    s.enqueue_sync(d, Trigger::Webhook, t0()).await.unwrap();
+    let jd2 = s
+        .claim_job("dead", t0() + secs(10), LEASE)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (jd2.repo_id, jd2.attempts),
+        (d, 1),
+        "the older pending job goes first"
+    );
+    assert_eq!(db.count_jobs(d).await, (2, 0));
+
+    s.enqueue_sync(c, Trigger::Manual, t0()).await.unwrap(); // c: pending only
+    assert_eq!(db.count("sync_jobs").await, 6);
 
     let released = s.release_all_claims().await.unwrap();
     if db.backend == harness::Backend::Postgres {
         assert_eq!(released, 0, "other replicas' leases are live");
         assert_eq!(db.count_jobs(a).await, (1, 0));
-        assert!(
-            s.claim_job("fresh", t0(), LEASE)
-                .await
-                .unwrap()
-                .unwrap()
-                .repo_id
-                == c
-        );
+        assert_eq!(db.count_jobs(d).await, (2, 0));
+        let next = s.claim_job("fresh", t0(), LEASE).await.unwrap().unwrap();
+        assert_eq!(next.repo_id, c);
         return;
     }
-    assert_eq!(released, 2);
+    assert_eq!(released, 4);
     assert_eq!(db.count_jobs(a).await, (0, 1), "a's claim is pending again");
     assert_eq!(
         db.count_jobs(b).await,
@@ -760,13 +838,18 @@ async fn release_all_claims_frees_stale_claims_on_sqlite_only(db: TestDb) {
         "b's claim folded into its pending job"
     );
     assert_eq!(db.count_jobs(c).await, (0, 1));
+    assert_eq!(
+        db.count_jobs(d).await,
+        (0, 1),
+        "d's two claims became one pending job"
+    );
     let mut claimed = Vec::new();
-    while let Some(job) = s.claim_job("fresh", t0(), LEASE).await.unwrap() {
+    while let Some(job) = s.claim_job("fresh", t0() + secs(10), LEASE).await.unwrap() {
         claimed.push((job.repo_id, job.attempts));
     }
     claimed.sort();
-    assert_eq!(claimed, [(a, 2), (b, 1), (c, 1)]);
-    assert_eq!(s.release_all_claims().await.unwrap(), 3);
+    assert_eq!(claimed, [(a, 2), (b, 1), (c, 1), (d, 2)]);
+    assert_eq!(s.release_all_claims().await.unwrap(), 4);
 }
 
 async fn enqueue_due_picks_due_mirrors_without_jobs(db: TestDb) {
@@ -1260,6 +1343,7 @@ conformance!(
     an_expired_lease_is_taken_over,
     an_expired_claim_does_not_let_a_second_job_run_beside_a_live_one,
     concurrent_claimers_never_share_a_repository,
+    racing_claimers_take_over_each_repository_once,
     release_job_requeues_or_coalesces,
     release_all_claims_frees_stale_claims_on_sqlite_only,
     enqueue_due_picks_due_mirrors_without_jobs,
