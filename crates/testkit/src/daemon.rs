@@ -13,6 +13,9 @@ use crate::repo::{clean_git_env, git_exec_path};
 /// (`receive-pack`) enabled. It runs in its own process group, killed with its children on drop.
 pub struct GitDaemon {
     child: Child,
+    /// The daemon's stderr (it logs nothing but errors without `--verbose`, and clients get
+    /// theirs through `--informative-errors`).
+    log: tempfile::NamedTempFile,
     port: u16,
     base: PathBuf,
 }
@@ -31,6 +34,7 @@ impl GitDaemon {
         // A port found free can be taken by someone else before the daemon binds it: retry.
         for _ in 0..5 {
             let port = free_port();
+            let log = tempfile::NamedTempFile::new().expect("create the daemon log");
             let mut cmd = Command::new(&program);
             clean_git_env(&mut cmd);
             cmd.arg("--export-all")
@@ -43,17 +47,18 @@ impl GitDaemon {
                 .current_dir(&base)
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
-                .stderr(Stdio::inherit());
+                .stderr(log.reopen().expect("reopen the daemon log"));
             std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
             let child = cmd.spawn().expect("spawn git daemon");
             let mut daemon = GitDaemon {
                 child,
+                log,
                 port,
                 base: base.clone(),
             };
             match daemon.wait_ready().await {
                 Ok(()) => return daemon,
-                Err(e) => last_error = e,
+                Err(e) => last_error = format!("{e}: {}", daemon.log()),
             }
         }
         panic!("git daemon did not start: {last_error}");
@@ -76,6 +81,11 @@ impl GitDaemon {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// What the daemon wrote to stderr so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log.path()).unwrap_or_default()
     }
 
     /// `git://127.0.0.1:PORT/<repo>`, `repo` relative to the base path.

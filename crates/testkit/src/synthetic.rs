@@ -7,6 +7,7 @@
 //! tags on a blob, a tree and a tag. Every date and name is fixed: the same [`Spec`] always
 //! makes the same object ids.
 
+use std::borrow::Borrow;
 use std::collections::BTreeMap;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -196,8 +197,10 @@ fn branch_name(b: usize) -> String {
 
 /// Generates the repository `spec` describes at `path` (a bare repository, `main` as HEAD), or
 /// reuses the one already there if it was made from the same spec by this generator version
-/// (putting its refs back as generated). Anything else at `path` is replaced. Panics on failure.
-pub fn synthetic_upstream(path: &Path, spec: Spec) -> Synthetic {
+/// (putting its refs back as generated). Anything else at `path` is replaced. Takes a `Spec` or a
+/// `&Spec`. Panics on failure.
+pub fn synthetic_upstream(path: &Path, spec: impl Borrow<Spec>) -> Synthetic {
+    let spec = spec.borrow().clone();
     spec.validate();
     let marker = spec.marker();
     if std::fs::read_to_string(path.join(MARKER_FILE)).is_ok_and(|found| found == marker) {
