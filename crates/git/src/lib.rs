@@ -1,1 +1,423 @@
+//! mirrorhub's sync engine: exact mirrors of Git repositories.
+//!
+//! - Transfers run the git command line ([`transport`]): exact on every transport, protocol v2,
+//!   the fastest syncs measured. git2 only reads local repositories ([`refs`]): before/after
+//!   snapshots, the journal of ref changes, counts and HEAD.
+//! - Every git process gets a hardened environment (nothing inherited, no prompts, credentials
+//!   only through a helper scoped to the upstream's origin) and runs in its own process group
+//!   under a deadline.
+//! - Every http(s) connection goes through an in-process egress proxy ([`proxy`]) that applies
+//!   the [`AddressPolicy`] to the address actually connected to, redirects included; git://
+//!   addresses are resolved, checked and pinned before git runs.
+//!
+//! A sync lists the upstream's refs and starts the fetch at the same time: when the listing
+//! shows nothing changed, the fetch is abandoned (the sync costs one ref listing); when it did,
+//! the fetch is already under way (the sync costs one fetch). Either way the listing gives the
+//! upstream's HEAD, which the mirror follows.
 
+mod command;
+mod error;
+mod progress;
+mod proxy;
+mod refs;
+mod transport;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use mirrorhub_core::{AddressPolicy, Credentials, RefChange, RefChangeKind, UpstreamUrl};
+use rand::RngCore;
+use tokio::time::Instant;
+
+pub use error::GitError;
+pub use progress::{no_progress, Progress, ProgressFn};
+
+use proxy::EgressProxy;
+use refs::LocalState;
+use transport::{GitCli, Remote, RemoteRefs, Transport};
+
+/// How the engine runs git.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// The git program: a name looked up in the standard PATH, or an absolute path.
+    pub git_program: PathBuf,
+    /// Which addresses the hub may connect to on a user's behalf.
+    pub policy: AddressPolicy,
+    /// The longest a whole clone or sync may take.
+    pub timeout: Duration,
+    /// The longest a ref listing (probe, a sync's no-op check) may take.
+    pub probe_timeout: Duration,
+    /// An http(s) transfer slower than this many bytes per second for `low_speed_time` is
+    /// aborted as stalled. 0 turns the check off.
+    pub low_speed_limit: u32,
+    /// Rounded to whole seconds (at least one).
+    pub low_speed_time: Duration,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            git_program: PathBuf::from("git"),
+            policy: AddressPolicy::default(),
+            timeout: Duration::from_secs(3600),
+            probe_timeout: Duration::from_secs(30),
+            low_speed_limit: 1000,
+            low_speed_time: Duration::from_secs(60),
+        }
+    }
+}
+
+/// What a probe found at an upstream URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteInfo {
+    /// The upstream's default branch, e.g. `refs/heads/main`, when it advertises one.
+    pub head: Option<String>,
+    pub branches: usize,
+    pub tags: usize,
+}
+
+/// The branches, tags and HEAD of a local bare repository.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepoSummary {
+    pub branches: usize,
+    pub tags: usize,
+    /// HEAD's target, e.g. `refs/heads/main` (the branch need not exist in an empty repo).
+    pub head: Option<String>,
+}
+
+/// The outcome of a clone or sync.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncReport {
+    /// Every ref that changed, in ref name order (all `created` for a clone).
+    pub changes: Vec<RefChange>,
+    pub branches: usize,
+    pub tags: usize,
+    pub head: Option<String>,
+    /// False when the sync found the upstream unchanged and skipped the fetch.
+    pub transferred: bool,
+}
+
+/// The sync engine. Cheap to clone; the egress proxy stops when the last clone is dropped.
+#[derive(Clone)]
+pub struct GitEngine {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: EngineConfig,
+    cli: Arc<GitCli>,
+    transport: Arc<dyn Transport>,
+    /// Keeps the private HOME and template directories alive.
+    _private: tempfile::TempDir,
+}
+
+impl std::fmt::Debug for GitEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GitEngine")
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl GitEngine {
+    /// Starts the egress proxy and checks that git runs.
+    pub async fn start(config: EngineConfig) -> Result<Self, GitError> {
+        let private = tempfile::Builder::new()
+            .prefix("mirrorhub-git-")
+            .tempdir()?;
+        std::fs::create_dir_all(private.path().join("home"))?;
+        std::fs::create_dir_all(private.path().join("templates"))?;
+        let proxy = EgressProxy::start(config.policy.clone(), config.probe_timeout).await?;
+        let cli = Arc::new(GitCli {
+            program: config.git_program.clone(),
+            policy: config.policy.clone(),
+            proxy: Arc::new(proxy),
+            private: private.path().to_path_buf(),
+            probe_timeout: config.probe_timeout,
+            low_speed_limit: config.low_speed_limit,
+            low_speed_time: config.low_speed_time,
+        });
+        let version = cli.version().await?;
+        tracing::info!(git = %version, "git engine started");
+        let transport: Arc<dyn Transport> = Arc::clone(&cli) as Arc<dyn Transport>;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                config,
+                cli,
+                transport,
+                _private: private,
+            }),
+        })
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.inner.config
+    }
+
+    fn remote<'a>(
+        &self,
+        url: &'a UpstreamUrl,
+        creds: Option<&'a Credentials>,
+        timeout: Duration,
+    ) -> Remote<'a> {
+        Remote {
+            url,
+            creds,
+            deadline: Instant::now() + timeout,
+            timeout,
+        }
+    }
+
+    /// Can we reach it, do the credentials work, is it a Git repository? No writes anywhere.
+    #[tracing::instrument(skip_all, fields(url = %url))]
+    pub async fn probe(
+        &self,
+        url: &UpstreamUrl,
+        creds: Option<&Credentials>,
+    ) -> Result<RemoteInfo, GitError> {
+        let remote = self.remote(url, creds, self.inner.config.probe_timeout);
+        let listed = self.inner.transport.list(&remote).await?;
+        let summary = LocalState {
+            refs: listed.refs,
+            head: listed.head,
+        };
+        Ok(RemoteInfo {
+            branches: summary.branches(),
+            tags: summary.tags(),
+            head: summary.head,
+        })
+    }
+
+    /// Initial full copy. `dest` must not exist. The clone is made in a temporary sibling
+    /// directory (`<dest>.tmp-<random>`) and renamed into place only when complete, so a crash
+    /// or a cancelled future never leaves a half repository at `dest`; leftovers of earlier
+    /// attempts for the same `dest` are removed first.
+    #[tracing::instrument(skip_all, fields(url = %url, dest = %dest.display()))]
+    pub async fn clone_mirror(
+        &self,
+        url: &UpstreamUrl,
+        creds: Option<&Credentials>,
+        dest: &Path,
+        progress: ProgressFn,
+    ) -> Result<SyncReport, GitError> {
+        let remote = self.remote(url, creds, self.inner.config.timeout);
+        let dest = std::path::absolute(dest)?;
+        let tmp = blocking({
+            let dest = dest.clone();
+            move || prepare_clone_dir(&dest)
+        })
+        .await?;
+        if let Err(e) = self
+            .inner
+            .transport
+            .clone_bare(&remote, &tmp, progress)
+            .await
+        {
+            let _ = blocking({
+                let tmp = tmp.clone();
+                move || remove_dir_if_exists(&tmp).map_err(GitError::from)
+            })
+            .await;
+            return Err(e);
+        }
+        let state = blocking(move || {
+            refs::forget_origin(&tmp)?;
+            let state = refs::read_state(&tmp)?;
+            if dest.exists() {
+                remove_dir_if_exists(&tmp)?;
+                return Err(GitError::Io(already_exists(&dest)));
+            }
+            std::fs::rename(&tmp, &dest)?;
+            if let Some(parent) = dest.parent() {
+                std::fs::File::open(parent)?.sync_all()?;
+            }
+            Ok(state)
+        })
+        .await?;
+        let changes = state
+            .refs
+            .iter()
+            .map(|(name, oid)| RefChange {
+                name: name.clone(),
+                old: None,
+                new: Some(oid.clone()),
+                kind: RefChangeKind::Created,
+            })
+            .collect();
+        Ok(SyncReport {
+            changes,
+            branches: state.branches(),
+            tags: state.tags(),
+            head: state.head,
+            transferred: true,
+        })
+    }
+
+    /// Makes `repo` exactly equal to the upstream: branches and tags created, moved and pruned
+    /// as upstream, HEAD following the upstream's default branch. Requires that nothing else
+    /// writes to `repo` meanwhile (the sync queue runs one sync per repository).
+    #[tracing::instrument(skip_all, fields(url = %url, repo = %repo.display()))]
+    pub async fn sync_mirror(
+        &self,
+        url: &UpstreamUrl,
+        creds: Option<&Credentials>,
+        repo: &Path,
+        progress: ProgressFn,
+    ) -> Result<SyncReport, GitError> {
+        let remote = self.remote(url, creds, self.inner.config.timeout);
+        let repo = std::path::absolute(repo)?;
+        let before = blocking({
+            let repo = repo.clone();
+            move || {
+                refs::open(&repo)?;
+                refs::remove_leftovers(&repo)?;
+                refs::read_state(&repo)
+            }
+        })
+        .await?;
+
+        // List and fetch at once: the listing decides whether the fetch is needed at all.
+        let transport = &self.inner.transport;
+        let mut fetch = Box::pin(transport.fetch(&remote, &repo, Arc::clone(&progress)));
+        let listing = transport.list(&remote);
+        tokio::pin!(listing);
+        let mut fetched = None;
+        let listed: RemoteRefs = tokio::select! {
+            listed = &mut listing => listed,
+            result = &mut fetch => {
+                fetched = Some(result);
+                (&mut listing).await
+            }
+        }?; // on error, returning drops the fetch, which kills it
+
+        let unchanged = listed.refs == before.refs;
+        let conflicts = refs::df_conflicts(&before.refs, &listed.refs);
+        let transferred = if unchanged {
+            drop(fetch); // nothing to transfer: stop the fetch wherever it is
+            false
+        } else if !conflicts.is_empty() {
+            // A ref that must go is in the way of a new one (`a` against `a/b`): git cannot do
+            // both in one transaction, so those refs (deleted upstream anyway) go first.
+            drop(fetch);
+            tracing::info!(
+                refs = conflicts.len(),
+                "deleting refs that block new upstream refs"
+            );
+            self.inner.cli.delete_refs(&repo, &conflicts).await?;
+            transport
+                .fetch(&remote, &repo, Arc::clone(&progress))
+                .await?;
+            true
+        } else {
+            match fetched {
+                Some(result) => result?,
+                None => fetch.await?,
+            }
+            true
+        };
+
+        let after = blocking({
+            let repo = repo.clone();
+            let head = listed.head.filter(|h| h.starts_with("refs/heads/"));
+            move || {
+                if let Some(head) = head {
+                    refs::set_head(&repo, &head)?;
+                }
+                refs::read_state(&repo)
+            }
+        })
+        .await?;
+        let changes = blocking({
+            let repo = repo.clone();
+            let (old, new) = (before.refs, after.refs.clone());
+            move || refs::journal(&repo, &old, &new)
+        })
+        .await?;
+        Ok(SyncReport {
+            changes,
+            branches: after.branches(),
+            tags: after.tags(),
+            head: after.head,
+            transferred,
+        })
+    }
+
+    /// Reads branch/tag counts and HEAD of a local bare repository.
+    pub async fn inspect(&self, repo: &Path) -> Result<RepoSummary, GitError> {
+        let repo = repo.to_path_buf();
+        let state = blocking(move || refs::read_state(&repo)).await?;
+        Ok(RepoSummary {
+            branches: state.branches(),
+            tags: state.tags(),
+            head: state.head,
+        })
+    }
+}
+
+async fn blocking<T, F>(f: F) -> Result<T, GitError>
+where
+    F: FnOnce() -> Result<T, GitError> + Send + 'static,
+    T: Send + 'static,
+{
+    let span = tracing::Span::current();
+    tokio::task::spawn_blocking(move || span.in_scope(f))
+        .await
+        .map_err(|e| {
+            GitError::Io(std::io::Error::other(format!(
+                "a background task failed: {e}"
+            )))
+        })?
+}
+
+fn already_exists(dest: &Path) -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::AlreadyExists,
+        format!(
+            "{} exists already: a clone needs a new path",
+            dest.display()
+        ),
+    )
+}
+
+fn remove_dir_if_exists(dir: &Path) -> std::io::Result<()> {
+    match std::fs::remove_dir_all(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// The temporary clone directory's name prefix for `dest`: `<file name>.tmp-`.
+fn tmp_prefix(dest: &Path) -> Result<String, GitError> {
+    let name = dest.file_name().ok_or_else(|| {
+        GitError::Io(std::io::Error::other(format!(
+            "{} names no directory",
+            dest.display()
+        )))
+    })?;
+    Ok(format!("{}.tmp-", name.to_string_lossy()))
+}
+
+/// Checks `dest`, creates its parent, removes leftovers of earlier attempts and returns a fresh
+/// temporary path next to it.
+fn prepare_clone_dir(dest: &Path) -> Result<PathBuf, GitError> {
+    if dest.exists() {
+        return Err(GitError::Io(already_exists(dest)));
+    }
+    let parent = dest
+        .parent()
+        .ok_or_else(|| GitError::Io(already_exists(dest)))?;
+    std::fs::create_dir_all(parent)?;
+    let prefix = tmp_prefix(dest)?;
+    for entry in std::fs::read_dir(parent)?.flatten() {
+        let name = entry.file_name();
+        if name.to_string_lossy().starts_with(&prefix) {
+            tracing::info!(path = %entry.path().display(), "removing the leftover of an interrupted clone");
+            remove_dir_if_exists(&entry.path())?;
+        }
+    }
+    let mut bytes = [0u8; 6];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    let suffix: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    Ok(parent.join(format!("{prefix}{suffix}")))
+}

@@ -1,0 +1,278 @@
+//! Reading local bare repositories in-process with git2: ref snapshots, the journal of ref
+//! changes, HEAD. Blocking: call these from `spawn_blocking`.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use git2::{Oid, Repository};
+use mirrorhub_core::{RefChange, RefChangeKind};
+
+use crate::error::GitError;
+
+/// Branches and tags (`refs/heads/*`, `refs/tags/*`): full name to object id (hex).
+pub(crate) type RefMap = BTreeMap<String, String>;
+
+/// Whether a ref is one a mirror carries.
+pub(crate) fn is_mirrored(name: &str) -> bool {
+    name.starts_with("refs/heads/") || name.starts_with("refs/tags/")
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub(crate) struct LocalState {
+    pub refs: RefMap,
+    /// HEAD's target when it is symbolic (`refs/heads/main`).
+    pub head: Option<String>,
+}
+
+impl LocalState {
+    pub(crate) fn branches(&self) -> usize {
+        self.refs
+            .keys()
+            .filter(|k| k.starts_with("refs/heads/"))
+            .count()
+    }
+
+    pub(crate) fn tags(&self) -> usize {
+        self.refs
+            .keys()
+            .filter(|k| k.starts_with("refs/tags/"))
+            .count()
+    }
+}
+
+pub(crate) fn open(repo: &Path) -> Result<Repository, GitError> {
+    Repository::open_bare(repo).map_err(|e| match e.code() {
+        git2::ErrorCode::NotFound => GitError::Io(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            format!("no mirror repository at {}: clone it first", repo.display()),
+        )),
+        _ => GitError::from(e),
+    })
+}
+
+pub(crate) fn read_state(repo: &Path) -> Result<LocalState, GitError> {
+    let repo = open(repo)?;
+    read_state_of(&repo)
+}
+
+fn read_state_of(repo: &Repository) -> Result<LocalState, GitError> {
+    let mut refs = RefMap::new();
+    for r in repo.references()? {
+        let r = r?;
+        let Ok(name) = r.name() else { continue };
+        if !is_mirrored(name) {
+            continue;
+        }
+        let oid = match r.target() {
+            Some(oid) => oid,
+            None => match r.resolve() {
+                Ok(resolved) => match resolved.target() {
+                    Some(oid) => oid,
+                    None => continue,
+                },
+                Err(_) => continue,
+            },
+        };
+        refs.insert(name.to_owned(), oid.to_string());
+    }
+    let head = repo
+        .find_reference("HEAD")
+        .ok()
+        .and_then(|h| h.symbolic_target().ok().flatten().map(str::to_owned));
+    Ok(LocalState { refs, head })
+}
+
+/// The changes between two snapshots, in ref name order.
+pub(crate) fn journal(
+    repo: &Path,
+    before: &RefMap,
+    after: &RefMap,
+) -> Result<Vec<RefChange>, GitError> {
+    let mut changes = Vec::new();
+    let mut repo_handle = None;
+    let names: std::collections::BTreeSet<&String> = before.keys().chain(after.keys()).collect();
+    for name in names {
+        let (old, new) = (before.get(name), after.get(name));
+        let kind = match (old, new) {
+            (None, None) => continue,
+            (Some(o), Some(n)) if o == n => continue,
+            (None, Some(_)) => RefChangeKind::Created,
+            (Some(_), None) => RefChangeKind::Deleted,
+            (Some(o), Some(n)) => {
+                if name.starts_with("refs/tags/") {
+                    RefChangeKind::Forced
+                } else {
+                    if repo_handle.is_none() {
+                        repo_handle = Some(open(repo)?);
+                    }
+                    let r = repo_handle.as_ref().expect("opened above");
+                    if descends(r, n, o) {
+                        RefChangeKind::FastForward
+                    } else {
+                        RefChangeKind::Forced
+                    }
+                }
+            }
+        };
+        changes.push(RefChange {
+            name: name.clone(),
+            old: old.cloned(),
+            new: new.cloned(),
+            kind,
+        });
+    }
+    Ok(changes)
+}
+
+/// Whether commit `new` contains commit `old`; anything that is not a pair of commits does not.
+fn descends(repo: &Repository, new: &str, old: &str) -> bool {
+    let (Ok(new), Ok(old)) = (Oid::from_str(new), Oid::from_str(old)) else {
+        return false;
+    };
+    let is_commit = |oid| {
+        repo.find_object(oid, None)
+            .map(|o| o.kind() == Some(git2::ObjectType::Commit))
+            .unwrap_or(false)
+    };
+    is_commit(new) && is_commit(old) && repo.graph_descendant_of(new, old).unwrap_or(false)
+}
+
+/// Points HEAD at `target` (a branch, which need not exist yet) when it points elsewhere.
+pub(crate) fn set_head(repo: &Path, target: &str) -> Result<(), GitError> {
+    let repo = open(repo)?;
+    let current = repo
+        .find_reference("HEAD")
+        .ok()
+        .and_then(|h| h.symbolic_target().ok().flatten().map(str::to_owned));
+    if current.as_deref() != Some(target) {
+        repo.reference_symbolic(
+            "HEAD",
+            target,
+            true,
+            "mirrorhub: follow the upstream's default branch",
+        )?;
+    }
+    Ok(())
+}
+
+/// Drops the `origin` remote `git clone` writes: a mirror is synced with an explicit URL, and
+/// the repository's config should not carry one.
+pub(crate) fn forget_origin(repo: &Path) -> Result<(), GitError> {
+    let repo = open(repo)?;
+    if repo.find_remote("origin").is_ok() {
+        repo.remote_delete("origin")?;
+    }
+    Ok(())
+}
+
+/// Removes what a killed git leaves behind: lock files (which would block every later sync)
+/// and temporary packs. Only safe while no other process writes to `repo`, which the sync
+/// queue guarantees (one sync per repository at a time).
+pub(crate) fn remove_leftovers(repo: &Path) -> std::io::Result<()> {
+    for name in [
+        "packed-refs.lock",
+        "HEAD.lock",
+        "config.lock",
+        "shallow.lock",
+        "FETCH_HEAD.lock",
+    ] {
+        remove_if_exists(&repo.join(name))?;
+    }
+    remove_locks_under(&repo.join("refs"))?;
+    let pack = repo.join("objects").join("pack");
+    if let Ok(entries) = std::fs::read_dir(&pack) {
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            let stale_keep = name.ends_with(".keep")
+                && std::fs::read_to_string(entry.path())
+                    .map(|s| s.starts_with("fetch-pack "))
+                    .unwrap_or(false);
+            if name.starts_with("tmp_") || stale_keep {
+                remove_if_exists(&entry.path())?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn remove_locks_under(dir: &Path) -> std::io::Result<()> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(());
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let file_type = entry.file_type()?;
+        if file_type.is_dir() {
+            remove_locks_under(&path)?;
+        } else if path.extension().is_some_and(|e| e == "lock") {
+            remove_if_exists(&path)?;
+        }
+    }
+    Ok(())
+}
+
+fn remove_if_exists(path: &Path) -> std::io::Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// Refs of `local` that block a ref of `remote` (a directory/file conflict, such as a local
+/// `refs/heads/a` against a remote `refs/heads/a/b`) and are absent from `remote`, so a sync
+/// deletes them anyway.
+pub(crate) fn df_conflicts(local: &RefMap, remote: &RefMap) -> Vec<(String, String)> {
+    local
+        .iter()
+        .filter(|(name, _)| !remote.contains_key(*name))
+        .filter(|(name, _)| {
+            let as_dir = format!("{name}/");
+            let under = remote
+                .range(as_dir.clone()..)
+                .next()
+                .is_some_and(|(r, _)| r.starts_with(&as_dir));
+            let above = name
+                .match_indices('/')
+                .map(|(i, _)| &name[..i])
+                .any(|prefix| remote.contains_key(prefix));
+            under || above
+        })
+        .map(|(n, o)| (n.clone(), o.clone()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> RefMap {
+        pairs
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn finds_directory_file_conflicts() {
+        let local = map(&[
+            ("refs/heads/a", "1"),
+            ("refs/heads/b/c", "2"),
+            ("refs/heads/keep", "3"),
+        ]);
+        let remote = map(&[
+            ("refs/heads/a/x", "4"),
+            ("refs/heads/b", "5"),
+            ("refs/heads/keep", "3"),
+        ]);
+        let got: Vec<String> = df_conflicts(&local, &remote)
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        assert_eq!(
+            got,
+            vec!["refs/heads/a".to_string(), "refs/heads/b/c".to_string()]
+        );
+        assert!(df_conflicts(&remote, &remote).is_empty());
+    }
+}

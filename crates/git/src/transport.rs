@@ -1,0 +1,525 @@
+//! How bytes move between the upstream and a local repository. The engine decides what to do
+//! (snapshots, journal, no-op detection, HEAD); a [`Transport`] only lists, clones and fetches,
+//! so another implementation can be swapped in per operation. The only one is [`GitCli`]: the
+//! git command line, exact on every transport and the fastest for syncs (see
+//! `shared/perf/git-engines.md`).
+
+use std::ffi::OsString;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use mirrorhub_core::{AddressPolicy, Credentials, Scheme, UpstreamUrl};
+use tokio::time::Instant;
+
+use crate::command::{self, Finished, Invocation};
+use crate::error::{classify_stderr, redact, GitError};
+use crate::progress::ProgressFn;
+use crate::proxy::{resolve_allowed, EgressProxy, ResolveError, Ticket};
+use crate::refs::{is_mirrored, RefMap};
+
+/// The refspecs of a mirror: branches and tags, force-updated. Nothing else (no pull-request
+/// refs, notes, or remote-tracking refs).
+pub(crate) const MIRROR_REFSPECS: [&str; 2] =
+    ["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"];
+
+/// One upstream, for the duration of one engine operation.
+pub(crate) struct Remote<'a> {
+    pub url: &'a UpstreamUrl,
+    pub creds: Option<&'a Credentials>,
+    /// When the whole operation must have finished.
+    pub deadline: Instant,
+    /// What the deadline came from, for the error message.
+    pub timeout: Duration,
+}
+
+/// What the upstream advertises.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub(crate) struct RemoteRefs {
+    /// Branches and tags only.
+    pub refs: RefMap,
+    /// The target of the upstream's HEAD when it is a symbolic ref (`refs/heads/main`).
+    pub head: Option<String>,
+}
+
+#[async_trait]
+pub(crate) trait Transport: Send + Sync {
+    /// Lists the upstream's branches, tags and HEAD. Writes nothing.
+    async fn list(&self, remote: &Remote<'_>) -> Result<RemoteRefs, GitError>;
+
+    /// Copies the upstream's branches and tags (and HEAD) into a new bare repository at `dest`,
+    /// which must not exist.
+    async fn clone_bare(
+        &self,
+        remote: &Remote<'_>,
+        dest: &Path,
+        progress: ProgressFn,
+    ) -> Result<(), GitError>;
+
+    /// Makes the branches and tags of `repo` equal to the upstream's, in one ref transaction:
+    /// dropping the future (or a crash) leaves every ref either as it was or updated.
+    async fn fetch(
+        &self,
+        remote: &Remote<'_>,
+        repo: &Path,
+        progress: ProgressFn,
+    ) -> Result<(), GitError>;
+}
+
+/// The git command line, run with a hardened environment: no inherited configuration or
+/// environment, no prompts, credentials only through a helper scoped to the upstream's origin,
+/// every http(s) connection through the egress proxy and every git:// connection to an address
+/// checked beforehand.
+pub(crate) struct GitCli {
+    pub program: PathBuf,
+    pub policy: AddressPolicy,
+    pub proxy: Arc<EgressProxy>,
+    /// A private, empty directory tree: HOME, the template directory, the working directory of
+    /// git runs that have no repository.
+    pub private: PathBuf,
+    pub probe_timeout: Duration,
+    pub low_speed_limit: u32,
+    pub low_speed_time: Duration,
+}
+
+/// A git run prepared for one remote: the URL to give git, its environment, and what to
+/// redact from its output.
+struct Prepared {
+    url: String,
+    env: Vec<(OsString, OsString)>,
+    secrets: Vec<String>,
+    ticket: Option<Ticket>,
+}
+
+impl GitCli {
+    pub(crate) fn home(&self) -> PathBuf {
+        self.private.join("home")
+    }
+
+    fn templates(&self) -> PathBuf {
+        self.private.join("templates")
+    }
+
+    /// The environment every git process gets, before any remote-specific settings.
+    fn base_env(
+        &self,
+        allow_protocols: &str,
+        config: &[(String, String)],
+    ) -> Vec<(OsString, OsString)> {
+        let mut path = OsString::new();
+        if let Some(dir) = self.program.parent().filter(|d| d.is_absolute()) {
+            path.push(dir.as_os_str());
+            path.push(":");
+        }
+        path.push("/usr/local/bin:/usr/bin:/bin");
+        let home = self.home();
+        let mut env: Vec<(OsString, OsString)> = vec![
+            ("PATH".into(), path),
+            ("HOME".into(), home.clone().into()),
+            ("XDG_CONFIG_HOME".into(), home.join(".config").into()),
+            ("GIT_CONFIG_NOSYSTEM".into(), "1".into()),
+            ("GIT_CONFIG_GLOBAL".into(), "/dev/null".into()),
+            ("GIT_TERMINAL_PROMPT".into(), "0".into()),
+            ("GIT_ASKPASS".into(), "/bin/false".into()),
+            ("SSH_ASKPASS".into(), "/bin/false".into()),
+            ("GIT_ALLOW_PROTOCOL".into(), allow_protocols.into()),
+            (
+                "GIT_CEILING_DIRECTORIES".into(),
+                self.private.clone().into(),
+            ),
+            ("GIT_NO_REPLACE_OBJECTS".into(), "1".into()),
+            ("LC_ALL".into(), "C".into()),
+            ("LANG".into(), "C".into()),
+        ];
+        let mut all: Vec<(String, String)> = vec![
+            ("protocol.version".into(), "2".into()),
+            ("core.hooksPath".into(), "/dev/null".into()),
+            (
+                "init.templateDir".into(),
+                self.templates().to_string_lossy().into_owned(),
+            ),
+            ("gc.auto".into(), "0".into()),
+            ("maintenance.auto".into(), "false".into()),
+            ("fetch.recurseSubmodules".into(), "false".into()),
+            ("submodule.recurse".into(), "false".into()),
+            ("advice.fetchShowForcedUpdates".into(), "false".into()),
+            ("transfer.credentialsInUrl".into(), "die".into()),
+        ];
+        all.extend_from_slice(config);
+        env.push(("GIT_CONFIG_COUNT".into(), all.len().to_string().into()));
+        for (i, (k, v)) in all.into_iter().enumerate() {
+            env.push((format!("GIT_CONFIG_KEY_{i}").into(), k.into()));
+            env.push((format!("GIT_CONFIG_VALUE_{i}").into(), v.into()));
+        }
+        env
+    }
+
+    /// Environment for a local-only git run (no network).
+    fn local_env(&self) -> Vec<(OsString, OsString)> {
+        self.base_env("", &[])
+    }
+
+    async fn prepare(&self, remote: &Remote<'_>) -> Result<Prepared, GitError> {
+        let url = remote.url;
+        let mut config: Vec<(String, String)> = Vec::new();
+        let mut secrets = Vec::new();
+        let mut extra_env: Vec<(OsString, OsString)> = Vec::new();
+        let (git_url, ticket, protocols) = match url.scheme() {
+            Scheme::Git => {
+                // git:// has no proxy support worth the name: resolve and check here, and give
+                // git the checked address so it cannot resolve anything else.
+                let timeout = self
+                    .probe_timeout
+                    .min(remote.deadline.saturating_duration_since(Instant::now()));
+                let addrs = resolve_allowed(&self.policy, url.host(), url.port(), timeout)
+                    .await
+                    .map_err(|e| match e {
+                        ResolveError::Refused(r) => GitError::UrlRefused {
+                            host: r.host,
+                            addr: r.addr,
+                            refusal: r.refusal,
+                        },
+                        ResolveError::Unresolvable(detail) => GitError::Unreachable { detail },
+                    })?;
+                let addr = pick_address(&addrs);
+                (
+                    url.with_host(&addr.ip().to_string()).to_string(),
+                    None,
+                    "git",
+                )
+            }
+            scheme @ (Scheme::Http | Scheme::Https) => {
+                let ticket = self.proxy.ticket();
+                secrets.push(ticket.token().to_owned());
+                config.push(("http.proxy".into(), ticket.proxy_url().to_owned()));
+                config.push(("http.proxyAuthMethod".into(), "basic".into()));
+                config.push(("http.followRedirects".into(), "initial".into()));
+                if self.low_speed_limit > 0 {
+                    config.push((
+                        "http.lowSpeedLimit".into(),
+                        self.low_speed_limit.to_string(),
+                    ));
+                    config.push((
+                        "http.lowSpeedTime".into(),
+                        self.low_speed_time.as_secs().max(1).to_string(),
+                    ));
+                }
+                // No helper from anywhere else, and ours only for the upstream's own origin: a
+                // redirect to another host never gets the credentials.
+                config.push(("credential.helper".into(), String::new()));
+                config.push(("credential.interactive".into(), "false".into()));
+                if let Some(creds) = remote.creds {
+                    let origin = format!("{}://{}", scheme.as_str(), url.authority());
+                    config.push((
+                        format!("credential.{origin}.helper"),
+                        "!f() { test \"$1\" = get || return 0; printf 'username=%s\\npassword=%s\\n' \
+                         \"$MIRRORHUB_GIT_USERNAME\" \"$MIRRORHUB_GIT_PASSWORD\"; }; f"
+                            .into(),
+                    ));
+                    extra_env.push((
+                        "MIRRORHUB_GIT_USERNAME".into(),
+                        creds.username.clone().into(),
+                    ));
+                    extra_env.push((
+                        "MIRRORHUB_GIT_PASSWORD".into(),
+                        creds.expose_secret().into(),
+                    ));
+                    secrets.push(creds.expose_secret().to_owned());
+                }
+                let protocols = if scheme == Scheme::Https {
+                    "https"
+                } else {
+                    "http:https"
+                };
+                (url.to_string(), Some(ticket), protocols)
+            }
+        };
+        let mut env = self.base_env(protocols, &config);
+        env.extend(extra_env);
+        Ok(Prepared {
+            url: git_url,
+            env,
+            secrets,
+            ticket,
+        })
+    }
+
+    async fn run_remote(
+        &self,
+        remote: &Remote<'_>,
+        prepared: &Prepared,
+        args: Vec<OsString>,
+        git_dir: Option<&Path>,
+        deadline: Instant,
+        capture_stdout: bool,
+        progress: Option<ProgressFn>,
+    ) -> Result<Finished, GitError> {
+        let mut env = prepared.env.clone();
+        let cwd = match git_dir {
+            Some(dir) => {
+                env.push(("GIT_DIR".into(), dir.into()));
+                dir.to_path_buf()
+            }
+            None => self.home(),
+        };
+        let inv = Invocation {
+            program: self.program.clone(),
+            args,
+            env,
+            cwd,
+            capture_stdout,
+            stdin: None,
+        };
+        let finished = command::run(inv, deadline, progress).await?;
+        if finished.success {
+            return Ok(finished);
+        }
+        Err(self.failure(remote, prepared, &finished, deadline))
+    }
+
+    fn failure(
+        &self,
+        remote: &Remote<'_>,
+        prepared: &Prepared,
+        finished: &Finished,
+        deadline: Instant,
+    ) -> GitError {
+        let log = prepared
+            .ticket
+            .as_ref()
+            .map(Ticket::log)
+            .unwrap_or_default();
+        if let Some(r) = log.refused {
+            return GitError::UrlRefused {
+                host: r.host,
+                addr: r.addr,
+                refusal: r.refusal,
+            };
+        }
+        if finished.timed_out {
+            let after = if deadline < remote.deadline {
+                self.probe_timeout
+            } else {
+                remote.timeout
+            };
+            return GitError::Timeout { after };
+        }
+        let secrets: Vec<&str> = prepared.secrets.iter().map(String::as_str).collect();
+        let stderr = redact(&finished.stderr_tail, &secrets);
+        tracing::debug!(url = %remote.url, stderr = %stderr, "git failed");
+        if let Some(detail) = log.unreachable {
+            return GitError::Unreachable {
+                detail: redact(&detail, &secrets),
+            };
+        }
+        classify_stderr(&stderr, self.low_speed_time)
+    }
+
+    /// Deletes refs of a local repository in one transaction, each only if it still has the
+    /// given value.
+    pub(crate) async fn delete_refs(
+        &self,
+        repo: &Path,
+        refs: &[(String, String)],
+    ) -> Result<(), GitError> {
+        let mut input = String::new();
+        for (name, old) in refs {
+            input.push_str(&format!("delete {name} {old}\n"));
+        }
+        let mut env = self.local_env();
+        env.push(("GIT_DIR".into(), repo.into()));
+        let inv = Invocation {
+            program: self.program.clone(),
+            args: vec!["update-ref".into(), "--stdin".into()],
+            env,
+            cwd: repo.to_path_buf(),
+            capture_stdout: false,
+            stdin: Some(input.into_bytes()),
+        };
+        let finished = command::run(inv, Instant::now() + Duration::from_secs(60), None).await?;
+        if finished.success {
+            Ok(())
+        } else {
+            Err(GitError::failed(format!(
+                "deleting refs in the mirror: {}",
+                crate::error::summarize(&finished.stderr_tail)
+            )))
+        }
+    }
+
+    /// `git --version`, to fail early and clearly when git is missing.
+    pub(crate) async fn version(&self) -> Result<String, GitError> {
+        let inv = Invocation {
+            program: self.program.clone(),
+            args: vec!["--version".into()],
+            env: self.local_env(),
+            cwd: self.home(),
+            capture_stdout: true,
+            stdin: None,
+        };
+        let finished = command::run(inv, Instant::now() + Duration::from_secs(30), None).await?;
+        if !finished.success {
+            return Err(GitError::failed(format!(
+                "{} --version failed: {}",
+                self.program.display(),
+                crate::error::summarize(&finished.stderr_tail)
+            )));
+        }
+        Ok(String::from_utf8_lossy(&finished.stdout).trim().to_owned())
+    }
+}
+
+/// IPv4 first: a host's IPv6 address is more often unroutable from a server than its IPv4 one.
+fn pick_address(addrs: &[SocketAddr]) -> SocketAddr {
+    *addrs.iter().find(|a| a.is_ipv4()).unwrap_or(&addrs[0])
+}
+
+/// Parses `git ls-remote --symref` output.
+pub(crate) fn parse_listing(stdout: &[u8]) -> Result<RemoteRefs, GitError> {
+    let text = std::str::from_utf8(stdout)
+        .map_err(|_| GitError::failed("git ls-remote printed non-UTF-8 ref names"))?;
+    let mut out = RemoteRefs::default();
+    for line in text.lines().filter(|l| !l.is_empty()) {
+        if let Some(rest) = line.strip_prefix("ref: ") {
+            if let Some((target, "HEAD")) = rest.split_once('\t') {
+                out.head = Some(target.to_owned());
+            }
+            continue;
+        }
+        let Some((oid, name)) = line.split_once('\t') else {
+            return Err(GitError::failed(format!(
+                "unexpected line from git ls-remote: {line:?}"
+            )));
+        };
+        if !(oid.len() == 40 || oid.len() == 64) || !oid.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(GitError::failed(format!(
+                "unexpected object id from git ls-remote: {oid:?}"
+            )));
+        }
+        if is_mirrored(name) && !name.ends_with("^{}") {
+            out.refs.insert(name.to_owned(), oid.to_ascii_lowercase());
+        }
+    }
+    Ok(out)
+}
+
+#[async_trait]
+impl Transport for GitCli {
+    async fn list(&self, remote: &Remote<'_>) -> Result<RemoteRefs, GitError> {
+        let prepared = self.prepare(remote).await?;
+        // The unfiltered listing: ls-remote cannot ask for HEAD and a ref prefix at once, and
+        // HEAD's symref is needed to follow the default branch.
+        let args = vec![
+            "ls-remote".into(),
+            "--symref".into(),
+            "--".into(),
+            prepared.url.clone().into(),
+        ];
+        let deadline = remote.deadline.min(Instant::now() + self.probe_timeout);
+        let finished = self
+            .run_remote(remote, &prepared, args, None, deadline, true, None)
+            .await?;
+        parse_listing(&finished.stdout)
+    }
+
+    async fn clone_bare(
+        &self,
+        remote: &Remote<'_>,
+        dest: &Path,
+        progress: ProgressFn,
+    ) -> Result<(), GitError> {
+        let prepared = self.prepare(remote).await?;
+        // `clone --bare` takes exactly branches and tags (HEAD from the upstream's symref) and
+        // skips the connectivity walk when the pack is self-contained: faster than init + fetch.
+        let args = vec![
+            "clone".into(),
+            "--bare".into(),
+            "--progress".into(),
+            "--no-recurse-submodules".into(),
+            "--".into(),
+            prepared.url.clone().into(),
+            dest.into(),
+        ];
+        self.run_remote(
+            remote,
+            &prepared,
+            args,
+            None,
+            remote.deadline,
+            false,
+            Some(progress),
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn fetch(
+        &self,
+        remote: &Remote<'_>,
+        repo: &Path,
+        progress: ProgressFn,
+    ) -> Result<(), GitError> {
+        let prepared = self.prepare(remote).await?;
+        let mut args: Vec<OsString> = [
+            "fetch",
+            "--prune",
+            "--atomic",
+            "--no-tags",
+            "--no-write-fetch-head",
+            "--no-auto-gc",
+            "--no-auto-maintenance",
+            "--no-show-forced-updates",
+            "--no-recurse-submodules",
+            "--progress",
+            "--",
+        ]
+        .into_iter()
+        .map(OsString::from)
+        .collect();
+        args.push(prepared.url.clone().into());
+        args.extend(MIRROR_REFSPECS.iter().map(OsString::from));
+        self.run_remote(
+            remote,
+            &prepared,
+            args,
+            Some(repo),
+            remote.deadline,
+            false,
+            Some(progress),
+        )
+        .await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_ls_remote_output() {
+        let out = b"ref: refs/heads/main\tHEAD\n\
+            1111111111111111111111111111111111111111\tHEAD\n\
+            1111111111111111111111111111111111111111\trefs/heads/main\n\
+            2222222222222222222222222222222222222222\trefs/pull/1/head\n\
+            3333333333333333333333333333333333333333\trefs/tags/v1\n\
+            1111111111111111111111111111111111111111\trefs/tags/v1^{}\n\
+            ref: refs/heads/main\trefs/heads/alias\n\
+            1111111111111111111111111111111111111111\trefs/heads/alias\n";
+        let r = parse_listing(out).unwrap();
+        assert_eq!(r.head.as_deref(), Some("refs/heads/main"));
+        let names: Vec<&str> = r.refs.keys().map(String::as_str).collect();
+        assert_eq!(
+            names,
+            ["refs/heads/alias", "refs/heads/main", "refs/tags/v1"]
+        );
+        assert_eq!(
+            r.refs["refs/tags/v1"],
+            "3333333333333333333333333333333333333333"
+        );
+        assert!(parse_listing(b"garbage\n").is_err());
+        assert_eq!(parse_listing(b"").unwrap(), RemoteRefs::default());
+    }
+}
