@@ -110,11 +110,20 @@ impl GitDaemon {
 impl Drop for GitDaemon {
     fn drop(&mut self) {
         if let Ok(pid) = i32::try_from(self.child.id()) {
-            // The daemon runs a child per connection: kill the whole group.
+            // The daemon runs a child per connection, and the children inherit its listening
+            // socket: kill the whole group.
             let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // A child may hold the socket for a moment after the daemon is gone: wait until the
+        // port is closed, so a test that drops the daemon sees it down.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 }
 
