@@ -279,7 +279,9 @@ impl GitEngine {
 
         // List and fetch at once: the listing decides whether the fetch is needed at all.
         let transport = &self.inner.transport;
-        let mut fetch = Box::pin(transport.fetch(&remote, &repo, Arc::clone(&progress)));
+        let (stop, cancel) = tokio::sync::watch::channel(false);
+        let mut fetch =
+            Box::pin(transport.fetch(&remote, &repo, Arc::clone(&progress), Some(cancel)));
         let listing = transport.list(&remote);
         tokio::pin!(listing);
         let mut fetched = None;
@@ -293,27 +295,37 @@ impl GitEngine {
 
         let unchanged = listed.refs == before.refs;
         let conflicts = refs::df_conflicts(&before.refs, &listed.refs);
-        let transferred = if unchanged {
-            drop(fetch); // nothing to transfer: stop the fetch wherever it is
-            false
-        } else if !conflicts.is_empty() {
-            // A ref that must go is in the way of a new one (`a` against `a/b`): git cannot do
-            // both in one transaction, so those refs (deleted upstream anyway) go first.
-            drop(fetch);
-            tracing::info!(
-                refs = conflicts.len(),
-                "deleting refs that block new upstream refs"
-            );
-            self.inner.cli.delete_refs(&repo, &conflicts).await?;
-            transport
-                .fetch(&remote, &repo, Arc::clone(&progress))
-                .await?;
-            true
+        let transferred = if unchanged || !conflicts.is_empty() {
+            // Stop the fetch and wait until it has stopped: then nothing holds a lock file.
+            if fetched.is_none() {
+                let _ = stop.send(true);
+                let _ = fetch.await;
+            }
+            blocking({
+                let repo = repo.clone();
+                move || Ok(refs::remove_leftovers(&repo)?)
+            })
+            .await?;
+            if unchanged {
+                false
+            } else {
+                // A ref that must go is in the way of a new one (`a` against `a/b`): git cannot
+                // do both in one transaction, so those refs (deleted upstream anyway) go first.
+                tracing::info!(
+                    refs = conflicts.len(),
+                    "deleting refs that block new upstream refs"
+                );
+                self.inner.cli.delete_refs(&repo, &conflicts).await?;
+                transport
+                    .fetch(&remote, &repo, Arc::clone(&progress), None)
+                    .await?;
+                true
+            }
         } else {
             match fetched {
                 Some(result) => result?,
                 None => fetch.await?,
-            }
+            };
             true
         };
 

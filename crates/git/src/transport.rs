@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use mirrorhub_core::{AddressPolicy, Credentials, Scheme, UpstreamUrl};
 use tokio::time::Instant;
 
-use crate::command::{self, Finished, Invocation};
+use crate::command::{self, Cancel, Finished, Invocation};
 use crate::error::{classify_stderr, redact, GitError};
 use crate::progress::ProgressFn;
 use crate::proxy::{resolve_allowed, EgressProxy, ResolveError, Ticket};
@@ -59,13 +59,16 @@ pub(crate) trait Transport: Send + Sync {
     ) -> Result<(), GitError>;
 
     /// Makes the branches and tags of `repo` equal to the upstream's, in one ref transaction:
-    /// dropping the future (or a crash) leaves every ref either as it was or updated.
+    /// dropping the future (or a crash) leaves every ref either as it was or updated. When
+    /// `cancel` turns true the fetch stops and returns `Ok(false)` once nothing of it runs any
+    /// more; `Ok(true)` means it ran to completion.
     async fn fetch(
         &self,
         remote: &Remote<'_>,
         repo: &Path,
         progress: ProgressFn,
-    ) -> Result<(), GitError>;
+        cancel: Option<Cancel>,
+    ) -> Result<bool, GitError>;
 }
 
 /// The git command line, run with a hardened environment: no inherited configuration or
@@ -255,6 +258,7 @@ impl GitCli {
         deadline: Instant,
         capture_stdout: bool,
         progress: Option<ProgressFn>,
+        cancel: Option<Cancel>,
     ) -> Result<Finished, GitError> {
         let mut env = prepared.env.clone();
         let cwd = match git_dir {
@@ -272,8 +276,8 @@ impl GitCli {
             capture_stdout,
             stdin: None,
         };
-        let finished = command::run(inv, deadline, progress).await?;
-        if finished.success {
+        let finished = command::run_cancellable(inv, deadline, progress, cancel).await?;
+        if finished.success || finished.cancelled {
             return Ok(finished);
         }
         Err(self.failure(remote, prepared, &finished, deadline))
@@ -419,7 +423,7 @@ impl Transport for GitCli {
         ];
         let deadline = remote.deadline.min(Instant::now() + self.probe_timeout);
         let finished = self
-            .run_remote(remote, &prepared, args, None, deadline, true, None)
+            .run_remote(remote, &prepared, args, None, deadline, true, None, None)
             .await?;
         parse_listing(&finished.stdout)
     }
@@ -450,6 +454,7 @@ impl Transport for GitCli {
             remote.deadline,
             false,
             Some(progress),
+            None,
         )
         .await?;
         Ok(())
@@ -460,7 +465,8 @@ impl Transport for GitCli {
         remote: &Remote<'_>,
         repo: &Path,
         progress: ProgressFn,
-    ) -> Result<(), GitError> {
+        cancel: Option<Cancel>,
+    ) -> Result<bool, GitError> {
         let prepared = self.prepare(remote).await?;
         let mut args: Vec<OsString> = [
             "fetch",
@@ -480,17 +486,19 @@ impl Transport for GitCli {
         .collect();
         args.push(prepared.url.clone().into());
         args.extend(MIRROR_REFSPECS.iter().map(OsString::from));
-        self.run_remote(
-            remote,
-            &prepared,
-            args,
-            Some(repo),
-            remote.deadline,
-            false,
-            Some(progress),
-        )
-        .await?;
-        Ok(())
+        let finished = self
+            .run_remote(
+                remote,
+                &prepared,
+                args,
+                Some(repo),
+                remote.deadline,
+                false,
+                Some(progress),
+                cancel,
+            )
+            .await?;
+        Ok(!finished.cancelled)
     }
 }
 
