@@ -1,0 +1,455 @@
+//! The sync benchmark: mirrorhub's engine against the git command line, side by side, on a
+//! large synthetic upstream served by real git servers on 127.0.0.1.
+//!
+//! `cargo bench --bench sync`. Knobs: `MIRRORHUB_BENCH_COMMITS` (default 100000),
+//! `MIRRORHUB_BENCH_RUNS` (measured runs per sync scenario, default 7),
+//! `MIRRORHUB_BENCH_CLONE_RUNS` (per initial clone, default 3). The upstream is generated once
+//! under `target/bench-data/` and reused by later runs.
+//!
+//! Every scenario starts both tools from identical state: each syncs its own fresh copy of a
+//! mirror it cloned itself, against the same upstream change, which is undone afterwards. After
+//! every run both mirrors must list exactly the upstream's branches and tags, and the objects
+//! they fetched must be complete: a fast wrong answer fails the benchmark.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use mirrorhub_testkit::{
+    add_commit, clean_git_env, delete_branch, delete_tag, for_each_ref, git, git_with_stdin,
+    rewrite_branch, synthetic_upstream, GitDaemon, HttpGitServer, RefSnapshot, Spec, Synthetic,
+};
+
+const REPO: &str = "synthetic.git";
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    runtime.block_on(run());
+}
+
+fn env_number(name: &str, default: usize) -> usize {
+    match std::env::var(name) {
+        Ok(value) => value
+            .parse()
+            .unwrap_or_else(|_| panic!("{name}={value}: not a number")),
+        Err(_) => default,
+    }
+}
+
+/// Runs blocking work (git plumbing, file copies) off the runtime that serves HTTP.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(f).await.expect("blocking task")
+}
+
+struct Row {
+    scenario: &'static str,
+    transport: &'static str,
+    git: Vec<Duration>,
+    engine: Vec<Duration>,
+}
+
+fn median(samples: &[Duration]) -> Duration {
+    let mut sorted = samples.to_vec();
+    sorted.sort();
+    let n = sorted.len();
+    if n % 2 == 1 {
+        sorted[n / 2]
+    } else {
+        (sorted[n / 2 - 1] + sorted[n / 2]) / 2
+    }
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.0}", d.as_secs_f64() * 1000.0)
+}
+
+async fn run() {
+    let commits = env_number("MIRRORHUB_BENCH_COMMITS", 100_000);
+    let sync_runs = env_number("MIRRORHUB_BENCH_RUNS", 7).max(1);
+    let clone_runs = env_number("MIRRORHUB_BENCH_CLONE_RUNS", 3).max(1);
+
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-data");
+    let served = data.join(format!("upstream-{commits}"));
+    std::fs::create_dir_all(&served).expect("create bench data dir");
+    eprintln!(
+        "upstream: {commits} commits under {} (generated once, then reused)",
+        served.display()
+    );
+    let started = Instant::now();
+    let upstream = {
+        let path = served.join(REPO);
+        blocking(move || synthetic_upstream(&path, Spec::with_commits(commits))).await
+    };
+    let upstream_refs = upstream.ref_count();
+    let pack_mb = upstream.pack_bytes() as f64 / (1024.0 * 1024.0);
+    eprintln!(
+        "upstream {} in {:.1} s",
+        if upstream.reused {
+            "reused"
+        } else {
+            "generated"
+        },
+        started.elapsed().as_secs_f64()
+    );
+
+    let daemon = GitDaemon::start(&served).await;
+    let http = HttpGitServer::start(&served, None).await;
+    let engine = engine::Engine::start().await;
+    let work = tempfile::Builder::new()
+        .prefix("run-")
+        .tempdir_in(&data)
+        .expect("work dir");
+
+    let mut rows = Vec::new();
+    for (transport, dir, url) in [
+        ("http", "http", http.url(REPO)),
+        ("git://", "git", daemon.url(REPO)),
+    ] {
+        let work = work.path().join(dir);
+        let bench = Bench {
+            upstream: &upstream,
+            url,
+            transport,
+            work,
+            engine: &engine,
+        };
+        std::fs::create_dir_all(&bench.work).expect("create work dir");
+        rows.extend(bench.run_all(clone_runs, sync_runs).await);
+    }
+
+    println!();
+    println!(
+        "Upstream: {} commits, {} refs (branches + tags), pack {:.1} MB; git {}; {} runs per sync, {} per clone (median)",
+        upstream.commit_count(),
+        upstream_refs,
+        pack_mb,
+        git(&data, ["--version"]).trim().trim_start_matches("git version "),
+        sync_runs,
+        clone_runs
+    );
+    println!();
+    println!("| scenario | transport | git CLI (ms) | mirrorhub (ms) | ratio |");
+    println!("|---|---|---|---|---|");
+    for row in &rows {
+        let (g, e) = (median(&row.git), median(&row.engine));
+        println!(
+            "| {} | {} | {} | {} | {:.2}x |",
+            row.scenario,
+            row.transport,
+            ms(g),
+            ms(e),
+            e.as_secs_f64() / g.as_secs_f64()
+        );
+    }
+    println!();
+    println!("Samples (ms), git CLI / mirrorhub:");
+    for row in &rows {
+        let list =
+            |samples: &[Duration]| samples.iter().map(|d| ms(*d)).collect::<Vec<_>>().join(" ");
+        println!(
+            "- {} ({}): {} / {}",
+            row.scenario,
+            row.transport,
+            list(&row.git),
+            list(&row.engine)
+        );
+    }
+}
+
+/// One transport's scenarios.
+struct Bench<'a> {
+    upstream: &'a Synthetic,
+    url: String,
+    transport: &'static str,
+    work: PathBuf,
+    engine: &'a engine::Engine,
+}
+
+/// A change made to the upstream before a measured sync (and undone after it).
+type Mutation = fn(&Synthetic);
+
+impl Bench<'_> {
+    async fn run_all(&self, clone_runs: usize, sync_runs: usize) -> Vec<Row> {
+        let (clone_row, git_base, engine_base) = self.initial_clone(clone_runs).await;
+        let mut rows = vec![clone_row];
+        let scenarios: [(&'static str, Mutation); 3] = [
+            ("no-op sync", |_| {}),
+            ("sync after 1 new commit", |up| {
+                add_commit(&up.path, Synthetic::MAIN, "benchmark: one more commit");
+            }),
+            (
+                "sync after force-push + deleted branch + deleted tag",
+                |up| {
+                    rewrite_branch(
+                        &up.path,
+                        &up.branches_with_commits()[1],
+                        "benchmark: rewritten history",
+                    );
+                    delete_branch(&up.path, &up.branches_with_commits()[2]);
+                    delete_tag(&up.path, &up.annotated_tags()[10]);
+                },
+            ),
+        ];
+        for (scenario, mutation) in scenarios {
+            rows.push(
+                self.sync_scenario(scenario, mutation, &git_base, &engine_base, sync_runs)
+                    .await,
+            );
+        }
+        rows
+    }
+
+    /// Times both full mirror clones; returns the row and each tool's last mirror, kept as the
+    /// starting point of the sync scenarios.
+    async fn initial_clone(&self, runs: usize) -> (Row, PathBuf, PathBuf) {
+        let expected = for_each_ref(&self.upstream.path);
+        let mut row = Row {
+            scenario: "initial mirror clone",
+            transport: self.transport,
+            git: vec![],
+            engine: vec![],
+        };
+        let git_base = self.work.join("base-git.git");
+        let engine_base = self.work.join("base-engine.git");
+        for run in 0..runs {
+            for dest in [&git_base, &engine_base] {
+                if dest.exists() {
+                    std::fs::remove_dir_all(dest).expect("remove previous clone");
+                }
+            }
+            // Alternate who goes first, so neither always gets the warmer caches.
+            for engine_turn in if run % 2 == 0 {
+                [false, true]
+            } else {
+                [true, false]
+            } {
+                if engine_turn {
+                    let took = self.engine.clone_mirror(&self.url, &engine_base).await;
+                    check_mirror("mirrorhub", &engine_base, &expected);
+                    row.engine.push(took);
+                } else {
+                    let took = git_cli(
+                        &self.work,
+                        &[
+                            "clone",
+                            "--mirror",
+                            "--quiet",
+                            &self.url,
+                            path_str(&git_base),
+                        ],
+                    )
+                    .await;
+                    check_mirror("git CLI", &git_base, &expected);
+                    row.git.push(took);
+                }
+            }
+            eprintln!(
+                "{} {}: run {}: git {} ms, mirrorhub {} ms",
+                row.scenario,
+                self.transport,
+                run + 1,
+                ms(row.git[run]),
+                ms(row.engine[run])
+            );
+        }
+        // Once per tool: every object reachable from every ref is there.
+        for base in [&git_base, &engine_base] {
+            let base = base.clone();
+            blocking(move || git(&base, ["rev-list", "--objects", "--all", "--quiet"])).await;
+        }
+        (row, git_base, engine_base)
+    }
+
+    async fn sync_scenario(
+        &self,
+        scenario: &'static str,
+        mutation: Mutation,
+        git_base: &Path,
+        engine_base: &Path,
+        runs: usize,
+    ) -> Row {
+        let mut row = Row {
+            scenario,
+            transport: self.transport,
+            git: vec![],
+            engine: vec![],
+        };
+        let snapshot = RefSnapshot::take(&self.upstream.path);
+        let base_tips: Vec<String> = RefSnapshot::take(git_base)
+            .refs()
+            .values()
+            .cloned()
+            .collect();
+        let git_mirror = self.work.join("sync-git.git");
+        let engine_mirror = self.work.join("sync-engine.git");
+        for run in 0..runs {
+            copy_dir(git_base, &git_mirror).await;
+            copy_dir(engine_base, &engine_mirror).await;
+            let upstream = self.upstream.clone();
+            let expected = blocking(move || {
+                mutation(&upstream);
+                for_each_ref(&upstream.path)
+            })
+            .await;
+
+            for engine_turn in if run % 2 == 0 {
+                [false, true]
+            } else {
+                [true, false]
+            } {
+                if engine_turn {
+                    let took = self.engine.sync_mirror(&self.url, &engine_mirror).await;
+                    check_mirror("mirrorhub", &engine_mirror, &expected);
+                    check_fetched(&engine_mirror, &base_tips);
+                    row.engine.push(took);
+                } else {
+                    let took = git_cli(
+                        &git_mirror,
+                        &[
+                            "fetch",
+                            "--prune",
+                            &self.url,
+                            "+refs/heads/*:refs/heads/*",
+                            "+refs/tags/*:refs/tags/*",
+                        ],
+                    )
+                    .await;
+                    check_mirror("git CLI", &git_mirror, &expected);
+                    check_fetched(&git_mirror, &base_tips);
+                    row.git.push(took);
+                }
+            }
+
+            snapshot.restore(&self.upstream.path);
+            for dir in [&git_mirror, &engine_mirror] {
+                std::fs::remove_dir_all(dir).expect("remove sync copy");
+            }
+        }
+        eprintln!(
+            "{scenario} {}: git {} ms, mirrorhub {} ms (medians of {runs})",
+            self.transport,
+            ms(median(&row.git)),
+            ms(median(&row.engine))
+        );
+        row
+    }
+}
+
+fn path_str(path: &Path) -> &str {
+    path.to_str().expect("UTF-8 path")
+}
+
+/// Runs the git command line as an operator would (clean config, no prompts) and returns how
+/// long it took. Panics with git's stderr if it fails.
+async fn git_cli(dir: &Path, args: &[&str]) -> Duration {
+    let mut cmd = std::process::Command::new("git");
+    clean_git_env(&mut cmd);
+    cmd.current_dir(dir)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut cmd = tokio::process::Command::from(cmd);
+    let started = Instant::now();
+    let output = cmd.output().await.expect("run git");
+    let took = started.elapsed();
+    assert!(
+        output.status.success(),
+        "git {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    took
+}
+
+/// The mirror lists exactly the upstream's branches and tags (reading each object's type, so a
+/// missing tip fails too).
+fn check_mirror(tool: &str, mirror: &Path, expected: &str) {
+    let found = for_each_ref(mirror);
+    if found != expected {
+        let missing: Vec<&str> = expected.lines().filter(|l| !found.contains(l)).collect();
+        let extra: Vec<&str> = found.lines().filter(|l| !expected.contains(l)).collect();
+        panic!(
+            "{tool}'s mirror {} differs from the upstream:\nmissing {missing:?}\nextra {extra:?}",
+            mirror.display()
+        );
+    }
+}
+
+/// Every object reachable from the mirror's refs but not from the refs it started from is in it.
+fn check_fetched(mirror: &Path, base_tips: &[String]) {
+    let exclude: String = base_tips.iter().map(|tip| format!("^{tip}\n")).collect();
+    git_with_stdin(
+        mirror,
+        ["rev-list", "--objects", "--quiet", "--all", "--stdin"],
+        exclude.as_bytes(),
+    );
+}
+
+async fn copy_dir(from: &Path, to: &Path) {
+    let status = tokio::process::Command::new("cp")
+        .args(["-a", "--reflink=auto"])
+        .arg(from)
+        .arg(to)
+        .status()
+        .await
+        .expect("run cp");
+    assert!(
+        status.success(),
+        "cp -a {} {} failed",
+        from.display(),
+        to.display()
+    );
+}
+
+/// mirrorhub's sync engine, as the hub's workers call it.
+mod engine {
+    use std::path::Path;
+    use std::time::{Duration, Instant};
+
+    use mirrorhub_core::{AddressPolicy, Credentials, UpstreamUrl};
+    use mirrorhub_git::{no_progress, EngineConfig, GitEngine};
+
+    pub struct Engine(GitEngine);
+
+    fn parse(url: &str) -> (UpstreamUrl, Option<Credentials>) {
+        UpstreamUrl::parse(url).unwrap_or_else(|e| panic!("{url}: {e:?}"))
+    }
+
+    impl Engine {
+        pub async fn start() -> Self {
+            let config = EngineConfig {
+                git_program: "git".into(),
+                // The test servers are on loopback, refused by default.
+                policy: AddressPolicy::parse_list("127.0.0.1").expect("policy"),
+                timeout: Duration::from_secs(30 * 60),
+                probe_timeout: Duration::from_secs(60),
+                low_speed_limit: 1000,
+                low_speed_time: Duration::from_secs(60),
+            };
+            Engine(GitEngine::start(config).await.expect("start the engine"))
+        }
+
+        pub async fn clone_mirror(&self, url: &str, dest: &Path) -> Duration {
+            let (url, creds) = parse(url);
+            let started = Instant::now();
+            self.0
+                .clone_mirror(&url, creds.as_ref(), dest, no_progress())
+                .await
+                .unwrap_or_else(|e| panic!("mirrorhub clone of {url} failed: {e:?}"));
+            started.elapsed()
+        }
+
+        pub async fn sync_mirror(&self, url: &str, repo: &Path) -> Duration {
+            let (url, creds) = parse(url);
+            let started = Instant::now();
+            self.0
+                .sync_mirror(&url, creds.as_ref(), repo, no_progress())
+                .await
+                .unwrap_or_else(|e| panic!("mirrorhub sync of {url} failed: {e:?}"));
+            started.elapsed()
+        }
+    }
+}
