@@ -124,6 +124,47 @@ pub async fn json_errors<E: Endpoint>(ep: E, req: Request) -> poem::Result<Respo
     Ok(resp)
 }
 
+/// Refuses request bodies larger than the limit (413), whether or not they announce their
+/// length: a chunked body is read up to the limit and no further.
+pub struct BodyLimit(pub usize);
+
+impl<E: Endpoint> poem::Middleware<E> for BodyLimit {
+    type Output = BodyLimitEndpoint<E>;
+    fn transform(&self, ep: E) -> Self::Output {
+        BodyLimitEndpoint { inner: ep, limit: self.0 }
+    }
+}
+
+pub struct BodyLimitEndpoint<E> {
+    inner: E,
+    limit: usize,
+}
+
+impl<E: Endpoint> Endpoint for BodyLimitEndpoint<E> {
+    type Output = E::Output;
+
+    async fn call(&self, mut req: Request) -> poem::Result<Self::Output> {
+        use tokio::io::AsyncReadExt;
+        let too_large = || poem::Error::from_status(StatusCode::PAYLOAD_TOO_LARGE);
+        let announced = req.headers().get(poem::http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+        match announced {
+            Some(n) if n > self.limit as u64 => return Err(too_large()),
+            Some(_) => {}
+            None if req.headers().contains_key(poem::http::header::TRANSFER_ENCODING) => {
+                let mut buf = Vec::new();
+                let read = req.take_body().into_async_read().take(self.limit as u64 + 1).read_to_end(&mut buf).await;
+                read.map_err(|_| poem::Error::from_status(StatusCode::BAD_REQUEST))?;
+                if buf.len() > self.limit {
+                    return Err(too_large());
+                }
+                req.set_body(buf);
+            }
+            None => {}
+        }
+        self.inner.call(req).await
+    }
+}
+
 /// A message for an error poem produced itself, saying what to do.
 fn describe_foreign_error(status: StatusCode, text: &str) -> (ErrorCode, String) {
     match status {

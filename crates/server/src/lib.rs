@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use mirrorhub_hub::Hub;
 use poem::listener::{Acceptor, TcpAcceptor};
-use poem::middleware::SizeLimit;
 use poem::{EndpointExt, Route, Server};
 use poem_openapi::OpenApiService;
 
@@ -37,7 +36,7 @@ pub fn app(hub: Arc<Hub>, config: ServerConfig) -> impl poem::Endpoint + 'static
     let spec = service.spec_endpoint();
     let docs = service.swagger_ui();
     Route::new()
-        .nest("/api/v1", service.with(SizeLimit::new(config.max_body_bytes)))
+        .nest("/api/v1", service)
         .at("/api/v1/openapi.json", spec)
         .nest("/api/v1/docs", docs)
         .at("/healthz", poem::get(health::healthz))
@@ -45,6 +44,7 @@ pub fn app(hub: Arc<Hub>, config: ServerConfig) -> impl poem::Endpoint + 'static
         .at("/", poem::get(health::index))
         .data(hub)
         .data(Arc::new(config.admin))
+        .with(errors::BodyLimit(config.max_body_bytes))
         .around(errors::json_errors)
 }
 
