@@ -101,27 +101,53 @@ struct Client {
 
 impl Client {
     fn new(args: &HubArgs) -> anyhow::Result<Self> {
-        let http = reqwest::Client::builder().timeout(Duration::from_secs(120)).build()?;
-        Ok(Self { http, base: args.hub.trim_end_matches('/').to_owned(), token: args.token.clone() })
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(120))
+            .build()?;
+        Ok(Self {
+            http,
+            base: args.hub.trim_end_matches('/').to_owned(),
+            token: args.token.clone(),
+        })
     }
 
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> anyhow::Result<Option<Value>> {
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<Option<Value>> {
         let Some(token) = &self.token else {
-            anyhow::bail!("no API token: set MIRRORHUB_TOKEN (or pass --token) to the hub's admin token");
+            anyhow::bail!(
+                "no API token: set MIRRORHUB_TOKEN (or pass --token) to the hub's admin token"
+            );
         };
-        let mut req = self.http.request(method, format!("{}/api/v1{path}", self.base)).bearer_auth(token.expose_secret());
+        let mut req = self
+            .http
+            .request(method, format!("{}/api/v1{path}", self.base))
+            .bearer_auth(token.expose_secret());
         if let Some(body) = body {
             req = req.json(&body);
         }
-        let resp = req.send().await.with_context(|| format!("could not reach the hub at {}", self.base))?;
+        let resp = req
+            .send()
+            .await
+            .with_context(|| format!("could not reach the hub at {}", self.base))?;
         let status = resp.status();
         let text = resp.text().await.unwrap_or_default();
         if status.is_success() {
-            return Ok(if text.is_empty() { None } else { Some(serde_json::from_str(&text).context("the hub answered with invalid JSON")?) });
+            return Ok(if text.is_empty() {
+                None
+            } else {
+                Some(serde_json::from_str(&text).context("the hub answered with invalid JSON")?)
+            });
         }
         let parsed: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
         let code = parsed["error"]["code"].as_str().unwrap_or("error");
-        let message = parsed["error"]["message"].as_str().map(str::to_owned).unwrap_or_else(|| format!("HTTP {status}"));
+        let message = parsed["error"]["message"]
+            .as_str()
+            .map(str::to_owned)
+            .unwrap_or_else(|| format!("HTTP {status}"));
         anyhow::bail!("{code}: {message}")
     }
 }
@@ -134,7 +160,18 @@ fn split_repo(repo: &str) -> anyhow::Result<(&str, &str)> {
 
 pub async fn run(cmd: RepoCommand) -> anyhow::Result<std::process::ExitCode> {
     match cmd {
-        RepoCommand::Create { url, target, mode, username, token_stdin, visibility, description, interval, wait, hub } => {
+        RepoCommand::Create {
+            url,
+            target,
+            mode,
+            username,
+            token_stdin,
+            visibility,
+            description,
+            interval,
+            wait,
+            hub,
+        } => {
             let client = Client::new(&hub)?;
             let (owner, name) = match target.split_once('/') {
                 Some((o, n)) => (o.to_owned(), Some(n.to_owned())),
@@ -142,7 +179,9 @@ pub async fn run(cmd: RepoCommand) -> anyhow::Result<std::process::ExitCode> {
             };
             let token = if token_stdin {
                 let mut t = String::new();
-                std::io::stdin().read_to_string(&mut t).context("could not read the token from standard input")?;
+                std::io::stdin()
+                    .read_to_string(&mut t)
+                    .context("could not read the token from standard input")?;
                 Some(t.trim_end_matches(['\r', '\n']).to_owned())
             } else {
                 std::env::var("MIRRORHUB_UPSTREAM_TOKEN").ok()
@@ -151,8 +190,15 @@ pub async fn run(cmd: RepoCommand) -> anyhow::Result<std::process::ExitCode> {
                 "url": url, "owner": owner, "name": name, "mode": mode, "username": username, "token": token,
                 "visibility": visibility, "description": description, "sync_interval": interval,
             });
-            let repo = client.call(reqwest::Method::POST, "/repos", Some(body)).await?.unwrap_or_default();
-            let full = format!("{}/{}", repo["owner"].as_str().unwrap_or_default(), repo["name"].as_str().unwrap_or_default());
+            let repo = client
+                .call(reqwest::Method::POST, "/repos", Some(body))
+                .await?
+                .unwrap_or_default();
+            let full = format!(
+                "{}/{}",
+                repo["owner"].as_str().unwrap_or_default(),
+                repo["name"].as_str().unwrap_or_default()
+            );
             if wait {
                 let repo = wait_until_done(&client, &full, None).await?;
                 return print_repo(&repo, hub.json);
@@ -161,7 +207,10 @@ pub async fn run(cmd: RepoCommand) -> anyhow::Result<std::process::ExitCode> {
         }
         RepoCommand::List { hub } => {
             let client = Client::new(&hub)?;
-            let repos = client.call(reqwest::Method::GET, "/repos", None).await?.unwrap_or_default();
+            let repos = client
+                .call(reqwest::Method::GET, "/repos", None)
+                .await?
+                .unwrap_or_default();
             if hub.json {
                 println!("{}", serde_json::to_string_pretty(&repos)?);
             } else {
@@ -181,34 +230,71 @@ pub async fn run(cmd: RepoCommand) -> anyhow::Result<std::process::ExitCode> {
         RepoCommand::Show { repo, hub } => {
             let (owner, name) = split_repo(&repo)?;
             let client = Client::new(&hub)?;
-            let r = client.call(reqwest::Method::GET, &format!("/repos/{owner}/{name}"), None).await?.unwrap_or_default();
+            let r = client
+                .call(
+                    reqwest::Method::GET,
+                    &format!("/repos/{owner}/{name}"),
+                    None,
+                )
+                .await?
+                .unwrap_or_default();
             print_repo(&r, hub.json)
         }
         RepoCommand::Sync { repo, wait, hub } => {
             let (owner, name) = split_repo(&repo)?;
             let client = Client::new(&hub)?;
             let before = latest_run_id(&client, &repo).await?;
-            client.call(reqwest::Method::POST, &format!("/repos/{owner}/{name}/sync"), None).await?;
+            client
+                .call(
+                    reqwest::Method::POST,
+                    &format!("/repos/{owner}/{name}/sync"),
+                    None,
+                )
+                .await?;
             if !wait {
                 eprintln!("sync of {repo} queued");
                 return Ok(std::process::ExitCode::SUCCESS);
             }
             let r = wait_until_done(&client, &repo, before).await?;
-            let runs = client.call(reqwest::Method::GET, &format!("/repos/{owner}/{name}/syncs?limit=1"), None).await?.unwrap_or_default();
+            let runs = client
+                .call(
+                    reqwest::Method::GET,
+                    &format!("/repos/{owner}/{name}/syncs?limit=1"),
+                    None,
+                )
+                .await?
+                .unwrap_or_default();
             print_runs(&runs, hub.json)?;
-            Ok(if r["last_error"].is_null() { std::process::ExitCode::SUCCESS } else { std::process::ExitCode::FAILURE })
+            Ok(if r["last_error"].is_null() {
+                std::process::ExitCode::SUCCESS
+            } else {
+                std::process::ExitCode::FAILURE
+            })
         }
         RepoCommand::Syncs { repo, limit, hub } => {
             let (owner, name) = split_repo(&repo)?;
             let client = Client::new(&hub)?;
-            let runs = client.call(reqwest::Method::GET, &format!("/repos/{owner}/{name}/syncs?limit={limit}"), None).await?.unwrap_or_default();
+            let runs = client
+                .call(
+                    reqwest::Method::GET,
+                    &format!("/repos/{owner}/{name}/syncs?limit={limit}"),
+                    None,
+                )
+                .await?
+                .unwrap_or_default();
             print_runs(&runs, hub.json)?;
             Ok(std::process::ExitCode::SUCCESS)
         }
         RepoCommand::Delete { repo, hub } => {
             let (owner, name) = split_repo(&repo)?;
             let client = Client::new(&hub)?;
-            client.call(reqwest::Method::DELETE, &format!("/repos/{owner}/{name}"), None).await?;
+            client
+                .call(
+                    reqwest::Method::DELETE,
+                    &format!("/repos/{owner}/{name}"),
+                    None,
+                )
+                .await?;
             eprintln!("deleted {repo}");
             Ok(std::process::ExitCode::SUCCESS)
         }
@@ -216,18 +302,35 @@ pub async fn run(cmd: RepoCommand) -> anyhow::Result<std::process::ExitCode> {
 }
 
 async fn latest_run_id(client: &Client, repo: &str) -> anyhow::Result<Option<i64>> {
-    let runs = client.call(reqwest::Method::GET, &format!("/repos/{repo}/syncs?limit=1"), None).await?.unwrap_or_default();
+    let runs = client
+        .call(
+            reqwest::Method::GET,
+            &format!("/repos/{repo}/syncs?limit=1"),
+            None,
+        )
+        .await?
+        .unwrap_or_default();
     Ok(runs[0]["id"].as_i64())
 }
 
 /// Polls until a run newer than `after` has finished (or the initial copy is done).
 async fn wait_until_done(client: &Client, repo: &str, after: Option<i64>) -> anyhow::Result<Value> {
     loop {
-        let runs = client.call(reqwest::Method::GET, &format!("/repos/{repo}/syncs?limit=1"), None).await?.unwrap_or_default();
+        let runs = client
+            .call(
+                reqwest::Method::GET,
+                &format!("/repos/{repo}/syncs?limit=1"),
+                None,
+            )
+            .await?
+            .unwrap_or_default();
         let latest = &runs[0];
         let newer = latest["id"].as_i64().is_some_and(|id| Some(id) > after);
         if newer && !latest["finished_at"].is_null() {
-            return Ok(client.call(reqwest::Method::GET, &format!("/repos/{repo}"), None).await?.unwrap_or_default());
+            return Ok(client
+                .call(reqwest::Method::GET, &format!("/repos/{repo}"), None)
+                .await?
+                .unwrap_or_default());
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
@@ -239,18 +342,42 @@ fn print_repo(r: &Value, as_json: bool) -> anyhow::Result<std::process::ExitCode
         return Ok(std::process::ExitCode::SUCCESS);
     }
     let s = |k: &str| r[k].as_str().unwrap_or("-").to_owned();
-    println!("{}/{} ({}, {})", s("owner"), s("name"), s("mode"), s("visibility"));
+    println!(
+        "{}/{} ({}, {})",
+        s("owner"),
+        s("name"),
+        s("mode"),
+        s("visibility")
+    );
     println!("  upstream:     {}", s("upstream_url"));
     println!("  clone:        {}", s("clone_url"));
     let progress = match &r["progress"] {
         Value::Null => String::new(),
-        p => format!(" ({} {}%)", p["phase"].as_str().unwrap_or_default(), p["percent"]),
+        p => format!(
+            " ({} {}%)",
+            p["phase"].as_str().unwrap_or_default(),
+            p["percent"]
+        ),
     };
     println!("  state:        {}{progress}", s("state"));
-    println!("  branches:     {}, tags: {}, head: {}", r["branches"], r["tags"], s("head"));
-    println!("  last sync:    {}  last success: {}  next: {}", s("last_sync_at"), s("last_success_at"), s("next_sync_at"));
+    println!(
+        "  branches:     {}, tags: {}, head: {}",
+        r["branches"],
+        r["tags"],
+        s("head")
+    );
+    println!(
+        "  last sync:    {}  last success: {}  next: {}",
+        s("last_sync_at"),
+        s("last_success_at"),
+        s("next_sync_at")
+    );
     if !r["last_error"].is_null() {
-        println!("  last error:   {}: {}", r["last_error"]["code"].as_str().unwrap_or_default(), r["last_error"]["message"].as_str().unwrap_or_default());
+        println!(
+            "  last error:   {}: {}",
+            r["last_error"]["code"].as_str().unwrap_or_default(),
+            r["last_error"]["message"].as_str().unwrap_or_default()
+        );
         return Ok(std::process::ExitCode::FAILURE);
     }
     Ok(std::process::ExitCode::SUCCESS)
@@ -264,7 +391,11 @@ fn print_runs(runs: &Value, as_json: bool) -> anyhow::Result<()> {
     for run in runs.as_array().into_iter().flatten() {
         let error = match &run["error"] {
             Value::Null => String::new(),
-            e => format!(" {}: {}", e["code"].as_str().unwrap_or_default(), e["message"].as_str().unwrap_or_default()),
+            e => format!(
+                " {}: {}",
+                e["code"].as_str().unwrap_or_default(),
+                e["message"].as_str().unwrap_or_default()
+            ),
         };
         println!(
             "#{} {} {} {}{}",
@@ -275,8 +406,18 @@ fn print_runs(runs: &Value, as_json: bool) -> anyhow::Result<()> {
             error
         );
         for c in run["ref_changes"].as_array().into_iter().flatten() {
-            let short = |v: &Value| v.as_str().map(|s| s[..s.len().min(12)].to_owned()).unwrap_or_else(|| "-".into());
-            println!("  {:<12} {} {} -> {}", c["kind"].as_str().unwrap_or_default(), c["ref"].as_str().unwrap_or_default(), short(&c["old"]), short(&c["new"]));
+            let short = |v: &Value| {
+                v.as_str()
+                    .map(|s| s[..s.len().min(12)].to_owned())
+                    .unwrap_or_else(|| "-".into())
+            };
+            println!(
+                "  {:<12} {} {} -> {}",
+                c["kind"].as_str().unwrap_or_default(),
+                c["ref"].as_str().unwrap_or_default(),
+                short(&c["old"]),
+                short(&c["new"])
+            );
         }
     }
     Ok(())

@@ -9,12 +9,18 @@ mod serve;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "mirrorhub", version, about = "Mirror or migrate Git repositories from any Git server, and keep mirrors in sync")]
+#[command(
+    name = "mirrorhub",
+    version,
+    about = "Mirror or migrate Git repositories from any Git server, and keep mirrors in sync"
+)]
 struct Args {
     #[command(subcommand)]
     command: Command,
 }
 
+// Parsed once at start-up; the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Start the hub: HTTP API, sync workers and scheduler.
@@ -31,7 +37,10 @@ fn main() -> std::process::ExitCode {
     // `.env` is optional; real environment variables win over it.
     let _ = dotenvy::dotenv();
     let args = Args::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: could not start the async runtime: {e}");

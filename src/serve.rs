@@ -21,8 +21,12 @@ const ADMIN_TOKEN_SETTING: &str = "admin_token_sha256";
 pub async fn run(args: ServeArgs) -> anyhow::Result<std::process::ExitCode> {
     init_tracing(&args.log_format);
     let repos_dir = args.data_dir.join("repos");
-    std::fs::create_dir_all(&repos_dir)
-        .with_context(|| format!("could not create the data directory {}", repos_dir.display()))?;
+    std::fs::create_dir_all(&repos_dir).with_context(|| {
+        format!(
+            "could not create the data directory {}",
+            repos_dir.display()
+        )
+    })?;
     let store = open_store(&args).await?;
     let admin = admin_auth(&args, store.as_ref()).await?;
 
@@ -49,7 +53,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<std::process::ExitCode> {
             schedule_tick: args.poll_interval,
         },
     ));
-    hub.recover().await.context("could not recover interrupted work")?;
+    hub.recover()
+        .await
+        .context("could not recover interrupted work")?;
 
     let acceptor = TcpListener::bind(args.listen.as_str())
         .into_acceptor()
@@ -60,13 +66,25 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<std::process::ExitCode> {
         .into_iter()
         .find_map(|a| a.as_socket_addr().copied())
         .context("the listener has no address")?;
-    let public_url = args.public_url.clone().unwrap_or_else(|| format!("http://{local}")).trim_end_matches('/').to_owned();
+    let public_url = args
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{local}"))
+        .trim_end_matches('/')
+        .to_owned();
     // The one line scripts and tests wait for.
     println!("mirrorhub listening on http://{local} (public URL {public_url})");
 
     let shutdown = CancellationToken::new();
     let mut workers = mirrorhub_hub::worker::spawn(hub.clone(), shutdown.clone());
-    let app = mirrorhub_server::app(hub, ServerConfig { public_url, admin, max_body_bytes: args.max_body_bytes });
+    let app = mirrorhub_server::app(
+        hub,
+        ServerConfig {
+            public_url,
+            admin,
+            max_body_bytes: args.max_body_bytes,
+        },
+    );
     let signal = {
         let shutdown = shutdown.clone();
         async move {
@@ -75,9 +93,16 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<std::process::ExitCode> {
             shutdown.cancel();
         }
     };
-    mirrorhub_server::serve(acceptor, app, signal, args.shutdown_grace).await.context("the HTTP server failed")?;
+    mirrorhub_server::serve(acceptor, app, signal, args.shutdown_grace)
+        .await
+        .context("the HTTP server failed")?;
     shutdown.cancel();
-    if tokio::time::timeout(args.shutdown_grace, async { while workers.join_next().await.is_some() {} }).await.is_err() {
+    if tokio::time::timeout(args.shutdown_grace, async {
+        while workers.join_next().await.is_some() {}
+    })
+    .await
+    .is_err()
+    {
         tracing::warn!("running syncs did not finish in time; they are stopped and will run again after the restart");
         workers.abort_all();
     }
@@ -88,10 +113,11 @@ async fn wait_for_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => return std::future::pending().await,
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return std::future::pending().await,
+            };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}
@@ -104,7 +130,9 @@ async fn wait_for_signal() {
 fn init_tracing(format: &str) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if format == "json" {
         builder.json().init();
     } else {
@@ -116,10 +144,15 @@ async fn open_store(args: &ServeArgs) -> anyhow::Result<Arc<dyn Store>> {
     let key = secret_key(args)?;
     let url = match &args.database_url {
         Some(url) => url.expose_secret().to_owned(),
-        None => format!("sqlite://{}?mode=rwc", args.data_dir.join("mirrorhub.db").display()),
+        None => format!(
+            "sqlite://{}?mode=rwc",
+            args.data_dir.join("mirrorhub.db").display()
+        ),
     };
     let backend = url.split(':').next().unwrap_or_default().to_owned();
-    mirrorhub_store::connect(&url, key).await.with_context(|| format!("could not open the {backend} database (DATABASE_URL)"))
+    mirrorhub_store::connect(&url, key)
+        .await
+        .with_context(|| format!("could not open the {backend} database (DATABASE_URL)"))
 }
 
 /// The key that encrypts upstream credentials: from the environment, or generated once into
@@ -131,8 +164,12 @@ fn secret_key(args: &ServeArgs) -> anyhow::Result<SecretKey> {
     }
     let path = args.data_dir.join("secret.key");
     match std::fs::read_to_string(&path) {
-        Ok(text) => SecretKey::from_base64(text.trim())
-            .map_err(|_| anyhow::anyhow!("{} is not a valid key (base64 of 32 bytes); restore it from a backup", path.display())),
+        Ok(text) => SecretKey::from_base64(text.trim()).map_err(|_| {
+            anyhow::anyhow!(
+                "{} is not a valid key (base64 of 32 bytes); restore it from a backup",
+                path.display()
+            )
+        }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let key = SecretKey::generate();
             write_private(&path, &key.to_base64())?;
@@ -152,7 +189,9 @@ fn write_private(path: &Path, content: &str) -> anyhow::Result<()> {
     options.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(path).with_context(|| format!("could not create {}", path.display()))?;
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("could not create {}", path.display()))?;
     file.write_all(content.as_bytes())?;
     file.sync_all()?;
     Ok(())
@@ -173,12 +212,18 @@ async fn admin_auth(args: &ServeArgs, store: &dyn Store) -> anyhow::Result<Admin
     }
     let token = generate_token();
     let hash = hex(&mirrorhub_server::hash_token(&token));
-    if store.put_setting_if_absent(ADMIN_TOKEN_SETTING, &hash).await? {
+    if store
+        .put_setting_if_absent(ADMIN_TOKEN_SETTING, &hash)
+        .await?
+    {
         print_token_once(&token);
         Ok(AdminAuth::from_token(&token))
     } else {
         // Another replica generated one at the same moment: use its token.
-        let stored = store.get_setting(ADMIN_TOKEN_SETTING).await?.context("the admin token setting vanished")?;
+        let stored = store
+            .get_setting(ADMIN_TOKEN_SETTING)
+            .await?
+            .context("the admin token setting vanished")?;
         parse_hash(&stored)
     }
 }
@@ -192,10 +237,18 @@ fn print_token_once(token: &str) {
 fn parse_hash(hex_text: &str) -> anyhow::Result<AdminAuth> {
     let bytes: Vec<u8> = (0..hex_text.len())
         .step_by(2)
-        .map(|i| hex_text.get(i..i + 2).and_then(|b| u8::from_str_radix(b, 16).ok()))
+        .map(|i| {
+            hex_text
+                .get(i..i + 2)
+                .and_then(|b| u8::from_str_radix(b, 16).ok())
+        })
         .collect::<Option<_>>()
         .context("the stored admin token hash is corrupt; run `mirrorhub admin reset-token`")?;
-    let hash: [u8; 32] = bytes.try_into().map_err(|_| anyhow::anyhow!("the stored admin token hash has the wrong length; run `mirrorhub admin reset-token`"))?;
+    let hash: [u8; 32] = bytes.try_into().map_err(|_| {
+        anyhow::anyhow!(
+            "the stored admin token hash has the wrong length; run `mirrorhub admin reset-token`"
+        )
+    })?;
     Ok(AdminAuth::from_hash(hash))
 }
 
@@ -223,7 +276,12 @@ pub async fn admin(cmd: AdminCommand) -> anyhow::Result<std::process::ExitCode> 
             std::fs::create_dir_all(&args.data_dir)?;
             let store = open_store(&args).await?;
             let token = generate_token();
-            store.put_setting(ADMIN_TOKEN_SETTING, &hex(&mirrorhub_server::hash_token(&token))).await?;
+            store
+                .put_setting(
+                    ADMIN_TOKEN_SETTING,
+                    &hex(&mirrorhub_server::hash_token(&token)),
+                )
+                .await?;
             print_token_once(&token);
             if args.admin_token.is_some() {
                 eprintln!("  note: MIRRORHUB_ADMIN_TOKEN is set, and while it is, it is the token the hub accepts.");

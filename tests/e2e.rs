@@ -20,7 +20,13 @@ macro_rules! on_both_databases {
     };
 }
 
-on_both_databases!(mirror_follows_every_kind_of_upstream_change, private_http_upstream_and_secrets, bad_input_is_refused_and_nothing_is_created, migrate_copies_once, kill9_during_clone_recovers);
+on_both_databases!(
+    mirror_follows_every_kind_of_upstream_change,
+    private_http_upstream_and_secrets,
+    bad_input_is_refused_and_nothing_is_created,
+    migrate_copies_once,
+    kill9_during_clone_recovers
+);
 
 /// An upstream with branches, lightweight and annotated tags, and tags on a blob and a tree.
 fn rich_upstream(root: &Path) -> (std::path::PathBuf, Scratch) {
@@ -31,10 +37,15 @@ fn rich_upstream(root: &Path) -> (std::path::PathBuf, Scratch) {
     work.tag("v1");
     work.commit_file("src/lib.rs", "pub fn a() {}\n", "second");
     work.tag_annotated("v2", "release 2");
-    work.branch("dev").commit_file("dev.txt", "dev\n", "dev work");
-    work.branch("feature").commit_file("feature.txt", "f1\n", "feature work");
+    work.branch("dev")
+        .commit_file("dev.txt", "dev\n", "dev work");
+    work.branch("feature")
+        .commit_file("feature.txt", "f1\n", "feature work");
     work.checkout("main");
-    let blob = work.git(["hash-object", "-w", "README.md"]).trim().to_owned();
+    let blob = work
+        .git(["hash-object", "-w", "README.md"])
+        .trim()
+        .to_owned();
     work.git(["tag", "blob-tag", &blob]);
     let tree = work.git(["rev-parse", "HEAD^{tree}"]).trim().to_owned();
     work.git(["tag", "-a", "-m", "a tree", "tree-tag", &tree]);
@@ -52,7 +63,12 @@ fn kinds(run: &Value) -> Vec<(String, String)> {
         .as_array()
         .unwrap()
         .iter()
-        .map(|c| (c["ref"].as_str().unwrap().to_owned(), c["kind"].as_str().unwrap().to_owned()))
+        .map(|c| {
+            (
+                c["ref"].as_str().unwrap().to_owned(),
+                c["kind"].as_str().unwrap().to_owned(),
+            )
+        })
         .collect();
     v.sort();
     v
@@ -64,7 +80,12 @@ async fn mirror_follows_every_kind_of_upstream_change(db: TestDb) {
     let daemon = GitDaemon::start(root.path()).await;
     let hub = Hub::start(&db, &[]).await;
 
-    let (status, repo) = hub.post("/api/v1/repos", create_body(&daemon.url("project.git"), "team", "project")).await;
+    let (status, repo) = hub
+        .post(
+            "/api/v1/repos",
+            create_body(&daemon.url("project.git"), "team", "project"),
+        )
+        .await;
     assert_eq!(status, 202, "{repo}");
     assert_eq!(repo["state"], "cloning");
     assert_eq!(repo["mode"], "mirror");
@@ -78,7 +99,10 @@ async fn mirror_follows_every_kind_of_upstream_change(db: TestDb) {
     let mirror = hub.repo_dir(1);
     assert_eq!(refs(&mirror), refs(&upstream));
     assert_eq!(symbolic_head(&mirror), "refs/heads/main");
-    assert_eq!((repo["branches"].as_i64(), repo["tags"].as_i64()), (Some(3), Some(4)));
+    assert_eq!(
+        (repo["branches"].as_i64(), repo["tags"].as_i64()),
+        (Some(3), Some(4))
+    );
     assert!(repo["last_success_at"].is_string() && repo["next_sync_at"].is_string());
     assert!(repo["last_error"].is_null());
 
@@ -92,7 +116,10 @@ async fn mirror_follows_every_kind_of_upstream_change(db: TestDb) {
     work.git(["branch", "-D", "dev"]);
     work.git(["tag", "-d", "v1"]);
     work.tag_annotated("v3", "release 3");
-    let blob2 = work.git(["hash-object", "-w", "src/lib.rs"]).trim().to_owned();
+    let blob2 = work
+        .git(["hash-object", "-w", "src/lib.rs"])
+        .trim()
+        .to_owned();
     work.git(["tag", "-f", "blob-tag", &blob2]);
     work.branch("release").checkout("main");
     work.push_mirror(upstream.to_str().unwrap());
@@ -118,11 +145,29 @@ async fn mirror_follows_every_kind_of_upstream_change(db: TestDb) {
             ("refs/tags/v3".into(), "created".into()),
         ]
     );
-    let main = run["ref_changes"].as_array().unwrap().iter().find(|c| c["ref"] == "refs/heads/main").unwrap();
-    assert_eq!((main["old"].as_str().unwrap(), main["new"].as_str().unwrap()), (old_main.as_str(), new_main.as_str()));
-    let feature = run["ref_changes"].as_array().unwrap().iter().find(|c| c["ref"] == "refs/heads/feature").unwrap();
+    let main = run["ref_changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["ref"] == "refs/heads/main")
+        .unwrap();
+    assert_eq!(
+        (main["old"].as_str().unwrap(), main["new"].as_str().unwrap()),
+        (old_main.as_str(), new_main.as_str())
+    );
+    let feature = run["ref_changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["ref"] == "refs/heads/feature")
+        .unwrap();
     assert_eq!(feature["new"].as_str().unwrap(), new_feature);
-    let dev = run["ref_changes"].as_array().unwrap().iter().find(|c| c["ref"] == "refs/heads/dev").unwrap();
+    let dev = run["ref_changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["ref"] == "refs/heads/dev")
+        .unwrap();
     assert!(dev["new"].is_null() && dev["old"].is_string());
     assert_eq!(repo["head"], "refs/heads/release");
     fsck(&mirror);
@@ -136,7 +181,12 @@ async fn mirror_follows_every_kind_of_upstream_change(db: TestDb) {
 
     // History: newest first.
     let (_, runs) = hub.get("/api/v1/repos/team/project/syncs").await;
-    let triggers: Vec<_> = runs.as_array().unwrap().iter().map(|r| r["trigger"].as_str().unwrap().to_owned()).collect();
+    let triggers: Vec<_> = runs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["trigger"].as_str().unwrap().to_owned())
+        .collect();
     assert_eq!(triggers, ["manual", "manual", "create"]);
 
     // `.git` suffix names the same repository; list shows it.
@@ -145,11 +195,16 @@ async fn mirror_follows_every_kind_of_upstream_change(db: TestDb) {
     assert_eq!(list.as_array().unwrap().len(), 1);
 
     // Delete removes the record and the bare repository.
-    let (status, _) = hub.call(reqwest::Method::DELETE, "/api/v1/repos/team/project", None).await;
+    let (status, _) = hub
+        .call(reqwest::Method::DELETE, "/api/v1/repos/team/project", None)
+        .await;
     assert_eq!(status, 204);
     assert!(!mirror.exists());
     let (status, body) = hub.get("/api/v1/repos/team/project").await;
-    assert_eq!((status, body["error"]["code"].as_str()), (404, Some("repo_not_found")));
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (404, Some("repo_not_found"))
+    );
 }
 
 async fn private_http_upstream_and_secrets(db: TestDb) {
@@ -165,11 +220,21 @@ async fn private_http_upstream_and_secrets(db: TestDb) {
     body["username"] = json!("alice");
     body["token"] = json!("wrong-token");
     let (status, err) = hub.post("/api/v1/repos", body.clone()).await;
-    assert_eq!((status, err["error"]["code"].as_str()), (422, Some("upstream_auth_failed")), "{err}");
+    assert_eq!(
+        (status, err["error"]["code"].as_str()),
+        (422, Some("upstream_auth_failed")),
+        "{err}"
+    );
     assert_eq!(err["error"]["field"], "token");
     // No credentials at all.
-    let (status, err) = hub.post("/api/v1/repos", create_body(&url, "team", "private")).await;
-    assert_eq!((status, err["error"]["code"].as_str()), (422, Some("upstream_auth_failed")), "{err}");
+    let (status, err) = hub
+        .post("/api/v1/repos", create_body(&url, "team", "private"))
+        .await;
+    assert_eq!(
+        (status, err["error"]["code"].as_str()),
+        (422, Some("upstream_auth_failed")),
+        "{err}"
+    );
     assert_eq!(hub.get("/api/v1/repos").await.1, json!([]));
 
     body["token"] = json!(SECRET);
@@ -183,23 +248,36 @@ async fn private_http_upstream_and_secrets(db: TestDb) {
 
     // Credentials also work inside the URL, and are taken out of it.
     let with_creds = server.url_with_credentials("project.git", "alice", SECRET);
-    let (status, repo2) = hub.post("/api/v1/repos", create_body(&with_creds, "team", "private2")).await;
+    let (status, repo2) = hub
+        .post(
+            "/api/v1/repos",
+            create_body(&with_creds, "team", "private2"),
+        )
+        .await;
     assert_eq!(status, 202, "{repo2}");
     assert_eq!(repo2["upstream_url"], url);
     hub.wait_for_run("team/private2", None).await;
 
     // The secret is nowhere: API answers, the repositories' git config, the log.
-    let everything = format!("{repo}{repo2}{}{}", hub.get("/api/v1/repos").await.1, hub.get("/api/v1/repos/team/private/syncs").await.1);
+    let everything = format!(
+        "{repo}{repo2}{}{}",
+        hub.get("/api/v1/repos").await.1,
+        hub.get("/api/v1/repos/team/private/syncs").await.1
+    );
     assert!(!everything.contains(SECRET));
     for name in ["1.git", "2.git"] {
-        let config = std::fs::read_to_string(hub.data_dir.join("repos").join(name).join("config")).unwrap();
+        let config =
+            std::fs::read_to_string(hub.data_dir.join("repos").join(name).join("config")).unwrap();
         assert!(!config.contains(SECRET), "{config}");
     }
     assert!(!hub.log_text().contains(SECRET), "secret in the log");
     let db_file = hub.data_dir.join("mirrorhub.db");
     if db_file.exists() {
         let raw = std::fs::read(&db_file).unwrap();
-        assert!(!raw.windows(SECRET.len()).any(|w| w == SECRET.as_bytes()), "secret stored in plain text");
+        assert!(
+            !raw.windows(SECRET.len()).any(|w| w == SECRET.as_bytes()),
+            "secret stored in plain text"
+        );
     }
 }
 
@@ -213,26 +291,105 @@ async fn bad_input_is_refused_and_nothing_is_created(db: TestDb) {
     let good = daemon.url("project.git");
 
     let cases: Vec<(Value, u16, &str, Option<&str>)> = vec![
-        (json!({"url": "not a url", "owner": "team", "mode": "mirror"}), 400, "invalid_url", Some("url")),
-        (json!({"url": "file:///etc/passwd", "owner": "team", "mode": "mirror"}), 400, "unsupported_scheme", Some("url")),
-        (json!({"url": "ext::sh -c touch% /tmp/x", "owner": "team", "mode": "mirror"}), 400, "unsupported_scheme", Some("url")),
-        (json!({"url": "https://example.org/a\r\nb", "owner": "team", "mode": "mirror"}), 400, "invalid_url", Some("url")),
-        (json!({"url": "http://169.254.169.254/latest", "owner": "team", "mode": "mirror"}), 422, "url_not_allowed", Some("url")),
-        (json!({"url": format!("git://localhost:{}/project.git", daemon.port()), "owner": "team", "mode": "mirror"}), 422, "url_not_allowed", Some("url")),
-        (json!({"url": "http://[::ffff:127.0.0.2]/x.git", "owner": "team", "mode": "mirror"}), 422, "url_not_allowed", Some("url")),
-        (json!({"url": "git://127.0.0.1:1/project.git", "owner": "team", "mode": "mirror"}), 422, "upstream_unreachable", Some("url")),
-        (json!({"url": http.url("missing.git"), "owner": "team", "mode": "mirror"}), 422, "upstream_not_found", Some("url")),
-        (json!({"url": good, "owner": "../etc", "mode": "mirror"}), 400, "invalid_name", Some("owner")),
-        (json!({"url": good, "owner": "team", "name": "x.git", "mode": "mirror"}), 400, "invalid_name", Some("name")),
-        (json!({"url": good, "owner": "team"}), 400, "invalid_request", Some("mode")),
-        (json!({"url": good, "owner": "team", "mode": "mirror", "sync_interval": "1s"}), 400, "invalid_request", Some("sync_interval")),
-        (json!({"owner": "team", "mode": "mirror"}), 400, "invalid_request", None),
+        (
+            json!({"url": "not a url", "owner": "team", "mode": "mirror"}),
+            400,
+            "invalid_url",
+            Some("url"),
+        ),
+        (
+            json!({"url": "file:///etc/passwd", "owner": "team", "mode": "mirror"}),
+            400,
+            "unsupported_scheme",
+            Some("url"),
+        ),
+        (
+            json!({"url": "ext::sh -c touch% /tmp/x", "owner": "team", "mode": "mirror"}),
+            400,
+            "unsupported_scheme",
+            Some("url"),
+        ),
+        (
+            json!({"url": "https://example.org/a\r\nb", "owner": "team", "mode": "mirror"}),
+            400,
+            "invalid_url",
+            Some("url"),
+        ),
+        (
+            json!({"url": "http://169.254.169.254/latest", "owner": "team", "mode": "mirror"}),
+            422,
+            "url_not_allowed",
+            Some("url"),
+        ),
+        (
+            json!({"url": format!("git://localhost:{}/project.git", daemon.port()), "owner": "team", "mode": "mirror"}),
+            422,
+            "url_not_allowed",
+            Some("url"),
+        ),
+        (
+            json!({"url": "http://[::ffff:127.0.0.2]/x.git", "owner": "team", "mode": "mirror"}),
+            422,
+            "url_not_allowed",
+            Some("url"),
+        ),
+        (
+            json!({"url": "git://127.0.0.1:1/project.git", "owner": "team", "mode": "mirror"}),
+            422,
+            "upstream_unreachable",
+            Some("url"),
+        ),
+        (
+            json!({"url": http.url("missing.git"), "owner": "team", "mode": "mirror"}),
+            422,
+            "upstream_not_found",
+            Some("url"),
+        ),
+        (
+            json!({"url": good, "owner": "../etc", "mode": "mirror"}),
+            400,
+            "invalid_name",
+            Some("owner"),
+        ),
+        (
+            json!({"url": good, "owner": "team", "name": "x.git", "mode": "mirror"}),
+            400,
+            "invalid_name",
+            Some("name"),
+        ),
+        (
+            json!({"url": good, "owner": "team"}),
+            400,
+            "invalid_request",
+            Some("mode"),
+        ),
+        (
+            json!({"url": good, "owner": "team", "mode": "mirror", "sync_interval": "1s"}),
+            400,
+            "invalid_request",
+            Some("sync_interval"),
+        ),
+        (
+            json!({"owner": "team", "mode": "mirror"}),
+            400,
+            "invalid_request",
+            None,
+        ),
     ];
     for (body, status, code, field) in cases {
         let (got, err) = hub.post("/api/v1/repos", body.clone()).await;
-        assert_eq!((got, err["error"]["code"].as_str()), (status, Some(code)), "{body} -> {err}");
+        assert_eq!(
+            (got, err["error"]["code"].as_str()),
+            (status, Some(code)),
+            "{body} -> {err}"
+        );
         assert_eq!(err["error"]["field"].as_str(), field, "{body} -> {err}");
-        assert!(err["error"]["message"].as_str().is_some_and(|m| m.len() > 10), "{err}");
+        assert!(
+            err["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.len() > 10),
+            "{err}"
+        );
     }
 
     // Malformed JSON, no token, wrong token: JSON errors with codes.
@@ -247,27 +404,90 @@ async fn bad_input_is_refused_and_nothing_is_created(db: TestDb) {
     assert_eq!(resp.status(), 400);
     let err: Value = resp.json().await.unwrap();
     assert_eq!(err["error"]["code"], "invalid_request");
-    let (status, err) = hub.call_with_token(reqwest::Method::GET, "/api/v1/repos", None, None).await;
-    assert_eq!((status, err["error"]["code"].as_str()), (401, Some("unauthorized")));
-    let (status, _) = hub.call_with_token(reqwest::Method::GET, "/api/v1/repos", None, Some("wrong-token-wrong-token")).await;
+    let (status, err) = hub
+        .call_with_token(reqwest::Method::GET, "/api/v1/repos", None, None)
+        .await;
+    assert_eq!(
+        (status, err["error"]["code"].as_str()),
+        (401, Some("unauthorized"))
+    );
+    let (status, _) = hub
+        .call_with_token(
+            reqwest::Method::GET,
+            "/api/v1/repos",
+            None,
+            Some("wrong-token-wrong-token"),
+        )
+        .await;
     assert_eq!(status, 401);
 
     // Nothing was created by any of it.
     assert_eq!(hub.get("/api/v1/repos").await.1, json!([]));
-    assert_eq!(std::fs::read_dir(hub.data_dir.join("repos")).unwrap().count(), 0);
+    assert_eq!(
+        std::fs::read_dir(hub.data_dir.join("repos"))
+            .unwrap()
+            .count(),
+        0
+    );
 
     // A taken name.
-    assert_eq!(hub.post("/api/v1/repos", create_body(&good, "team", "project")).await.0, 202);
-    let (status, err) = hub.post("/api/v1/repos", create_body(&good, "Team", "Project")).await;
-    assert_eq!((status, err["error"]["code"].as_str()), (409, Some("repo_exists")), "{err}");
+    assert_eq!(
+        hub.post("/api/v1/repos", create_body(&good, "team", "project"))
+            .await
+            .0,
+        202
+    );
+    let (status, err) = hub
+        .post("/api/v1/repos", create_body(&good, "Team", "Project"))
+        .await;
+    assert_eq!(
+        (status, err["error"]["code"].as_str()),
+        (409, Some("repo_exists")),
+        "{err}"
+    );
 
     // Health and docs.
     let client = reqwest::Client::new();
-    assert_eq!(client.get(format!("{}/healthz", hub.base)).send().await.unwrap().status(), 200);
-    assert_eq!(client.get(format!("{}/readyz", hub.base)).send().await.unwrap().status(), 200);
-    let spec: Value = client.get(format!("{}/api/v1/openapi.json", hub.base)).send().await.unwrap().json().await.unwrap();
-    assert!(spec["paths"]["/repos/{owner}/{name}/sync"].is_object(), "{}", spec["paths"]);
-    assert_eq!(client.get(format!("{}/api/v1/docs", hub.base)).send().await.unwrap().status(), 200);
+    assert_eq!(
+        client
+            .get(format!("{}/healthz", hub.base))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        client
+            .get(format!("{}/readyz", hub.base))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let spec: Value = client
+        .get(format!("{}/api/v1/openapi.json", hub.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        spec["paths"]["/repos/{owner}/{name}/sync"].is_object(),
+        "{}",
+        spec["paths"]
+    );
+    assert_eq!(
+        client
+            .get(format!("{}/api/v1/docs", hub.base))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
 }
 
 async fn migrate_copies_once(db: TestDb) {
@@ -279,24 +499,42 @@ async fn migrate_copies_once(db: TestDb) {
     body["mode"] = json!("migrate");
     assert_eq!(hub.post("/api/v1/repos", body).await.0, 202);
     let (repo, run) = hub.wait_for_run("team/moved", None).await;
-    assert_eq!((repo["state"].as_str(), run["outcome"].as_str()), (Some("ready"), Some("success")));
+    assert_eq!(
+        (repo["state"].as_str(), run["outcome"].as_str()),
+        (Some("ready"), Some("success"))
+    );
     assert_eq!(refs(&hub.repo_dir(1)), refs(&upstream));
     assert!(repo["next_sync_at"].is_null(), "{repo}");
     let (status, err) = hub.post("/api/v1/repos/team/moved/sync", json!({})).await;
-    assert_eq!((status, err["error"]["code"].as_str()), (409, Some("invalid_state")), "{err}");
+    assert_eq!(
+        (status, err["error"]["code"].as_str()),
+        (409, Some("invalid_state")),
+        "{err}"
+    );
 }
 
 async fn kill9_during_clone_recovers(db: TestDb) {
     let root = tempfile::tempdir().unwrap();
     let upstream = root.path().join("big.git");
-    mirrorhub_testkit::synthetic_upstream(&upstream, &mirrorhub_testkit::Spec::small());
+    mirrorhub_testkit::synthetic_upstream(&upstream, mirrorhub_testkit::Spec::small());
     let daemon = GitDaemon::start(root.path()).await;
     let mut hub = Hub::start(&db, &[]).await;
-    let (status, repo) = hub.post("/api/v1/repos", create_body(&daemon.url("big.git"), "team", "big")).await;
+    let (status, repo) = hub
+        .post(
+            "/api/v1/repos",
+            create_body(&daemon.url("big.git"), "team", "big"),
+        )
+        .await;
     assert_eq!(status, 202, "{repo}");
     // Kill as soon as the clone is under way.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while hub.get("/api/v1/repos/team/big/syncs").await.1.as_array().is_none_or(|r| r.is_empty()) {
+    while hub
+        .get("/api/v1/repos/team/big/syncs")
+        .await
+        .1
+        .as_array()
+        .is_none_or(|r| r.is_empty())
+    {
         assert!(std::time::Instant::now() < deadline);
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
@@ -319,6 +557,13 @@ async fn kill9_during_clone_recovers(db: TestDb) {
         assert_eq!(run["trigger"], "recovery");
     }
     // No temporary clone left behind.
-    let leftovers: Vec<_> = std::fs::read_dir(hub.data_dir.join("repos")).unwrap().map(|e| e.unwrap().file_name()).collect();
-    assert_eq!(leftovers, vec![std::ffi::OsString::from("1.git")], "{leftovers:?}");
+    let leftovers: Vec<_> = std::fs::read_dir(hub.data_dir.join("repos"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(
+        leftovers,
+        vec![std::ffi::OsString::from("1.git")],
+        "{leftovers:?}"
+    );
 }

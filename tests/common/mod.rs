@@ -29,7 +29,11 @@ impl TestDb {
     /// `None` when the test should not run on this backend here.
     pub fn create(db: Db) -> Option<TestDb> {
         match db {
-            Db::Sqlite => Some(TestDb { url: None, admin_url: None, name: String::new() }),
+            Db::Sqlite => Some(TestDb {
+                url: None,
+                admin_url: None,
+                name: String::new(),
+            }),
             Db::Postgres => {
                 let Ok(admin_url) = std::env::var("MIRRORHUB_TEST_POSTGRES_URL") else {
                     eprintln!("MIRRORHUB_TEST_POSTGRES_URL is not set: the PostgreSQL variant does not run here");
@@ -37,8 +41,14 @@ impl TestDb {
                 };
                 let name = format!("mirrorhub_e2e_{}", uuid_like());
                 psql(&admin_url, &format!("CREATE DATABASE {name}"));
-                let (base, _) = admin_url.rsplit_once('/').expect("postgres URL with a database");
-                Some(TestDb { url: Some(format!("{base}/{name}")), admin_url: Some(admin_url), name })
+                let (base, _) = admin_url
+                    .rsplit_once('/')
+                    .expect("postgres URL with a database");
+                Some(TestDb {
+                    url: Some(format!("{base}/{name}")),
+                    admin_url: Some(admin_url),
+                    name,
+                })
             }
         }
     }
@@ -47,20 +57,41 @@ impl TestDb {
 impl Drop for TestDb {
     fn drop(&mut self) {
         if let Some(admin) = &self.admin_url {
-            let _ = Command::new("psql").arg(admin).arg("-qc").arg(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)).output();
+            let _ = Command::new("psql")
+                .arg(admin)
+                .arg("-qc")
+                .arg(format!(
+                    "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                    self.name
+                ))
+                .output();
         }
     }
 }
 
 fn psql(url: &str, sql: &str) {
-    let out = Command::new("psql").arg(url).arg("-qc").arg(sql).output().expect("run psql");
-    assert!(out.status.success(), "psql {sql}: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("psql")
+        .arg(url)
+        .arg("-qc")
+        .arg(sql)
+        .output()
+        .expect("run psql");
+    assert!(
+        out.status.success(),
+        "psql {sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn uuid_like() -> String {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos());
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos(),
+    );
     h.write_u32(std::process::id());
     format!("{:016x}", h.finish())
 }
@@ -78,10 +109,16 @@ pub struct Hub {
 
 impl Hub {
     pub async fn start(db: &TestDb, extra_env: &[(&str, &str)]) -> Hub {
-        let dir = tempfile::Builder::new().prefix("mirrorhub-e2e").tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("mirrorhub-e2e")
+            .tempdir()
+            .unwrap();
         let data_dir = dir.path().join("data");
         let log = dir.path().join("hub.log");
-        let extra_env = extra_env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let extra_env = extra_env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         let mut hub = Hub {
             child: None,
             base: String::new(),
@@ -98,7 +135,11 @@ impl Hub {
 
     /// (Re)starts the process on the same data directory and database.
     pub fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_mirrorhub"));
         cmd.arg("serve")
             .env_clear()
@@ -124,11 +165,18 @@ impl Hub {
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 if let Some(rest) = line.strip_prefix("mirrorhub listening on ") {
-                    let _ = tx.send(rest.split_whitespace().next().unwrap_or_default().to_owned());
+                    let _ = tx.send(
+                        rest.split_whitespace()
+                            .next()
+                            .unwrap_or_default()
+                            .to_owned(),
+                    );
                 }
             }
         });
-        self.base = rx.recv_timeout(Duration::from_secs(60)).unwrap_or_else(|_| panic!("hub did not start; log:\n{}", self.log_text()));
+        self.base = rx
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("hub did not start; log:\n{}", self.log_text()));
         self.child = Some(child);
     }
 
@@ -147,11 +195,22 @@ impl Hub {
         self.data_dir.join("repos").join(format!("{id}.git"))
     }
 
-    pub async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
         self.call_with_token(method, path, body, Some(TOKEN)).await
     }
 
-    pub async fn call_with_token(&self, method: reqwest::Method, path: &str, body: Option<Value>, token: Option<&str>) -> (u16, Value) {
+    pub async fn call_with_token(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+        token: Option<&str>,
+    ) -> (u16, Value) {
         let mut req = self.http.request(method, format!("{}{path}", self.base));
         if let Some(t) = token {
             req = req.bearer_auth(t);
@@ -162,7 +221,11 @@ impl Hub {
         let resp = req.send().await.expect("request to the hub");
         let status = resp.status().as_u16();
         let text = resp.text().await.unwrap();
-        let json = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text}")) };
+        let json = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text}"))
+        };
         (status, json)
     }
 
@@ -179,22 +242,32 @@ impl Hub {
     pub async fn wait_for_run(&self, repo: &str, after_run: Option<i64>) -> (Value, Value) {
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
-            let (status, runs) = self.get(&format!("/api/v1/repos/{repo}/syncs?limit=1")).await;
+            let (status, runs) = self
+                .get(&format!("/api/v1/repos/{repo}/syncs?limit=1"))
+                .await;
             assert_eq!(status, 200, "{runs}");
             let run = runs[0].clone();
-            if run["id"].as_i64().is_some_and(|id| Some(id) > after_run) && !run["finished_at"].is_null() {
+            if run["id"].as_i64().is_some_and(|id| Some(id) > after_run)
+                && !run["finished_at"].is_null()
+            {
                 let (_, r) = self.get(&format!("/api/v1/repos/{repo}")).await;
                 if r["state"] != "cloning" {
                     return (r, run);
                 }
             }
-            assert!(Instant::now() < deadline, "no finished run for {repo}; log:\n{}", self.log_text());
+            assert!(
+                Instant::now() < deadline,
+                "no finished run for {repo}; log:\n{}",
+                self.log_text()
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 
     pub async fn latest_run_id(&self, repo: &str) -> Option<i64> {
-        let (_, runs) = self.get(&format!("/api/v1/repos/{repo}/syncs?limit=1")).await;
+        let (_, runs) = self
+            .get(&format!("/api/v1/repos/{repo}/syncs?limit=1"))
+            .await;
         runs[0]["id"].as_i64()
     }
 }
@@ -211,10 +284,16 @@ pub fn refs(repo: &Path) -> String {
 }
 
 pub fn symbolic_head(repo: &Path) -> String {
-    mirrorhub_testkit::git(repo, ["symbolic-ref", "HEAD"]).trim().to_owned()
+    mirrorhub_testkit::git(repo, ["symbolic-ref", "HEAD"])
+        .trim()
+        .to_owned()
 }
 
 pub fn fsck(repo: &Path) {
     let out = mirrorhub_testkit::try_git(repo, ["fsck", "--full", "--strict"]);
-    assert!(out.status.success(), "git fsck failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "git fsck failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -21,7 +21,9 @@ impl SyncInterval {
     pub const MAX: SyncInterval = SyncInterval(Duration::from_secs(366 * 24 * 3600));
 
     pub fn parse(input: &str) -> Result<Self, DurationError> {
-        let err = || DurationError { input: input.to_owned() };
+        let err = || DurationError {
+            input: input.to_owned(),
+        };
         let s = input.trim();
         if s.is_empty() {
             return Err(err());
@@ -42,7 +44,10 @@ impl SyncInterval {
                 'd' => 86_400,
                 _ => return Err(err()),
             };
-            total = n.checked_mul(factor).and_then(|v| total.checked_add(v)).ok_or_else(err)?;
+            total = n
+                .checked_mul(factor)
+                .and_then(|v| total.checked_add(v))
+                .ok_or_else(err)?;
             rest = &rest[digits + unit.len_utf8()..];
         }
         if total == 0 || total > Self::MAX.0.as_secs() {
@@ -52,7 +57,9 @@ impl SyncInterval {
     }
 
     pub fn from_secs(secs: u64) -> Option<Self> {
-        (1..=Self::MAX.0.as_secs()).contains(&secs).then(|| Self(Duration::from_secs(secs)))
+        (1..=Self::MAX.0.as_secs())
+            .contains(&secs)
+            .then(|| Self(Duration::from_secs(secs)))
     }
 
     pub fn as_secs(self) -> u64 {
@@ -96,14 +103,33 @@ mod tests {
 
     #[test]
     fn parses_the_documented_forms() {
-        for (text, secs) in [("24h", 86_400), ("90m", 5_400), ("30s", 30), ("1d", 86_400), ("1h30m", 5_400), (" 5m ", 300)] {
+        for (text, secs) in [
+            ("24h", 86_400),
+            ("90m", 5_400),
+            ("30s", 30),
+            ("1d", 86_400),
+            ("1h30m", 5_400),
+            (" 5m ", 300),
+        ] {
             assert_eq!(SyncInterval::parse(text).unwrap().as_secs(), secs, "{text}");
         }
     }
 
     #[test]
     fn refuses_everything_else() {
-        for bad in ["", "0s", "h", "24", "-5m", "5 m", "1.5h", "5w", "99999999999999999999s", "400d", "5m!"] {
+        for bad in [
+            "",
+            "0s",
+            "h",
+            "24",
+            "-5m",
+            "5 m",
+            "1.5h",
+            "5w",
+            "99999999999999999999s",
+            "400d",
+            "5m!",
+        ] {
             assert!(SyncInterval::parse(bad).is_err(), "{bad:?}");
         }
     }

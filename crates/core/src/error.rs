@@ -72,7 +72,11 @@ impl ErrorCode {
     pub const fn is_transient(self) -> bool {
         matches!(
             self,
-            Self::UpstreamUnreachable | Self::Timeout | Self::GitFailed | Self::Internal | Self::Unavailable
+            Self::UpstreamUnreachable
+                | Self::Timeout
+                | Self::GitFailed
+                | Self::Internal
+                | Self::Unavailable
         )
     }
 

@@ -22,7 +22,10 @@ pub enum NameError {
 }
 
 /// Names that would collide with the hub's own routes or with filesystem specials.
-const RESERVED: &[&str] = &["api", "hooks", "healthz", "readyz", "static", "assets", "login", "logout", "new", "settings", "admin", "tmp", "-"];
+const RESERVED: &[&str] = &[
+    "api", "hooks", "healthz", "readyz", "static", "assets", "login", "logout", "new", "settings",
+    "admin", "tmp", "-",
+];
 
 fn check(what: &'static str, s: &str, max: usize) -> Result<(), NameError> {
     if s.is_empty() {
@@ -31,7 +34,10 @@ fn check(what: &'static str, s: &str, max: usize) -> Result<(), NameError> {
     if s.len() > max {
         return Err(NameError::TooLong { what, max });
     }
-    if let Some(found) = s.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))) {
+    if let Some(found) = s
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+    {
         return Err(NameError::BadCharacter { what, found });
     }
     if !s.as_bytes()[0].is_ascii_alphanumeric() {
@@ -45,7 +51,10 @@ fn check(what: &'static str, s: &str, max: usize) -> Result<(), NameError> {
         return Err(NameError::BadEnd { what });
     }
     if RESERVED.contains(&lower.as_str()) {
-        return Err(NameError::Reserved { what, name: s.to_owned() });
+        return Err(NameError::Reserved {
+            what,
+            name: s.to_owned(),
+        });
     }
     Ok(())
 }
@@ -99,9 +108,17 @@ impl RepoName {
         let last = last.strip_suffix(".git").unwrap_or(last);
         let cleaned: String = last
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') { c } else { '-' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                    c
+                } else {
+                    '-'
+                }
+            })
             .collect();
-        let cleaned = cleaned.trim_matches(|c: char| !c.is_ascii_alphanumeric()).replace("..", "-");
+        let cleaned = cleaned
+            .trim_matches(|c: char| !c.is_ascii_alphanumeric())
+            .replace("..", "-");
         Self::parse(&cleaned).ok()
     }
 }
@@ -121,8 +138,28 @@ mod tests {
     #[test]
     fn refuses_traversal_and_tricks() {
         for bad in [
-            "", ".", "..", "../x", "a/b", "a\\b", "%2e%2e", ".hidden", "-rf", "repo.git", "repo.GIT", "a..b",
-            "ends.", "ends-", "caf\u{e9}", "\u{430}pple", "a b", "a\0b", "a\nb", "api", "API", "hooks",
+            "",
+            ".",
+            "..",
+            "../x",
+            "a/b",
+            "a\\b",
+            "%2e%2e",
+            ".hidden",
+            "-rf",
+            "repo.git",
+            "repo.GIT",
+            "a..b",
+            "ends.",
+            "ends-",
+            "caf\u{e9}",
+            "\u{430}pple",
+            "a b",
+            "a\0b",
+            "a\nb",
+            "api",
+            "API",
+            "hooks",
         ] {
             assert!(RepoName::parse(bad).is_err(), "{bad:?} should be refused");
         }
@@ -132,9 +169,22 @@ mod tests {
 
     #[test]
     fn suggests_names_from_upstream_paths() {
-        assert_eq!(RepoName::suggest_from_path("/group/My.Project.git").unwrap().as_str(), "My.Project");
-        assert_eq!(RepoName::suggest_from_path("/a/b/c/").unwrap().as_str(), "c");
-        assert_eq!(RepoName::suggest_from_path("/x/caf\u{e9} bar").unwrap().as_str(), "caf--bar");
+        assert_eq!(
+            RepoName::suggest_from_path("/group/My.Project.git")
+                .unwrap()
+                .as_str(),
+            "My.Project"
+        );
+        assert_eq!(
+            RepoName::suggest_from_path("/a/b/c/").unwrap().as_str(),
+            "c"
+        );
+        assert_eq!(
+            RepoName::suggest_from_path("/x/caf\u{e9} bar")
+                .unwrap()
+                .as_str(),
+            "caf--bar"
+        );
         assert!(RepoName::suggest_from_path("/").is_none());
     }
 

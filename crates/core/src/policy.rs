@@ -30,18 +30,25 @@ impl AllowEntry {
                 .map_err(|_| format!("{s:?} is not a network in CIDR form such as 10.0.0.0/8"));
         }
         if let Ok(ip) = s.parse::<IpAddr>() {
-            return Ok(AllowEntry::Host { host: ip.to_string(), port: None });
+            return Ok(AllowEntry::Host {
+                host: ip.to_string(),
+                port: None,
+            });
         }
         let (host, port) = match s.rsplit_once(':') {
             Some((h, p)) if !h.is_empty() && p.chars().all(|c| c.is_ascii_digit()) => {
-                let port = p.parse::<u16>().map_err(|_| format!("{s:?} has an invalid port"))?;
+                let port = p
+                    .parse::<u16>()
+                    .map_err(|_| format!("{s:?} has an invalid port"))?;
                 (h, Some(port))
             }
             _ => (s, None),
         };
         let host = host.trim_start_matches('[').trim_end_matches(']');
         let valid = !host.is_empty()
-            && host.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | ':' | '_'));
+            && host
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | ':' | '_'));
         if !valid {
             return Err(format!("{s:?} is not a host[:port] or a CIDR network"));
         }
@@ -64,8 +71,14 @@ impl fmt::Display for AllowEntry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             AllowEntry::Host { host, port: None } => f.write_str(host),
-            AllowEntry::Host { host, port: Some(p) } if host.contains(':') => write!(f, "[{host}]:{p}"),
-            AllowEntry::Host { host, port: Some(p) } => write!(f, "{host}:{p}"),
+            AllowEntry::Host {
+                host,
+                port: Some(p),
+            } if host.contains(':') => write!(f, "[{host}]:{p}"),
+            AllowEntry::Host {
+                host,
+                port: Some(p),
+            } => write!(f, "{host}:{p}"),
             AllowEntry::Net(n) => write!(f, "{n}"),
         }
     }
@@ -173,7 +186,9 @@ fn classify_v4(ip: Ipv4Addr) -> Option<Refusal> {
         (169, 254, _) => Refusal::LinkLocal,
         (224..=239, _, _) => Refusal::Multicast,
         // IETF protocol assignments, TEST-NETs, benchmarking, 6to4 relay anycast, class E.
-        (192, 0, 0) | (192, 0, 2) | (198, 51, 100) | (203, 0, 113) | (192, 88, 99) => Refusal::Reserved,
+        (192, 0, 0) | (192, 0, 2) | (198, 51, 100) | (203, 0, 113) | (192, 88, 99) => {
+            Refusal::Reserved
+        }
         (198, 18..=19, _) | (240..=255, _, _) => Refusal::Reserved,
         _ => return None,
     })
@@ -209,13 +224,13 @@ fn classify_v6(ip: Ipv6Addr) -> Option<Refusal> {
         return classify_v4(v4);
     }
     Some(match seg[0] {
-        s if s & 0xfe00 == 0xfc00 => Refusal::Private,   // fc00::/7 unique local
+        s if s & 0xfe00 == 0xfc00 => Refusal::Private, // fc00::/7 unique local
         s if s & 0xffc0 == 0xfe80 => Refusal::LinkLocal, // fe80::/10
-        s if s & 0xffc0 == 0xfec0 => Refusal::Private,   // fec0::/10 site-local (deprecated)
+        s if s & 0xffc0 == 0xfec0 => Refusal::Private, // fec0::/10 site-local (deprecated)
         s if s & 0xff00 == 0xff00 => Refusal::Multicast, // ff00::/8
         0x2001 if seg[1] == 0x0db8 => Refusal::Reserved, // documentation
         0x0100 if seg[1..4] == [0; 3] => Refusal::Reserved, // discard-only 100::/64
-        s if s & 0xe000 != 0x2000 => Refusal::Reserved,  // outside global unicast 2000::/3
+        s if s & 0xe000 != 0x2000 => Refusal::Reserved, // outside global unicast 2000::/3
         _ => return None,
     })
 }
@@ -225,7 +240,9 @@ mod tests {
     use super::*;
 
     fn refused(addr: &str) -> Option<Refusal> {
-        AddressPolicy::default().check("example.org", 443, addr.parse().unwrap()).err()
+        AddressPolicy::default()
+            .check("example.org", 443, addr.parse().unwrap())
+            .err()
     }
 
     #[test]
@@ -267,20 +284,32 @@ mod tests {
 
     #[test]
     fn allows_public_unicast() {
-        for addr in ["140.82.112.3", "8.8.8.8", "172.32.0.1", "100.128.0.1", "2606:4700::1111", "::ffff:8.8.8.8"] {
+        for addr in [
+            "140.82.112.3",
+            "8.8.8.8",
+            "172.32.0.1",
+            "100.128.0.1",
+            "2606:4700::1111",
+            "::ffff:8.8.8.8",
+        ] {
             assert_eq!(refused(addr), None, "{addr}");
         }
     }
 
     #[test]
     fn operator_entries_allow_hosts_ports_and_networks() {
-        let p = AddressPolicy::parse_list("127.0.0.1:9418, git.internal, 10.0.0.0/8,[::1]:8080").unwrap();
+        let p = AddressPolicy::parse_list("127.0.0.1:9418, git.internal, 10.0.0.0/8,[::1]:8080")
+            .unwrap();
         let lo: IpAddr = "127.0.0.1".parse().unwrap();
         assert!(p.check("127.0.0.1", 9418, lo).is_ok());
         assert_eq!(p.check("127.0.0.1", 22, lo), Err(Refusal::Loopback));
-        assert!(p.check("GIT.internal", 80, "192.168.3.4".parse().unwrap()).is_ok());
+        assert!(p
+            .check("GIT.internal", 80, "192.168.3.4".parse().unwrap())
+            .is_ok());
         assert!(p.check("other", 80, "10.9.9.9".parse().unwrap()).is_ok());
-        assert!(p.check("other", 80, "::ffff:10.9.9.9".parse().unwrap()).is_ok());
+        assert!(p
+            .check("other", 80, "::ffff:10.9.9.9".parse().unwrap())
+            .is_ok());
         assert!(p.check("[::1]", 8080, "::1".parse().unwrap()).is_ok());
         assert!(p.check("::1", 8081, "::1".parse().unwrap()).is_err());
         assert!(AddressPolicy::parse_list("not a host!").is_err());

@@ -46,7 +46,9 @@ pub fn delay_after_success(interval: Duration, seed: u64) -> Duration {
 pub fn retry_delay(consecutive_failures: u32, interval: Duration, seed: u64) -> Duration {
     let exp = consecutive_failures.saturating_sub(1).min(16);
     let base = Duration::from_secs(30).saturating_mul(1 << exp);
-    let cap = (interval / 8).min(Duration::from_secs(3600)).max(Duration::from_secs(1));
+    let cap = (interval / 8)
+        .min(Duration::from_secs(3600))
+        .max(Duration::from_secs(1));
     let capped = base.min(cap);
     capped.mul_f64(0.75 + 0.5 * unit_jitter(seed))
 }
@@ -65,38 +67,62 @@ mod tests {
 
     #[test]
     fn success_delay_never_exceeds_the_interval_and_spreads() {
-        let delays: Vec<Duration> = (0..1000).map(|seed| delay_after_success(DAY, seed)).collect();
+        let delays: Vec<Duration> = (0..1000)
+            .map(|seed| delay_after_success(DAY, seed))
+            .collect();
         assert!(delays.iter().all(|d| *d <= DAY && *d >= DAY.mul_f64(0.9)));
         let min = delays.iter().min().unwrap();
         let max = delays.iter().max().unwrap();
-        assert!(*max - *min > DAY.mul_f64(0.09), "jitter should use most of its range");
+        assert!(
+            *max - *min > DAY.mul_f64(0.09),
+            "jitter should use most of its range"
+        );
     }
 
     #[test]
     fn retries_back_off_and_stay_well_below_the_interval() {
         let d1 = retry_delay(1, DAY, 7);
         let d3 = retry_delay(3, DAY, 7);
-        assert!(d1 >= Duration::from_secs(22) && d1 <= Duration::from_secs(38), "{d1:?}");
+        assert!(
+            d1 >= Duration::from_secs(22) && d1 <= Duration::from_secs(38),
+            "{d1:?}"
+        );
         assert!(d3 > d1 * 3, "{d3:?}");
         for n in 0..40 {
             assert!(retry_delay(n, DAY, n as u64) <= Duration::from_secs(3600).mul_f64(1.25));
-            assert!(retry_delay(n, Duration::from_secs(300), n as u64) <= Duration::from_secs(300) / 8 * 2);
+            assert!(
+                retry_delay(n, Duration::from_secs(300), n as u64)
+                    <= Duration::from_secs(300) / 8 * 2
+            );
         }
     }
 
     #[test]
     fn classification_follows_the_error_codes() {
         assert_eq!(classify(ErrorCode::Timeout), FailureClass::Transient);
-        assert_eq!(classify(ErrorCode::UpstreamUnreachable), FailureClass::Transient);
-        assert_eq!(classify(ErrorCode::UpstreamAuthFailed), FailureClass::Permanent);
-        assert_eq!(classify(ErrorCode::UpstreamNotFound), FailureClass::Permanent);
+        assert_eq!(
+            classify(ErrorCode::UpstreamUnreachable),
+            FailureClass::Transient
+        );
+        assert_eq!(
+            classify(ErrorCode::UpstreamAuthFailed),
+            FailureClass::Permanent
+        );
+        assert_eq!(
+            classify(ErrorCode::UpstreamNotFound),
+            FailureClass::Permanent
+        );
         assert_eq!(classify(ErrorCode::UrlNotAllowed), FailureClass::Permanent);
     }
 
     #[test]
     fn staleness() {
         assert!(!is_stale(DAY, DAY, Duration::from_secs(3600)));
-        assert!(is_stale(DAY + Duration::from_secs(3601), DAY, Duration::from_secs(3600)));
+        assert!(is_stale(
+            DAY + Duration::from_secs(3601),
+            DAY,
+            Duration::from_secs(3600)
+        ));
     }
 
     proptest::proptest! {

@@ -76,7 +76,10 @@ impl Credentials {
         if username.chars().chain(secret.chars()).any(char::is_control) || username.contains(':') {
             return Err(UrlError::BadCredentials);
         }
-        Ok(Self { username: username.to_owned(), secret: SecretString::from(secret.to_owned()) })
+        Ok(Self {
+            username: username.to_owned(),
+            secret: SecretString::from(secret.to_owned()),
+        })
     }
 
     pub fn expose_secret(&self) -> &str {
@@ -86,7 +89,10 @@ impl Credentials {
 
 impl fmt::Debug for Credentials {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Credentials").field("username", &self.username).field("secret", &"[redacted]").finish()
+        f.debug_struct("Credentials")
+            .field("username", &self.username)
+            .field("secret", &"[redacted]")
+            .finish()
     }
 }
 
@@ -116,7 +122,11 @@ impl UpstreamUrl {
         if input.starts_with('-') {
             return Err(UrlError::LeadingDash);
         }
-        if input.starts_with('/') || input.starts_with('.') || input.starts_with('~') || input.contains('\\') {
+        if input.starts_with('/')
+            || input.starts_with('.')
+            || input.starts_with('~')
+            || input.contains('\\')
+        {
             return Err(UrlError::LocalPath);
         }
         let Some((scheme_text, _)) = input.split_once("://") else {
@@ -128,7 +138,9 @@ impl UpstreamUrl {
             if looks_like_scp(input) {
                 return Err(UrlError::Ssh);
             }
-            return Err(UrlError::Malformed { reason: "it has no scheme://".into() });
+            return Err(UrlError::Malformed {
+                reason: "it has no scheme://".into(),
+            });
         };
         let scheme = match scheme_text.to_ascii_lowercase().as_str() {
             "http" => Scheme::Http,
@@ -136,14 +148,22 @@ impl UpstreamUrl {
             "git" => Scheme::Git,
             "file" => return Err(UrlError::LocalPath),
             "ssh" | "git+ssh" | "ssh+git" => return Err(UrlError::Ssh),
-            other => return Err(UrlError::UnsupportedScheme { scheme: other.to_owned() }),
+            other => {
+                return Err(UrlError::UnsupportedScheme {
+                    scheme: other.to_owned(),
+                })
+            }
         };
         // Checked on the raw text: the parser would silently resolve them away.
-        let raw_path = input[scheme_text.len() + 3..].split_once('/').map_or("", |(_, p)| p);
+        let raw_path = input[scheme_text.len() + 3..]
+            .split_once('/')
+            .map_or("", |(_, p)| p);
         if raw_path.split('/').any(is_dot_segment) {
             return Err(UrlError::DotSegment);
         }
-        let url = Url::parse(input).map_err(|e| UrlError::Malformed { reason: e.to_string() })?;
+        let url = Url::parse(input).map_err(|e| UrlError::Malformed {
+            reason: e.to_string(),
+        })?;
         if url.query().is_some() || url.fragment().is_some() {
             return Err(UrlError::QueryOrFragment);
         }
@@ -152,7 +172,9 @@ impl UpstreamUrl {
         // such as 0x7f.1 into dotted quads).
         let host = match url.host() {
             None => return Err(UrlError::NoHost),
-            Some(Host::Domain(d)) => match Host::parse(d).map_err(|e| UrlError::Malformed { reason: e.to_string() })? {
+            Some(Host::Domain(d)) => match Host::parse(d).map_err(|e| UrlError::Malformed {
+                reason: e.to_string(),
+            })? {
                 Host::Domain(d) => d.to_ascii_lowercase(),
                 Host::Ipv4(ip) => ip.to_string(),
                 Host::Ipv6(ip) => ip.to_string(),
@@ -175,7 +197,15 @@ impl UpstreamUrl {
             let secret = decode(url.password().unwrap_or_default())?;
             Some(Credentials::new(Some(&user), &secret)?)
         };
-        Ok((Self { scheme, host, port, path }, credentials))
+        Ok((
+            Self {
+                scheme,
+                host,
+                port,
+                path,
+            },
+            credentials,
+        ))
     }
 
     pub fn scheme(&self) -> Scheme {
@@ -197,7 +227,11 @@ impl UpstreamUrl {
 
     /// `host` or `host:port` as it appears in the URL (IPv6 bracketed).
     pub fn authority(&self) -> String {
-        let host = if self.host.contains(':') { format!("[{}]", self.host) } else { self.host.clone() };
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
         match self.port {
             Some(p) => format!("{host}:{p}"),
             None => host,
@@ -206,7 +240,10 @@ impl UpstreamUrl {
 
     /// The same URL with its host replaced by an address (used to pin a checked address).
     pub fn with_host(&self, host: &str) -> Self {
-        Self { host: host.to_owned(), ..self.clone() }
+        Self {
+            host: host.to_owned(),
+            ..self.clone()
+        }
     }
 
     /// The key two URLs of one repository share: host and port, and the path without a
@@ -220,7 +257,13 @@ impl UpstreamUrl {
 
 impl fmt::Display for UpstreamUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}://{}{}", self.scheme.as_str(), self.authority(), self.path)
+        write!(
+            f,
+            "{}://{}{}",
+            self.scheme.as_str(),
+            self.authority(),
+            self.path
+        )
     }
 }
 
@@ -264,21 +307,31 @@ mod tests {
     use super::*;
 
     fn ok(s: &str) -> UpstreamUrl {
-        UpstreamUrl::parse(s).unwrap_or_else(|e| panic!("{s}: {e}")).0
+        UpstreamUrl::parse(s)
+            .unwrap_or_else(|e| panic!("{s}: {e}"))
+            .0
     }
 
     fn err(s: &str) -> UrlError {
-        UpstreamUrl::parse(s).err().unwrap_or_else(|| panic!("{s} should be refused"))
+        UpstreamUrl::parse(s)
+            .err()
+            .unwrap_or_else(|| panic!("{s} should be refused"))
     }
 
     #[test]
     fn normalises_accepted_urls() {
         let table = [
-            ("https://GitHub.com/rust-lang/rust.git", "https://github.com/rust-lang/rust.git"),
+            (
+                "https://GitHub.com/rust-lang/rust.git",
+                "https://github.com/rust-lang/rust.git",
+            ),
             ("HTTP://example.org:80/a/b", "http://example.org/a/b"),
             ("https://example.org:8443/a", "https://example.org:8443/a"),
             ("git://Example.org:9418/x.git", "git://example.org/x.git"),
-            ("git://example.org:1234/x.git", "git://example.org:1234/x.git"),
+            (
+                "git://example.org:1234/x.git",
+                "git://example.org:1234/x.git",
+            ),
             ("http://0x7f.1/x", "http://127.0.0.1/x"),
             ("git://0x7f.1/x", "git://127.0.0.1/x"),
             ("http://[::1]:8080/r", "http://[::1]:8080/r"),
@@ -299,9 +352,18 @@ mod tests {
         assert_eq!(err("file:///etc/passwd"), UrlError::LocalPath);
         assert_eq!(err("/srv/git/repo.git"), UrlError::LocalPath);
         assert_eq!(err("../repo"), UrlError::LocalPath);
-        assert!(matches!(err("ext::sh -c touch% /tmp/pwned"), UrlError::UnsupportedScheme { .. }));
-        assert!(matches!(err("fd::17/foo"), UrlError::UnsupportedScheme { .. }));
-        assert!(matches!(err("ftp://x/y"), UrlError::UnsupportedScheme { .. }));
+        assert!(matches!(
+            err("ext::sh -c touch% /tmp/pwned"),
+            UrlError::UnsupportedScheme { .. }
+        ));
+        assert!(matches!(
+            err("fd::17/foo"),
+            UrlError::UnsupportedScheme { .. }
+        ));
+        assert!(matches!(
+            err("ftp://x/y"),
+            UrlError::UnsupportedScheme { .. }
+        ));
         assert_eq!(err("git@github.com:a/b.git"), UrlError::Ssh);
         assert_eq!(err("ssh://git@github.com/a/b.git"), UrlError::Ssh);
         assert_eq!(err("https://example.org"), UrlError::NoPath);
@@ -315,7 +377,8 @@ mod tests {
 
     #[test]
     fn takes_credentials_out_of_the_url() {
-        let (url, creds) = UpstreamUrl::parse("https://alice:s%40cret+1@example.org/a.git").unwrap();
+        let (url, creds) =
+            UpstreamUrl::parse("https://alice:s%40cret+1@example.org/a.git").unwrap();
         assert_eq!(url.to_string(), "https://example.org/a.git");
         let creds = creds.unwrap();
         assert_eq!(creds.username, "alice");
@@ -330,7 +393,10 @@ mod tests {
         let a = ok("https://GitHub.com/Org/Repo.git");
         let b = ok("http://github.com:80/org/repo/");
         assert_eq!(a.match_key(), b.match_key());
-        assert_ne!(a.match_key(), ok("https://github.com/org/other").match_key());
+        assert_ne!(
+            a.match_key(),
+            ok("https://github.com/org/other").match_key()
+        );
     }
 
     proptest::proptest! {

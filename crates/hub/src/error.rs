@@ -8,7 +8,11 @@ use mirrorhub_store::StoreError;
 pub enum HubError {
     /// A field is missing or malformed. `field` names it, for forms that show errors in place.
     #[error("{message}")]
-    Invalid { code: ErrorCode, field: Option<&'static str>, message: String },
+    Invalid {
+        code: ErrorCode,
+        field: Option<&'static str>,
+        message: String,
+    },
     #[error("repository {0} does not exist")]
     NotFound(String),
     #[error("a repository named {0} exists already: choose another owner or name, or delete the existing one")]
@@ -25,7 +29,11 @@ pub enum HubError {
 
 impl HubError {
     pub fn invalid(code: ErrorCode, field: &'static str, message: impl Into<String>) -> Self {
-        Self::Invalid { code, field: Some(field), message: message.into() }
+        Self::Invalid {
+            code,
+            field: Some(field),
+            message: message.into(),
+        }
     }
 
     pub fn code(&self) -> ErrorCode {
@@ -54,7 +62,8 @@ impl HubError {
 
     /// Whether the cause is on our side (log it; show a generic message).
     pub fn is_internal(&self) -> bool {
-        matches!(self, Self::Store(_) | Self::Io(_)) || matches!(self, Self::Upstream(GitError::Io(_)))
+        matches!(self, Self::Store(_) | Self::Io(_))
+            || matches!(self, Self::Upstream(GitError::Io(_)))
     }
 
     /// A unique-key conflict on insert means another request took the name meanwhile.

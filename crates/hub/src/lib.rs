@@ -49,7 +49,12 @@ pub struct Hub {
 
 impl Hub {
     pub fn new(store: Arc<dyn Store>, engine: GitEngine, config: HubConfig) -> Self {
-        Self { store, engine, config, wake: Notify::new() }
+        Self {
+            store,
+            engine,
+            config,
+            wake: Notify::new(),
+        }
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -71,18 +76,32 @@ impl Hub {
     /// copy runs on a worker. Nothing is recorded when any check fails.
     #[tracing::instrument(skip_all, fields(owner = %request.owner, name = ?request.name))]
     pub async fn create_repo(&self, request: CreateRepo) -> Result<Repo, HubError> {
-        let valid = request.validate(self.config.default_sync_interval, self.config.min_sync_interval)?;
-        if self.store.get_repo(valid.owner.as_str(), valid.name.as_str()).await?.is_some() {
+        let valid = request.validate(
+            self.config.default_sync_interval,
+            self.config.min_sync_interval,
+        )?;
+        if self
+            .store
+            .get_repo(valid.owner.as_str(), valid.name.as_str())
+            .await?
+            .is_some()
+        {
             return Err(HubError::Exists(format!("{}/{}", valid.owner, valid.name)));
         }
-        self.engine.probe(&valid.url, valid.credentials.as_ref()).await?;
+        self.engine
+            .probe(&valid.url, valid.credentials.as_ref())
+            .await?;
         let full_name = format!("{}/{}", valid.owner, valid.name);
         let repo = self
             .store
             .create_repo(valid.into_new_repo(), Utc::now())
             .await
             .map_err(|e| HubError::from_store_create(e, full_name))?;
-        if let Err(e) = self.store.enqueue_sync(repo.id, Trigger::Create, Utc::now()).await {
+        if let Err(e) = self
+            .store
+            .enqueue_sync(repo.id, Trigger::Create, Utc::now())
+            .await
+        {
             // Without its job the repository would stay "cloning" forever: undo the record.
             let _ = self.store.delete_repo(repo.id).await;
             return Err(e.into());
@@ -93,7 +112,10 @@ impl Hub {
     }
 
     pub async fn get_repo(&self, owner: &str, name: &str) -> Result<Repo, HubError> {
-        self.store.get_repo(owner, name).await?.ok_or_else(|| HubError::NotFound(format!("{owner}/{name}")))
+        self.store
+            .get_repo(owner, name)
+            .await?
+            .ok_or_else(|| HubError::NotFound(format!("{owner}/{name}")))
     }
 
     pub async fn list_repos(&self) -> Result<Vec<Repo>, HubError> {
@@ -101,19 +123,31 @@ impl Hub {
     }
 
     /// Queues a sync. Requests while one is queued coalesce into it.
-    pub async fn request_sync(&self, owner: &str, name: &str, trigger: Trigger) -> Result<Repo, HubError> {
+    pub async fn request_sync(
+        &self,
+        owner: &str,
+        name: &str,
+        trigger: Trigger,
+    ) -> Result<Repo, HubError> {
         let repo = self.get_repo(owner, name).await?;
         if repo.mode == Mode::Migrate && repo.state == RepoState::Ready {
             return Err(HubError::InvalidState(format!(
                 "{owner}/{name} was migrated: the hub's copy is the primary and is never synced from its old upstream"
             )));
         }
-        self.store.enqueue_sync(repo.id, trigger, Utc::now()).await?;
+        self.store
+            .enqueue_sync(repo.id, trigger, Utc::now())
+            .await?;
         self.wake.notify_one();
         Ok(repo)
     }
 
-    pub async fn list_runs(&self, owner: &str, name: &str, limit: i64) -> Result<Vec<SyncRun>, HubError> {
+    pub async fn list_runs(
+        &self,
+        owner: &str,
+        name: &str,
+        limit: i64,
+    ) -> Result<Vec<SyncRun>, HubError> {
         let repo = self.get_repo(owner, name).await?;
         Ok(self.store.list_runs(repo.id, limit).await?)
     }
@@ -146,7 +180,12 @@ impl Hub {
         let released = self.store.release_all_claims().await?;
         let mut requeued = 0;
         for repo in self.store.list_repos().await? {
-            if repo.state == RepoState::Cloning && self.store.enqueue_sync(repo.id, Trigger::Recovery, Utc::now()).await? {
+            if repo.state == RepoState::Cloning
+                && self
+                    .store
+                    .enqueue_sync(repo.id, Trigger::Recovery, Utc::now())
+                    .await?
+            {
                 requeued += 1;
             }
         }
@@ -163,7 +202,12 @@ impl Hub {
     /// (`failure`: the error code when it failed). Successes wait the interval (jittered
     /// shorter, per repository); transient failures retry with capped exponential backoff;
     /// permanent ones wait the interval. A migrated repository is never scheduled once copied.
-    fn next_sync_at(&self, repo: &Repo, at: DateTime<Utc>, failure: Option<ErrorCode>) -> Option<DateTime<Utc>> {
+    fn next_sync_at(
+        &self,
+        repo: &Repo,
+        at: DateTime<Utc>,
+        failure: Option<ErrorCode>,
+    ) -> Option<DateTime<Utc>> {
         if repo.mode == Mode::Migrate && failure.is_none() {
             return None;
         }
@@ -171,7 +215,9 @@ impl Hub {
         let seed = (repo.id as u64).rotate_left(32) ^ at.timestamp_millis() as u64;
         let delay = match failure.map(schedule::classify) {
             None => schedule::delay_after_success(interval, seed),
-            Some(FailureClass::Transient) => schedule::retry_delay(repo.consecutive_failures as u32 + 1, interval, seed),
+            Some(FailureClass::Transient) => {
+                schedule::retry_delay(repo.consecutive_failures as u32 + 1, interval, seed)
+            }
             Some(FailureClass::Permanent) => interval,
         };
         Some(at + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::days(1)))
@@ -183,7 +229,10 @@ const TRASH_DIR: &str = ".trash";
 fn remove_repo_dir(repos_dir: &Path, path: &Path) -> std::io::Result<()> {
     let trash = repos_dir.join(TRASH_DIR);
     std::fs::create_dir_all(&trash)?;
-    let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let mut victims = vec![];
     for entry in std::fs::read_dir(repos_dir)? {
         let entry = entry?;

@@ -1,7 +1,10 @@
 //! A create request as it arrives from any edge (API, CLI, form, bot), and its validation
 //! into typed values. All messages here are shown to users as they are.
 
-use mirrorhub_core::{Credentials, ErrorCode, Mode, OwnerName, RepoName, SyncInterval, UpstreamUrl, UrlError, Visibility};
+use mirrorhub_core::{
+    Credentials, ErrorCode, Mode, OwnerName, RepoName, SyncInterval, UpstreamUrl, UrlError,
+    Visibility,
+};
 use mirrorhub_store::NewRepo;
 
 use crate::HubError;
@@ -38,7 +41,11 @@ pub struct ValidCreateRepo {
 const MAX_DESCRIPTION: usize = 2000;
 
 impl CreateRepo {
-    pub fn validate(self, default_interval: SyncInterval, min_interval: SyncInterval) -> Result<ValidCreateRepo, HubError> {
+    pub fn validate(
+        self,
+        default_interval: SyncInterval,
+        min_interval: SyncInterval,
+    ) -> Result<ValidCreateRepo, HubError> {
         let (url, url_credentials) = UpstreamUrl::parse(&self.url).map_err(url_error)?;
         let token = self.token.filter(|t| !t.is_empty());
         let username = self.username.filter(|u| !u.trim().is_empty());
@@ -52,11 +59,22 @@ impl CreateRepo {
             }
             (None, None) => None,
         };
-        let owner = OwnerName::parse(self.owner.trim()).map_err(|e| HubError::invalid(ErrorCode::InvalidName, "owner", e.to_string()))?;
-        let name = match self.name.as_deref().map(str::trim).filter(|n| !n.is_empty()) {
-            Some(n) => RepoName::parse(n).map_err(|e| HubError::invalid(ErrorCode::InvalidName, "name", e.to_string()))?,
+        let owner = OwnerName::parse(self.owner.trim())
+            .map_err(|e| HubError::invalid(ErrorCode::InvalidName, "owner", e.to_string()))?;
+        let name = match self
+            .name
+            .as_deref()
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+        {
+            Some(n) => RepoName::parse(n)
+                .map_err(|e| HubError::invalid(ErrorCode::InvalidName, "name", e.to_string()))?,
             None => RepoName::suggest_from_path(url.path()).ok_or_else(|| {
-                HubError::invalid(ErrorCode::InvalidName, "name", "no repository name could be taken from the URL: give a name")
+                HubError::invalid(
+                    ErrorCode::InvalidName,
+                    "name",
+                    "no repository name could be taken from the URL: give a name",
+                )
             })?,
         };
         let mode = match self.mode.as_deref().map(str::trim) {
@@ -64,26 +82,44 @@ impl CreateRepo {
                 return Err(HubError::invalid(ErrorCode::InvalidRequest, "mode", "choose a mode: \"mirror\" (keep following the upstream) or \"migrate\" (copy once, then the hub is the primary)"));
             }
             Some(m) => Mode::parse(&m.to_ascii_lowercase()).ok_or_else(|| {
-                HubError::invalid(ErrorCode::InvalidRequest, "mode", format!("mode {m:?} is not known: use \"mirror\" or \"migrate\""))
+                HubError::invalid(
+                    ErrorCode::InvalidRequest,
+                    "mode",
+                    format!("mode {m:?} is not known: use \"mirror\" or \"migrate\""),
+                )
             })?,
         };
         let visibility = match self.visibility.as_deref().map(str::trim) {
             None | Some("") => Visibility::Private,
             Some(v) => Visibility::parse(&v.to_ascii_lowercase()).ok_or_else(|| {
-                HubError::invalid(ErrorCode::InvalidRequest, "visibility", format!("visibility {v:?} is not known: use \"public\" or \"private\""))
+                HubError::invalid(
+                    ErrorCode::InvalidRequest,
+                    "visibility",
+                    format!("visibility {v:?} is not known: use \"public\" or \"private\""),
+                )
             })?,
         };
         let description = self.description.unwrap_or_default().trim().to_owned();
         if description.chars().count() > MAX_DESCRIPTION {
-            return Err(HubError::invalid(ErrorCode::InvalidRequest, "description", format!("the description is longer than {MAX_DESCRIPTION} characters")));
+            return Err(HubError::invalid(
+                ErrorCode::InvalidRequest,
+                "description",
+                format!("the description is longer than {MAX_DESCRIPTION} characters"),
+            ));
         }
         if description.chars().any(|c| c.is_control() && c != '\n') {
-            return Err(HubError::invalid(ErrorCode::InvalidRequest, "description", "the description contains control characters"));
+            return Err(HubError::invalid(
+                ErrorCode::InvalidRequest,
+                "description",
+                "the description contains control characters",
+            ));
         }
         let sync_interval = match self.sync_interval.as_deref().map(str::trim) {
             None | Some("") => default_interval,
             Some(text) => {
-                let interval = SyncInterval::parse(text).map_err(|e| HubError::invalid(ErrorCode::InvalidRequest, "sync_interval", e.to_string()))?;
+                let interval = SyncInterval::parse(text).map_err(|e| {
+                    HubError::invalid(ErrorCode::InvalidRequest, "sync_interval", e.to_string())
+                })?;
                 if interval < min_interval {
                     return Err(HubError::invalid(
                         ErrorCode::InvalidRequest,
@@ -94,7 +130,16 @@ impl CreateRepo {
                 interval
             }
         };
-        Ok(ValidCreateRepo { url, credentials, owner, name, visibility, description, mode, sync_interval })
+        Ok(ValidCreateRepo {
+            url,
+            credentials,
+            owner,
+            name,
+            visibility,
+            description,
+            mode,
+            sync_interval,
+        })
     }
 }
 
@@ -115,7 +160,9 @@ impl ValidCreateRepo {
 
 fn url_error(e: UrlError) -> HubError {
     let code = match e {
-        UrlError::UnsupportedScheme { .. } | UrlError::Ssh | UrlError::LocalPath => ErrorCode::UnsupportedScheme,
+        UrlError::UnsupportedScheme { .. } | UrlError::Ssh | UrlError::LocalPath => {
+            ErrorCode::UnsupportedScheme
+        }
         _ => ErrorCode::InvalidUrl,
     };
     HubError::invalid(code, "url", e.to_string())
@@ -150,17 +197,94 @@ mod tests {
     #[test]
     fn every_bad_field_is_named() {
         let cases: Vec<(CreateRepo, &str, ErrorCode)> = vec![
-            (CreateRepo { url: "file:///etc".into(), ..request() }, "url", ErrorCode::UnsupportedScheme),
-            (CreateRepo { url: "https://x".into(), ..request() }, "url", ErrorCode::InvalidUrl),
-            (CreateRepo { owner: "../x".into(), ..request() }, "owner", ErrorCode::InvalidName),
-            (CreateRepo { name: Some("a/b".into()), ..request() }, "name", ErrorCode::InvalidName),
-            (CreateRepo { mode: None, ..request() }, "mode", ErrorCode::InvalidRequest),
-            (CreateRepo { mode: Some("copy".into()), ..request() }, "mode", ErrorCode::InvalidRequest),
-            (CreateRepo { visibility: Some("secret".into()), ..request() }, "visibility", ErrorCode::InvalidRequest),
-            (CreateRepo { sync_interval: Some("1m".into()), ..request() }, "sync_interval", ErrorCode::InvalidRequest),
-            (CreateRepo { sync_interval: Some("soon".into()), ..request() }, "sync_interval", ErrorCode::InvalidRequest),
-            (CreateRepo { username: Some("bob".into()), ..request() }, "token", ErrorCode::InvalidRequest),
-            (CreateRepo { token: Some("a\nb".into()), ..request() }, "token", ErrorCode::InvalidRequest),
+            (
+                CreateRepo {
+                    url: "file:///etc".into(),
+                    ..request()
+                },
+                "url",
+                ErrorCode::UnsupportedScheme,
+            ),
+            (
+                CreateRepo {
+                    url: "https://x".into(),
+                    ..request()
+                },
+                "url",
+                ErrorCode::InvalidUrl,
+            ),
+            (
+                CreateRepo {
+                    owner: "../x".into(),
+                    ..request()
+                },
+                "owner",
+                ErrorCode::InvalidName,
+            ),
+            (
+                CreateRepo {
+                    name: Some("a/b".into()),
+                    ..request()
+                },
+                "name",
+                ErrorCode::InvalidName,
+            ),
+            (
+                CreateRepo {
+                    mode: None,
+                    ..request()
+                },
+                "mode",
+                ErrorCode::InvalidRequest,
+            ),
+            (
+                CreateRepo {
+                    mode: Some("copy".into()),
+                    ..request()
+                },
+                "mode",
+                ErrorCode::InvalidRequest,
+            ),
+            (
+                CreateRepo {
+                    visibility: Some("secret".into()),
+                    ..request()
+                },
+                "visibility",
+                ErrorCode::InvalidRequest,
+            ),
+            (
+                CreateRepo {
+                    sync_interval: Some("1m".into()),
+                    ..request()
+                },
+                "sync_interval",
+                ErrorCode::InvalidRequest,
+            ),
+            (
+                CreateRepo {
+                    sync_interval: Some("soon".into()),
+                    ..request()
+                },
+                "sync_interval",
+                ErrorCode::InvalidRequest,
+            ),
+            (
+                CreateRepo {
+                    username: Some("bob".into()),
+                    ..request()
+                },
+                "token",
+                ErrorCode::InvalidRequest,
+            ),
+            (
+                CreateRepo {
+                    token: Some("a\nb".into()),
+                    ..request()
+                },
+                "token",
+                ErrorCode::InvalidRequest,
+            ),
         ];
         for (r, field, code) in cases {
             let e = validate(r).unwrap_err();

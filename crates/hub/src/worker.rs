@@ -33,7 +33,11 @@ pub fn spawn(hub: Arc<Hub>, shutdown: CancellationToken) -> JoinSet<()> {
 
 async fn worker_loop(hub: Arc<Hub>, worker_id: String, shutdown: CancellationToken) {
     while !shutdown.is_cancelled() {
-        match hub.store.claim_job(&worker_id, Utc::now(), hub.config.lease).await {
+        match hub
+            .store
+            .claim_job(&worker_id, Utc::now(), hub.config.lease)
+            .await
+        {
             Ok(Some(job)) => {
                 let span = tracing::info_span!("sync", repo_id = job.repo_id, job_id = job.id, trigger = %job.trigger, worker = %worker_id);
                 run_job(&hub, &worker_id, job).instrument(span).await;
@@ -88,22 +92,36 @@ async fn run_job(hub: &Arc<Hub>, worker_id: &str, job: Job) {
     }
 }
 
-async fn try_run_job(hub: &Arc<Hub>, worker_id: &str, job: &Job) -> Result<(), mirrorhub_store::StoreError> {
+async fn try_run_job(
+    hub: &Arc<Hub>,
+    worker_id: &str,
+    job: &Job,
+) -> Result<(), mirrorhub_store::StoreError> {
     let store = &hub.store;
     let Some(repo) = store.get_repo_by_id(job.repo_id).await? else {
         return store.complete_job(job.id, worker_id).await;
     };
-    if repo.mode == mirrorhub_core::Mode::Migrate && repo.state == mirrorhub_core::RepoState::Ready {
+    if repo.mode == mirrorhub_core::Mode::Migrate && repo.state == mirrorhub_core::RepoState::Ready
+    {
         tracing::info!("migrated repository: the job is dropped, it is never synced again");
         return store.complete_job(job.id, worker_id).await;
     }
     let now = Utc::now();
     let interrupted = store.fail_interrupted_runs(repo.id, now).await?;
-    let trigger = if interrupted > 0 || job.attempts > 1 { Trigger::Recovery } else { job.trigger };
+    let trigger = if interrupted > 0 || job.attempts > 1 {
+        Trigger::Recovery
+    } else {
+        job.trigger
+    };
     let run_id = store.start_run(repo.id, trigger, now).await?;
 
     let lost_lease = CancellationToken::new();
-    let lease_keeper = tokio::spawn(keep_lease(hub.clone(), job.id, worker_id.to_owned(), lost_lease.clone()));
+    let lease_keeper = tokio::spawn(keep_lease(
+        hub.clone(),
+        job.id,
+        worker_id.to_owned(),
+        lost_lease.clone(),
+    ));
     let (progress_tx, progress_rx) = tokio::sync::watch::channel::<Option<Progress>>(None);
     let progress_writer = tokio::spawn(write_progress(hub.clone(), repo.id, progress_rx));
 
@@ -125,7 +143,11 @@ async fn try_run_job(hub: &Arc<Hub>, worker_id: &str, job: &Job) -> Result<(), m
     let duration_ms = started.elapsed().as_millis() as u64;
     let sync_result = match result {
         Ok(report) => {
-            let outcome = if report.transferred || !report.changes.is_empty() { Outcome::Success } else { Outcome::Unchanged };
+            let outcome = if report.transferred || !report.changes.is_empty() {
+                Outcome::Success
+            } else {
+                Outcome::Unchanged
+            };
             tracing::info!(duration_ms, changes = report.changes.len(), branches = report.branches, tags = report.tags, %outcome, "sync finished");
             success(hub, &repo, finished_at, outcome, report)
         }
@@ -141,7 +163,8 @@ async fn try_run_job(hub: &Arc<Hub>, worker_id: &str, job: &Job) -> Result<(), m
                 outcome: Outcome::Failed,
                 error_code: Some(code.as_str().to_owned()),
                 error_message: Some(if code == mirrorhub_core::ErrorCode::Internal {
-                    "the hub failed to write the repository; the operator's log has the cause".to_owned()
+                    "the hub failed to write the repository; the operator's log has the cause"
+                        .to_owned()
                 } else {
                     e.to_string()
                 }),
@@ -163,7 +186,13 @@ async fn try_run_job(hub: &Arc<Hub>, worker_id: &str, job: &Job) -> Result<(), m
     Ok(())
 }
 
-fn success(hub: &Hub, repo: &Repo, finished_at: chrono::DateTime<Utc>, outcome: Outcome, report: SyncReport) -> SyncResult {
+fn success(
+    hub: &Hub,
+    repo: &Repo,
+    finished_at: chrono::DateTime<Utc>,
+    outcome: Outcome,
+    report: SyncReport,
+) -> SyncResult {
     SyncResult {
         finished_at,
         outcome,
@@ -184,16 +213,23 @@ async fn transfer(
     repo: &Repo,
     progress_tx: tokio::sync::watch::Sender<Option<Progress>>,
 ) -> Result<SyncReport, mirrorhub_git::GitError> {
-    let (url, _) = mirrorhub_core::UpstreamUrl::parse(&repo.upstream_url)
-        .map_err(|e| mirrorhub_git::GitError::Failed { detail: format!("the stored upstream URL is no longer valid: {e}") })?;
+    let (url, _) = mirrorhub_core::UpstreamUrl::parse(&repo.upstream_url).map_err(|e| {
+        mirrorhub_git::GitError::Failed {
+            detail: format!("the stored upstream URL is no longer valid: {e}"),
+        }
+    })?;
     let path = hub.repo_path(repo.id);
     let progress: mirrorhub_git::ProgressFn = Arc::new(move |p| {
         progress_tx.send_replace(Some(p));
     });
     if tokio::fs::try_exists(&path).await.unwrap_or(false) {
-        hub.engine.sync_mirror(&url, repo.credentials.as_ref(), &path, progress).await
+        hub.engine
+            .sync_mirror(&url, repo.credentials.as_ref(), &path, progress)
+            .await
     } else {
-        hub.engine.clone_mirror(&url, repo.credentials.as_ref(), &path, progress).await
+        hub.engine
+            .clone_mirror(&url, repo.credentials.as_ref(), &path, progress)
+            .await
     }
 }
 
@@ -201,7 +237,11 @@ async fn keep_lease(hub: Arc<Hub>, job_id: i64, worker_id: String, lost: Cancell
     let every = hub.config.lease / 3;
     loop {
         tokio::time::sleep(every).await;
-        match hub.store.renew_lease(job_id, &worker_id, Utc::now(), hub.config.lease).await {
+        match hub
+            .store
+            .renew_lease(job_id, &worker_id, Utc::now(), hub.config.lease)
+            .await
+        {
             Ok(true) => {}
             Ok(false) => {
                 lost.cancel();
@@ -214,11 +254,19 @@ async fn keep_lease(hub: Arc<Hub>, job_id: i64, worker_id: String, lost: Cancell
 }
 
 /// Writes the latest progress at most twice a second; intermediate values are skipped.
-async fn write_progress(hub: Arc<Hub>, repo_id: i64, mut rx: tokio::sync::watch::Receiver<Option<Progress>>) {
+async fn write_progress(
+    hub: Arc<Hub>,
+    repo_id: i64,
+    mut rx: tokio::sync::watch::Receiver<Option<Progress>>,
+) {
     while rx.changed().await.is_ok() {
         let latest = rx.borrow_and_update().clone();
         if let Some(p) = latest {
-            if let Err(e) = hub.store.set_progress(repo_id, Some(&p.phase), Some(i32::from(p.percent))).await {
+            if let Err(e) = hub
+                .store
+                .set_progress(repo_id, Some(&p.phase), Some(i32::from(p.percent)))
+                .await
+            {
                 tracing::debug!(error = %e, "could not record progress");
             }
         }

@@ -14,7 +14,9 @@ pub struct AdminAuth {
 
 impl AdminAuth {
     pub fn from_token(token: &str) -> Self {
-        Self { token_sha256: hash_token(token) }
+        Self {
+            token_sha256: hash_token(token),
+        }
     }
 
     pub fn from_hash(token_sha256: [u8; 32]) -> Self {

@@ -54,7 +54,13 @@ pub enum ApiError {
 }
 
 fn body(code: ErrorCode, message: String, field: Option<&str>) -> Json<ErrorBody> {
-    Json(ErrorBody { error: ErrorDetail { code: code.as_str().to_owned(), message, field: field.map(str::to_owned) } })
+    Json(ErrorBody {
+        error: ErrorDetail {
+            code: code.as_str().to_owned(),
+            message,
+            field: field.map(str::to_owned),
+        },
+    })
 }
 
 fn json_response(status: StatusCode, code: ErrorCode, message: String) -> Response {
@@ -66,9 +72,8 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
     use ErrorCode::*;
     match code {
         InvalidRequest | InvalidUrl | UnsupportedScheme | InvalidName => StatusCode::BAD_REQUEST,
-        UrlNotAllowed | UpstreamUnreachable | UpstreamAuthFailed | UpstreamNotFound | NotAGitRepository | Timeout | GitFailed => {
-            StatusCode::UNPROCESSABLE_ENTITY
-        }
+        UrlNotAllowed | UpstreamUnreachable | UpstreamAuthFailed | UpstreamNotFound
+        | NotAGitRepository | Timeout | GitFailed => StatusCode::UNPROCESSABLE_ENTITY,
         RepoExists | InvalidState => StatusCode::CONFLICT,
         RepoNotFound => StatusCode::NOT_FOUND,
         Unauthorized => StatusCode::UNAUTHORIZED,
@@ -83,7 +88,11 @@ impl From<HubError> for ApiError {
         if e.is_internal() {
             // Logged once, here, inside the request's span (which carries the request id).
             tracing::error!(error = ?e, "request failed on the hub's side");
-            return ApiError::Internal(body(ErrorCode::Internal, INTERNAL_MESSAGE.to_owned(), None));
+            return ApiError::Internal(body(
+                ErrorCode::Internal,
+                INTERNAL_MESSAGE.to_owned(),
+                None,
+            ));
         }
         let code = e.code();
         let b = body(code, e.to_string(), e.field());
@@ -110,7 +119,11 @@ pub async fn json_errors<E: Endpoint>(ep: E, req: Request) -> poem::Result<Respo
     let mut resp = ep.get_response(req).instrument(span.clone()).await;
     let status = resp.status();
     if status.is_client_error() || status.is_server_error() {
-        let is_json = resp.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("application/json"));
+        let is_json = resp
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/json"));
         if status.is_server_error() && status != StatusCode::SERVICE_UNAVAILABLE {
             let message = format!("{INTERNAL_MESSAGE}; the operator can find the cause in the log under request id {request_id}");
             resp = json_response(status, ErrorCode::Internal, message);
@@ -120,7 +133,10 @@ pub async fn json_errors<E: Endpoint>(ep: E, req: Request) -> poem::Result<Respo
             resp = json_response(status, code, message);
         }
     }
-    resp.headers_mut().insert("x-request-id", HeaderValue::from_str(&request_id).expect("hex is a valid header value"));
+    resp.headers_mut().insert(
+        "x-request-id",
+        HeaderValue::from_str(&request_id).expect("hex is a valid header value"),
+    );
     Ok(resp)
 }
 
@@ -131,7 +147,10 @@ pub struct BodyLimit(pub usize);
 impl<E: Endpoint> poem::Middleware<E> for BodyLimit {
     type Output = BodyLimitEndpoint<E>;
     fn transform(&self, ep: E) -> Self::Output {
-        BodyLimitEndpoint { inner: ep, limit: self.0 }
+        BodyLimitEndpoint {
+            inner: ep,
+            limit: self.0,
+        }
     }
 }
 
@@ -146,13 +165,25 @@ impl<E: Endpoint> Endpoint for BodyLimitEndpoint<E> {
     async fn call(&self, mut req: Request) -> poem::Result<Self::Output> {
         use tokio::io::AsyncReadExt;
         let too_large = || poem::Error::from_status(StatusCode::PAYLOAD_TOO_LARGE);
-        let announced = req.headers().get(poem::http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+        let announced = req
+            .headers()
+            .get(poem::http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
         match announced {
             Some(n) if n > self.limit as u64 => return Err(too_large()),
             Some(_) => {}
-            None if req.headers().contains_key(poem::http::header::TRANSFER_ENCODING) => {
+            None if req
+                .headers()
+                .contains_key(poem::http::header::TRANSFER_ENCODING) =>
+            {
                 let mut buf = Vec::new();
-                let read = req.take_body().into_async_read().take(self.limit as u64 + 1).read_to_end(&mut buf).await;
+                let read = req
+                    .take_body()
+                    .into_async_read()
+                    .take(self.limit as u64 + 1)
+                    .read_to_end(&mut buf)
+                    .await;
                 read.map_err(|_| poem::Error::from_status(StatusCode::BAD_REQUEST))?;
                 if buf.len() > self.limit {
                     return Err(too_large());

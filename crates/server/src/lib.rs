@@ -29,9 +29,14 @@ pub struct ServerConfig {
 
 /// Builds the whole application. Tests and the binary serve the same thing.
 pub fn app(hub: Arc<Hub>, config: ServerConfig) -> impl poem::Endpoint + 'static {
-    let api = api::ReposApi { hub: hub.clone(), public_url: config.public_url.clone() };
+    let api = api::ReposApi {
+        hub: hub.clone(),
+        public_url: config.public_url.clone(),
+    };
     let service = OpenApiService::new(api, "mirrorhub", env!("CARGO_PKG_VERSION"))
-        .description("Mirror or migrate Git repositories from any Git server, and keep mirrors in sync.")
+        .description(
+            "Mirror or migrate Git repositories from any Git server, and keep mirrors in sync.",
+        )
         .server("/api/v1");
     let spec = service.spec_endpoint();
     let docs = service.swagger_ui();
@@ -58,5 +63,7 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let addr = acceptor.local_addr().into_iter().next();
     tracing::info!(addr = ?addr.map(|a| a.to_string()), "listening");
-    Server::new_with_acceptor(acceptor).run_with_graceful_shutdown(app, shutdown, Some(grace)).await
+    Server::new_with_acceptor(acceptor)
+        .run_with_graceful_shutdown(app, shutdown, Some(grace))
+        .await
 }

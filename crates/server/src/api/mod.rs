@@ -50,21 +50,38 @@ impl ReposApi {
     /// credentials. The initial copy then runs in the background: the answer is immediate,
     /// with `state: "cloning"`.
     #[oai(path = "/repos", method = "post")]
-    async fn create_repo(&self, _auth: AdminToken, body: Json<CreateRepoBody>) -> ApiResult<Accepted> {
+    async fn create_repo(
+        &self,
+        _auth: AdminToken,
+        body: Json<CreateRepoBody>,
+    ) -> ApiResult<Accepted> {
         let repo = self.hub.create_repo(body.0.into()).await?;
-        Ok(Accepted::Repo(Json(RepoResource::new(&repo, &self.public_url))))
+        Ok(Accepted::Repo(Json(RepoResource::new(
+            &repo,
+            &self.public_url,
+        ))))
     }
 
     /// List all repositories.
     #[oai(path = "/repos", method = "get")]
     async fn list_repos(&self, _auth: AdminToken) -> ApiResult<Json<Vec<RepoResource>>> {
         let repos = self.hub.list_repos().await?;
-        Ok(Json(repos.iter().map(|r| RepoResource::new(r, &self.public_url)).collect()))
+        Ok(Json(
+            repos
+                .iter()
+                .map(|r| RepoResource::new(r, &self.public_url))
+                .collect(),
+        ))
     }
 
     /// Show one repository: mode, state, progress, last sync and last error, counts.
     #[oai(path = "/repos/:owner/:name", method = "get")]
-    async fn get_repo(&self, _auth: AdminToken, owner: Path<String>, name: Path<String>) -> ApiResult<Json<RepoResource>> {
+    async fn get_repo(
+        &self,
+        _auth: AdminToken,
+        owner: Path<String>,
+        name: Path<String>,
+    ) -> ApiResult<Json<RepoResource>> {
         let repo = self.hub.get_repo(&owner, strip_git(&name)).await?;
         Ok(Json(RepoResource::new(&repo, &self.public_url)))
     }
@@ -74,9 +91,20 @@ impl ReposApi {
     /// Queues a sync that makes the mirror exactly equal to its upstream. Requests made while
     /// one is queued are merged into it. A migrated repository is never synced (409).
     #[oai(path = "/repos/:owner/:name/sync", method = "post")]
-    async fn sync_repo(&self, _auth: AdminToken, owner: Path<String>, name: Path<String>) -> ApiResult<Accepted> {
-        let repo = self.hub.request_sync(&owner, strip_git(&name), Trigger::Manual).await?;
-        Ok(Accepted::Repo(Json(RepoResource::new(&repo, &self.public_url))))
+    async fn sync_repo(
+        &self,
+        _auth: AdminToken,
+        owner: Path<String>,
+        name: Path<String>,
+    ) -> ApiResult<Accepted> {
+        let repo = self
+            .hub
+            .request_sync(&owner, strip_git(&name), Trigger::Manual)
+            .await?;
+        Ok(Accepted::Repo(Json(RepoResource::new(
+            &repo,
+            &self.public_url,
+        ))))
     }
 
     /// Sync history, newest first, each run with its journal of ref changes.
@@ -96,7 +124,12 @@ impl ReposApi {
 
     /// Delete a repository and its bare copy on disk.
     #[oai(path = "/repos/:owner/:name", method = "delete")]
-    async fn delete_repo(&self, _auth: AdminToken, owner: Path<String>, name: Path<String>) -> ApiResult<Deleted> {
+    async fn delete_repo(
+        &self,
+        _auth: AdminToken,
+        owner: Path<String>,
+        name: Path<String>,
+    ) -> ApiResult<Deleted> {
         self.hub.delete_repo(&owner, strip_git(&name)).await?;
         Ok(Deleted::NoContent)
     }

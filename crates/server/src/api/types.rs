@@ -95,14 +95,22 @@ pub struct RepoResource {
 impl RepoResource {
     pub fn new(r: &Repo, public_url: &str) -> Self {
         let progress = match (&r.progress_phase, r.progress_percent) {
-            (Some(phase), Some(percent)) => Some(ProgressResource { phase: phase.clone(), percent }),
+            (Some(phase), Some(percent)) => Some(ProgressResource {
+                phase: phase.clone(),
+                percent,
+            }),
             _ => None,
         };
         let last_error = match (&r.last_error_code, &r.last_error_message) {
-            (Some(code), message) => Some(LastError { code: code.clone(), message: message.clone().unwrap_or_default() }),
+            (Some(code), message) => Some(LastError {
+                code: code.clone(),
+                message: message.clone().unwrap_or_default(),
+            }),
             _ => None,
         };
-        let sync_interval = SyncInterval::from_secs(r.sync_interval_secs.max(1) as u64).unwrap_or(SyncInterval::DEFAULT).to_string();
+        let sync_interval = SyncInterval::from_secs(r.sync_interval_secs.max(1) as u64)
+            .unwrap_or(SyncInterval::DEFAULT)
+            .to_string();
         RepoResource {
             owner: r.owner.clone(),
             name: r.name.clone(),
@@ -157,7 +165,10 @@ pub struct SyncRunResource {
 
 impl From<SyncRun> for SyncRunResource {
     fn from(run: SyncRun) -> Self {
-        let error = run.error_code.map(|code| LastError { code, message: run.error_message.unwrap_or_default() });
+        let error = run.error_code.map(|code| LastError {
+            code,
+            message: run.error_message.unwrap_or_default(),
+        });
         SyncRunResource {
             id: run.id,
             trigger: run.trigger.to_string(),
@@ -168,7 +179,12 @@ impl From<SyncRun> for SyncRunResource {
             ref_changes: run
                 .ref_changes
                 .into_iter()
-                .map(|c| RefChangeResource { ref_name: c.name, old: c.old, new: c.new, kind: c.kind.to_string() })
+                .map(|c| RefChangeResource {
+                    ref_name: c.name,
+                    old: c.old,
+                    new: c.new,
+                    kind: c.kind.to_string(),
+                })
                 .collect(),
         }
     }
