@@ -516,7 +516,12 @@ async fn migrate_copies_once(db: TestDb) {
 async fn kill9_during_clone_recovers(db: TestDb) {
     let root = tempfile::tempdir().unwrap();
     let upstream = root.path().join("big.git");
-    mirrorhub_testkit::synthetic_upstream(&upstream, mirrorhub_testkit::Spec::small());
+    // Big enough that the clone is still running when the hub is killed.
+    let spec = mirrorhub_testkit::Spec {
+        commits: 4000,
+        ..mirrorhub_testkit::Spec::small()
+    };
+    mirrorhub_testkit::synthetic_upstream(&upstream, spec);
     let daemon = GitDaemon::start(root.path()).await;
     let mut hub = Hub::start(&db, &[]).await;
     let (status, repo) = hub
@@ -552,10 +557,13 @@ async fn kill9_during_clone_recovers(db: TestDb) {
     let (_, runs) = hub.get("/api/v1/repos/team/big/syncs").await;
     let runs = runs.as_array().unwrap();
     assert!(runs.iter().all(|r| r["outcome"] != "running"), "{runs:?}");
-    if runs.len() > 1 {
-        assert_eq!(runs.last().unwrap()["error"]["code"], "interrupted");
-        assert_eq!(run["trigger"], "recovery");
-    }
+    assert_eq!(runs.len(), 2, "the killed run and the recovery: {runs:?}");
+    assert_eq!(runs[1]["outcome"], "failed");
+    assert_eq!(runs[1]["error"]["code"], "interrupted");
+    assert_eq!(
+        (run["trigger"].as_str(), run["outcome"].as_str()),
+        (Some("recovery"), Some("success"))
+    );
     // No temporary clone left behind.
     let leftovers: Vec<_> = std::fs::read_dir(hub.data_dir.join("repos"))
         .unwrap()
