@@ -35,7 +35,7 @@ pub use progress::{no_progress, Progress, ProgressFn};
 
 use proxy::EgressProxy;
 use refs::LocalState;
-use transport::{GitCli, Remote, RemoteRefs, Transport};
+use transport::{FetchOptions, GitCli, Remote, RemoteRefs, Transport};
 
 /// How the engine runs git.
 #[derive(Debug, Clone)]
@@ -128,6 +128,12 @@ impl GitEngine {
             .tempdir()?;
         std::fs::create_dir_all(private.path().join("home"))?;
         std::fs::create_dir_all(private.path().join("templates"))?;
+        std::fs::create_dir_all(private.path().join("trace"))?;
+        let hooks = private.path().join("hooks");
+        std::fs::create_dir_all(&hooks)?;
+        let hook = hooks.join("reference-transaction");
+        std::fs::write(&hook, transport::KEEP_NONEMPTY_HOOK)?;
+        std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
         let proxy = EgressProxy::start(config.policy.clone(), config.probe_timeout).await?;
         let cli = Arc::new(GitCli {
             program: config.git_program.clone(),
@@ -178,6 +184,10 @@ impl GitEngine {
     ) -> Result<RemoteInfo, GitError> {
         let remote = self.remote(url, creds, self.inner.config.probe_timeout);
         let listed = self.inner.transport.list(&remote).await?;
+        if !listed.smart {
+            // No refs, from a server that does not speak git's protocol: a web page.
+            return Err(GitError::NotARepository);
+        }
         let summary = LocalState {
             refs: listed.refs,
             head: listed.head,
@@ -208,12 +218,29 @@ impl GitEngine {
             move || prepare_clone_dir(&dest)
         })
         .await?;
-        if let Err(e) = self
-            .inner
-            .transport
-            .clone_bare(&remote, &tmp, progress)
-            .await
-        {
+        // The listing runs alongside: it only matters when the clone comes out empty, to tell
+        // an empty repository (which has a default branch) from a web page (which has none).
+        let transport = &self.inner.transport;
+        let (cloned, listed) = tokio::join!(
+            transport.clone_bare(&remote, &tmp, progress),
+            transport.list(&remote)
+        );
+        let checked = match cloned {
+            Err(e) => Err(e),
+            Ok(()) => {
+                let tmp = tmp.clone();
+                match blocking(move || refs::read_state(&tmp)).await {
+                    Ok(state) if state.refs.is_empty() => match listed {
+                        Ok(l) if l.smart => Ok(()),
+                        Ok(_) => Err(GitError::NotARepository),
+                        Err(e) => Err(e),
+                    },
+                    Ok(_) => Ok(()),
+                    Err(e) => Err(e),
+                }
+            }
+        };
+        if let Err(e) = checked {
             let _ = blocking({
                 let tmp = tmp.clone();
                 move || remove_dir_if_exists(&tmp).map_err(GitError::from)
@@ -280,8 +307,11 @@ impl GitEngine {
         // List and fetch at once: the listing decides whether the fetch is needed at all.
         let transport = &self.inner.transport;
         let (stop, cancel) = tokio::sync::watch::channel(false);
-        let mut fetch =
-            Box::pin(transport.fetch(&remote, &repo, Arc::clone(&progress), Some(cancel)));
+        let options = FetchOptions {
+            cancel: Some(cancel),
+            keep_nonempty: before.refs.len(),
+        };
+        let mut fetch = Box::pin(transport.fetch(&remote, &repo, Arc::clone(&progress), options));
         let listing = transport.list(&remote);
         tokio::pin!(listing);
         let mut fetched = None;
@@ -293,9 +323,10 @@ impl GitEngine {
             }
         }?; // on error, returning drops the fetch, which kills it
 
+        let emptied = listed.refs.is_empty() && !before.refs.is_empty();
         let unchanged = listed.refs == before.refs;
         let conflicts = refs::df_conflicts(&before.refs, &listed.refs);
-        let transferred = if unchanged || !conflicts.is_empty() {
+        let transferred = if unchanged || emptied || !conflicts.is_empty() {
             // Stop the fetch and wait until it has stopped: then nothing holds a lock file.
             if fetched.is_none() {
                 let _ = stop.send(true);
@@ -308,6 +339,19 @@ impl GitEngine {
             .await?;
             if unchanged {
                 false
+            } else if emptied && !listed.smart {
+                // An empty listing from a server that does not speak git's protocol is what a
+                // web page at the repository's URL looks like: never empty a mirror on that.
+                return Err(GitError::NotARepository);
+            } else if emptied {
+                // Every branch and tag deleted upstream, as a git server says.
+                tracing::info!(
+                    refs = before.refs.len(),
+                    "the upstream is empty: emptying the mirror"
+                );
+                let all: Vec<(String, String)> = before.refs.clone().into_iter().collect();
+                self.inner.cli.delete_refs(&repo, &all).await?;
+                true
             } else {
                 // A ref that must go is in the way of a new one (`a` against `a/b`): git cannot
                 // do both in one transaction, so those refs (deleted upstream anyway) go first.
@@ -317,7 +361,12 @@ impl GitEngine {
                 );
                 self.inner.cli.delete_refs(&repo, &conflicts).await?;
                 transport
-                    .fetch(&remote, &repo, Arc::clone(&progress), None)
+                    .fetch(
+                        &remote,
+                        &repo,
+                        Arc::clone(&progress),
+                        FetchOptions::default(),
+                    )
                     .await?;
                 true
             }

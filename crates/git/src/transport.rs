@@ -42,6 +42,10 @@ pub(crate) struct RemoteRefs {
     pub refs: RefMap,
     /// The target of the upstream's HEAD when it is a symbolic ref (`refs/heads/main`).
     pub head: Option<String>,
+    /// Whether the upstream spoke git's smart protocol. git takes any web page for an empty
+    /// "dumb" repository, so an empty listing from a server that did not is no proof of
+    /// anything.
+    pub smart: bool,
 }
 
 #[async_trait]
@@ -61,15 +65,44 @@ pub(crate) trait Transport: Send + Sync {
     /// Makes the branches and tags of `repo` equal to the upstream's, in one ref transaction:
     /// dropping the future (or a crash) leaves every ref either as it was or updated. When
     /// `cancel` turns true the fetch stops and returns `Ok(false)` once nothing of it runs any
-    /// more; `Ok(true)` means it ran to completion.
+    /// more; `Ok(true)` means it ran to completion. With `keep_nonempty` (the number of
+    /// branches and tags in `repo`), a fetch that would delete all of them and add nothing fails
+    /// instead: an empty advertisement must be confirmed before the mirror is emptied.
     async fn fetch(
         &self,
         remote: &Remote<'_>,
         repo: &Path,
         progress: ProgressFn,
-        cancel: Option<Cancel>,
+        options: FetchOptions,
     ) -> Result<bool, GitError>;
 }
+
+/// How a fetch may be stopped or held back.
+#[derive(Default)]
+pub(crate) struct FetchOptions {
+    pub cancel: Option<Cancel>,
+    /// When non-zero, refuse a ref transaction that deletes this many branches and tags (all of
+    /// them) and creates or updates none.
+    pub keep_nonempty: usize,
+}
+
+/// The `reference-transaction` hook that enforces [`FetchOptions::keep_nonempty`].
+pub(crate) const KEEP_NONEMPTY_HOOK: &str = r#"#!/bin/sh
+# mirrorhub: refuse a ref transaction that would delete every branch and tag and add nothing.
+[ "$1" = prepared ] || exit 0
+[ -n "$MIRRORHUB_KEEP_NONEMPTY" ] || exit 0
+del=0
+other=0
+while read -r old new ref; do
+    case "$ref" in refs/heads/*|refs/tags/*) ;; *) continue ;; esac
+    case "$new" in *[!0]*) other=$((other + 1)) ;; *) del=$((del + 1)) ;; esac
+done
+if [ "$other" -eq 0 ] && [ "$del" -ge "$MIRRORHUB_KEEP_NONEMPTY" ]; then
+    echo "mirrorhub: refusing to delete every branch and tag on an empty advertisement" >&2
+    exit 1
+fi
+exit 0
+"#;
 
 /// The git command line, run with a hardened environment: no inherited configuration or
 /// environment, no prompts, credentials only through a helper scoped to the upstream's origin,
@@ -85,6 +118,16 @@ pub(crate) struct GitCli {
     pub probe_timeout: Duration,
     pub low_speed_limit: u32,
     pub low_speed_time: Duration,
+}
+
+/// How to run one git process against a remote.
+struct RunHow<'a> {
+    /// The repository to run in (`GIT_DIR`), if any.
+    git_dir: Option<&'a Path>,
+    deadline: Instant,
+    capture_stdout: bool,
+    progress: Option<ProgressFn>,
+    cancel: Option<Cancel>,
 }
 
 /// A git run prepared for one remote: the URL to give git, its environment, and what to
@@ -164,9 +207,17 @@ impl GitCli {
         self.base_env("", &[])
     }
 
-    async fn prepare(&self, remote: &Remote<'_>) -> Result<Prepared, GitError> {
+    pub(crate) fn hooks(&self) -> PathBuf {
+        self.private.join("hooks")
+    }
+
+    async fn prepare(
+        &self,
+        remote: &Remote<'_>,
+        extra_config: &[(String, String)],
+    ) -> Result<Prepared, GitError> {
         let url = remote.url;
-        let mut config: Vec<(String, String)> = Vec::new();
+        let mut config: Vec<(String, String)> = extra_config.to_vec();
         let mut secrets = Vec::new();
         let mut extra_env: Vec<(OsString, OsString)> = Vec::new();
         let (git_url, ticket, protocols) = match url.scheme() {
@@ -254,12 +305,15 @@ impl GitCli {
         remote: &Remote<'_>,
         prepared: &Prepared,
         args: Vec<OsString>,
-        git_dir: Option<&Path>,
-        deadline: Instant,
-        capture_stdout: bool,
-        progress: Option<ProgressFn>,
-        cancel: Option<Cancel>,
+        how: RunHow<'_>,
     ) -> Result<Finished, GitError> {
+        let RunHow {
+            git_dir,
+            deadline,
+            capture_stdout,
+            progress,
+            cancel,
+        } = how;
         let mut env = prepared.env.clone();
         let cwd = match git_dir {
             Some(dir) => {
@@ -375,6 +429,13 @@ impl GitCli {
     }
 }
 
+pub(crate) fn random_hex(bytes: usize) -> String {
+    use rand::RngCore;
+    let mut buf = vec![0u8; bytes];
+    rand::thread_rng().fill_bytes(&mut buf);
+    buf.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// IPv4 first: a host's IPv6 address is more often unroutable from a server than its IPv4 one.
 fn pick_address(addrs: &[SocketAddr]) -> SocketAddr {
     *addrs.iter().find(|a| a.is_ipv4()).unwrap_or(&addrs[0])
@@ -412,7 +473,7 @@ pub(crate) fn parse_listing(stdout: &[u8]) -> Result<RemoteRefs, GitError> {
 #[async_trait]
 impl Transport for GitCli {
     async fn list(&self, remote: &Remote<'_>) -> Result<RemoteRefs, GitError> {
-        let prepared = self.prepare(remote).await?;
+        let prepared = self.prepare(remote, &[]).await?;
         // The unfiltered listing: ls-remote cannot ask for HEAD and a ref prefix at once, and
         // HEAD's symref is needed to follow the default branch.
         let args = vec![
@@ -422,10 +483,36 @@ impl Transport for GitCli {
             prepared.url.clone().into(),
         ];
         let deadline = remote.deadline.min(Instant::now() + self.probe_timeout);
-        let finished = self
-            .run_remote(remote, &prepared, args, None, deadline, true, None, None)
-            .await?;
-        parse_listing(&finished.stdout)
+        // trace2's documented event stream says whether a protocol version was negotiated,
+        // which only the smart protocol does.
+        let trace = self
+            .private
+            .join("trace")
+            .join(format!("{}.json", random_hex(8)));
+        let mut prepared = prepared;
+        prepared
+            .env
+            .push(("GIT_TRACE2_EVENT".into(), trace.clone().into()));
+        let result = self
+            .run_remote(
+                remote,
+                &prepared,
+                args,
+                RunHow {
+                    git_dir: None,
+                    deadline,
+                    capture_stdout: true,
+                    progress: None,
+                    cancel: None,
+                },
+            )
+            .await;
+        let trace_text = tokio::fs::read_to_string(&trace).await.unwrap_or_default();
+        let _ = tokio::fs::remove_file(&trace).await;
+        let mut listed = parse_listing(&result?.stdout)?;
+        listed.smart =
+            !listed.refs.is_empty() || trace_text.contains(r#""key":"negotiated-version""#);
+        Ok(listed)
     }
 
     async fn clone_bare(
@@ -434,7 +521,7 @@ impl Transport for GitCli {
         dest: &Path,
         progress: ProgressFn,
     ) -> Result<(), GitError> {
-        let prepared = self.prepare(remote).await?;
+        let prepared = self.prepare(remote, &[]).await?;
         // `clone --bare` takes exactly branches and tags (HEAD from the upstream's symref) and
         // skips the connectivity walk when the pack is self-contained: faster than init + fetch.
         let args = vec![
@@ -446,17 +533,14 @@ impl Transport for GitCli {
             prepared.url.clone().into(),
             dest.into(),
         ];
-        self.run_remote(
-            remote,
-            &prepared,
-            args,
-            None,
-            remote.deadline,
-            false,
-            Some(progress),
-            None,
-        )
-        .await?;
+        let how = RunHow {
+            git_dir: None,
+            deadline: remote.deadline,
+            capture_stdout: false,
+            progress: Some(progress),
+            cancel: None,
+        };
+        self.run_remote(remote, &prepared, args, how).await?;
         Ok(())
     }
 
@@ -465,9 +549,23 @@ impl Transport for GitCli {
         remote: &Remote<'_>,
         repo: &Path,
         progress: ProgressFn,
-        cancel: Option<Cancel>,
+        options: FetchOptions,
     ) -> Result<bool, GitError> {
-        let prepared = self.prepare(remote).await?;
+        let mut extra = Vec::new();
+        if options.keep_nonempty > 0 {
+            extra.push((
+                "core.hooksPath".to_owned(),
+                self.hooks().to_string_lossy().into_owned(),
+            ));
+        }
+        let mut prepared = self.prepare(remote, &extra).await?;
+        if options.keep_nonempty > 0 {
+            prepared.env.push((
+                "MIRRORHUB_KEEP_NONEMPTY".into(),
+                options.keep_nonempty.to_string().into(),
+            ));
+        }
+        let cancel = options.cancel;
         let mut args: Vec<OsString> = [
             "fetch",
             "--prune",
@@ -491,11 +589,13 @@ impl Transport for GitCli {
                 remote,
                 &prepared,
                 args,
-                Some(repo),
-                remote.deadline,
-                false,
-                Some(progress),
-                cancel,
+                RunHow {
+                    git_dir: Some(repo),
+                    deadline: remote.deadline,
+                    capture_stdout: false,
+                    progress: Some(progress),
+                    cancel,
+                },
             )
             .await?;
         Ok(!finished.cancelled)

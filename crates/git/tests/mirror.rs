@@ -346,7 +346,7 @@ async fn reports_progress_and_refuses_an_existing_destination() {
         .clone_mirror(&u, None, &mirror, progress)
         .await
         .unwrap();
-    let seen = seen.lock().unwrap();
+    let seen = seen.lock().unwrap().clone();
     assert!(
         seen.iter()
             .any(|p| p.phase == "receiving objects" && p.percent == 100),

@@ -124,10 +124,13 @@ pub async fn stalling_http() -> Server {
     .await
 }
 
-/// A web server that is not a git server: every path is a small HTML page.
+/// A web server that is not a git server: every path is a small HTML page. It answers as
+/// soon as anything arrives, as a web server answers garbage with an error page.
 pub async fn plain_http() -> Server {
     serve(|mut s| async move {
-        if read_request(&mut s).await.is_some() {
+        let mut first = [0u8; 1];
+        if matches!(s.read(&mut first).await, Ok(1)) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
             let body = "<html><body>hello</body></html>";
             let msg = format!(
                 "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
