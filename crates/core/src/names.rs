@@ -21,13 +21,13 @@ pub enum NameError {
     Reserved { what: &'static str, name: String },
 }
 
-/// Names that would collide with the hub's own routes or with filesystem specials.
+/// Owner names that would collide with the hub's own top-level routes (`/{owner}/{name}.git`).
 const RESERVED: &[&str] = &[
     "api", "hooks", "healthz", "readyz", "static", "assets", "login", "logout", "new", "settings",
     "admin", "tmp", "-",
 ];
 
-fn check(what: &'static str, s: &str, max: usize) -> Result<(), NameError> {
+fn check(what: &'static str, s: &str, max: usize, reserved: &[&str]) -> Result<(), NameError> {
     if s.is_empty() {
         return Err(NameError::Empty { what });
     }
@@ -50,7 +50,7 @@ fn check(what: &'static str, s: &str, max: usize) -> Result<(), NameError> {
     if lower.ends_with(".git") || s.ends_with('.') || s.ends_with('-') {
         return Err(NameError::BadEnd { what });
     }
-    if RESERVED.contains(&lower.as_str()) {
+    if reserved.contains(&lower.as_str()) {
         return Err(NameError::Reserved {
             what,
             name: s.to_owned(),
@@ -60,7 +60,7 @@ fn check(what: &'static str, s: &str, max: usize) -> Result<(), NameError> {
 }
 
 macro_rules! name_type {
-    ($(#[$meta:meta])* $name:ident, $what:literal, $max:literal) => {
+    ($(#[$meta:meta])* $name:ident, $what:literal, $max:literal, $reserved:expr) => {
         $(#[$meta])*
         #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
         pub struct $name(String);
@@ -69,7 +69,7 @@ macro_rules! name_type {
             pub const MAX_LEN: usize = $max;
 
             pub fn parse(s: &str) -> Result<Self, NameError> {
-                check($what, s, $max).map(|()| Self(s.to_owned()))
+                check($what, s, $max, $reserved).map(|()| Self(s.to_owned()))
             }
 
             pub fn as_str(&self) -> &str {
@@ -93,11 +93,11 @@ macro_rules! name_type {
 
 name_type!(
     /// A user or organization that owns repositories.
-    OwnerName, "owner", 39
+    OwnerName, "owner", 39, RESERVED
 );
 name_type!(
     /// A repository's name under its owner (without `.git`).
-    RepoName, "name", 100
+    RepoName, "name", 100, &[]
 );
 
 impl RepoName {
@@ -157,11 +157,13 @@ mod tests {
             "a b",
             "a\0b",
             "a\nb",
-            "api",
-            "API",
-            "hooks",
         ] {
             assert!(RepoName::parse(bad).is_err(), "{bad:?} should be refused");
+            assert!(OwnerName::parse(bad).is_err(), "{bad:?} should be refused");
+        }
+        for route in ["api", "API", "hooks", "healthz"] {
+            assert!(OwnerName::parse(route).is_err(), "{route:?} is a route");
+            assert!(RepoName::parse(route).is_ok(), "{route:?} is fine as a repository name");
         }
         assert!(OwnerName::parse(&"x".repeat(40)).is_err());
         assert!(RepoName::parse(&"x".repeat(101)).is_err());

@@ -128,6 +128,8 @@ pub struct Repo {
     pub tags: i64,
     pub head_ref: Option<String>,
     pub created_at: DateTime<Utc>,
+    /// Why the scheduler stopped retrying (repeated permanent failures); `None` when active.
+    pub paused_reason: Option<String>,
 }
 
 /// A claimed job: the worker that claimed it holds its lease.
@@ -155,6 +157,21 @@ pub struct SyncResult {
     pub tags: i64,
     pub head_ref: Option<String>,
     pub next_sync_at: Option<DateTime<Utc>>,
+    /// On failure: stop scheduling the repository (`paused_reason` becomes the error message)
+    /// until a person syncs it or changes its settings. A success always un-pauses.
+    pub pause: bool,
+}
+
+/// A person's change to a repository's settings. `None` fields stay as they are. Any update
+/// takes a paused repository back into the schedule.
+#[derive(Debug, Clone, Default)]
+pub struct RepoUpdate {
+    /// `Some(None)` removes the stored credentials.
+    pub credentials: Option<Option<Credentials>>,
+    pub sync_interval_secs: Option<i64>,
+    pub next_sync_at: Option<DateTime<Utc>>,
+    pub description: Option<String>,
+    pub visibility: Option<Visibility>,
 }
 
 /// One sync of a repository, with its journal.
@@ -280,6 +297,11 @@ pub trait Store: Send + Sync {
     /// Stores the value unless the key has one. `true` if this call stored it.
     async fn put_setting_if_absent(&self, key: &str, value: &str) -> Result<bool, StoreError>;
     async fn put_setting(&self, key: &str, value: &str) -> Result<(), StoreError>;
+
+    /// Takes a paused repository back into the schedule, due now. `false` if it does not exist.
+    async fn resume_repo(&self, id: i64, now: DateTime<Utc>) -> Result<bool, StoreError>;
+    /// Applies a person's settings change (and un-pauses). `None` if the repository does not exist.
+    async fn update_repo(&self, id: i64, update: &RepoUpdate) -> Result<Option<Repo>, StoreError>;
 }
 
 /// Opens the database named by the URL (`sqlite:PATH`, `sqlite::memory:`, `postgres://...`

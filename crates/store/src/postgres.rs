@@ -13,8 +13,8 @@ use sqlx::{Postgres, QueryBuilder, Row};
 
 use crate::{
     check_final, lease_end, parse_kind, parse_mode, parse_outcome, parse_state, parse_trigger,
-    parse_visibility, Job, NewRepo, Repo, SecretKey, Store, StoreError, SyncResult, SyncRun,
-    INTERRUPTED_CODE, INTERRUPTED_MESSAGE, REF_CHANGES_PER_INSERT,
+    parse_visibility, Job, NewRepo, Repo, RepoUpdate, SecretKey, Store, StoreError, SyncResult,
+    SyncRun, INTERRUPTED_CODE, INTERRUPTED_MESSAGE, REF_CHANGES_PER_INSERT,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
@@ -26,7 +26,8 @@ const CLAIM_RETRIES: usize = 3;
 
 const REPO_COLUMNS: &str = "id, owner, name, mode, visibility, description, upstream_url, credentials, state, \
      progress_phase, progress_percent, sync_interval_secs, last_sync_at, last_success_at, next_sync_at, \
-     last_error_code, last_error_message, consecutive_failures, branches, tags, head_ref, created_at";
+     last_error_code, last_error_message, consecutive_failures, branches, tags, head_ref, created_at, \
+     paused_reason";
 
 pub(crate) struct PgStore {
     pool: PgPool,
@@ -79,6 +80,7 @@ impl PgStore {
             branches: row.try_get("branches")?,
             tags: row.try_get("tags")?,
             head_ref: row.try_get("head_ref")?,
+            paused_reason: row.try_get("paused_reason")?,
             created_at: row.try_get("created_at")?,
         })
     }
@@ -383,7 +385,10 @@ impl Store for PgStore {
     ) -> Result<i64, StoreError> {
         let mut tx = self.pool.begin().await?;
         let id: i64 =
-            sqlx::query_scalar("INSERT INTO sync_runs (repo_id, trigger, started_at, outcome) VALUES ($1, $2, $3, $4) RETURNING id")
+            sqlx::query_scalar(
+                "INSERT INTO sync_runs (repo_id, trigger, started_at, outcome, concurrent_at_start) \
+                 VALUES ($1, $2, $3, $4, (SELECT count(*) FROM sync_runs WHERE repo_id = $1 AND outcome = $4)) RETURNING id",
+            )
                 .bind(repo_id)
                 .bind(trigger.as_str())
                 .bind(now)
@@ -468,7 +473,8 @@ impl Store for PgStore {
                 "UPDATE repos SET last_error_code = $1, last_error_message = $2, \
                  consecutive_failures = consecutive_failures + 1, \
                  state = CASE WHEN state = $3 THEN $4 ELSE state END, \
-                 progress_phase = NULL, progress_percent = NULL, next_sync_at = $5 \
+                 progress_phase = NULL, progress_percent = NULL, next_sync_at = $5, \
+                 paused_reason = COALESCE($7, paused_reason) \
                  WHERE id = $6",
             )
             .bind(&result.error_code)
@@ -477,13 +483,18 @@ impl Store for PgStore {
             .bind(RepoState::Failed.as_str())
             .bind(result.next_sync_at)
             .bind(repo_id)
+            .bind(
+                result
+                    .pause
+                    .then(|| result.error_message.clone().unwrap_or_default()),
+            )
             .execute(&mut *tx)
             .await?
         } else {
             sqlx::query(
                 "UPDATE repos SET state = $1, last_success_at = $2, branches = $3, tags = $4, head_ref = $5, \
                  last_error_code = NULL, last_error_message = NULL, consecutive_failures = 0, \
-                 progress_phase = NULL, progress_percent = NULL, next_sync_at = $6 \
+                 progress_phase = NULL, progress_percent = NULL, next_sync_at = $6, paused_reason = NULL \
                  WHERE id = $7",
             )
             .bind(RepoState::Ready.as_str())
@@ -600,5 +611,41 @@ impl Store for PgStore {
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+
+    async fn resume_repo(&self, id: i64, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE repos SET paused_reason = NULL, next_sync_at = CASE WHEN paused_reason IS NULL THEN next_sync_at ELSE $1 END \
+             WHERE id = $2",
+        )
+        .bind(now)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn update_repo(&self, id: i64, update: &RepoUpdate) -> Result<Option<Repo>, StoreError> {
+        let sealed = match &update.credentials {
+            Some(Some(c)) => Some(self.key.seal_credentials(c)?),
+            _ => None,
+        };
+        let sql = format!(
+            "UPDATE repos SET credentials = CASE WHEN $1 THEN $2 ELSE credentials END, \
+             sync_interval_secs = COALESCE($3, sync_interval_secs), next_sync_at = COALESCE($4, next_sync_at), \
+             description = COALESCE($5, description), visibility = COALESCE($6, visibility), \
+             paused_reason = NULL WHERE id = $7 RETURNING {REPO_COLUMNS}"
+        );
+        let row = sqlx::query(&sql)
+            .bind(update.credentials.is_some())
+            .bind(sealed)
+            .bind(update.sync_interval_secs)
+            .bind(update.next_sync_at)
+            .bind(update.description.as_deref())
+            .bind(update.visibility.map(|v| v.as_str()))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| self.repo_from_row(&r)).transpose()
     }
 }

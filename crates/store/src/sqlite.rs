@@ -17,8 +17,8 @@ use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 
 use crate::{
     check_final, lease_end, parse_kind, parse_mode, parse_outcome, parse_state, parse_trigger,
-    parse_visibility, Job, NewRepo, Repo, SecretKey, Store, StoreError, SyncResult, SyncRun,
-    INTERRUPTED_CODE, INTERRUPTED_MESSAGE, REF_CHANGES_PER_INSERT,
+    parse_visibility, Job, NewRepo, Repo, RepoUpdate, SecretKey, Store, StoreError, SyncResult,
+    SyncRun, INTERRUPTED_CODE, INTERRUPTED_MESSAGE, REF_CHANGES_PER_INSERT,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
@@ -27,7 +27,8 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 const REPO_COLUMNS: &str = "id, owner, name, mode, visibility, description, upstream_url, credentials, state, \
      progress_phase, progress_percent, sync_interval_secs, last_sync_at, last_success_at, next_sync_at, \
-     last_error_code, last_error_message, consecutive_failures, branches, tags, head_ref, created_at";
+     last_error_code, last_error_message, consecutive_failures, branches, tags, head_ref, created_at, \
+     paused_reason";
 
 /// Claims one job; a single statement, so the candidate and the claim are one write.
 /// Binds: worker, lease end, now.
@@ -123,6 +124,7 @@ impl SqliteStore {
             branches: row.try_get("branches")?,
             tags: row.try_get("tags")?,
             head_ref: row.try_get("head_ref")?,
+            paused_reason: row.try_get("paused_reason")?,
             created_at: from_ms(row.try_get("created_at")?)?,
         })
     }
@@ -370,7 +372,10 @@ impl Store for SqliteStore {
         now: DateTime<Utc>,
     ) -> Result<i64, StoreError> {
         let mut tx = self.begin_write().await?;
-        let id: i64 = sqlx::query_scalar("INSERT INTO sync_runs (repo_id, trigger, started_at, outcome) VALUES (?, ?, ?, ?) RETURNING id")
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO sync_runs (repo_id, trigger, started_at, outcome, concurrent_at_start) \
+             VALUES (?1, ?2, ?3, ?4, (SELECT count(*) FROM sync_runs WHERE repo_id = ?1 AND outcome = ?4)) RETURNING id",
+        )
             .bind(repo_id)
             .bind(trigger.as_str())
             .bind(ms(now))
@@ -454,7 +459,8 @@ impl Store for SqliteStore {
                 "UPDATE repos SET last_error_code = ?, last_error_message = ?, \
                  consecutive_failures = consecutive_failures + 1, \
                  state = CASE WHEN state = ? THEN ? ELSE state END, \
-                 progress_phase = NULL, progress_percent = NULL, next_sync_at = ? \
+                 progress_phase = NULL, progress_percent = NULL, next_sync_at = ?, \
+                 paused_reason = COALESCE(?, paused_reason) \
                  WHERE id = ?",
             )
             .bind(&result.error_code)
@@ -462,6 +468,11 @@ impl Store for SqliteStore {
             .bind(RepoState::Cloning.as_str())
             .bind(RepoState::Failed.as_str())
             .bind(result.next_sync_at.map(ms))
+            .bind(
+                result
+                    .pause
+                    .then(|| result.error_message.clone().unwrap_or_default()),
+            )
             .bind(repo_id)
             .execute(&mut *tx)
             .await?
@@ -469,7 +480,7 @@ impl Store for SqliteStore {
             sqlx::query(
                 "UPDATE repos SET state = ?, last_success_at = ?, branches = ?, tags = ?, head_ref = ?, \
                  last_error_code = NULL, last_error_message = NULL, consecutive_failures = 0, \
-                 progress_phase = NULL, progress_percent = NULL, next_sync_at = ? \
+                 progress_phase = NULL, progress_percent = NULL, next_sync_at = ?, paused_reason = NULL \
                  WHERE id = ?",
             )
             .bind(RepoState::Ready.as_str())
@@ -582,6 +593,42 @@ impl Store for SqliteStore {
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+
+    async fn resume_repo(&self, id: i64, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE repos SET paused_reason = NULL, next_sync_at = CASE WHEN paused_reason IS NULL THEN next_sync_at ELSE ?1 END \
+             WHERE id = ?2",
+        )
+        .bind(ms(now))
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn update_repo(&self, id: i64, update: &RepoUpdate) -> Result<Option<Repo>, StoreError> {
+        let sealed = match &update.credentials {
+            Some(Some(c)) => Some(self.key.seal_credentials(c)?),
+            _ => None,
+        };
+        let sql = format!(
+            "UPDATE repos SET credentials = CASE WHEN ?1 THEN ?2 ELSE credentials END, \
+             sync_interval_secs = COALESCE(?3, sync_interval_secs), next_sync_at = COALESCE(?4, next_sync_at), \
+             description = COALESCE(?5, description), visibility = COALESCE(?6, visibility), \
+             paused_reason = NULL WHERE id = ?7 RETURNING {REPO_COLUMNS}"
+        );
+        let row = sqlx::query(&sql)
+            .bind(update.credentials.is_some())
+            .bind(sealed)
+            .bind(update.sync_interval_secs)
+            .bind(update.next_sync_at.map(ms))
+            .bind(update.description.as_deref())
+            .bind(update.visibility.map(|v| v.as_str()))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| self.repo_from_row(&r)).transpose()
     }
 }
 

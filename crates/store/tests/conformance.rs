@@ -66,6 +66,7 @@ fn success(at: DateTime<Utc>, changes: Vec<RefChange>) -> SyncResult {
         tags: 2,
         head_ref: Some("refs/heads/main".into()),
         next_sync_at: Some(at + secs(86_400)),
+        pause: false,
     }
 }
 
@@ -80,6 +81,7 @@ fn failure(at: DateTime<Utc>, code: &str) -> SyncResult {
         tags: 99,
         head_ref: Some("refs/heads/ignored".into()),
         next_sync_at: Some(at + secs(300)),
+        pause: false,
     }
 }
 
@@ -1331,7 +1333,122 @@ async fn settings_put_get_and_put_if_absent(db: TestDb) {
     assert_eq!(winners, 1);
 }
 
+// ---- pausing, settings, the concurrency record ---------------------------------------------
+
+async fn a_paused_mirror_is_not_scheduled_until_resumed(db: TestDb) {
+    let s = db.store.as_ref();
+    let id = mirror(s, "team", "gone").await;
+    let run = s.start_run(id, Trigger::Schedule, t0()).await.unwrap();
+    let mut result = failure(t0(), "upstream_not_found");
+    result.pause = true;
+    result.next_sync_at = None;
+    s.finish_run(run, id, &result).await.unwrap();
+    let repo = s.get_repo_by_id(id).await.unwrap().unwrap();
+    assert_eq!(
+        repo.paused_reason.as_deref(),
+        Some("upstream_not_found happened")
+    );
+    assert_eq!(repo.next_sync_at, None);
+    assert_eq!(
+        s.enqueue_due(t0() + secs(10 * 86_400), 100).await.unwrap(),
+        0
+    );
+
+    // A later failure without `pause` keeps the reason; resuming makes it due at once.
+    assert!(s.resume_repo(id, t0() + secs(60)).await.unwrap());
+    let repo = s.get_repo_by_id(id).await.unwrap().unwrap();
+    assert_eq!(
+        (repo.paused_reason, repo.next_sync_at),
+        (None, Some(t0() + secs(60)))
+    );
+    assert_eq!(s.enqueue_due(t0() + secs(61), 100).await.unwrap(), 1);
+    assert!(!s.resume_repo(id + 1000, t0()).await.unwrap());
+
+    // A success clears a pause too.
+    let run = s.start_run(id, Trigger::Manual, t0()).await.unwrap();
+    let mut result = failure(t0(), "upstream_auth_failed");
+    result.pause = true;
+    s.finish_run(run, id, &result).await.unwrap();
+    let run = s.start_run(id, Trigger::Manual, t0()).await.unwrap();
+    s.finish_run(run, id, &success(t0(), vec![])).await.unwrap();
+    assert_eq!(
+        s.get_repo_by_id(id).await.unwrap().unwrap().paused_reason,
+        None
+    );
+}
+
+async fn update_repo_changes_settings_and_resumes(db: TestDb) {
+    let s = db.store.as_ref();
+    let id = mirror(s, "team", "settings").await;
+    let run = s.start_run(id, Trigger::Schedule, t0()).await.unwrap();
+    let mut result = failure(t0(), "upstream_auth_failed");
+    result.pause = true;
+    s.finish_run(run, id, &result).await.unwrap();
+
+    let creds = Credentials::new(Some("bob"), "new-token").unwrap();
+    let update = mirrorhub_store::RepoUpdate {
+        credentials: Some(Some(creds)),
+        sync_interval_secs: Some(3600),
+        next_sync_at: Some(t0() + secs(3600)),
+        description: Some("changed".into()),
+        visibility: Some(Visibility::Private),
+    };
+    let repo = s.update_repo(id, &update).await.unwrap().unwrap();
+    assert_eq!(repo.paused_reason, None);
+    assert_eq!(repo.sync_interval_secs, 3600);
+    assert_eq!(repo.next_sync_at, Some(t0() + secs(3600)));
+    assert_eq!(
+        (repo.description.as_str(), repo.visibility),
+        ("changed", Visibility::Private)
+    );
+    let c = repo.credentials.unwrap();
+    assert_eq!(
+        (c.username.as_str(), c.expose_secret()),
+        ("bob", "new-token")
+    );
+
+    // Untouched fields stay; `Some(None)` removes credentials.
+    let repo = s
+        .update_repo(
+            id,
+            &mirrorhub_store::RepoUpdate {
+                credentials: Some(None),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(repo.credentials.is_none());
+    assert_eq!(repo.sync_interval_secs, 3600);
+    assert_eq!(repo.description, "changed");
+    assert!(s
+        .update_repo(id + 1000, &Default::default())
+        .await
+        .unwrap()
+        .is_none());
+}
+
+async fn each_run_records_how_many_others_were_running(db: TestDb) {
+    let s = db.store.as_ref();
+    let id = mirror(s, "team", "overlap").await;
+    let first = s.start_run(id, Trigger::Manual, t0()).await.unwrap();
+    let second = s.start_run(id, Trigger::Manual, t0()).await.unwrap();
+    s.finish_run(first, id, &success(t0(), vec![]))
+        .await
+        .unwrap();
+    s.finish_run(second, id, &success(t0(), vec![]))
+        .await
+        .unwrap();
+    let third = s.start_run(id, Trigger::Manual, t0()).await.unwrap();
+    let counts = db.concurrent_at_start(&[first, second, third]).await;
+    assert_eq!(counts, vec![0, 1, 0]);
+}
+
 conformance!(
+    a_paused_mirror_is_not_scheduled_until_resumed,
+    update_repo_changes_settings_and_resumes,
+    each_run_records_how_many_others_were_running,
     create_get_list_and_delete,
     a_taken_name_is_a_conflict_in_any_case,
     credentials_round_trip_and_are_encrypted_at_rest,

@@ -96,6 +96,20 @@ impl TestDb {
         .unwrap_or_else(|e| panic!("{sql}: {e}"))
     }
 
+    /// The `concurrent_at_start` record of each run, in the order given.
+    pub async fn concurrent_at_start(&self, runs: &[i64]) -> Vec<i64> {
+        let mut out = Vec::new();
+        for run in runs {
+            out.push(
+                self.scalar(&format!(
+                    "SELECT CAST(concurrent_at_start AS BIGINT) FROM sync_runs WHERE id = {run}"
+                ))
+                .await,
+            );
+        }
+        out
+    }
+
     pub async fn exec(&self, sql: &str) {
         match &self.raw {
             Raw::Sqlite(p) => sqlx::query(sql).execute(p).await.map(drop),
