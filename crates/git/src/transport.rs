@@ -375,6 +375,46 @@ impl GitCli {
         classify_stderr(&stderr, self.low_speed_time)
     }
 
+    /// `git ls-remote --symref`, unfiltered: ls-remote cannot ask for HEAD and a ref prefix at
+    /// once, and HEAD's symref is needed to follow the default branch.
+    async fn ls_remote(&self, remote: &Remote<'_>, trace: bool) -> Result<RemoteRefs, GitError> {
+        let mut prepared = self.prepare(remote, &[]).await?;
+        let args = vec![
+            "ls-remote".into(),
+            "--symref".into(),
+            "--".into(),
+            prepared.url.clone().into(),
+        ];
+        let deadline = remote.deadline.min(Instant::now() + self.probe_timeout);
+        let trace_file = trace.then(|| {
+            self.private
+                .join("trace")
+                .join(format!("{}.json", random_hex(8)))
+        });
+        if let Some(file) = &trace_file {
+            prepared
+                .env
+                .push(("GIT_TRACE2_EVENT".into(), file.clone().into()));
+        }
+        let how = RunHow {
+            git_dir: None,
+            deadline,
+            capture_stdout: true,
+            progress: None,
+            cancel: None,
+        };
+        let result = self.run_remote(remote, &prepared, args, how).await;
+        let mut negotiated = false;
+        if let Some(file) = &trace_file {
+            let text = tokio::fs::read_to_string(file).await.unwrap_or_default();
+            negotiated = text.contains(r#""key":"negotiated-version""#);
+            let _ = tokio::fs::remove_file(file).await;
+        }
+        let mut listed = parse_listing(&result?.stdout)?;
+        listed.smart = !listed.refs.is_empty() || negotiated;
+        Ok(listed)
+    }
+
     /// Deletes refs of a local repository in one transaction, each only if it still has the
     /// given value.
     pub(crate) async fn delete_refs(
@@ -473,46 +513,14 @@ pub(crate) fn parse_listing(stdout: &[u8]) -> Result<RemoteRefs, GitError> {
 #[async_trait]
 impl Transport for GitCli {
     async fn list(&self, remote: &Remote<'_>) -> Result<RemoteRefs, GitError> {
-        let prepared = self.prepare(remote, &[]).await?;
-        // The unfiltered listing: ls-remote cannot ask for HEAD and a ref prefix at once, and
-        // HEAD's symref is needed to follow the default branch.
-        let args = vec![
-            "ls-remote".into(),
-            "--symref".into(),
-            "--".into(),
-            prepared.url.clone().into(),
-        ];
-        let deadline = remote.deadline.min(Instant::now() + self.probe_timeout);
-        // trace2's documented event stream says whether a protocol version was negotiated,
-        // which only the smart protocol does.
-        let trace = self
-            .private
-            .join("trace")
-            .join(format!("{}.json", random_hex(8)));
-        let mut prepared = prepared;
-        prepared
-            .env
-            .push(("GIT_TRACE2_EVENT".into(), trace.clone().into()));
-        let result = self
-            .run_remote(
-                remote,
-                &prepared,
-                args,
-                RunHow {
-                    git_dir: None,
-                    deadline,
-                    capture_stdout: true,
-                    progress: None,
-                    cancel: None,
-                },
-            )
-            .await;
-        let trace_text = tokio::fs::read_to_string(&trace).await.unwrap_or_default();
-        let _ = tokio::fs::remove_file(&trace).await;
-        let mut listed = parse_listing(&result?.stdout)?;
-        listed.smart =
-            !listed.refs.is_empty() || trace_text.contains(r#""key":"negotiated-version""#);
-        Ok(listed)
+        let listed = self.ls_remote(remote, false).await?;
+        if !listed.refs.is_empty() {
+            return Ok(listed);
+        }
+        // Nothing listed: an empty repository, or a web page git took for an empty "dumb"
+        // one. Ask again, with trace2's documented event stream, which records whether a
+        // protocol version was negotiated (only the smart protocol does).
+        self.ls_remote(remote, true).await
     }
 
     async fn clone_bare(
