@@ -63,6 +63,16 @@ pub struct ServeArgs {
     /// How often the scheduler looks for due mirrors, and idle workers for queued work.
     #[arg(long, env = "MIRRORHUB_POLL_INTERVAL", default_value = "5s", value_parser = parse_duration)]
     pub poll_interval: Duration,
+    /// Syncs of one upstream host running at once in this process.
+    #[arg(long, env = "MIRRORHUB_PER_HOST_SYNCS", default_value_t = 2)]
+    pub per_host_syncs: usize,
+    /// Consecutive permanent failures (authentication, not found, URL refused) after which a
+    /// mirror is paused until someone syncs it by hand or changes its settings.
+    #[arg(long, env = "MIRRORHUB_PAUSE_AFTER", default_value_t = 5)]
+    pub pause_after: u32,
+    /// A mirror is reported stale when its last success is older than its interval plus this.
+    #[arg(long, env = "MIRRORHUB_STALE_GRACE", default_value = "6h", value_parser = parse_duration)]
+    pub stale_grace: Duration,
     /// Largest API request body, in bytes.
     #[arg(long, env = "MIRRORHUB_MAX_BODY_BYTES", default_value_t = 1 << 20)]
     pub max_body_bytes: usize,

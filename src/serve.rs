@@ -51,6 +51,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<std::process::ExitCode> {
             lease: args.sync_lease,
             poll_interval: args.poll_interval,
             schedule_tick: args.poll_interval,
+            per_host_syncs: args.per_host_syncs,
+            pause_after: args.pause_after,
+            stale_grace: args.stale_grace,
         },
     ));
     hub.recover()
@@ -78,7 +81,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<std::process::ExitCode> {
     let shutdown = CancellationToken::new();
     let mut workers = mirrorhub_hub::worker::spawn(hub.clone(), shutdown.clone());
     let app = mirrorhub_server::app(
-        hub,
+        hub.clone(),
         ServerConfig {
             public_url,
             admin,
@@ -105,7 +108,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<std::process::ExitCode> {
     {
         tracing::warn!("running syncs did not finish in time; they are stopped and will run again after the restart");
         workers.abort_all();
+        while workers.join_next().await.is_some() {}
     }
+    hub.release_held_jobs().await;
     Ok(std::process::ExitCode::SUCCESS)
 }
 

@@ -52,6 +52,22 @@ impl TestDb {
             }
         }
     }
+
+    /// The `DATABASE_URL` the hubs get: `None` on SQLite (each hub's default file in its data
+    /// directory).
+    pub fn url(&self) -> Option<&str> {
+        self.url.as_deref()
+    }
+
+    /// Runs one SQL statement on this test's PostgreSQL database with `psql`; returns its rows,
+    /// one line each, columns separated by `|`. Panics on SQLite and on any error.
+    pub fn query(&self, sql: &str) -> String {
+        let url = self
+            .url
+            .as_deref()
+            .expect("TestDb::query needs a PostgreSQL database");
+        psql_rows(url, sql)
+    }
 }
 
 impl Drop for TestDb {
@@ -81,6 +97,22 @@ fn psql(url: &str, sql: &str) {
         "psql {sql}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Runs one SQL statement with `psql` and returns its rows (unaligned, tuples only: one line
+/// per row, columns separated by `|`). Panics when psql fails.
+pub fn psql_rows(url: &str, sql: &str) -> String {
+    let out = Command::new("psql")
+        .arg(url)
+        .args(["-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", "-c", sql])
+        .output()
+        .expect("run psql");
+    assert!(
+        out.status.success(),
+        "psql {sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("psql printed non-UTF-8 output")
 }
 
 fn uuid_like() -> String {
@@ -115,22 +147,44 @@ impl Hub {
             .unwrap();
         let data_dir = dir.path().join("data");
         let log = dir.path().join("hub.log");
-        let extra_env = extra_env
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        let mut hub = Hub {
+        let mut hub = Hub::new(db, data_dir, log, extra_env);
+        hub._dir = Some(dir);
+        hub.spawn();
+        hub
+    }
+
+    /// Starts a hub on a data directory that outlives it and that other hubs may share (replicas
+    /// of one deployment: one database, one repository volume). Its log goes to `log`.
+    pub async fn start_shared(
+        db: &TestDb,
+        data_dir: &Path,
+        log: &Path,
+        extra_env: &[(&str, &str)],
+    ) -> Hub {
+        let mut hub = Hub::new(db, data_dir.to_owned(), log.to_owned(), extra_env);
+        hub.spawn();
+        hub
+    }
+
+    fn new(db: &TestDb, data_dir: PathBuf, log: PathBuf, extra_env: &[(&str, &str)]) -> Hub {
+        Hub {
             child: None,
             base: String::new(),
             data_dir,
-            _dir: Some(dir),
+            _dir: None,
             log,
             db_url: db.url.clone(),
-            extra_env,
+            extra_env: extra_env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             http: reqwest::Client::new(),
-        };
-        hub.spawn();
-        hub
+        }
+    }
+
+    /// The process id while the hub runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// (Re)starts the process on the same data directory and database.
@@ -211,22 +265,9 @@ impl Hub {
         body: Option<Value>,
         token: Option<&str>,
     ) -> (u16, Value) {
-        let mut req = self.http.request(method, format!("{}{path}", self.base));
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
-        }
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let resp = req.send().await.expect("request to the hub");
-        let status = resp.status().as_u16();
-        let text = resp.text().await.unwrap();
-        let json = if text.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text}"))
-        };
-        (status, json)
+        call_base(&self.http, &self.base, method, path, body, token)
+            .await
+            .expect("request to the hub")
     }
 
     pub async fn get(&self, path: &str) -> (u16, Value) {
@@ -276,6 +317,80 @@ impl Drop for Hub {
     fn drop(&mut self) {
         self.kill9();
     }
+}
+
+/// One API call to the hub at `base` (`http://127.0.0.1:PORT`) with `client`. An error when the
+/// hub cannot be reached (or dies while answering): clients of a hub that may be killed retry
+/// elsewhere.
+pub async fn call_base(
+    client: &reqwest::Client,
+    base: &str,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+    token: Option<&str>,
+) -> Result<(u16, Value), reqwest::Error> {
+    let mut req = client.request(method, format!("{base}{path}"));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let resp = req.send().await?;
+    let status = resp.status().as_u16();
+    let text = resp.text().await?;
+    let json = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text}"))
+    };
+    Ok((status, json))
+}
+
+/// Processes (other than this test's) whose working directory is under `dir`, as `(pid, parent
+/// pid, command line)`: git processes a hub started in its repositories, still running.
+pub fn processes_under(dir: &Path) -> Vec<(u32, u32, String)> {
+    let Ok(dir) = dir.canonicalize() else {
+        return Vec::new();
+    };
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return found;
+    };
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(cwd) = std::fs::read_link(entry.path().join("cwd")) else {
+            continue;
+        };
+        if !cwd.starts_with(&dir) {
+            continue;
+        }
+        let cmdline = std::fs::read(entry.path().join("cmdline"))
+            .map(|b| {
+                b.split(|&c| c == 0)
+                    .map(|a| String::from_utf8_lossy(a).into_owned())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .unwrap_or_default();
+        let ppid = std::fs::read_to_string(entry.path().join("stat"))
+            .ok()
+            .and_then(|stat| {
+                // `pid (comm) state ppid ...`: comm may hold spaces and parentheses.
+                let after = stat.rsplit_once(") ")?.1.to_owned();
+                after.split_whitespace().nth(1)?.parse().ok()
+            })
+            .unwrap_or(0);
+        found.push((pid, ppid, cmdline.trim().to_owned()));
+    }
+    found
 }
 
 /// `git for-each-ref` over branches and tags, the definition of "exactly equal".

@@ -12,13 +12,25 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use mirrorhub_core::schedule::{self, FailureClass};
-use mirrorhub_core::{ErrorCode, Mode, RepoState, SyncInterval, Trigger};
+use mirrorhub_core::{Credentials, ErrorCode, Mode, RepoState, SyncInterval, Trigger, UpstreamUrl};
 use mirrorhub_git::GitEngine;
-use mirrorhub_store::{Repo, Store, SyncRun};
+use mirrorhub_store::{Repo, RepoUpdate, Store, SyncRun};
 use tokio::sync::Notify;
 
 pub use error::HubError;
-pub use request::{CreateRepo, ValidCreateRepo};
+pub use request::{CreateRepo, UpdateRepo, ValidCreateRepo};
+
+/// Counts of repositories, for metrics.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct HubStats {
+    pub repos: u64,
+    pub mirrors: u64,
+    pub migrated: u64,
+    pub cloning: u64,
+    pub failed: u64,
+    pub paused: u64,
+    pub stale: u64,
+}
 
 /// Settings of the application layer, read once by the binary.
 #[derive(Debug, Clone)]
@@ -36,6 +48,14 @@ pub struct HubConfig {
     pub poll_interval: Duration,
     /// How often the scheduler looks for due mirrors.
     pub schedule_tick: Duration,
+    /// Syncs of one upstream host (host:port) running at once in this process, so one forge
+    /// is not hammered.
+    pub per_host_syncs: usize,
+    /// After this many consecutive permanent failures (authentication, not found, URL
+    /// refused) a mirror is paused until someone syncs it by hand or changes its settings.
+    pub pause_after: u32,
+    /// A mirror whose last success is older than its interval plus this is reported stale.
+    pub stale_grace: Duration,
 }
 
 /// The hub's services. Cheap to share behind an `Arc`.
@@ -45,6 +65,10 @@ pub struct Hub {
     config: HubConfig,
     /// Wakes an idle worker when this process enqueues work.
     wake: Notify,
+    /// Jobs this process holds (job id -> worker id), released on shutdown.
+    held: std::sync::Mutex<std::collections::HashMap<i64, String>>,
+    /// One semaphore per upstream host:port, created on first use.
+    host_slots: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Semaphore>>>,
 }
 
 impl Hub {
@@ -54,6 +78,8 @@ impl Hub {
             engine,
             config,
             wake: Notify::new(),
+            host_slots: Default::default(),
+            held: Default::default(),
         }
     }
 
@@ -135,11 +161,139 @@ impl Hub {
                 "{owner}/{name} was migrated: the hub's copy is the primary and is never synced from its old upstream"
             )));
         }
+        if repo.paused_reason.is_some() && trigger != Trigger::Schedule {
+            // A person asked: take the mirror back into the schedule.
+            self.store.resume_repo(repo.id, Utc::now()).await?;
+        }
         self.store
             .enqueue_sync(repo.id, trigger, Utc::now())
             .await?;
         self.wake.notify_one();
         Ok(repo)
+    }
+
+    /// Changes a repository's settings. New credentials are checked against the upstream
+    /// before they are stored. Any change takes a paused mirror back into the schedule.
+    pub async fn update_repo(
+        &self,
+        owner: &str,
+        name: &str,
+        change: UpdateRepo,
+    ) -> Result<Repo, HubError> {
+        let repo = self.get_repo(owner, name).await?;
+        let mut update = RepoUpdate::default();
+        if change.remove_credentials {
+            update.credentials = Some(None);
+        } else if let Some(token) = change.token.filter(|t| !t.is_empty()) {
+            let creds = Credentials::new(change.username.as_deref().filter(|u| !u.trim().is_empty()), &token).map_err(|_| {
+                HubError::invalid(ErrorCode::InvalidRequest, "token", "the username or token contains a control character or the username contains ':'; paste them again without line breaks")
+            })?;
+            if repo.mode == Mode::Mirror || repo.state != RepoState::Ready {
+                let (url, _) = UpstreamUrl::parse(&repo.upstream_url)
+                    .map_err(|e| HubError::invalid(ErrorCode::InvalidUrl, "url", e.to_string()))?;
+                self.engine.probe(&url, Some(&creds)).await?;
+            }
+            update.credentials = Some(Some(creds));
+        }
+        if let Some(text) = change
+            .sync_interval
+            .as_deref()
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+        {
+            let interval = request::parse_interval(text, self.config.min_sync_interval)?;
+            update.sync_interval_secs = Some(interval.as_secs() as i64);
+            if repo.mode == Mode::Mirror {
+                let from = repo.last_success_at.unwrap_or_else(Utc::now);
+                let next = from
+                    + chrono::Duration::from_std(interval.as_duration())
+                        .unwrap_or(chrono::Duration::days(1));
+                update.next_sync_at = Some(next.max(Utc::now()));
+            }
+        }
+        if let Some(d) = change.description {
+            update.description = Some(request::check_description(d)?);
+        }
+        if let Some(v) = change.visibility {
+            update.visibility = Some(request::parse_visibility(&v)?);
+        }
+        let updated = self
+            .store
+            .update_repo(repo.id, &update)
+            .await?
+            .ok_or_else(|| HubError::NotFound(format!("{owner}/{name}")))?;
+        tracing::info!(repo_id = repo.id, "repository settings changed");
+        Ok(updated)
+    }
+
+    /// Whether a mirror has gone longer than its interval plus the grace period without a
+    /// successful sync. Migrated repositories are never stale.
+    pub fn is_stale(&self, repo: &Repo, now: DateTime<Utc>) -> bool {
+        if repo.mode != Mode::Mirror {
+            return false;
+        }
+        let since = repo.last_success_at.unwrap_or(repo.created_at);
+        let elapsed = (now - since).to_std().unwrap_or_default();
+        schedule::is_stale(
+            elapsed,
+            Duration::from_secs(repo.sync_interval_secs.max(1) as u64),
+            self.config.stale_grace,
+        )
+    }
+
+    /// Counts for the metrics endpoint.
+    pub async fn stats(&self) -> Result<HubStats, HubError> {
+        let now = Utc::now();
+        let mut stats = HubStats::default();
+        for repo in self.store.list_repos().await? {
+            stats.repos += 1;
+            match repo.mode {
+                Mode::Mirror => stats.mirrors += 1,
+                Mode::Migrate => stats.migrated += 1,
+            }
+            match repo.state {
+                RepoState::Cloning => stats.cloning += 1,
+                RepoState::Ready => {}
+                RepoState::Failed => stats.failed += 1,
+            }
+            if repo.paused_reason.is_some() {
+                stats.paused += 1;
+            }
+            if self.is_stale(&repo, now) {
+                stats.stale += 1;
+            }
+        }
+        Ok(stats)
+    }
+
+    /// Gives back the jobs this process still holds (after running syncs were stopped at
+    /// shutdown), so another replica or the next start takes them at once instead of
+    /// waiting for their leases to run out.
+    pub async fn release_held_jobs(&self) {
+        let held: Vec<(i64, String)> = self
+            .held
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain()
+            .collect();
+        for (job, worker) in held {
+            if let Err(e) = self.store.release_job(job, &worker, Utc::now()).await {
+                tracing::warn!(job_id = job, error = %e, "could not release a job at shutdown; its lease will expire");
+            }
+        }
+    }
+
+    /// The slot a sync of `host` must hold while it transfers.
+    pub(crate) fn host_slot(&self, host: &str) -> Arc<tokio::sync::Semaphore> {
+        let mut slots = self.host_slots.lock().unwrap_or_else(|e| e.into_inner());
+        slots
+            .entry(host.to_owned())
+            .or_insert_with(|| {
+                Arc::new(tokio::sync::Semaphore::new(
+                    self.config.per_host_syncs.max(1),
+                ))
+            })
+            .clone()
     }
 
     pub async fn list_runs(

@@ -25,6 +25,19 @@ pub struct CreateRepo {
     pub sync_interval: Option<String>,
 }
 
+/// A change of settings, as it arrives from an edge. `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct UpdateRepo {
+    pub username: Option<String>,
+    /// New token or password for the upstream (checked against it before it is stored).
+    pub token: Option<String>,
+    /// Forget the stored credentials.
+    pub remove_credentials: bool,
+    pub sync_interval: Option<String>,
+    pub description: Option<String>,
+    pub visibility: Option<String>,
+}
+
 /// A request that passed every check that needs no network.
 #[derive(Debug)]
 pub struct ValidCreateRepo {
@@ -91,44 +104,12 @@ impl CreateRepo {
         };
         let visibility = match self.visibility.as_deref().map(str::trim) {
             None | Some("") => Visibility::Private,
-            Some(v) => Visibility::parse(&v.to_ascii_lowercase()).ok_or_else(|| {
-                HubError::invalid(
-                    ErrorCode::InvalidRequest,
-                    "visibility",
-                    format!("visibility {v:?} is not known: use \"public\" or \"private\""),
-                )
-            })?,
+            Some(v) => parse_visibility(v)?,
         };
-        let description = self.description.unwrap_or_default().trim().to_owned();
-        if description.chars().count() > MAX_DESCRIPTION {
-            return Err(HubError::invalid(
-                ErrorCode::InvalidRequest,
-                "description",
-                format!("the description is longer than {MAX_DESCRIPTION} characters"),
-            ));
-        }
-        if description.chars().any(|c| c.is_control() && c != '\n') {
-            return Err(HubError::invalid(
-                ErrorCode::InvalidRequest,
-                "description",
-                "the description contains control characters",
-            ));
-        }
+        let description = check_description(self.description.unwrap_or_default())?;
         let sync_interval = match self.sync_interval.as_deref().map(str::trim) {
             None | Some("") => default_interval,
-            Some(text) => {
-                let interval = SyncInterval::parse(text).map_err(|e| {
-                    HubError::invalid(ErrorCode::InvalidRequest, "sync_interval", e.to_string())
-                })?;
-                if interval < min_interval {
-                    return Err(HubError::invalid(
-                        ErrorCode::InvalidRequest,
-                        "sync_interval",
-                        format!("the sync interval must be at least {min_interval} (the operator's MIRRORHUB_MIN_SYNC_INTERVAL)"),
-                    ));
-                }
-                interval
-            }
+            Some(text) => parse_interval(text, min_interval)?,
         };
         Ok(ValidCreateRepo {
             url,
@@ -156,6 +137,52 @@ impl ValidCreateRepo {
             sync_interval_secs: self.sync_interval.as_secs() as i64,
         }
     }
+}
+
+pub(crate) fn parse_visibility(v: &str) -> Result<Visibility, HubError> {
+    Visibility::parse(&v.trim().to_ascii_lowercase()).ok_or_else(|| {
+        HubError::invalid(
+            ErrorCode::InvalidRequest,
+            "visibility",
+            format!("visibility {v:?} is not known: use \"public\" or \"private\""),
+        )
+    })
+}
+
+pub(crate) fn check_description(description: String) -> Result<String, HubError> {
+    let description = description.trim().to_owned();
+    if description.chars().count() > MAX_DESCRIPTION {
+        return Err(HubError::invalid(
+            ErrorCode::InvalidRequest,
+            "description",
+            format!("the description is longer than {MAX_DESCRIPTION} characters"),
+        ));
+    }
+    if description.chars().any(|c| c.is_control() && c != '\n') {
+        return Err(HubError::invalid(
+            ErrorCode::InvalidRequest,
+            "description",
+            "the description contains control characters",
+        ));
+    }
+    Ok(description)
+}
+
+pub(crate) fn parse_interval(
+    text: &str,
+    min_interval: SyncInterval,
+) -> Result<SyncInterval, HubError> {
+    let interval = SyncInterval::parse(text).map_err(|e| {
+        HubError::invalid(ErrorCode::InvalidRequest, "sync_interval", e.to_string())
+    })?;
+    if interval < min_interval {
+        return Err(HubError::invalid(
+            ErrorCode::InvalidRequest,
+            "sync_interval",
+            format!("the sync interval must be at least {min_interval} (the operator's MIRRORHUB_MIN_SYNC_INTERVAL)"),
+        ));
+    }
+    Ok(interval)
 }
 
 fn url_error(e: UrlError) -> HubError {

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
+use mirrorhub_core::schedule;
 use mirrorhub_core::{Outcome, Trigger};
 use mirrorhub_git::{Progress, SyncReport};
 use mirrorhub_store::{Job, Repo, SyncResult};
@@ -82,7 +83,18 @@ async fn scheduler_loop(hub: Arc<Hub>, shutdown: CancellationToken) {
 }
 
 async fn run_job(hub: &Arc<Hub>, worker_id: &str, job: Job) {
-    if let Err(e) = try_run_job(hub, worker_id, &job).await {
+    // Held until the sync is over. If the task is aborted at shutdown, the entry stays and
+    // `Hub::release_held_jobs` gives the job back.
+    hub.held
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(job.id, worker_id.to_owned());
+    let result = try_run_job(hub, worker_id, &job).await;
+    hub.held
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(&job.id);
+    if let Err(e) = result {
         // The store failed around the sync. Put the job back so it runs again later.
         tracing::error!(error = %e, "sync bookkeeping failed; the job is released for a retry");
         let retry_at = Utc::now() + chrono::Duration::seconds(30);
@@ -158,6 +170,13 @@ async fn try_run_job(
             } else {
                 tracing::warn!(duration_ms, %code, error = %e, "sync failed");
             }
+            let failures = repo.consecutive_failures.max(0) as u32 + 1;
+            let pause = repo.mode == mirrorhub_core::Mode::Mirror
+                && schedule::classify(code) == schedule::FailureClass::Permanent
+                && failures >= hub.config.pause_after;
+            if pause {
+                tracing::warn!(%code, failures, "paused after repeated permanent failures: no more scheduled syncs until someone syncs it or changes its settings");
+            }
             SyncResult {
                 finished_at,
                 outcome: Outcome::Failed,
@@ -172,7 +191,12 @@ async fn try_run_job(
                 branches: repo.branches,
                 tags: repo.tags,
                 head_ref: repo.head_ref.clone(),
-                next_sync_at: hub.next_sync_at(&repo, finished_at, Some(code)),
+                next_sync_at: if pause {
+                    None
+                } else {
+                    hub.next_sync_at(&repo, finished_at, Some(code))
+                },
+                pause,
             }
         }
     };
@@ -203,6 +227,7 @@ fn success(
         tags: report.tags as i64,
         head_ref: report.head,
         next_sync_at: hub.next_sync_at(repo, finished_at, None),
+        pause: false,
     }
 }
 
@@ -219,6 +244,14 @@ async fn transfer(
         }
     })?;
     let path = hub.repo_path(repo.id);
+    // Per-host limit: wait (holding the lease) until this host has a free slot.
+    let slot = hub.host_slot(&url.authority());
+    let _permit = slot
+        .acquire_owned()
+        .await
+        .map_err(|_| mirrorhub_git::GitError::Failed {
+            detail: "the hub is shutting down".into(),
+        })?;
     let progress: mirrorhub_git::ProgressFn = Arc::new(move |p| {
         progress_tx.send_replace(Some(p));
     });

@@ -32,3 +32,29 @@ pub async fn index() -> Html<&'static str> {
         "<a href=\"/api/v1/openapi.json\">/api/v1/openapi.json</a>).</p></body></html>"
     ))
 }
+
+/// Prometheus text format: repository counts by kind, and how many are stale or paused.
+#[handler]
+pub async fn metrics(hub: Data<&Arc<Hub>>) -> poem::Response {
+    match hub.stats().await {
+        Ok(s) => {
+            let body = format!(
+                "# HELP mirrorhub_repos Repositories on the hub.\n# TYPE mirrorhub_repos gauge\n\
+                 mirrorhub_repos{{mode=\"mirror\"}} {}\nmirrorhub_repos{{mode=\"migrate\"}} {}\n\
+                 # HELP mirrorhub_repos_cloning Repositories whose initial copy is queued or running.\n# TYPE mirrorhub_repos_cloning gauge\nmirrorhub_repos_cloning {}\n\
+                 # HELP mirrorhub_repos_failed Repositories whose initial copy failed.\n# TYPE mirrorhub_repos_failed gauge\nmirrorhub_repos_failed {}\n\
+                 # HELP mirrorhub_mirrors_stale Mirrors whose last success is older than their interval plus the grace period.\n# TYPE mirrorhub_mirrors_stale gauge\nmirrorhub_mirrors_stale {}\n\
+                 # HELP mirrorhub_mirrors_paused Mirrors paused after repeated permanent failures.\n# TYPE mirrorhub_mirrors_paused gauge\nmirrorhub_mirrors_paused {}\n",
+                s.mirrors, s.migrated, s.cloning, s.failed, s.stale, s.paused
+            );
+            poem::Response::builder()
+                .content_type("text/plain; version=0.0.4")
+                .body(body)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "metrics: the database does not answer");
+            let body = serde_json::json!({"error": {"code": "unavailable", "message": "the database does not answer"}});
+            (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+        }
+    }
+}

@@ -46,6 +46,7 @@ pub fn app(hub: Arc<Hub>, config: ServerConfig) -> impl poem::Endpoint + 'static
         .nest("/api/v1/docs", docs)
         .at("/healthz", poem::get(health::healthz))
         .at("/readyz", poem::get(health::readyz))
+        .at("/metrics", poem::get(health::metrics))
         .at("/", poem::get(health::index))
         .data(hub)
         .data(Arc::new(config.admin))

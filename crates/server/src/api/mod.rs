@@ -12,7 +12,7 @@ use poem_openapi::{ApiResponse, OpenApi, Tags};
 
 use crate::auth::AdminToken;
 use crate::errors::ApiError;
-use types::{CreateRepoBody, RepoResource, SyncRunResource};
+use types::{CreateRepoBody, RepoResource, SyncRunResource, UpdateRepoBody};
 
 #[derive(Tags)]
 enum ApiTags {
@@ -56,22 +56,14 @@ impl ReposApi {
         body: Json<CreateRepoBody>,
     ) -> ApiResult<Accepted> {
         let repo = self.hub.create_repo(body.0.into()).await?;
-        Ok(Accepted::Repo(Json(RepoResource::new(
-            &repo,
-            &self.public_url,
-        ))))
+        Ok(Accepted::Repo(Json(self.resource(&repo))))
     }
 
     /// List all repositories.
     #[oai(path = "/repos", method = "get")]
     async fn list_repos(&self, _auth: AdminToken) -> ApiResult<Json<Vec<RepoResource>>> {
         let repos = self.hub.list_repos().await?;
-        Ok(Json(
-            repos
-                .iter()
-                .map(|r| RepoResource::new(r, &self.public_url))
-                .collect(),
-        ))
+        Ok(Json(repos.iter().map(|r| self.resource(r)).collect()))
     }
 
     /// Show one repository: mode, state, progress, last sync and last error, counts.
@@ -83,7 +75,7 @@ impl ReposApi {
         name: Path<String>,
     ) -> ApiResult<Json<RepoResource>> {
         let repo = self.hub.get_repo(&owner, strip_git(&name)).await?;
-        Ok(Json(RepoResource::new(&repo, &self.public_url)))
+        Ok(Json(self.resource(&repo)))
     }
 
     /// Sync now.
@@ -101,10 +93,7 @@ impl ReposApi {
             .hub
             .request_sync(&owner, strip_git(&name), Trigger::Manual)
             .await?;
-        Ok(Accepted::Repo(Json(RepoResource::new(
-            &repo,
-            &self.public_url,
-        ))))
+        Ok(Accepted::Repo(Json(self.resource(&repo))))
     }
 
     /// Sync history, newest first, each run with its journal of ref changes.
@@ -122,6 +111,25 @@ impl ReposApi {
         Ok(Json(runs.into_iter().map(SyncRunResource::from).collect()))
     }
 
+    /// Change settings: upstream credentials, sync interval, description, visibility.
+    ///
+    /// New credentials are checked against the upstream before they are stored. Any change
+    /// takes a paused mirror back into the schedule.
+    #[oai(path = "/repos/:owner/:name", method = "patch")]
+    async fn update_repo(
+        &self,
+        _auth: AdminToken,
+        owner: Path<String>,
+        name: Path<String>,
+        body: Json<UpdateRepoBody>,
+    ) -> ApiResult<Json<RepoResource>> {
+        let repo = self
+            .hub
+            .update_repo(&owner, strip_git(&name), body.0.into())
+            .await?;
+        Ok(Json(self.resource(&repo)))
+    }
+
     /// Delete a repository and its bare copy on disk.
     #[oai(path = "/repos/:owner/:name", method = "delete")]
     async fn delete_repo(
@@ -132,6 +140,16 @@ impl ReposApi {
     ) -> ApiResult<Deleted> {
         self.hub.delete_repo(&owner, strip_git(&name)).await?;
         Ok(Deleted::NoContent)
+    }
+}
+
+impl ReposApi {
+    fn resource(&self, repo: &mirrorhub_store::Repo) -> RepoResource {
+        RepoResource::new(
+            repo,
+            &self.public_url,
+            self.hub.is_stale(repo, chrono::Utc::now()),
+        )
     }
 }
 

@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use mirrorhub_core::SyncInterval;
-use mirrorhub_hub::CreateRepo;
+use mirrorhub_hub::{CreateRepo, UpdateRepo};
 use mirrorhub_store::{Repo, SyncRun};
 use poem_openapi::Object;
 
@@ -40,6 +40,36 @@ impl From<CreateRepoBody> for CreateRepo {
             description: b.description,
             mode: b.mode,
             sync_interval: b.sync_interval,
+        }
+    }
+}
+
+/// A change of settings; absent fields stay as they are. Any change resumes a paused mirror.
+#[derive(Object)]
+pub struct UpdateRepoBody {
+    /// Username for new upstream credentials.
+    pub username: Option<String>,
+    /// New token or password for the upstream; checked against it before it is stored.
+    pub token: Option<String>,
+    /// Forget the stored upstream credentials.
+    #[oai(default)]
+    pub remove_credentials: bool,
+    /// e.g. `24h`, `90m`.
+    pub sync_interval: Option<String>,
+    pub description: Option<String>,
+    /// `public` or `private`.
+    pub visibility: Option<String>,
+}
+
+impl From<UpdateRepoBody> for UpdateRepo {
+    fn from(b: UpdateRepoBody) -> Self {
+        UpdateRepo {
+            username: b.username,
+            token: b.token,
+            remove_credentials: b.remove_credentials,
+            sync_interval: b.sync_interval,
+            description: b.description,
+            visibility: b.visibility,
         }
     }
 }
@@ -89,11 +119,16 @@ pub struct RepoResource {
     pub tags: i64,
     /// e.g. `24h`.
     pub sync_interval: String,
+    /// True when a mirror's last success is older than its interval plus the operator's grace period.
+    pub stale: bool,
+    /// Why scheduled syncs stopped (repeated permanent failures), or null. A manual sync or a
+    /// settings change resumes them.
+    pub paused_reason: Option<String>,
     pub created_at: DateTime<Utc>,
 }
 
 impl RepoResource {
-    pub fn new(r: &Repo, public_url: &str) -> Self {
+    pub fn new(r: &Repo, public_url: &str, stale: bool) -> Self {
         let progress = match (&r.progress_phase, r.progress_percent) {
             (Some(phase), Some(percent)) => Some(ProgressResource {
                 phase: phase.clone(),
@@ -131,6 +166,8 @@ impl RepoResource {
             branches: r.branches,
             tags: r.tags,
             sync_interval,
+            stale,
+            paused_reason: r.paused_reason.clone(),
             created_at: r.created_at,
         }
     }
