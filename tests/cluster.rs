@@ -62,9 +62,7 @@ fn parse_time(v: &Value) -> Option<DateTime<Utc>> {
 
 /// Runs blocking work (git, psql) off the runtime the clients use.
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-    tokio::task::spawn_blocking(f)
-        .await
-        .expect("blocking task")
+    tokio::task::spawn_blocking(f).await.expect("blocking task")
 }
 
 /// A small upstream (two branches, a lightweight and an annotated tag) copied `count` times.
@@ -278,11 +276,7 @@ async fn postgres_three_hubs_one_killed_no_request_lost_no_concurrent_sync() {
     }
 
     // The mirrors, created through the API, spread over the hubs.
-    let creator = Arc::new(
-        hubs.iter()
-            .map(|h| h.base.clone())
-            .collect::<Vec<String>>(),
-    );
+    let creator = Arc::new(hubs.iter().map(|h| h.base.clone()).collect::<Vec<String>>());
     let mut creates = tokio::task::JoinSet::new();
     let next = Arc::new(AtomicUsize::new(0));
     for _ in 0..8 {
@@ -403,7 +397,10 @@ async fn postgres_three_hubs_one_killed_no_request_lost_no_concurrent_sync() {
     for (repo, last) in last_request.iter().enumerate() {
         let Some(last) = last else { continue };
         let runs = runs_of(survivor, repo).await;
-        let newest = runs.iter().filter_map(|r| parse_time(&r["started_at"])).max();
+        let newest = runs
+            .iter()
+            .filter_map(|r| parse_time(&r["started_at"]))
+            .max();
         if newest.is_none_or(|t| t <= *last) {
             lost.push((mirror_name(repo), *last, newest));
         }
@@ -571,9 +568,8 @@ async fn postgres_three_hubs_one_killed_no_request_lost_no_concurrent_sync() {
         "SELECT outcome || ':' || coalesce(error_code, '-') || '=' || count(*) FROM sync_runs \
          WHERE trigger <> 'create' GROUP BY outcome, error_code ORDER BY 1",
     );
-    let by_trigger = db.query(
-        "SELECT trigger || '=' || count(*) FROM sync_runs GROUP BY trigger ORDER BY 1",
-    );
+    let by_trigger =
+        db.query("SELECT trigger || '=' || count(*) FROM sync_runs GROUP BY trigger ORDER BY 1");
     let all_runs: usize = db
         .query("SELECT count(*) FROM sync_runs")
         .trim()
@@ -723,7 +719,11 @@ async fn sqlite_kill9_during_sync_of_existing_mirror_recovers() {
         "{run}\n{}",
         hub.log_text()
     );
-    assert_eq!(refs(&mirror), new_refs, "the mirror does not equal the upstream");
+    assert_eq!(
+        refs(&mirror),
+        new_refs,
+        "the mirror does not equal the upstream"
+    );
     fsck(&mirror);
     let (_, runs) = hub.get("/api/v1/repos/team/big/syncs").await;
     let runs = runs.as_array().unwrap();
