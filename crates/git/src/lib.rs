@@ -126,14 +126,7 @@ impl GitEngine {
         let private = tempfile::Builder::new()
             .prefix("mirrorhub-git-")
             .tempdir()?;
-        std::fs::create_dir_all(private.path().join("home"))?;
-        std::fs::create_dir_all(private.path().join("templates"))?;
-        std::fs::create_dir_all(private.path().join("trace"))?;
-        let hooks = private.path().join("hooks");
-        std::fs::create_dir_all(&hooks)?;
-        let hook = hooks.join("reference-transaction");
-        std::fs::write(&hook, transport::KEEP_NONEMPTY_HOOK)?;
-        std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+        transport::ensure_private_dirs(private.path())?;
         let proxy = EgressProxy::start(config.policy.clone(), config.probe_timeout).await?;
         let cli = Arc::new(GitCli {
             program: config.git_program.clone(),

@@ -216,6 +216,7 @@ impl GitCli {
         remote: &Remote<'_>,
         extra_config: &[(String, String)],
     ) -> Result<Prepared, GitError> {
+        ensure_private_dirs(&self.private)?;
         let url = remote.url;
         let mut config: Vec<(String, String)> = extra_config.to_vec();
         let mut secrets = Vec::new();
@@ -467,6 +468,20 @@ impl GitCli {
         }
         Ok(String::from_utf8_lossy(&finished.stdout).trim().to_owned())
     }
+}
+
+/// Creates (or re-creates, should a temp cleaner have removed them) the private directories
+/// git runs with, and the guard hook.
+pub(crate) fn ensure_private_dirs(private: &Path) -> std::io::Result<()> {
+    for dir in ["home", "templates", "trace", "hooks"] {
+        std::fs::create_dir_all(private.join(dir))?;
+    }
+    let hook = private.join("hooks").join("reference-transaction");
+    if !hook.is_file() {
+        std::fs::write(&hook, KEEP_NONEMPTY_HOOK)?;
+        std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+    }
+    Ok(())
 }
 
 pub(crate) fn random_hex(bytes: usize) -> String {

@@ -434,3 +434,36 @@ async fn an_interrupted_sync_leaves_all_refs_old_or_all_new() {
 fn daemon_addr(daemon: &GitDaemon) -> std::net::SocketAddr {
     std::net::SocketAddr::from(([127, 0, 0, 1], daemon.port()))
 }
+
+/// git takes a web page for an empty "dumb" repository, and a plain `git fetch --prune` would
+/// then delete every ref of the mirror. The engine refuses, and the mirror keeps its refs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_web_page_at_the_upstream_url_never_empties_the_mirror() {
+    let root = tempfile::tempdir().unwrap();
+    let up = Upstream::rich(root.path(), "r.git");
+    let http = HttpGitServer::start(root.path(), None).await;
+    let web = support::plain_http().await;
+    let engine = engine(loopback()).await;
+    let data = tempfile::tempdir().unwrap();
+    let mirror = data.path().join("r.git");
+    engine
+        .clone_mirror(&url(&http.url("r.git")), None, &mirror, no_progress())
+        .await
+        .unwrap();
+    let web_url = url(&web.url("http", "r.git"));
+    for _ in 0..5 {
+        let err = engine
+            .sync_mirror(&web_url, None, &mirror, no_progress())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, GitError::NotARepository), "{err:?}");
+        assert_eq!(refs_of(&mirror), refs_of(&up.path));
+    }
+    let dest = data.path().join("web.git");
+    let err = engine
+        .clone_mirror(&web_url, None, &dest, no_progress())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, GitError::NotARepository), "{err:?}");
+    assert!(!dest.exists());
+}
