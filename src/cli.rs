@@ -152,6 +152,21 @@ impl Client {
     }
 }
 
+impl Client {
+    async fn get(&self, path: &str) -> anyhow::Result<Value> {
+        Ok(self
+            .call(reqwest::Method::GET, path, None)
+            .await?
+            .unwrap_or_default())
+    }
+
+    /// The newest `limit` sync runs of `repo` (owner/name).
+    async fn runs(&self, repo: &str, limit: i64) -> anyhow::Result<Value> {
+        self.get(&format!("/repos/{repo}/syncs?limit={limit}"))
+            .await
+    }
+}
+
 fn split_repo(repo: &str) -> anyhow::Result<(&str, &str)> {
     repo.split_once('/')
         .filter(|(o, n)| !o.is_empty() && !n.is_empty() && !n.contains('/'))
@@ -207,10 +222,7 @@ pub async fn run(cmd: RepoCommand) -> anyhow::Result<std::process::ExitCode> {
         }
         RepoCommand::List { hub } => {
             let client = Client::new(&hub)?;
-            let repos = client
-                .call(reqwest::Method::GET, "/repos", None)
-                .await?
-                .unwrap_or_default();
+            let repos = client.get("/repos").await?;
             if hub.json {
                 println!("{}", serde_json::to_string_pretty(&repos)?);
             } else {
@@ -230,14 +242,7 @@ pub async fn run(cmd: RepoCommand) -> anyhow::Result<std::process::ExitCode> {
         RepoCommand::Show { repo, hub } => {
             let (owner, name) = split_repo(&repo)?;
             let client = Client::new(&hub)?;
-            let r = client
-                .call(
-                    reqwest::Method::GET,
-                    &format!("/repos/{owner}/{name}"),
-                    None,
-                )
-                .await?
-                .unwrap_or_default();
+            let r = client.get(&format!("/repos/{owner}/{name}")).await?;
             print_repo(&r, hub.json)
         }
         RepoCommand::Sync { repo, wait, hub } => {
@@ -256,14 +261,7 @@ pub async fn run(cmd: RepoCommand) -> anyhow::Result<std::process::ExitCode> {
                 return Ok(std::process::ExitCode::SUCCESS);
             }
             let r = wait_until_done(&client, &repo, before).await?;
-            let runs = client
-                .call(
-                    reqwest::Method::GET,
-                    &format!("/repos/{owner}/{name}/syncs?limit=1"),
-                    None,
-                )
-                .await?
-                .unwrap_or_default();
+            let runs = client.runs(&repo, 1).await?;
             print_runs(&runs, hub.json)?;
             Ok(if r["last_error"].is_null() {
                 std::process::ExitCode::SUCCESS
@@ -272,16 +270,9 @@ pub async fn run(cmd: RepoCommand) -> anyhow::Result<std::process::ExitCode> {
             })
         }
         RepoCommand::Syncs { repo, limit, hub } => {
-            let (owner, name) = split_repo(&repo)?;
+            split_repo(&repo)?;
             let client = Client::new(&hub)?;
-            let runs = client
-                .call(
-                    reqwest::Method::GET,
-                    &format!("/repos/{owner}/{name}/syncs?limit={limit}"),
-                    None,
-                )
-                .await?
-                .unwrap_or_default();
+            let runs = client.runs(&repo, limit).await?;
             print_runs(&runs, hub.json)?;
             Ok(std::process::ExitCode::SUCCESS)
         }
@@ -302,35 +293,18 @@ pub async fn run(cmd: RepoCommand) -> anyhow::Result<std::process::ExitCode> {
 }
 
 async fn latest_run_id(client: &Client, repo: &str) -> anyhow::Result<Option<i64>> {
-    let runs = client
-        .call(
-            reqwest::Method::GET,
-            &format!("/repos/{repo}/syncs?limit=1"),
-            None,
-        )
-        .await?
-        .unwrap_or_default();
+    let runs = client.runs(repo, 1).await?;
     Ok(runs[0]["id"].as_i64())
 }
 
 /// Polls until a run newer than `after` has finished (or the initial copy is done).
 async fn wait_until_done(client: &Client, repo: &str, after: Option<i64>) -> anyhow::Result<Value> {
     loop {
-        let runs = client
-            .call(
-                reqwest::Method::GET,
-                &format!("/repos/{repo}/syncs?limit=1"),
-                None,
-            )
-            .await?
-            .unwrap_or_default();
+        let runs = client.runs(repo, 1).await?;
         let latest = &runs[0];
         let newer = latest["id"].as_i64().is_some_and(|id| Some(id) > after);
         if newer && !latest["finished_at"].is_null() {
-            return Ok(client
-                .call(reqwest::Method::GET, &format!("/repos/{repo}"), None)
-                .await?
-                .unwrap_or_default());
+            return client.get(&format!("/repos/{repo}")).await;
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
