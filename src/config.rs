@@ -71,7 +71,8 @@ pub struct ServeArgs {
     #[arg(long, env = "MIRRORHUB_PAUSE_AFTER", default_value_t = 5)]
     pub pause_after: u32,
     /// A mirror is reported stale when its last success is older than its interval plus this.
-    #[arg(long, env = "MIRRORHUB_STALE_GRACE", default_value = "6h", value_parser = parse_duration)]
+    /// The default covers a 6-hour outage plus the paced catch-up after it.
+    #[arg(long, env = "MIRRORHUB_STALE_GRACE", default_value = "8h", value_parser = parse_duration)]
     pub stale_grace: Duration,
     /// Largest API request body, in bytes.
     #[arg(long, env = "MIRRORHUB_MAX_BODY_BYTES", default_value_t = 1 << 20)]

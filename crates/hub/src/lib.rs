@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use mirrorhub_core::schedule::{self, FailureClass};
+use mirrorhub_core::schedule;
 use mirrorhub_core::{Credentials, ErrorCode, Mode, RepoState, SyncInterval, Trigger, UpstreamUrl};
 use mirrorhub_git::GitEngine;
 use mirrorhub_store::{Repo, RepoUpdate, Store, SyncRun};
@@ -353,9 +353,10 @@ impl Hub {
     }
 
     /// When the scheduler should sync a repository next after a sync that ended at `at`
-    /// (`failure`: the error code when it failed). Successes wait the interval (jittered
-    /// shorter, per repository); transient failures retry with capped exponential backoff;
-    /// permanent ones wait the interval. A migrated repository is never scheduled once copied.
+    /// (`failure`: the error code when it failed; `repo`: the row as read when the job
+    /// started). The policy is `schedule::next_sync_delay`: each mirror keeps a slot in its
+    /// period, so mirrors created together spread out; transient failures retry with capped
+    /// backoff. A migrated repository is never scheduled once copied.
     fn next_sync_at(
         &self,
         repo: &Repo,
@@ -365,15 +366,14 @@ impl Hub {
         if repo.mode == Mode::Migrate && failure.is_none() {
             return None;
         }
-        let interval = Duration::from_secs(repo.sync_interval_secs.max(1) as u64);
-        let seed = (repo.id as u64).rotate_left(32) ^ at.timestamp_millis() as u64;
-        let delay = match failure.map(schedule::classify) {
-            None => schedule::delay_after_success(interval, seed),
-            Some(FailureClass::Transient) => {
-                schedule::retry_delay(repo.consecutive_failures as u32 + 1, interval, seed)
-            }
-            Some(FailureClass::Permanent) => interval,
-        };
+        let delay = schedule::next_sync_delay(&schedule::SyncEnd {
+            repo_id: repo.id.max(0) as u64,
+            interval: Duration::from_secs(repo.sync_interval_secs.max(1) as u64),
+            at: Duration::from_millis(at.timestamp_millis().max(0) as u64),
+            synced_before: repo.last_success_at.is_some(),
+            failures_before: repo.consecutive_failures.max(0) as u32,
+            failure: failure.map(schedule::classify),
+        });
         Some(at + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::days(1)))
     }
 }

@@ -61,15 +61,47 @@ async fn worker_loop(hub: Arc<Hub>, worker_id: String, shutdown: CancellationTok
     }
 }
 
+/// Feeds the queue with due mirrors. Only one process leads (see `Store::lead_scheduler`);
+/// the pacer lets through what became due since the last tick plus some headroom, so after
+/// downtime the overdue mirrors are caught up stalest first, spread over time.
 async fn scheduler_loop(hub: Arc<Hub>, shutdown: CancellationToken) {
     let mut tick = tokio::time::interval(hub.config.schedule_tick);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut pacer = schedule::Pacer::default();
+    let mut previous =
+        Utc::now() - chrono::Duration::from_std(hub.config.schedule_tick).unwrap_or_default();
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             _ = shutdown.cancelled() => return,
         }
-        match hub.store.enqueue_due(Utc::now(), 500).await {
+        match hub.store.lead_scheduler().await {
+            Ok(true) => {}
+            Ok(false) => {
+                // Another replica schedules; be ready to take over from a fresh start.
+                previous = Utc::now();
+                continue;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not take the scheduler lock");
+                continue;
+            }
+        }
+        let now = Utc::now();
+        let newly_due = match hub.store.count_due_between(previous, now).await {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::error!(error = %e, "could not count due mirrors");
+                continue;
+            }
+        };
+        let elapsed = (now - previous).to_std().unwrap_or_default();
+        previous = now;
+        let limit = pacer.batch(newly_due, elapsed);
+        if limit == 0 {
+            continue;
+        }
+        match hub.store.enqueue_due(now, limit as i64).await {
             Ok(0) => {}
             Ok(n) => {
                 tracing::debug!(queued = n, "scheduled due mirrors");

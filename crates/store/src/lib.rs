@@ -261,7 +261,19 @@ pub trait Store: Send + Sync {
     /// Queues a `schedule` job, to run at `now`, for up to `limit` mirrors whose
     /// `next_sync_at <= now` (oldest first) and that have no job at all (neither pending nor
     /// claimed: a running sync will set the next time itself). Returns how many were queued.
+    /// Picks the mirrors whose freshness deadline (last success, or creation, plus interval)
+    /// comes first, so catching up after downtime serves the stalest mirrors first.
     async fn enqueue_due(&self, now: DateTime<Utc>, limit: i64) -> Result<u64, StoreError>;
+    /// How many mirrors became due in `(after, until]`: what the scheduler's pacer paces.
+    async fn count_due_between(
+        &self,
+        after: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<u64, StoreError>;
+    /// Whether this process runs the scheduler. One replica does at a time (on PostgreSQL a
+    /// session advisory lock held on a dedicated connection; if that process dies, another
+    /// takes over at its next try). SQLite serves one process: always `true`.
+    async fn lead_scheduler(&self) -> Result<bool, StoreError>;
 
     /// Records the start of a sync (outcome `running`) and sets the repository's
     /// `last_sync_at`. Returns the run's id.

@@ -32,7 +32,12 @@ const REPO_COLUMNS: &str = "id, owner, name, mode, visibility, description, upst
 pub(crate) struct PgStore {
     pool: PgPool,
     key: SecretKey,
+    /// The connection that holds the scheduler's advisory lock while this process leads.
+    scheduler_lock: tokio::sync::Mutex<Option<sqlx::pool::PoolConnection<sqlx::Postgres>>>,
 }
+
+/// The advisory lock key of the scheduler ("mh-sched" in ASCII).
+const SCHEDULER_LOCK_KEY: i64 = 0x6d68_2d73_6368_6564;
 
 /// Whether PostgreSQL aborted the transaction to break a deadlock or a serialisation
 /// conflict, so that running it again can succeed.
@@ -51,7 +56,11 @@ impl PgStore {
         // sqlx holds an advisory lock while migrating: replicas starting together are safe.
         MIGRATOR.run(&pool).await?;
         tracing::debug!(backend = "postgres", "store ready");
-        Ok(Self { pool, key })
+        Ok(Self {
+            pool,
+            key,
+            scheduler_lock: Default::default(),
+        })
     }
 
     fn repo_from_row(&self, row: &PgRow) -> Result<Repo, StoreError> {
@@ -365,7 +374,7 @@ impl Store for PgStore {
              SELECT r.id, $1, $2, now() FROM repos r \
              WHERE r.mode = 'mirror' AND r.next_sync_at <= $2 \
                AND NOT EXISTS (SELECT 1 FROM sync_jobs j WHERE j.repo_id = r.id) \
-             ORDER BY r.next_sync_at, r.id \
+             ORDER BY COALESCE(r.last_success_at, r.created_at) + r.sync_interval_secs * interval '1 second', r.id \
              LIMIT $3 \
              ON CONFLICT DO NOTHING",
         )
@@ -375,6 +384,42 @@ impl Store for PgStore {
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected())
+    }
+
+    async fn count_due_between(
+        &self,
+        after: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM repos WHERE mode = 'mirror' AND next_sync_at > $1 AND next_sync_at <= $2",
+        )
+        .bind(after)
+        .bind(until)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(n.max(0) as u64)
+    }
+
+    async fn lead_scheduler(&self) -> Result<bool, StoreError> {
+        let mut held = self.scheduler_lock.lock().await;
+        if let Some(conn) = held.as_mut() {
+            // Still ours while the session lives.
+            if sqlx::query("SELECT 1").execute(&mut **conn).await.is_ok() {
+                return Ok(true);
+            }
+            *held = None;
+        }
+        let mut conn = self.pool.acquire().await?;
+        let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+            .bind(SCHEDULER_LOCK_KEY)
+            .fetch_one(&mut *conn)
+            .await?;
+        if got {
+            // Keep the session (and so the lock) out of the pool's reach.
+            *held = Some(conn);
+        }
+        Ok(got)
     }
 
     async fn start_run(

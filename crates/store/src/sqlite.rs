@@ -50,7 +50,7 @@ const ENQUEUE_DUE_SQL: &str = "INSERT INTO sync_jobs (repo_id, trigger, run_afte
              SELECT r.id, ?1, ?2, ?3 FROM repos r \
              WHERE r.mode = 'mirror' AND r.next_sync_at <= ?2 \
                AND NOT EXISTS (SELECT 1 FROM sync_jobs j WHERE j.repo_id = r.id) \
-             ORDER BY r.next_sync_at, r.id \
+             ORDER BY COALESCE(r.last_success_at, r.created_at) + r.sync_interval_secs * 1000, r.id \
              LIMIT ?4 \
              ON CONFLICT DO NOTHING";
 
@@ -363,6 +363,25 @@ impl Store for SqliteStore {
             .execute(&self.pool)
             .await?;
         Ok(done.rows_affected())
+    }
+
+    async fn count_due_between(
+        &self,
+        after: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM repos WHERE mode = 'mirror' AND next_sync_at > ? AND next_sync_at <= ?",
+        )
+        .bind(ms(after))
+        .bind(ms(until))
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(n.max(0) as u64)
+    }
+
+    async fn lead_scheduler(&self) -> Result<bool, StoreError> {
+        Ok(true)
     }
 
     async fn start_run(

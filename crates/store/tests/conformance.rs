@@ -1445,7 +1445,45 @@ async fn each_run_records_how_many_others_were_running(db: TestDb) {
     assert_eq!(counts, vec![0, 1, 0]);
 }
 
+async fn counts_due_mirrors_and_elects_one_scheduler(db: TestDb) {
+    let s = db.store.as_ref();
+    for (name, due_in) in [("a", 10), ("b", 20), ("c", 30)] {
+        let id = mirror(s, "team", name).await;
+        let run = s.start_run(id, Trigger::Create, t0()).await.unwrap();
+        let mut result = success(t0(), vec![]);
+        result.next_sync_at = Some(t0() + secs(due_in));
+        s.finish_run(run, id, &result).await.unwrap();
+    }
+    assert_eq!(s.count_due_between(t0(), t0() + secs(10)).await.unwrap(), 1);
+    assert_eq!(
+        s.count_due_between(t0() + secs(10), t0() + secs(30))
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        s.count_due_between(t0() + secs(30), t0() + secs(99))
+            .await
+            .unwrap(),
+        0
+    );
+
+    assert!(s.lead_scheduler().await.unwrap());
+    assert!(
+        s.lead_scheduler().await.unwrap(),
+        "the leader keeps leading"
+    );
+    let other = db.reopen().await;
+    let expected = db.backend == harness::Backend::Sqlite;
+    assert_eq!(
+        other.lead_scheduler().await.unwrap(),
+        expected,
+        "one scheduler on PostgreSQL"
+    );
+}
+
 conformance!(
+    counts_due_mirrors_and_elects_one_scheduler,
     a_paused_mirror_is_not_scheduled_until_resumed,
     update_repo_changes_settings_and_resumes,
     each_run_records_how_many_others_were_running,
