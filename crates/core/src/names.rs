@@ -163,7 +163,10 @@ mod tests {
         }
         for route in ["api", "API", "hooks", "healthz"] {
             assert!(OwnerName::parse(route).is_err(), "{route:?} is a route");
-            assert!(RepoName::parse(route).is_ok(), "{route:?} is fine as a repository name");
+            assert!(
+                RepoName::parse(route).is_ok(),
+                "{route:?} is fine as a repository name"
+            );
         }
         assert!(OwnerName::parse(&"x".repeat(40)).is_err());
         assert!(RepoName::parse(&"x".repeat(101)).is_err());
