@@ -7,7 +7,8 @@
 //! - `MIRRORHUB_BENCH_MIXED_REPOS` (default 500): repositories the mixed run's requests go to;
 //! - `MIRRORHUB_BENCH_CLAIMERS` (default `1,4,16`): concurrent claimers per run;
 //! - `MIRRORHUB_BENCH_IDLE_MIRRORS` (default 100000), `MIRRORHUB_BENCH_IDLE_SECS` (default 30):
-//!   the idle hub; `MIRRORHUB_BENCH_SKIP_IDLE=1` or `MIRRORHUB_BENCH_SKIP_CLAIM=1` leave a part out.
+//!   the idle hub; `MIRRORHUB_BENCH_HUB_ENV` (`K=V,K2=V2`) adds to its environment;
+//!   `MIRRORHUB_BENCH_SKIP_IDLE=1` or `MIRRORHUB_BENCH_SKIP_CLAIM=1` leave a part out.
 //!
 //! Claim runs (each on a fresh database):
 //! - **drain**: N repositories with one pending job each; W claimers claim and complete until
@@ -240,18 +241,22 @@ async fn claim_bench() {
         }
     }
     println!("\nClaim throughput ({jobs} jobs per drain run; mixed: {jobs} requests over {mixed_repos} repositories), each claim followed by complete:\n");
-    println!("| backend | run | claimers | requests | jobs claimed | seconds | jobs/s |");
-    println!("| --- | --- | ---: | ---: | ---: | ---: | ---: |");
+    println!(
+        "| backend | run | claimers | requests | jobs claimed | seconds | requests/s | jobs/s |"
+    );
+    println!("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |");
     for r in &rows {
+        let secs = r.elapsed.as_secs_f64();
         println!(
-            "| {} | {} | {} | {} | {} | {:.2} | {:.0} |",
+            "| {} | {} | {} | {} | {} | {:.2} | {:.0} | {:.0} |",
             r.backend,
             r.scenario,
             r.claimers,
             r.requests,
             r.jobs,
-            r.elapsed.as_secs_f64(),
-            r.jobs as f64 / r.elapsed.as_secs_f64()
+            secs,
+            r.requests as f64 / secs,
+            r.jobs as f64 / secs
         );
     }
 }
@@ -476,6 +481,17 @@ async fn seed_idle_mirrors(data_dir: &Path, key: &SecretKey, count: usize) -> (D
     (elapsed, file_bytes)
 }
 
+/// `MIRRORHUB_BENCH_HUB_ENV="K=V,K2=V2"`: more environment for the idle hub (a setting to
+/// compare, or an allocator knob such as `MALLOC_ARENA_MAX=2`).
+fn extra_hub_env() -> Vec<(String, String)> {
+    std::env::var("MIRRORHUB_BENCH_HUB_ENV")
+        .unwrap_or_default()
+        .split(',')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect()
+}
+
 async fn idle_bench() {
     let count = env_number("MIRRORHUB_BENCH_IDLE_MIRRORS", 100_000);
     let idle_secs = env_number("MIRRORHUB_BENCH_IDLE_SECS", 30).max(1);
@@ -505,6 +521,7 @@ async fn idle_bench() {
         .env("MIRRORHUB_ADMIN_TOKEN", ADMIN_TOKEN)
         .env("MIRRORHUB_SECRET_KEY", key.to_base64())
         .env("RUST_LOG", "info")
+        .envs(extra_hub_env())
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
@@ -560,7 +577,15 @@ async fn idle_bench() {
     let recovered = hub_log.contains("recovered interrupted work");
 
     let verdict = |ok: bool| if ok { "ok" } else { "OVER TARGET" };
-    println!("\nIdle hub with {count} mirrors (SQLite, defaults: 4 workers, 5 s poll):\n");
+    let extra = std::env::var("MIRRORHUB_BENCH_HUB_ENV").unwrap_or_default();
+    println!(
+        "\nIdle hub with {count} mirrors (SQLite, default settings{}):\n",
+        if extra.is_empty() {
+            String::new()
+        } else {
+            format!(" plus {extra}")
+        }
+    );
     println!("| measure | value | target |");
     println!("| --- | ---: | --- |");
     println!(

@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use common::{call_base, fsck, processes_under, refs, Db, Hub, TestDb, TOKEN};
+use common::{call_base, fsck, process_alive, processes_under, refs, Db, Hub, TestDb, TOKEN};
 use mirrorhub_testkit::{
     add_commit, git, init_bare, rewrite_branch, synthetic_upstream, try_git, GitDaemon, Scratch,
     Spec,
@@ -710,6 +710,11 @@ async fn sqlite_kill9_during_sync_of_existing_mirror_recovers() {
     );
 
     hub.spawn();
+    // What the killed hub's git was still doing when the new one took the job up again.
+    let alive_at_restart = left_running
+        .iter()
+        .filter(|(pid, _, _)| process_alive(*pid))
+        .count();
     let (repo, run) = hub.wait_for_run("team/big", Some(killed_run)).await;
     let recovered_after = sync_seen.elapsed();
     assert_eq!(repo["state"], "ready", "{repo}");
@@ -746,7 +751,7 @@ async fn sqlite_kill9_during_sync_of_existing_mirror_recovers() {
         "\n== SIGKILL mid-sync on SQLite ==\n\
          upstream change: {BIG_CHANGE_COMMITS} commits (generated in {:.1}s); killed 150 ms after the run showed `running`; \
          recovered (run {} recovery/success) {:.1}s later\n\
-         git processes still running in the data dir after the kill: {}",
+         git processes still running in the data dir after the kill: {} ({alive_at_restart} of them still running when the hub restarted)",
         generated.as_secs_f64(),
         run["id"],
         recovered_after.as_secs_f64(),

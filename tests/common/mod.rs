@@ -393,6 +393,14 @@ pub fn processes_under(dir: &Path) -> Vec<(u32, u32, String)> {
     found
 }
 
+/// Whether the process runs (exists and is not a zombie).
+pub fn process_alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit_once(") ")
+            .is_some_and(|(_, rest)| !rest.starts_with('Z'))
+    })
+}
+
 /// `git for-each-ref` over branches and tags, the definition of "exactly equal".
 pub fn refs(repo: &Path) -> String {
     mirrorhub_testkit::for_each_ref(repo)
