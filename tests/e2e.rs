@@ -26,7 +26,8 @@ on_both_databases!(
     bad_input_is_refused_and_nothing_is_created,
     migrate_copies_once,
     kill9_during_clone_recovers,
-    permanent_failures_pause_and_settings_resume
+    permanent_failures_pause_and_settings_resume,
+    sigterm_lets_the_running_sync_finish
 );
 
 /// An upstream with branches, lightweight and annotated tags, and tags on a blob and a tree.
@@ -687,4 +688,64 @@ async fn permanent_failures_pause_and_settings_resume(db: TestDb) {
         "the upstream is back as it was: {run}"
     );
     assert_eq!(repo["consecutive_failures"], 0);
+}
+
+async fn sigterm_lets_the_running_sync_finish(db: TestDb) {
+    let root = tempfile::tempdir().unwrap();
+    let upstream = root.path().join("big.git");
+    let spec = mirrorhub_testkit::Spec {
+        commits: 4000,
+        ..mirrorhub_testkit::Spec::small()
+    };
+    mirrorhub_testkit::synthetic_upstream(&upstream, spec);
+    let daemon = GitDaemon::start(root.path()).await;
+    let mut hub = Hub::start(&db, &[("MIRRORHUB_SHUTDOWN_GRACE", "60s")]).await;
+    let (status, _) = hub
+        .post(
+            "/api/v1/repos",
+            create_body(&daemon.url("big.git"), "team", "big"),
+        )
+        .await;
+    assert_eq!(status, 202);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while hub
+        .get("/api/v1/repos/team/big/syncs")
+        .await
+        .1
+        .as_array()
+        .is_none_or(|r| r.is_empty())
+    {
+        assert!(std::time::Instant::now() < deadline);
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let pid = hub.pid().expect("the hub runs");
+    let term = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while common::process_alive(pid) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the hub did not exit after SIGTERM"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // The sync that was running when the signal came finished; nothing was interrupted.
+    hub.spawn();
+    let (_, runs) = hub.get("/api/v1/repos/team/big/syncs").await;
+    let runs = runs.as_array().unwrap();
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert_eq!(
+        (runs[0]["outcome"].as_str(), runs[0]["trigger"].as_str()),
+        (Some("success"), Some("create")),
+        "{runs:?}"
+    );
+    assert_eq!(refs(&hub.repo_dir(1)), refs(&upstream));
+    assert!(
+        hub.log_text().contains("shutting down"),
+        "{}",
+        hub.log_text()
+    );
 }
