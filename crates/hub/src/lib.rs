@@ -14,23 +14,12 @@ use chrono::{DateTime, Utc};
 use mirrorhub_core::schedule;
 use mirrorhub_core::{Credentials, ErrorCode, Mode, RepoState, SyncInterval, Trigger, UpstreamUrl};
 use mirrorhub_git::GitEngine;
+pub use mirrorhub_store::RepoCounts;
 use mirrorhub_store::{Repo, RepoUpdate, Store, SyncRun};
 use tokio::sync::Notify;
 
 pub use error::HubError;
 pub use request::{CreateRepo, UpdateRepo, ValidCreateRepo};
-
-/// Counts of repositories, for metrics.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct HubStats {
-    pub repos: u64,
-    pub mirrors: u64,
-    pub migrated: u64,
-    pub cloning: u64,
-    pub failed: u64,
-    pub paused: u64,
-    pub stale: u64,
-}
 
 /// Settings of the application layer, read once by the binary.
 #[derive(Debug, Clone)]
@@ -241,29 +230,12 @@ impl Hub {
         )
     }
 
-    /// Counts for the metrics endpoint.
-    pub async fn stats(&self) -> Result<HubStats, HubError> {
-        let now = Utc::now();
-        let mut stats = HubStats::default();
-        for repo in self.store.list_repos().await? {
-            stats.repos += 1;
-            match repo.mode {
-                Mode::Mirror => stats.mirrors += 1,
-                Mode::Migrate => stats.migrated += 1,
-            }
-            match repo.state {
-                RepoState::Cloning => stats.cloning += 1,
-                RepoState::Ready => {}
-                RepoState::Failed => stats.failed += 1,
-            }
-            if repo.paused_reason.is_some() {
-                stats.paused += 1;
-            }
-            if self.is_stale(&repo, now) {
-                stats.stale += 1;
-            }
-        }
-        Ok(stats)
+    /// Counts for the metrics endpoint, computed by the database.
+    pub async fn stats(&self) -> Result<RepoCounts, HubError> {
+        Ok(self
+            .store
+            .repo_counts(Utc::now(), self.config.stale_grace)
+            .await?)
     }
 
     /// Gives back the jobs this process still holds (after running syncs were stopped at
@@ -332,17 +304,7 @@ impl Hub {
     /// repository still waiting for its initial copy has a job.
     pub async fn recover(&self) -> Result<(), HubError> {
         let released = self.store.release_all_claims().await?;
-        let mut requeued = 0;
-        for repo in self.store.list_repos().await? {
-            if repo.state == RepoState::Cloning
-                && self
-                    .store
-                    .enqueue_sync(repo.id, Trigger::Recovery, Utc::now())
-                    .await?
-            {
-                requeued += 1;
-            }
-        }
+        let requeued = self.store.requeue_cloning(Utc::now()).await?;
         let trash = self.config.repos_dir.join(TRASH_DIR);
         let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(trash)).await;
         if released + requeued > 0 {
@@ -398,7 +360,11 @@ fn remove_repo_dir(repos_dir: &Path, path: &Path) -> std::io::Result<()> {
         }
     }
     for victim in victims {
-        std::fs::remove_dir_all(victim)?;
+        // Another replica's start-up may be clearing the trash at the same moment.
+        match std::fs::remove_dir_all(victim) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
     }
     Ok(())
 }

@@ -162,6 +162,17 @@ pub struct SyncResult {
     pub pause: bool,
 }
 
+/// Repository counts for metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RepoCounts {
+    pub mirrors: i64,
+    pub migrated: i64,
+    pub cloning: i64,
+    pub failed: i64,
+    pub paused: i64,
+    pub stale: i64,
+}
+
 /// A person's change to a repository's settings. `None` fields stay as they are. Any update
 /// takes a paused repository back into the schedule.
 #[derive(Debug, Clone, Default)]
@@ -270,6 +281,17 @@ pub trait Store: Send + Sync {
         after: DateTime<Utc>,
         until: DateTime<Utc>,
     ) -> Result<u64, StoreError>;
+    /// Queues a `recovery` job for every repository still waiting for its initial copy that
+    /// has no pending job (after a crash between creating a repository and queueing it, or
+    /// a lost job). Returns how many were queued. One statement: no repository is loaded.
+    async fn requeue_cloning(&self, now: DateTime<Utc>) -> Result<u64, StoreError>;
+    /// Counts for metrics, computed by the database (a mirror is stale when its last
+    /// success, or its creation, is older than its interval plus `stale_grace`).
+    async fn repo_counts(
+        &self,
+        now: DateTime<Utc>,
+        stale_grace: Duration,
+    ) -> Result<RepoCounts, StoreError>;
     /// Whether this process runs the scheduler. One replica does at a time (on PostgreSQL a
     /// session advisory lock held on a dedicated connection; if that process dies, another
     /// takes over at its next try). SQLite serves one process: always `true`.

@@ -13,8 +13,8 @@ use sqlx::{Postgres, QueryBuilder, Row};
 
 use crate::{
     check_final, lease_end, parse_kind, parse_mode, parse_outcome, parse_state, parse_trigger,
-    parse_visibility, Job, NewRepo, Repo, RepoUpdate, SecretKey, Store, StoreError, SyncResult,
-    SyncRun, INTERRUPTED_CODE, INTERRUPTED_MESSAGE, REF_CHANGES_PER_INSERT,
+    parse_visibility, Job, NewRepo, Repo, RepoCounts, RepoUpdate, SecretKey, Store, StoreError,
+    SyncResult, SyncRun, INTERRUPTED_CODE, INTERRUPTED_MESSAGE, REF_CHANGES_PER_INSERT,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
@@ -399,6 +399,50 @@ impl Store for PgStore {
         .fetch_one(&self.pool)
         .await?;
         Ok(n.max(0) as u64)
+    }
+
+    async fn requeue_cloning(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "INSERT INTO sync_jobs (repo_id, trigger, run_after, created_at) \
+             SELECT r.id, $1, $2, $2 FROM repos r WHERE r.state = $3 \
+               AND NOT EXISTS (SELECT 1 FROM sync_jobs j WHERE j.repo_id = r.id AND j.claimed_by IS NULL) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(Trigger::Recovery.as_str())
+        .bind(now)
+        .bind(RepoState::Cloning.as_str())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn repo_counts(
+        &self,
+        now: DateTime<Utc>,
+        stale_grace: Duration,
+    ) -> Result<RepoCounts, StoreError> {
+        let grace_secs = stale_grace.as_secs_f64();
+        let row = sqlx::query(
+            "SELECT \
+               count(*) FILTER (WHERE mode = 'mirror') AS mirrors, count(*) FILTER (WHERE mode = 'migrate') AS migrated, \
+               count(*) FILTER (WHERE state = 'cloning') AS cloning, count(*) FILTER (WHERE state = 'failed') AS failed, \
+               count(*) FILTER (WHERE paused_reason IS NOT NULL) AS paused, \
+               count(*) FILTER (WHERE mode = 'mirror' AND COALESCE(last_success_at, created_at) \
+                   + (sync_interval_secs + $1) * interval '1 second' < $2) AS stale \
+             FROM repos",
+        )
+        .bind(grace_secs)
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(RepoCounts {
+            mirrors: row.try_get("mirrors")?,
+            migrated: row.try_get("migrated")?,
+            cloning: row.try_get("cloning")?,
+            failed: row.try_get("failed")?,
+            paused: row.try_get("paused")?,
+            stale: row.try_get("stale")?,
+        })
     }
 
     async fn lead_scheduler(&self) -> Result<bool, StoreError> {

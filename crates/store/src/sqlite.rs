@@ -17,8 +17,8 @@ use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 
 use crate::{
     check_final, lease_end, parse_kind, parse_mode, parse_outcome, parse_state, parse_trigger,
-    parse_visibility, Job, NewRepo, Repo, RepoUpdate, SecretKey, Store, StoreError, SyncResult,
-    SyncRun, INTERRUPTED_CODE, INTERRUPTED_MESSAGE, REF_CHANGES_PER_INSERT,
+    parse_visibility, Job, NewRepo, Repo, RepoCounts, RepoUpdate, SecretKey, Store, StoreError,
+    SyncResult, SyncRun, INTERRUPTED_CODE, INTERRUPTED_MESSAGE, REF_CHANGES_PER_INSERT,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
@@ -378,6 +378,49 @@ impl Store for SqliteStore {
         .fetch_one(&self.pool)
         .await?;
         Ok(n.max(0) as u64)
+    }
+
+    async fn requeue_cloning(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "INSERT INTO sync_jobs (repo_id, trigger, run_after, created_at) \
+             SELECT r.id, ?1, ?2, ?2 FROM repos r WHERE r.state = ?3 \
+               AND NOT EXISTS (SELECT 1 FROM sync_jobs j WHERE j.repo_id = r.id AND j.claimed_by IS NULL) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(Trigger::Recovery.as_str())
+        .bind(ms(now))
+        .bind(RepoState::Cloning.as_str())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn repo_counts(
+        &self,
+        now: DateTime<Utc>,
+        stale_grace: Duration,
+    ) -> Result<RepoCounts, StoreError> {
+        let grace_ms = i64::try_from(stale_grace.as_millis()).unwrap_or(i64::MAX / 2);
+        let row = sqlx::query(
+            "SELECT \
+               COALESCE(SUM(mode = 'mirror'), 0) AS mirrors, COALESCE(SUM(mode = 'migrate'), 0) AS migrated, \
+               COALESCE(SUM(state = 'cloning'), 0) AS cloning, COALESCE(SUM(state = 'failed'), 0) AS failed, \
+               COALESCE(SUM(paused_reason IS NOT NULL), 0) AS paused, \
+               COALESCE(SUM(mode = 'mirror' AND COALESCE(last_success_at, created_at) + sync_interval_secs * 1000 + ?1 < ?2), 0) AS stale \
+             FROM repos",
+        )
+        .bind(grace_ms)
+        .bind(ms(now))
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(RepoCounts {
+            mirrors: row.try_get("mirrors")?,
+            migrated: row.try_get("migrated")?,
+            cloning: row.try_get("cloning")?,
+            failed: row.try_get("failed")?,
+            paused: row.try_get("paused")?,
+            stale: row.try_get("stale")?,
+        })
     }
 
     async fn lead_scheduler(&self) -> Result<bool, StoreError> {

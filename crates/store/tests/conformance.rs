@@ -1482,7 +1482,60 @@ async fn counts_due_mirrors_and_elects_one_scheduler(db: TestDb) {
     );
 }
 
+async fn requeues_cloning_repos_and_counts_for_metrics(db: TestDb) {
+    let s = db.store.as_ref();
+    let waiting = mirror(s, "team", "waiting").await;
+    let queued = mirror(s, "team", "queued").await;
+    s.enqueue_sync(queued, Trigger::Create, t0()).await.unwrap();
+    let synced = mirror(s, "team", "synced").await;
+    let run = s.start_run(synced, Trigger::Create, t0()).await.unwrap();
+    s.finish_run(run, synced, &success(t0(), vec![]))
+        .await
+        .unwrap();
+    let moved = s
+        .create_repo(new_repo("team", "moved", Mode::Migrate), t0())
+        .await
+        .unwrap()
+        .id;
+    let run = s.start_run(moved, Trigger::Create, t0()).await.unwrap();
+    s.finish_run(run, moved, &failure(t0(), "timeout"))
+        .await
+        .unwrap();
+
+    // Only the cloning repository without a pending job gets one.
+    assert_eq!(s.requeue_cloning(t0()).await.unwrap(), 1);
+    assert_eq!(db.count_jobs(waiting).await, (0, 1));
+    assert_eq!(db.count_jobs(queued).await, (0, 1));
+    assert_eq!(s.requeue_cloning(t0()).await.unwrap(), 0);
+
+    let grace = Duration::from_secs(3600);
+    let counts = s.repo_counts(t0(), grace).await.unwrap();
+    assert_eq!(
+        (
+            counts.mirrors,
+            counts.migrated,
+            counts.cloning,
+            counts.failed,
+            counts.paused,
+            counts.stale
+        ),
+        (3, 1, 2, 1, 0, 0)
+    );
+    // A day and an hour later, every mirror is stale (the synced one succeeded at t0).
+    let later = s
+        .repo_counts(t0() + secs(86_400 + 3601), grace)
+        .await
+        .unwrap();
+    assert_eq!(later.stale, 3);
+    let just_before = s
+        .repo_counts(t0() + secs(86_400 + 3599), grace)
+        .await
+        .unwrap();
+    assert_eq!(just_before.stale, 0);
+}
+
 conformance!(
+    requeues_cloning_repos_and_counts_for_metrics,
     counts_due_mirrors_and_elects_one_scheduler,
     a_paused_mirror_is_not_scheduled_until_resumed,
     update_repo_changes_settings_and_resumes,
