@@ -717,6 +717,20 @@ async fn sqlite_kill9_during_sync_of_existing_mirror_recovers() {
         .count();
     let (repo, run) = hub.wait_for_run("team/big", Some(killed_run)).await;
     let recovered_after = sync_seen.elapsed();
+    // The recovery stopped whatever git the killed hub left writing the repository before it
+    // touched it (two gits in one repository could break its all-or-nothing update).
+    assert!(
+        left_running.iter().all(|(pid, _, _)| !process_alive(*pid)),
+        "git left by the killed hub still runs: {left_running:?}"
+    );
+    if alive_at_restart > 0 {
+        assert!(
+            hub.log_text()
+                .contains("stopping git left running by a hub that was killed"),
+            "{}",
+            hub.log_text()
+        );
+    }
     assert_eq!(repo["state"], "ready", "{repo}");
     assert_eq!(
         (run["trigger"].as_str(), run["outcome"].as_str()),

@@ -166,9 +166,11 @@ pub(crate) fn forget_origin(repo: &Path) -> Result<(), GitError> {
 }
 
 /// Removes what a killed git leaves behind: lock files (which would block every later sync)
-/// and temporary packs. Only safe while no other process writes to `repo`, which the sync
-/// queue guarantees (one sync per repository at a time).
+/// and temporary packs. Only safe while no other process writes to `repo`: the sync queue
+/// guarantees one sync per repository at a time, and a git left running by a hub that was
+/// killed (its own process group survives the hub) is stopped first.
 pub(crate) fn remove_leftovers(repo: &Path) -> std::io::Result<()> {
+    stop_stray_git(repo);
     for name in [
         "packed-refs.lock",
         "HEAD.lock",
@@ -194,6 +196,56 @@ pub(crate) fn remove_leftovers(repo: &Path) -> std::io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Kills (by process group) every git process working in `repo`, and waits until they are
+/// gone. Git runs with its working directory in the repository it writes, so `/proc/*/cwd`
+/// finds them. Only git is touched. On systems without `/proc` this does nothing.
+fn stop_stray_git(repo: &Path) {
+    use nix::sys::signal::{killpg, Signal};
+    use nix::unistd::{getpgid, Pid};
+    let Ok(repo) = std::fs::canonicalize(repo) else {
+        return;
+    };
+    let strays = || -> Vec<Pid> {
+        let Ok(procs) = std::fs::read_dir("/proc") else {
+            return vec![];
+        };
+        procs
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+            .filter(|pid| {
+                std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd| cwd == repo)
+            })
+            .filter(|pid| {
+                std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                    .is_ok_and(|c| c.starts_with("git"))
+            })
+            .map(Pid::from_raw)
+            .collect()
+    };
+    let found = strays();
+    if found.is_empty() {
+        return;
+    }
+    tracing::warn!(repo = %repo.display(), processes = found.len(), "stopping git left running by a hub that was killed");
+    for pid in &found {
+        match getpgid(Some(*pid)) {
+            Ok(pgid) if pgid != getpgid(None).unwrap_or(Pid::from_raw(0)) => {
+                let _ = killpg(pgid, Signal::SIGKILL);
+            }
+            _ => {
+                let _ = nix::sys::signal::kill(*pid, Signal::SIGKILL);
+            }
+        }
+    }
+    for _ in 0..100 {
+        if strays().is_empty() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    tracing::error!(repo = %repo.display(), "git processes in the repository did not stop");
 }
 
 fn remove_locks_under(dir: &Path) -> std::io::Result<()> {
