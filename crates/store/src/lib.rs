@@ -305,7 +305,10 @@ pub trait Store: Send + Sync {
         trigger: Trigger,
         now: DateTime<Utc>,
     ) -> Result<i64, StoreError>;
-    /// Marks the repository's runs still `running` as failed with [`INTERRUPTED_CODE`].
+    /// Marks the repository's runs still `running` as failed with [`INTERRUPTED_CODE`]: they
+    /// belong to workers that died. Called by a worker that holds the repository's claim; if
+    /// any *other* claim on the repository holds a live lease (which the queue never allows),
+    /// nothing is closed, so the caller's run records the overlap in `concurrent_at_start`.
     async fn fail_interrupted_runs(
         &self,
         repo_id: i64,

@@ -500,7 +500,8 @@ impl Store for PgStore {
     ) -> Result<u64, StoreError> {
         let done = sqlx::query(
             "UPDATE sync_runs SET outcome = $1, finished_at = $2, error_code = $3, error_message = $4 \
-             WHERE repo_id = $5 AND outcome = $6",
+             WHERE repo_id = $5 AND outcome = $6 \
+               AND (SELECT count(*) FROM sync_jobs WHERE repo_id = $5 AND claimed_by IS NOT NULL AND lease_until > $2) <= 1",
         )
         .bind(Outcome::Failed.as_str())
         .bind(now)

@@ -460,7 +460,8 @@ impl Store for SqliteStore {
     ) -> Result<u64, StoreError> {
         let done = sqlx::query(
             "UPDATE sync_runs SET outcome = ?, finished_at = ?, error_code = ?, error_message = ? \
-             WHERE repo_id = ? AND outcome = ?",
+             WHERE repo_id = ?5 AND outcome = ?6 \
+               AND (SELECT count(*) FROM sync_jobs WHERE repo_id = ?5 AND claimed_by IS NOT NULL AND lease_until > ?2) <= 1",
         )
         .bind(Outcome::Failed.as_str())
         .bind(ms(now))

@@ -1443,6 +1443,25 @@ async fn each_run_records_how_many_others_were_running(db: TestDb) {
     let third = s.start_run(id, Trigger::Manual, t0()).await.unwrap();
     let counts = db.concurrent_at_start(&[first, second, third]).await;
     assert_eq!(counts, vec![0, 1, 0]);
+
+    // A run left `running` by a dead worker is closed by the next worker, whose run then
+    // records no overlap...
+    s.enqueue_sync(id, Trigger::Manual, t0()).await.unwrap();
+    let job = s.claim_job("w1", t0(), LEASE).await.unwrap().unwrap();
+    assert_eq!(s.fail_interrupted_runs(id, t0()).await.unwrap(), 1);
+    let fourth = s.start_run(id, Trigger::Recovery, t0()).await.unwrap();
+    assert_eq!(db.concurrent_at_start(&[fourth]).await, vec![0]);
+    // ...but while a second live claim exists (forced here; the queue never hands one out),
+    // the other run is not closed and the overlap is on record.
+    db.exec(&format!(
+        "INSERT INTO sync_jobs (repo_id, trigger, run_after, claimed_by, lease_until, attempts, created_at) \
+         SELECT repo_id, trigger, run_after, 'w2', lease_until, 1, created_at FROM sync_jobs WHERE id = {}",
+        job.id
+    ))
+    .await;
+    assert_eq!(s.fail_interrupted_runs(id, t0()).await.unwrap(), 0);
+    let fifth = s.start_run(id, Trigger::Manual, t0()).await.unwrap();
+    assert_eq!(db.concurrent_at_start(&[fifth]).await, vec![1]);
 }
 
 async fn counts_due_mirrors_and_elects_one_scheduler(db: TestDb) {
