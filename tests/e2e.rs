@@ -515,18 +515,21 @@ async fn migrate_copies_once(db: TestDb) {
     );
 }
 
-async fn kill9_during_clone_recovers(db: TestDb) {
+/// A hub on `db` (with `env`) whose initial clone of a sizeable upstream (`team/big`) is
+/// under way when this returns: big enough that the clone is still running a moment later.
+async fn clone_under_way(
+    db: &TestDb,
+    env: &[(&str, &str)],
+) -> (tempfile::TempDir, std::path::PathBuf, GitDaemon, Hub) {
     let root = tempfile::tempdir().unwrap();
     let upstream = root.path().join("big.git");
-    // Big enough that the clone is still running when the hub is killed.
     let spec = mirrorhub_testkit::Spec {
         commits: 4000,
         ..mirrorhub_testkit::Spec::small()
     };
     mirrorhub_testkit::synthetic_upstream(&upstream, spec);
     let daemon = GitDaemon::start(root.path()).await;
-    // A short lease: on PostgreSQL the killed process's claim is taken over when it expires.
-    let mut hub = Hub::start(&db, &[("MIRRORHUB_SYNC_LEASE", "3s")]).await;
+    let hub = Hub::start(db, env).await;
     let (status, repo) = hub
         .post(
             "/api/v1/repos",
@@ -534,7 +537,6 @@ async fn kill9_during_clone_recovers(db: TestDb) {
         )
         .await;
     assert_eq!(status, 202, "{repo}");
-    // Kill as soon as the clone is under way.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while hub
         .get("/api/v1/repos/team/big/syncs")
@@ -543,9 +545,19 @@ async fn kill9_during_clone_recovers(db: TestDb) {
         .as_array()
         .is_none_or(|r| r.is_empty())
     {
-        assert!(std::time::Instant::now() < deadline);
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the clone did not start"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
+    (root, upstream, daemon, hub)
+}
+
+async fn kill9_during_clone_recovers(db: TestDb) {
+    // A short lease: on PostgreSQL the killed process's claim is taken over when it expires.
+    let (_root, upstream, _daemon, mut hub) =
+        clone_under_way(&db, &[("MIRRORHUB_SYNC_LEASE", "3s")]).await;
     hub.kill9();
     // Never a half repository in place: either absent, or complete and consistent.
     let mirror = hub.repo_dir(1);
@@ -691,33 +703,8 @@ async fn permanent_failures_pause_and_settings_resume(db: TestDb) {
 }
 
 async fn sigterm_lets_the_running_sync_finish(db: TestDb) {
-    let root = tempfile::tempdir().unwrap();
-    let upstream = root.path().join("big.git");
-    let spec = mirrorhub_testkit::Spec {
-        commits: 4000,
-        ..mirrorhub_testkit::Spec::small()
-    };
-    mirrorhub_testkit::synthetic_upstream(&upstream, spec);
-    let daemon = GitDaemon::start(root.path()).await;
-    let mut hub = Hub::start(&db, &[("MIRRORHUB_SHUTDOWN_GRACE", "60s")]).await;
-    let (status, _) = hub
-        .post(
-            "/api/v1/repos",
-            create_body(&daemon.url("big.git"), "team", "big"),
-        )
-        .await;
-    assert_eq!(status, 202);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while hub
-        .get("/api/v1/repos/team/big/syncs")
-        .await
-        .1
-        .as_array()
-        .is_none_or(|r| r.is_empty())
-    {
-        assert!(std::time::Instant::now() < deadline);
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    let (_root, upstream, _daemon, mut hub) =
+        clone_under_way(&db, &[("MIRRORHUB_SHUTDOWN_GRACE", "60s")]).await;
     let pid = hub.pid().expect("the hub runs");
     let term = std::process::Command::new("kill")
         .args(["-TERM", &pid.to_string()])
