@@ -459,7 +459,7 @@ impl Store for SqliteStore {
         now: DateTime<Utc>,
     ) -> Result<u64, StoreError> {
         let done = sqlx::query(
-            "UPDATE sync_runs SET outcome = ?, finished_at = ?, error_code = ?, error_message = ? \
+            "UPDATE sync_runs SET outcome = ?1, finished_at = ?2, error_code = ?3, error_message = ?4 \
              WHERE repo_id = ?5 AND outcome = ?6 \
                AND (SELECT count(*) FROM sync_jobs WHERE repo_id = ?5 AND claimed_by IS NOT NULL AND lease_until > ?2) <= 1",
         )
