@@ -397,6 +397,15 @@ impl GitEngine {
         })
     }
 
+    /// Stops every git process still working in `repo`: after a hub was killed mid-sync, its
+    /// git (in its own process group) outlives it and would write the repository beside the
+    /// next sync. Call before syncing a repository whose previous sync was interrupted. Reads
+    /// `/proc`; does nothing where there is none.
+    pub async fn stop_stray_git(&self, repo: &Path) {
+        let repo = repo.to_path_buf();
+        let _ = tokio::task::spawn_blocking(move || refs::stop_stray_git(&repo)).await;
+    }
+
     /// Reads branch/tag counts and HEAD of a local bare repository.
     pub async fn inspect(&self, repo: &Path) -> Result<RepoSummary, GitError> {
         let repo = repo.to_path_buf();

@@ -167,10 +167,9 @@ pub(crate) fn forget_origin(repo: &Path) -> Result<(), GitError> {
 
 /// Removes what a killed git leaves behind: lock files (which would block every later sync)
 /// and temporary packs. Only safe while no other process writes to `repo`: the sync queue
-/// guarantees one sync per repository at a time, and a git left running by a hub that was
-/// killed (its own process group survives the hub) is stopped first.
+/// guarantees one sync per repository at a time, and after a crash the caller first stops any
+/// git the killed hub left running ([`stop_stray_git`]).
 pub(crate) fn remove_leftovers(repo: &Path) -> std::io::Result<()> {
-    stop_stray_git(repo);
     for name in [
         "packed-refs.lock",
         "HEAD.lock",
@@ -201,7 +200,7 @@ pub(crate) fn remove_leftovers(repo: &Path) -> std::io::Result<()> {
 /// Kills (by process group) every git process working in `repo`, and waits until they are
 /// gone. Git runs with its working directory in the repository it writes, so `/proc/*/cwd`
 /// finds them. Only git is touched. On systems without `/proc` this does nothing.
-fn stop_stray_git(repo: &Path) {
+pub(crate) fn stop_stray_git(repo: &Path) {
     use nix::sys::signal::{killpg, Signal};
     use nix::unistd::{getpgid, Pid};
     let Ok(repo) = std::fs::canonicalize(repo) else {

@@ -152,11 +152,17 @@ async fn try_run_job(
     }
     let now = Utc::now();
     let interrupted = store.fail_interrupted_runs(repo.id, now).await?;
-    let trigger = if interrupted > 0 || job.attempts > 1 {
+    // A hub died during this repository's previous sync.
+    let recovering = interrupted > 0 || job.attempts > 1;
+    let trigger = if recovering {
         Trigger::Recovery
     } else {
         job.trigger
     };
+    if recovering {
+        // The dead hub's git (its own process group) may still be writing the repository.
+        hub.engine.stop_stray_git(&hub.repo_path(repo.id)).await;
+    }
     let run_id = store.start_run(repo.id, trigger, now).await?;
 
     let lost_lease = CancellationToken::new();
