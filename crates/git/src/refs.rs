@@ -172,6 +172,9 @@ pub(crate) fn forget_origin(repo: &Path) -> Result<(), GitError> {
 pub(crate) fn remove_leftovers(repo: &Path) -> std::io::Result<()> {
     for name in [
         "packed-refs.lock",
+        // git writes the new packed-refs here before renaming it into place; a git killed in
+        // between leaves it, and every later ref update would fail with "File exists".
+        "packed-refs.new",
         "HEAD.lock",
         "config.lock",
         "shallow.lock",
