@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use mirrorhub_core::schedule;
-use mirrorhub_core::{Credentials, ErrorCode, Mode, RepoState, SyncInterval, Trigger, UpstreamUrl};
+use mirrorhub_core::{ErrorCode, Mode, RepoState, SyncInterval, Trigger, UpstreamUrl};
 use mirrorhub_git::GitEngine;
 pub use mirrorhub_store::RepoCounts;
 use mirrorhub_store::{Repo, RepoUpdate, Store, SyncRun};
@@ -174,9 +174,7 @@ impl Hub {
         if change.remove_credentials {
             update.credentials = Some(None);
         } else if let Some(token) = change.token.filter(|t| !t.is_empty()) {
-            let creds = Credentials::new(change.username.as_deref().filter(|u| !u.trim().is_empty()), &token).map_err(|_| {
-                HubError::invalid(ErrorCode::InvalidRequest, "token", "the username or token contains a control character or the username contains ':'; paste them again without line breaks")
-            })?;
+            let creds = request::credentials(change.username.as_deref(), &token)?;
             if repo.mode == Mode::Mirror || repo.state != RepoState::Ready {
                 let (url, _) = UpstreamUrl::parse(&repo.upstream_url)
                     .map_err(|e| HubError::invalid(ErrorCode::InvalidUrl, "url", e.to_string()))?;

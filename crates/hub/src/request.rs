@@ -63,9 +63,7 @@ impl CreateRepo {
         let token = self.token.filter(|t| !t.is_empty());
         let username = self.username.filter(|u| !u.trim().is_empty());
         let credentials = match (token, url_credentials) {
-            (Some(token), _) => Some(Credentials::new(username.as_deref(), &token).map_err(|_| {
-                HubError::invalid(ErrorCode::InvalidRequest, "token", "the username or token contains a control character or the username contains ':'; paste them again without line breaks")
-            })?),
+            (Some(token), _) => Some(credentials(username.as_deref(), &token)?),
             (None, Some(from_url)) => Some(from_url),
             (None, None) if username.is_some() => {
                 return Err(HubError::invalid(ErrorCode::InvalidRequest, "token", "a username was given without a token or password: add the token, or leave the username empty"));
@@ -137,6 +135,13 @@ impl ValidCreateRepo {
             sync_interval_secs: self.sync_interval.as_secs() as i64,
         }
     }
+}
+
+/// Credentials from a form's username and token fields (an empty username means none).
+pub(crate) fn credentials(username: Option<&str>, token: &str) -> Result<Credentials, HubError> {
+    Credentials::new(username.filter(|u| !u.trim().is_empty()), token).map_err(|_| {
+        HubError::invalid(ErrorCode::InvalidRequest, "token", "the username or token contains a control character or the username contains ':'; paste them again without line breaks")
+    })
 }
 
 pub(crate) fn parse_visibility(v: &str) -> Result<Visibility, HubError> {

@@ -203,7 +203,7 @@ async fn try_run_job(
         }
         Err(e) => {
             let code = e.code();
-            if e.code() == mirrorhub_core::ErrorCode::Internal {
+            if code == mirrorhub_core::ErrorCode::Internal {
                 tracing::error!(duration_ms, error = ?e, "sync failed on our side");
             } else {
                 tracing::warn!(duration_ms, %code, error = %e, "sync failed");
