@@ -17,6 +17,7 @@ const VERSION: u8 = 1;
 const NONCE_LEN: usize = 24;
 const CREDENTIALS_AAD: &[u8] = b"mirrorhub/credentials/v1";
 const KEY_CHECK_AAD: &[u8] = b"mirrorhub/key-check/v1";
+const WEBHOOK_SECRET_AAD: &[u8] = b"mirrorhub/webhook-secret/v1";
 const KEY_CHECK_PLAINTEXT: &[u8] = b"mirrorhub";
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -140,6 +141,22 @@ impl SecretKey {
             username,
             secret: SecretString::from(secret),
         })
+    }
+
+    /// A new random webhook secret (256 bits, hex), sealed for the `webhook_secret` column.
+    pub(crate) fn new_sealed_webhook_secret(&self) -> Result<Vec<u8>, CryptoError> {
+        let mut bytes = Zeroizing::new([0u8; 32]);
+        chacha20poly1305::aead::rand_core::RngCore::fill_bytes(&mut OsRng, bytes.as_mut_slice());
+        let hex: Zeroizing<String> =
+            Zeroizing::new(bytes.iter().map(|b| format!("{b:02x}")).collect());
+        self.seal(WEBHOOK_SECRET_AAD, hex.as_bytes())
+    }
+
+    /// Opens a sealed webhook secret.
+    pub(crate) fn open_webhook_secret(&self, sealed: &[u8]) -> Result<SecretString, CryptoError> {
+        let plain = self.open(WEBHOOK_SECRET_AAD, sealed)?;
+        let text = String::from_utf8(plain.to_vec()).map_err(|_| CryptoError::Decrypt)?;
+        Ok(SecretString::from(text))
     }
 
     /// A value sealed with this key, kept in the settings to recognise the key later.

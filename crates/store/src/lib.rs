@@ -31,6 +31,7 @@ use mirrorhub_core::{
 };
 
 pub use crypto::{CryptoError, SecretKey};
+pub use secrecy::SecretString;
 
 /// The error code recorded on runs that were still running when the hub stopped.
 pub const INTERRUPTED_CODE: &str = "interrupted";
@@ -130,6 +131,64 @@ pub struct Repo {
     pub created_at: DateTime<Utc>,
     /// Why the scheduler stopped retrying (repeated permanent failures); `None` when active.
     pub paused_reason: Option<String>,
+    /// The secret of the repository's own webhook URL. Every repository has one (made when it
+    /// is created); `None` only if a row predates it and the start-up backfill has not run.
+    pub webhook_secret: Option<SecretString>,
+    pub webhook: WebhookState,
+}
+
+/// What the hub knows about a repository's push webhook.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WebhookState {
+    /// The last authenticated delivery for this repository (any event, pings included).
+    pub last_delivery_at: Option<DateTime<Utc>>,
+    /// The forge that sent it (`mirrorhub_webhooks::Forge::as_str`).
+    pub last_forge: Option<String>,
+    pub hook: WebhookHook,
+}
+
+/// A webhook the hub manages on the upstream itself.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum WebhookHook {
+    /// None was created (the upstream is not on a forge the hub can manage, or no token).
+    #[default]
+    None,
+    /// Created through the forge's API (`forge`: `github`, `gitlab`, `gitea`), with its id there.
+    Registered { forge: String, id: String },
+    /// Creating it failed; the message says why (shown so the user can add it by hand).
+    Failed(String),
+}
+
+/// One authenticated webhook delivery, as the hub decided to handle it.
+#[derive(Debug, Clone)]
+pub struct NewDelivery {
+    pub forge: String,
+    /// The forge's delivery id; a delivery without one is never taken for a replay.
+    pub delivery_id: Option<String>,
+    pub event: String,
+    /// The repositories it concerns, each with what was done; may be empty (nothing matched).
+    pub entries: Vec<DeliveryEntry>,
+}
+
+#[derive(Debug, Clone)]
+pub struct DeliveryEntry {
+    pub repo_id: i64,
+    /// Queue a webhook-triggered sync (coalescing with a pending one).
+    pub sync: bool,
+    /// The log line's result, e.g. `sync queued`.
+    pub result: String,
+}
+
+/// A line of a repository's delivery log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    pub id: i64,
+    pub repo_id: i64,
+    pub received_at: DateTime<Utc>,
+    pub forge: String,
+    pub event: String,
+    pub delivery_id: Option<String>,
+    pub result: String,
 }
 
 /// A claimed job: the worker that claimed it holds its lease.
@@ -339,6 +398,29 @@ pub trait Store: Send + Sync {
     async fn resume_repo(&self, id: i64, now: DateTime<Utc>) -> Result<bool, StoreError>;
     /// Applies a person's settings change (and un-pauses). `None` if the repository does not exist.
     async fn update_repo(&self, id: i64, update: &RepoUpdate) -> Result<Option<Repo>, StoreError>;
+
+    /// Repositories whose upstream has one of these match keys
+    /// (`mirrorhub_core::repo_key::repo_match_key`).
+    async fn repos_by_match_keys(&self, keys: &[String]) -> Result<Vec<Repo>, StoreError>;
+    /// Records an authenticated delivery in one transaction: remembers its delivery id (an id
+    /// seen before makes it a replay: nothing is written and `false` comes back), queues a
+    /// webhook sync for each entry that asks for one, marks each entry's repository as
+    /// connected and writes its log line.
+    async fn record_delivery(
+        &self,
+        delivery: &NewDelivery,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+    /// A repository's delivery log, newest first.
+    async fn list_deliveries(&self, repo_id: i64, limit: i64) -> Result<Vec<Delivery>, StoreError>;
+    /// Forgets delivery ids seen before `seen_before` and log lines from before `log_before`.
+    async fn prune_deliveries(
+        &self,
+        seen_before: DateTime<Utc>,
+        log_before: DateTime<Utc>,
+    ) -> Result<u64, StoreError>;
+    /// Records the webhook the hub created on the upstream (or why it could not).
+    async fn set_webhook_hook(&self, repo_id: i64, hook: &WebhookHook) -> Result<(), StoreError>;
 }
 
 /// Opens the database named by the URL (`sqlite:PATH`, `sqlite::memory:`, `postgres://...`
@@ -435,3 +517,32 @@ fn check_final(outcome: Outcome) -> Result<(), StoreError> {
 /// How many rows a multi-row INSERT of the journal carries (6 bound values each): well under
 /// both backends' limits on bound parameters.
 const REF_CHANGES_PER_INSERT: usize = 1000;
+
+/// The `webhook_hook_*` columns of a [`WebhookHook`]: forge, id, error.
+fn hook_columns(hook: &WebhookHook) -> (Option<&str>, Option<&str>, Option<&str>) {
+    match hook {
+        WebhookHook::None => (None, None, None),
+        WebhookHook::Registered { forge, id } => (Some(forge), Some(id), None),
+        WebhookHook::Failed(error) => (None, None, Some(error)),
+    }
+}
+
+/// Reads back what [`hook_columns`] wrote.
+fn hook_from_columns(
+    forge: Option<String>,
+    id: Option<String>,
+    error: Option<String>,
+) -> WebhookHook {
+    match (forge, id, error) {
+        (Some(forge), Some(id), _) => WebhookHook::Registered { forge, id },
+        (_, _, Some(error)) => WebhookHook::Failed(error),
+        _ => WebhookHook::None,
+    }
+}
+
+/// The match key recorded for an upstream URL; the URL itself when it has none (it was
+/// accepted by `UpstreamUrl`, so this does not happen in practice).
+fn match_key(upstream_url: &str) -> String {
+    mirrorhub_core::repo_key::repo_match_key(upstream_url)
+        .unwrap_or_else(|| upstream_url.to_owned())
+}

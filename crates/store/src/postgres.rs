@@ -9,12 +9,13 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use mirrorhub_core::{Outcome, RefChange, RepoState, Trigger};
 use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
-use sqlx::{Postgres, QueryBuilder, Row};
+use sqlx::{PgConnection, Postgres, QueryBuilder, Row};
 
 use crate::{
-    check_final, lease_end, parse_kind, parse_mode, parse_outcome, parse_state, parse_trigger,
-    parse_visibility, Job, NewRepo, Repo, RepoCounts, RepoUpdate, SecretKey, Store, StoreError,
-    SyncResult, SyncRun, INTERRUPTED_CODE, INTERRUPTED_MESSAGE, REF_CHANGES_PER_INSERT,
+    check_final, hook_columns, hook_from_columns, lease_end, match_key, parse_kind, parse_mode,
+    parse_outcome, parse_state, parse_trigger, parse_visibility, Delivery, Job, NewDelivery,
+    NewRepo, Repo, RepoCounts, RepoUpdate, SecretKey, Store, StoreError, SyncResult, SyncRun,
+    WebhookHook, WebhookState, INTERRUPTED_CODE, INTERRUPTED_MESSAGE, REF_CHANGES_PER_INSERT,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
@@ -27,7 +28,8 @@ const CLAIM_RETRIES: usize = 3;
 const REPO_COLUMNS: &str = "id, owner, name, mode, visibility, description, upstream_url, credentials, state, \
      progress_phase, progress_percent, sync_interval_secs, last_sync_at, last_success_at, next_sync_at, \
      last_error_code, last_error_message, consecutive_failures, branches, tags, head_ref, created_at, \
-     paused_reason";
+     paused_reason, webhook_secret, webhook_last_delivery_at, webhook_last_forge, webhook_hook_forge, \
+     webhook_hook_id, webhook_hook_error";
 
 pub(crate) struct PgStore {
     pool: PgPool,
@@ -50,17 +52,66 @@ fn is_retryable(e: &StoreError) -> bool {
     }
 }
 
+/// Inserts a pending job or merges into the pending one (the earlier start wins, with its
+/// trigger); one statement, on the caller's connection or transaction.
+async fn enqueue_in(
+    conn: &mut PgConnection,
+    repo_id: i64,
+    trigger: Trigger,
+    run_after: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    // xmax is 0 on a freshly inserted row version, and the updater's id on an updated one.
+    let inserted: bool = sqlx::query_scalar(
+        "INSERT INTO sync_jobs (repo_id, trigger, run_after, created_at) VALUES ($1, $2, $3, now()) \
+         ON CONFLICT (repo_id) WHERE claimed_by IS NULL DO UPDATE SET \
+             trigger = CASE WHEN EXCLUDED.run_after < sync_jobs.run_after THEN EXCLUDED.trigger ELSE sync_jobs.trigger END, \
+             run_after = LEAST(sync_jobs.run_after, EXCLUDED.run_after) \
+         RETURNING (xmax = 0)",
+    )
+    .bind(repo_id)
+    .bind(trigger.as_str())
+    .bind(run_after)
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(inserted)
+}
+
 impl PgStore {
     pub(crate) async fn connect(url: &str, key: SecretKey) -> Result<Self, StoreError> {
         let pool = PgPoolOptions::new().connect(url).await?;
         // sqlx holds an advisory lock while migrating: replicas starting together are safe.
         MIGRATOR.run(&pool).await?;
-        tracing::debug!(backend = "postgres", "store ready");
-        Ok(Self {
+        let store = Self {
             pool,
             key,
             scheduler_lock: Default::default(),
-        })
+        };
+        store.backfill_webhook_columns().await?;
+        tracing::debug!(backend = "postgres", "store ready");
+        Ok(store)
+    }
+
+    /// Gives rows created before webhooks existed their match key and webhook secret.
+    /// Replicas starting together may both do it: COALESCE keeps the first one's values.
+    async fn backfill_webhook_columns(&self) -> Result<(), StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, upstream_url FROM repos WHERE match_key IS NULL OR webhook_secret IS NULL",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        for row in rows {
+            let url: String = row.try_get("upstream_url")?;
+            sqlx::query(
+                "UPDATE repos SET match_key = COALESCE(match_key, $1), \
+                 webhook_secret = COALESCE(webhook_secret, $2) WHERE id = $3",
+            )
+            .bind(match_key(&url))
+            .bind(self.key.new_sealed_webhook_secret()?)
+            .bind(row.try_get::<i64, _>("id")?)
+            .execute(&self.pool)
+            .await?;
+        }
+        Ok(())
     }
 
     fn repo_from_row(&self, row: &PgRow) -> Result<Repo, StoreError> {
@@ -91,6 +142,19 @@ impl PgStore {
             head_ref: row.try_get("head_ref")?,
             paused_reason: row.try_get("paused_reason")?,
             created_at: row.try_get("created_at")?,
+            webhook_secret: row
+                .try_get::<Option<Vec<u8>>, _>("webhook_secret")?
+                .map(|s| self.key.open_webhook_secret(&s))
+                .transpose()?,
+            webhook: WebhookState {
+                last_delivery_at: row.try_get("webhook_last_delivery_at")?,
+                last_forge: row.try_get("webhook_last_forge")?,
+                hook: hook_from_columns(
+                    row.try_get("webhook_hook_forge")?,
+                    row.try_get("webhook_hook_id")?,
+                    row.try_get("webhook_hook_error")?,
+                ),
+            },
         })
     }
 
@@ -194,7 +258,8 @@ impl Store for PgStore {
             .transpose()?;
         let sql = format!(
             "INSERT INTO repos (owner, name, mode, visibility, description, upstream_url, credentials, state, \
-             sync_interval_secs, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING {REPO_COLUMNS}"
+             sync_interval_secs, created_at, match_key, webhook_secret) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING {REPO_COLUMNS}"
         );
         let row = sqlx::query(&sql)
             .bind(new.owner.as_str())
@@ -207,6 +272,8 @@ impl Store for PgStore {
             .bind(RepoState::Cloning.as_str())
             .bind(new.sync_interval_secs)
             .bind(now)
+            .bind(match_key(&new.upstream_url))
+            .bind(self.key.new_sealed_webhook_secret()?)
             .fetch_one(&self.pool)
             .await?;
         self.repo_from_row(&row)
@@ -273,20 +340,8 @@ impl Store for PgStore {
         trigger: Trigger,
         run_after: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        // xmax is 0 on a freshly inserted row version, and the updater's id on an updated one.
-        let inserted: bool = sqlx::query_scalar(
-            "INSERT INTO sync_jobs (repo_id, trigger, run_after, created_at) VALUES ($1, $2, $3, now()) \
-             ON CONFLICT (repo_id) WHERE claimed_by IS NULL DO UPDATE SET \
-                 trigger = CASE WHEN EXCLUDED.run_after < sync_jobs.run_after THEN EXCLUDED.trigger ELSE sync_jobs.trigger END, \
-                 run_after = LEAST(sync_jobs.run_after, EXCLUDED.run_after) \
-             RETURNING (xmax = 0)",
-        )
-        .bind(repo_id)
-        .bind(trigger.as_str())
-        .bind(run_after)
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(inserted)
+        let mut conn = self.pool.acquire().await?;
+        enqueue_in(&mut conn, repo_id, trigger, run_after).await
     }
 
     async fn claim_job(
@@ -737,5 +792,125 @@ impl Store for PgStore {
             .fetch_optional(&self.pool)
             .await?;
         row.map(|r| self.repo_from_row(&r)).transpose()
+    }
+
+    async fn repos_by_match_keys(&self, keys: &[String]) -> Result<Vec<Repo>, StoreError> {
+        if keys.is_empty() {
+            return Ok(vec![]);
+        }
+        let sql = format!("SELECT {REPO_COLUMNS} FROM repos WHERE match_key = ANY($1) ORDER BY id");
+        let rows = sqlx::query(&sql).bind(keys).fetch_all(&self.pool).await?;
+        rows.iter().map(|r| self.repo_from_row(r)).collect()
+    }
+
+    async fn record_delivery(
+        &self,
+        delivery: &NewDelivery,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        if let Some(id) = &delivery.delivery_id {
+            let fresh = sqlx::query(
+                "INSERT INTO webhook_seen (forge, delivery_id, seen_at) VALUES ($1, $2, $3) \
+                 ON CONFLICT (forge, delivery_id) DO NOTHING",
+            )
+            .bind(&delivery.forge)
+            .bind(id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+                == 1;
+            if !fresh {
+                return Ok(false);
+            }
+        }
+        for entry in &delivery.entries {
+            if entry.sync {
+                enqueue_in(&mut tx, entry.repo_id, Trigger::Webhook, now).await?;
+            }
+            sqlx::query(
+                "UPDATE repos SET webhook_last_delivery_at = $1, webhook_last_forge = $2 WHERE id = $3",
+            )
+            .bind(now)
+            .bind(&delivery.forge)
+            .bind(entry.repo_id)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "INSERT INTO webhook_deliveries (repo_id, received_at, forge, event, delivery_id, result) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(entry.repo_id)
+            .bind(now)
+            .bind(&delivery.forge)
+            .bind(&delivery.event)
+            .bind(delivery.delivery_id.as_deref())
+            .bind(&entry.result)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn list_deliveries(&self, repo_id: i64, limit: i64) -> Result<Vec<Delivery>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, repo_id, received_at, forge, event, delivery_id, result \
+             FROM webhook_deliveries WHERE repo_id = $1 ORDER BY id DESC LIMIT $2",
+        )
+        .bind(repo_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(Delivery {
+                    id: row.try_get("id")?,
+                    repo_id: row.try_get("repo_id")?,
+                    received_at: row.try_get("received_at")?,
+                    forge: row.try_get("forge")?,
+                    event: row.try_get("event")?,
+                    delivery_id: row.try_get("delivery_id")?,
+                    result: row.try_get("result")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn prune_deliveries(
+        &self,
+        seen_before: DateTime<Utc>,
+        log_before: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        let seen = sqlx::query("DELETE FROM webhook_seen WHERE seen_at < $1")
+            .bind(seen_before)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        let log = sqlx::query("DELETE FROM webhook_deliveries WHERE received_at < $1")
+            .bind(log_before)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(seen + log)
+    }
+
+    async fn set_webhook_hook(&self, repo_id: i64, hook: &WebhookHook) -> Result<(), StoreError> {
+        let (forge, id, error) = hook_columns(hook);
+        let done = sqlx::query(
+            "UPDATE repos SET webhook_hook_forge = $1, webhook_hook_id = $2, webhook_hook_error = $3 \
+             WHERE id = $4",
+        )
+        .bind(forge)
+        .bind(id)
+        .bind(error)
+        .bind(repo_id)
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
     }
 }

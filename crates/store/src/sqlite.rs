@@ -13,12 +13,13 @@ use mirrorhub_core::{Outcome, RefChange, RepoState, Trigger};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
-use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
+use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection, SqlitePool};
 
 use crate::{
-    check_final, lease_end, parse_kind, parse_mode, parse_outcome, parse_state, parse_trigger,
-    parse_visibility, Job, NewRepo, Repo, RepoCounts, RepoUpdate, SecretKey, Store, StoreError,
-    SyncResult, SyncRun, INTERRUPTED_CODE, INTERRUPTED_MESSAGE, REF_CHANGES_PER_INSERT,
+    check_final, hook_columns, hook_from_columns, lease_end, match_key, parse_kind, parse_mode,
+    parse_outcome, parse_state, parse_trigger, parse_visibility, Delivery, Job, NewDelivery,
+    NewRepo, Repo, RepoCounts, RepoUpdate, SecretKey, Store, StoreError, SyncResult, SyncRun,
+    WebhookHook, WebhookState, INTERRUPTED_CODE, INTERRUPTED_MESSAGE, REF_CHANGES_PER_INSERT,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
@@ -28,7 +29,8 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 const REPO_COLUMNS: &str = "id, owner, name, mode, visibility, description, upstream_url, credentials, state, \
      progress_phase, progress_percent, sync_interval_secs, last_sync_at, last_success_at, next_sync_at, \
      last_error_code, last_error_message, consecutive_failures, branches, tags, head_ref, created_at, \
-     paused_reason";
+     paused_reason, webhook_secret, webhook_last_delivery_at, webhook_last_forge, webhook_hook_forge, \
+     webhook_hook_id, webhook_hook_error";
 
 /// Claims one job; a single statement, so the candidate and the claim are one write.
 /// Binds: worker, lease end, now.
@@ -72,6 +74,40 @@ fn from_opt_ms(ms: Option<i64>) -> Result<Option<DateTime<Utc>>, StoreError> {
     ms.map(from_ms).transpose()
 }
 
+/// Inserts a pending job or merges into the pending one (the earlier start wins, with its
+/// trigger), inside the caller's write transaction.
+async fn enqueue_in(
+    conn: &mut SqliteConnection,
+    repo_id: i64,
+    trigger: Trigger,
+    run_after: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    let inserted = sqlx::query(
+        "INSERT INTO sync_jobs (repo_id, trigger, run_after, created_at) VALUES (?1, ?2, ?3, ?4) \
+         ON CONFLICT (repo_id) WHERE claimed_by IS NULL DO NOTHING",
+    )
+    .bind(repo_id)
+    .bind(trigger.as_str())
+    .bind(ms(run_after))
+    .bind(ms(Utc::now()))
+    .execute(&mut *conn)
+    .await?
+    .rows_affected()
+        == 1;
+    if !inserted {
+        sqlx::query(
+            "UPDATE sync_jobs SET trigger = ?1, run_after = ?2 \
+             WHERE repo_id = ?3 AND claimed_by IS NULL AND run_after > ?2",
+        )
+        .bind(trigger.as_str())
+        .bind(ms(run_after))
+        .bind(repo_id)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(inserted)
+}
+
 impl SqliteStore {
     pub(crate) async fn connect(url: &str, key: SecretKey) -> Result<Self, StoreError> {
         let options = SqliteConnectOptions::from_str(url)?
@@ -90,8 +126,32 @@ impl SqliteStore {
         }
         let pool = pool.connect_with(options).await?;
         MIGRATOR.run(&pool).await?;
+        let store = Self { pool, key };
+        store.backfill_webhook_columns().await?;
         tracing::debug!(backend = "sqlite", "store ready");
-        Ok(Self { pool, key })
+        Ok(store)
+    }
+
+    /// Gives rows created before webhooks existed their match key and webhook secret.
+    async fn backfill_webhook_columns(&self) -> Result<(), StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, upstream_url FROM repos WHERE match_key IS NULL OR webhook_secret IS NULL",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        for row in rows {
+            let url: String = row.try_get("upstream_url")?;
+            sqlx::query(
+                "UPDATE repos SET match_key = COALESCE(match_key, ?1), \
+                 webhook_secret = COALESCE(webhook_secret, ?2) WHERE id = ?3",
+            )
+            .bind(match_key(&url))
+            .bind(self.key.new_sealed_webhook_secret()?)
+            .bind(row.try_get::<i64, _>("id")?)
+            .execute(&self.pool)
+            .await?;
+        }
+        Ok(())
     }
 
     async fn begin_write(&self) -> Result<sqlx::Transaction<'static, Sqlite>, StoreError> {
@@ -126,6 +186,19 @@ impl SqliteStore {
             head_ref: row.try_get("head_ref")?,
             paused_reason: row.try_get("paused_reason")?,
             created_at: from_ms(row.try_get("created_at")?)?,
+            webhook_secret: row
+                .try_get::<Option<Vec<u8>>, _>("webhook_secret")?
+                .map(|s| self.key.open_webhook_secret(&s))
+                .transpose()?,
+            webhook: WebhookState {
+                last_delivery_at: from_opt_ms(row.try_get("webhook_last_delivery_at")?)?,
+                last_forge: row.try_get("webhook_last_forge")?,
+                hook: hook_from_columns(
+                    row.try_get("webhook_hook_forge")?,
+                    row.try_get("webhook_hook_id")?,
+                    row.try_get("webhook_hook_error")?,
+                ),
+            },
         })
     }
 }
@@ -145,7 +218,8 @@ impl Store for SqliteStore {
             .transpose()?;
         let sql = format!(
             "INSERT INTO repos (owner, name, mode, visibility, description, upstream_url, credentials, state, \
-             sync_interval_secs, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING {REPO_COLUMNS}"
+             sync_interval_secs, created_at, match_key, webhook_secret) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING {REPO_COLUMNS}"
         );
         let row = sqlx::query(&sql)
             .bind(new.owner.as_str())
@@ -158,6 +232,8 @@ impl Store for SqliteStore {
             .bind(RepoState::Cloning.as_str())
             .bind(new.sync_interval_secs)
             .bind(ms(now))
+            .bind(match_key(&new.upstream_url))
+            .bind(self.key.new_sealed_webhook_secret()?)
             .fetch_one(&self.pool)
             .await?;
         self.repo_from_row(&row)
@@ -224,30 +300,7 @@ impl Store for SqliteStore {
         run_after: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         let mut tx = self.begin_write().await?;
-        let inserted = sqlx::query(
-            "INSERT INTO sync_jobs (repo_id, trigger, run_after, created_at) VALUES (?, ?, ?, ?) \
-             ON CONFLICT (repo_id) WHERE claimed_by IS NULL DO NOTHING",
-        )
-        .bind(repo_id)
-        .bind(trigger.as_str())
-        .bind(ms(run_after))
-        .bind(ms(Utc::now()))
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
-        if !inserted {
-            sqlx::query(
-                "UPDATE sync_jobs SET trigger = ?, run_after = ? \
-                 WHERE repo_id = ? AND claimed_by IS NULL AND run_after > ?",
-            )
-            .bind(trigger.as_str())
-            .bind(ms(run_after))
-            .bind(repo_id)
-            .bind(ms(run_after))
-            .execute(&mut *tx)
-            .await?;
-        }
+        let inserted = enqueue_in(&mut tx, repo_id, trigger, run_after).await?;
         tx.commit().await?;
         Ok(inserted)
     }
@@ -692,6 +745,133 @@ impl Store for SqliteStore {
             .fetch_optional(&self.pool)
             .await?;
         row.map(|r| self.repo_from_row(&r)).transpose()
+    }
+
+    async fn repos_by_match_keys(&self, keys: &[String]) -> Result<Vec<Repo>, StoreError> {
+        if keys.is_empty() {
+            return Ok(vec![]);
+        }
+        let mut query = QueryBuilder::<Sqlite>::new(format!(
+            "SELECT {REPO_COLUMNS} FROM repos WHERE match_key IN ("
+        ));
+        let mut list = query.separated(", ");
+        for key in keys {
+            list.push_bind(key);
+        }
+        query.push(") ORDER BY id");
+        let rows = query.build().fetch_all(&self.pool).await?;
+        rows.iter().map(|r| self.repo_from_row(r)).collect()
+    }
+
+    async fn record_delivery(
+        &self,
+        delivery: &NewDelivery,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.begin_write().await?;
+        if let Some(id) = &delivery.delivery_id {
+            let fresh = sqlx::query(
+                "INSERT INTO webhook_seen (forge, delivery_id, seen_at) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (forge, delivery_id) DO NOTHING",
+            )
+            .bind(&delivery.forge)
+            .bind(id)
+            .bind(ms(now))
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+                == 1;
+            if !fresh {
+                return Ok(false);
+            }
+        }
+        for entry in &delivery.entries {
+            if entry.sync {
+                enqueue_in(&mut tx, entry.repo_id, Trigger::Webhook, now).await?;
+            }
+            sqlx::query(
+                "UPDATE repos SET webhook_last_delivery_at = ?1, webhook_last_forge = ?2 WHERE id = ?3",
+            )
+            .bind(ms(now))
+            .bind(&delivery.forge)
+            .bind(entry.repo_id)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "INSERT INTO webhook_deliveries (repo_id, received_at, forge, event, delivery_id, result) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )
+            .bind(entry.repo_id)
+            .bind(ms(now))
+            .bind(&delivery.forge)
+            .bind(&delivery.event)
+            .bind(delivery.delivery_id.as_deref())
+            .bind(&entry.result)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn list_deliveries(&self, repo_id: i64, limit: i64) -> Result<Vec<Delivery>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, repo_id, received_at, forge, event, delivery_id, result \
+             FROM webhook_deliveries WHERE repo_id = ?1 ORDER BY id DESC LIMIT ?2",
+        )
+        .bind(repo_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(Delivery {
+                    id: row.try_get("id")?,
+                    repo_id: row.try_get("repo_id")?,
+                    received_at: from_ms(row.try_get("received_at")?)?,
+                    forge: row.try_get("forge")?,
+                    event: row.try_get("event")?,
+                    delivery_id: row.try_get("delivery_id")?,
+                    result: row.try_get("result")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn prune_deliveries(
+        &self,
+        seen_before: DateTime<Utc>,
+        log_before: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        let seen = sqlx::query("DELETE FROM webhook_seen WHERE seen_at < ?1")
+            .bind(ms(seen_before))
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        let log = sqlx::query("DELETE FROM webhook_deliveries WHERE received_at < ?1")
+            .bind(ms(log_before))
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(seen + log)
+    }
+
+    async fn set_webhook_hook(&self, repo_id: i64, hook: &WebhookHook) -> Result<(), StoreError> {
+        let (forge, id, error) = hook_columns(hook);
+        let done = sqlx::query(
+            "UPDATE repos SET webhook_hook_forge = ?1, webhook_hook_id = ?2, webhook_hook_error = ?3 \
+             WHERE id = ?4",
+        )
+        .bind(forge)
+        .bind(id)
+        .bind(error)
+        .bind(repo_id)
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
     }
 }
 

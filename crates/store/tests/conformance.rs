@@ -19,9 +19,10 @@ use mirrorhub_core::{
     Visibility,
 };
 use mirrorhub_store::{
-    connect, CryptoError, NewRepo, SecretKey, Store, StoreError, SyncResult, INTERRUPTED_CODE,
-    INTERRUPTED_MESSAGE,
+    connect, CryptoError, DeliveryEntry, NewDelivery, NewRepo, SecretKey, Store, StoreError,
+    SyncResult, WebhookHook, INTERRUPTED_CODE, INTERRUPTED_MESSAGE,
 };
+use secrecy::ExposeSecret;
 
 const LEASE: Duration = Duration::from_secs(60);
 
@@ -1553,7 +1554,206 @@ async fn requeues_cloning_repos_and_counts_for_metrics(db: TestDb) {
     assert_eq!(just_before.stale, 0);
 }
 
+// ---- webhooks -------------------------------------------------------------------------------
+
+fn delivery(id: Option<&str>, entries: Vec<DeliveryEntry>) -> NewDelivery {
+    NewDelivery {
+        forge: "github".into(),
+        delivery_id: id.map(str::to_owned),
+        event: "push".into(),
+        entries,
+    }
+}
+
+fn entry(repo_id: i64, sync: bool) -> DeliveryEntry {
+    DeliveryEntry {
+        repo_id,
+        sync,
+        result: if sync { "sync queued" } else { "connected" }.into(),
+    }
+}
+
+async fn every_repo_gets_a_webhook_secret_and_a_match_key(db: TestDb) {
+    let s = db.store.as_ref();
+    let a = s
+        .create_repo(new_repo("team", "a", Mode::Mirror), t0())
+        .await
+        .unwrap();
+    let b = s
+        .create_repo(new_repo("team", "b", Mode::Mirror), t0())
+        .await
+        .unwrap();
+    let secret_a = a
+        .webhook_secret
+        .as_ref()
+        .unwrap()
+        .expose_secret()
+        .to_owned();
+    let secret_b = b
+        .webhook_secret
+        .as_ref()
+        .unwrap()
+        .expose_secret()
+        .to_owned();
+    assert_eq!(secret_a.len(), 64, "256 bits in hex");
+    assert!(secret_a.bytes().all(|c| c.is_ascii_hexdigit()));
+    assert_ne!(secret_a, secret_b);
+    // Stored sealed, read back the same.
+    let again = s.get_repo_by_id(a.id).await.unwrap().unwrap();
+    assert_eq!(again.webhook_secret.unwrap().expose_secret(), secret_a);
+    assert_eq!(again.webhook, Default::default());
+
+    // Any form of the upstream's URL finds it (and its namesake mirror of the same upstream).
+    let mut twin = new_repo("other", "a-copy", Mode::Mirror);
+    twin.upstream_url = "https://example.org/team/a.git".into();
+    let twin = s.create_repo(twin, t0()).await.unwrap();
+    let found = s
+        .repos_by_match_keys(&["example.org/team/a".into(), "nowhere/x".into()])
+        .await
+        .unwrap();
+    assert_eq!(
+        found.iter().map(|r| r.id).collect::<Vec<_>>(),
+        vec![a.id, twin.id]
+    );
+    assert!(s.repos_by_match_keys(&[]).await.unwrap().is_empty());
+
+    // Rows from before webhooks existed are given both at the next start.
+    db.exec("UPDATE repos SET webhook_secret = NULL, match_key = NULL")
+        .await;
+    let reopened = db.reopen().await;
+    let b2 = reopened.get_repo_by_id(b.id).await.unwrap().unwrap();
+    assert_eq!(b2.webhook_secret.unwrap().expose_secret().len(), 64);
+    assert_eq!(
+        reopened
+            .repos_by_match_keys(&["example.org/team/b".into()])
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+async fn deliveries_queue_syncs_log_and_refuse_replays(db: TestDb) {
+    let s = db.store.as_ref();
+    let a = mirror(s, "team", "a").await;
+    let b = mirror(s, "team", "b").await;
+
+    // One delivery for two repositories: one sync queued, one only logged.
+    assert!(s
+        .record_delivery(
+            &delivery(Some("d-1"), vec![entry(a, true), entry(b, false)]),
+            t0()
+        )
+        .await
+        .unwrap());
+    assert_eq!(db.count_jobs(a).await, (0, 1), "(claimed, pending)");
+    assert_eq!(db.count_jobs(b).await, (0, 0));
+    let job = s.claim_job("w", t0(), LEASE).await.unwrap().unwrap();
+    assert_eq!((job.repo_id, job.trigger), (a, Trigger::Webhook));
+
+    // The same id again (any repository, any time in the window) does nothing at all.
+    assert!(!s
+        .record_delivery(&delivery(Some("d-1"), vec![entry(b, true)]), t0() + secs(5))
+        .await
+        .unwrap());
+    assert_eq!(db.count_jobs(b).await, (0, 0));
+    // The same id from another forge is another delivery.
+    let mut gitlab = delivery(Some("d-1"), vec![entry(b, true)]);
+    gitlab.forge = "gitlab".into();
+    assert!(s.record_delivery(&gitlab, t0() + secs(6)).await.unwrap());
+    // Bursts coalesce into the one pending job; deliveries without an id are never replays.
+    for i in 0..20 {
+        assert!(s
+            .record_delivery(&delivery(None, vec![entry(b, true)]), t0() + secs(7 + i))
+            .await
+            .unwrap());
+    }
+    assert_eq!(db.count_jobs(b).await, (0, 1));
+    // A delivery that matched nothing is still remembered.
+    assert!(s
+        .record_delivery(&delivery(Some("d-2"), vec![]), t0())
+        .await
+        .unwrap());
+    assert!(!s
+        .record_delivery(&delivery(Some("d-2"), vec![]), t0())
+        .await
+        .unwrap());
+
+    let log = s.list_deliveries(b, 5).await.unwrap();
+    assert_eq!(log.len(), 5, "limited");
+    assert!(log.windows(2).all(|w| w[0].id > w[1].id), "newest first");
+    assert_eq!(log[0].received_at, t0() + secs(26));
+    assert_eq!(log[0].delivery_id, None);
+    let all_b = s.list_deliveries(b, 100).await.unwrap();
+    assert_eq!(all_b.len(), 22);
+    let first = all_b.last().unwrap();
+    assert_eq!(
+        (
+            first.forge.as_str(),
+            first.event.as_str(),
+            first.delivery_id.as_deref(),
+            first.result.as_str()
+        ),
+        ("github", "push", Some("d-1"), "connected")
+    );
+    let repo_b = s.get_repo_by_id(b).await.unwrap().unwrap();
+    assert_eq!(repo_b.webhook.last_delivery_at, Some(t0() + secs(26)));
+    assert_eq!(repo_b.webhook.last_forge.as_deref(), Some("github"));
+
+    // Pruning forgets old ids (so they count as new again) and old log lines.
+    let pruned = s
+        .prune_deliveries(t0() + secs(1), t0() + secs(10))
+        .await
+        .unwrap();
+    assert_eq!(pruned, 2 + 6, "two ids; five lines of b and one of a");
+    assert!(s
+        .record_delivery(&delivery(Some("d-1"), vec![]), t0() + secs(100))
+        .await
+        .unwrap());
+    assert_eq!(
+        s.list_deliveries(b, 100).await.unwrap().len(),
+        22 - 5,
+        "t0, +6..+9 gone"
+    );
+
+    // Deleting a repository deletes its log.
+    assert!(s.delete_repo(b).await.unwrap());
+    assert!(s.list_deliveries(b, 100).await.unwrap().is_empty());
+}
+
+async fn a_registered_webhook_is_recorded(db: TestDb) {
+    let s = db.store.as_ref();
+    let a = mirror(s, "team", "a").await;
+    let hook = WebhookHook::Registered {
+        forge: "gitlab".into(),
+        id: "42".into(),
+    };
+    s.set_webhook_hook(a, &hook).await.unwrap();
+    assert_eq!(
+        s.get_repo_by_id(a).await.unwrap().unwrap().webhook.hook,
+        hook
+    );
+    let failed = WebhookHook::Failed("the token may not manage webhooks".into());
+    s.set_webhook_hook(a, &failed).await.unwrap();
+    assert_eq!(
+        s.get_repo_by_id(a).await.unwrap().unwrap().webhook.hook,
+        failed
+    );
+    s.set_webhook_hook(a, &WebhookHook::None).await.unwrap();
+    assert_eq!(
+        s.get_repo_by_id(a).await.unwrap().unwrap().webhook.hook,
+        WebhookHook::None
+    );
+    assert!(matches!(
+        s.set_webhook_hook(a + 1000, &hook).await,
+        Err(StoreError::NotFound)
+    ));
+}
+
 conformance!(
+    every_repo_gets_a_webhook_secret_and_a_match_key,
+    deliveries_queue_syncs_log_and_refuse_replays,
+    a_registered_webhook_is_recorded,
     requeues_cloning_repos_and_counts_for_metrics,
     counts_due_mirrors_and_elects_one_scheduler,
     a_paused_mirror_is_not_scheduled_until_resumed,
