@@ -7,6 +7,7 @@ pub mod error;
 pub mod model;
 pub mod names;
 pub mod policy;
+pub mod repo_key;
 pub mod schedule;
 pub mod url;
 
