@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::Args;
 use mirrorhub_core::duration::parse_duration;
 use mirrorhub_core::{AddressPolicy, SyncInterval};
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 
 #[derive(Args, Clone)]
 pub struct ServeArgs {
@@ -77,12 +77,74 @@ pub struct ServeArgs {
     /// Largest API request body, in bytes.
     #[arg(long, env = "MIRRORHUB_MAX_BODY_BYTES", default_value_t = 1 << 20)]
     pub max_body_bytes: usize,
+    /// Largest webhook delivery, in bytes (forges send up to 25 MB).
+    #[arg(long, env = "MIRRORHUB_WEBHOOK_MAX_BODY_BYTES", default_value_t = 25 << 20)]
+    pub webhook_max_body_bytes: usize,
+    /// Secret of `/hooks/github` (organization or instance webhooks); comma-separated to
+    /// accept several while rotating.
+    #[arg(long, env = "MIRRORHUB_GITHUB_WEBHOOK_SECRET", hide_env_values = true)]
+    pub github_webhook_secret: Option<SecretString>,
+    /// Secret token of `/hooks/gitlab` (group or system hooks); comma-separated for rotation.
+    #[arg(long, env = "MIRRORHUB_GITLAB_WEBHOOK_TOKEN", hide_env_values = true)]
+    pub gitlab_webhook_token: Option<SecretString>,
+    /// Secret of `/hooks/gitea` (Gitea and Forgejo organization or system hooks).
+    #[arg(long, env = "MIRRORHUB_GITEA_WEBHOOK_SECRET", hide_env_values = true)]
+    pub gitea_webhook_secret: Option<SecretString>,
+    /// Secret of `/hooks/bitbucket` (Bitbucket Cloud workspace and Server/Data Center hooks).
+    #[arg(
+        long,
+        env = "MIRRORHUB_BITBUCKET_WEBHOOK_SECRET",
+        hide_env_values = true
+    )]
+    pub bitbucket_webhook_secret: Option<SecretString>,
+    /// Secret of `/hooks/generic`, for any server that can only POST.
+    #[arg(long, env = "MIRRORHUB_GENERIC_WEBHOOK_SECRET", hide_env_values = true)]
+    pub generic_webhook_secret: Option<SecretString>,
+    /// A webhook-triggered sync starts no sooner than this after the repository's previous
+    /// sync started, so a burst of pushes is one or two syncs; a push after a quiet spell
+    /// syncs at once.
+    #[arg(long, env = "MIRRORHUB_WEBHOOK_SYNC_SPACING", default_value = "2s", value_parser = parse_duration)]
+    pub webhook_sync_spacing: Duration,
+    /// Create push webhooks on GitHub, GitLab and Gitea upstreams with the mirror's token.
+    #[arg(long, env = "MIRRORHUB_WEBHOOK_AUTO_REGISTER", default_value_t = true, action = clap::ArgAction::Set)]
+    pub webhook_auto_register: bool,
+    /// GitHub's REST API (GitHub Enterprise: https://HOST/api/v3).
+    #[arg(
+        long,
+        env = "MIRRORHUB_GITHUB_API_URL",
+        default_value = "https://api.github.com"
+    )]
+    pub github_api_url: url::Url,
+    /// GitLab's base URL (self-managed: https://gitlab.example.org).
+    #[arg(
+        long,
+        env = "MIRRORHUB_GITLAB_URL",
+        default_value = "https://gitlab.com"
+    )]
+    pub gitlab_url: url::Url,
+    /// A Gitea or Forgejo instance's base URL, e.g. https://codeberg.org.
+    #[arg(long, env = "MIRRORHUB_GITEA_URL")]
+    pub gitea_url: Option<url::Url>,
     /// On SIGTERM, how long requests and running syncs get to finish.
     #[arg(long, env = "MIRRORHUB_SHUTDOWN_GRACE", default_value = "30s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
     /// `text` or `json` log lines (filter with RUST_LOG, default `info`).
     #[arg(long, env = "MIRRORHUB_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
+}
+
+/// A comma-separated list of secrets (several are valid at once while one is rotated).
+pub fn secret_list(value: Option<&SecretString>) -> Vec<SecretString> {
+    value
+        .map(|v| {
+            v.expose_secret()
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| SecretString::from(s.to_owned()))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 fn parse_policy(s: &str) -> Result<AddressPolicy, String> {

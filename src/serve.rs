@@ -5,8 +5,9 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use clap::Subcommand;
+use mirrorhub_forges::ForgeApis;
 use mirrorhub_git::{EngineConfig, GitEngine};
-use mirrorhub_hub::{Hub, HubConfig};
+use mirrorhub_hub::{Hub, HubConfig, WebhookConfig};
 use mirrorhub_server::{AdminAuth, ServerConfig};
 use mirrorhub_store::{SecretKey, Store};
 use poem::listener::{Acceptor, Listener, TcpListener};
@@ -14,7 +15,7 @@ use rand::RngCore;
 use secrecy::ExposeSecret;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::ServeArgs;
+use crate::config::{secret_list, ServeArgs};
 
 const ADMIN_TOKEN_SETTING: &str = "admin_token_sha256";
 
@@ -40,26 +41,6 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<std::process::ExitCode> {
     })
     .await
     .context("could not start the git engine")?;
-    let hub = Arc::new(Hub::new(
-        store,
-        engine,
-        HubConfig {
-            repos_dir,
-            default_sync_interval: args.default_sync_interval,
-            min_sync_interval: args.min_sync_interval,
-            workers: args.workers,
-            lease: args.sync_lease,
-            poll_interval: args.poll_interval,
-            schedule_tick: args.poll_interval,
-            per_host_syncs: args.per_host_syncs,
-            pause_after: args.pause_after,
-            stale_grace: args.stale_grace,
-        },
-    ));
-    hub.recover()
-        .await
-        .context("could not recover interrupted work")?;
-
     let acceptor = TcpListener::bind(args.listen.as_str())
         .into_acceptor()
         .await
@@ -75,6 +56,41 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<std::process::ExitCode> {
         .unwrap_or_else(|| format!("http://{local}"))
         .trim_end_matches('/')
         .to_owned();
+    let hub = Arc::new(Hub::new(
+        store,
+        engine,
+        HubConfig {
+            repos_dir,
+            default_sync_interval: args.default_sync_interval,
+            min_sync_interval: args.min_sync_interval,
+            workers: args.workers,
+            lease: args.sync_lease,
+            poll_interval: args.poll_interval,
+            schedule_tick: args.poll_interval,
+            per_host_syncs: args.per_host_syncs,
+            pause_after: args.pause_after,
+            stale_grace: args.stale_grace,
+            public_url: public_url.clone(),
+            webhooks: WebhookConfig {
+                github_secrets: secret_list(args.github_webhook_secret.as_ref()),
+                gitlab_tokens: secret_list(args.gitlab_webhook_token.as_ref()),
+                gitea_secrets: secret_list(args.gitea_webhook_secret.as_ref()),
+                bitbucket_secrets: secret_list(args.bitbucket_webhook_secret.as_ref()),
+                generic_secrets: secret_list(args.generic_webhook_secret.as_ref()),
+                sync_spacing: args.webhook_sync_spacing,
+                auto_register: args.webhook_auto_register,
+                forges: ForgeApis {
+                    github_api: args.github_api_url.clone(),
+                    gitlab: args.gitlab_url.clone(),
+                    gitea: args.gitea_url.clone(),
+                },
+            },
+        },
+    ));
+    hub.recover()
+        .await
+        .context("could not recover interrupted work")?;
+
     // The one line scripts and tests wait for.
     println!("mirrorhub listening on http://{local} (public URL {public_url})");
 
@@ -86,6 +102,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<std::process::ExitCode> {
             public_url,
             admin,
             max_body_bytes: args.max_body_bytes,
+            webhook_max_body_bytes: args.webhook_max_body_bytes,
         },
     );
     let signal = {

@@ -305,6 +305,30 @@ impl Hub {
         }
     }
 
+    /// POSTs raw bytes with the given headers (a webhook delivery); returns status and JSON.
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        headers: &[(String, String)],
+        body: &[u8],
+    ) -> (u16, Value) {
+        let mut req = self.http.post(format!("{}{path}", self.base));
+        for (name, value) in headers {
+            req = req.header(name, value);
+        }
+        let resp = req
+            .body(body.to_vec())
+            .send()
+            .await
+            .expect("request to the hub");
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap_or_default();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
     pub async fn latest_run_id(&self, repo: &str) -> Option<i64> {
         let (_, runs) = self
             .get(&format!("/api/v1/repos/{repo}/syncs?limit=1"))

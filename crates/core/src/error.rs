@@ -42,6 +42,10 @@ pub enum ErrorCode {
     Internal,
     /// The hub is shutting down or a dependency (database) is unavailable.
     Unavailable,
+    /// A webhook delivery's body is not what its forge sends (not JSON, missing fields).
+    MalformedPayload,
+    /// A webhook endpoint the operator has not configured a secret for.
+    WebhookNotEnabled,
 }
 
 impl ErrorCode {
@@ -65,6 +69,8 @@ impl ErrorCode {
             Self::Forbidden => "forbidden",
             Self::Internal => "internal",
             Self::Unavailable => "unavailable",
+            Self::MalformedPayload => "malformed_payload",
+            Self::WebhookNotEnabled => "webhook_not_enabled",
         }
     }
 
@@ -85,7 +91,7 @@ impl ErrorCode {
     }
 }
 
-const ALL: [ErrorCode; 18] = [
+const ALL: [ErrorCode; 20] = [
     ErrorCode::InvalidRequest,
     ErrorCode::InvalidUrl,
     ErrorCode::UnsupportedScheme,
@@ -104,6 +110,8 @@ const ALL: [ErrorCode; 18] = [
     ErrorCode::Forbidden,
     ErrorCode::Internal,
     ErrorCode::Unavailable,
+    ErrorCode::MalformedPayload,
+    ErrorCode::WebhookNotEnabled,
 ];
 
 impl std::fmt::Display for ErrorCode {

@@ -245,14 +245,6 @@ impl UpstreamUrl {
             ..self.clone()
         }
     }
-
-    /// The key two URLs of one repository share: host and port, and the path without a
-    /// trailing slash or `.git`, case-folded. The scheme is left out on purpose.
-    pub fn match_key(&self) -> String {
-        let path = self.path.trim_end_matches('/');
-        let path = path.strip_suffix(".git").unwrap_or(path);
-        format!("{}{}", self.authority(), path).to_ascii_lowercase()
-    }
 }
 
 impl fmt::Display for UpstreamUrl {
@@ -386,17 +378,6 @@ mod tests {
         assert!(!format!("{creds:?}").contains("s@cret"), "{creds:?}");
         let (_, token_only) = UpstreamUrl::parse("https://ghp_abc@example.org/a.git").unwrap();
         assert_eq!(token_only.unwrap().username, "ghp_abc");
-    }
-
-    #[test]
-    fn match_key_ignores_scheme_suffix_case_and_default_port() {
-        let a = ok("https://GitHub.com/Org/Repo.git");
-        let b = ok("http://github.com:80/org/repo/");
-        assert_eq!(a.match_key(), b.match_key());
-        assert_ne!(
-            a.match_key(),
-            ok("https://github.com/org/other").match_key()
-        );
     }
 
     proptest::proptest! {

@@ -4,6 +4,7 @@
 
 mod error;
 mod request;
+pub mod webhooks;
 pub mod worker;
 
 use std::path::{Path, PathBuf};
@@ -20,6 +21,7 @@ use tokio::sync::Notify;
 
 pub use error::HubError;
 pub use request::{CreateRepo, UpdateRepo, ValidCreateRepo};
+pub use webhooks::{IncomingWebhook, WebhookConfig, WebhookReceipt, WebhookRefusal};
 
 /// Settings of the application layer, read once by the binary.
 #[derive(Debug, Clone)]
@@ -45,6 +47,9 @@ pub struct HubConfig {
     pub pause_after: u32,
     /// A mirror whose last success is older than its interval plus this is reported stale.
     pub stale_grace: Duration,
+    /// Base of the URLs the hub gives out (clone and webhook URLs), without a trailing slash.
+    pub public_url: String,
+    pub webhooks: WebhookConfig,
 }
 
 /// The hub's services. Cheap to share behind an `Arc`.
@@ -53,7 +58,7 @@ pub struct Hub {
     engine: GitEngine,
     config: HubConfig,
     /// Wakes an idle worker when this process enqueues work.
-    wake: Notify,
+    wake: Arc<Notify>,
     /// Jobs this process holds (job id -> worker id), released on shutdown.
     held: std::sync::Mutex<std::collections::HashMap<i64, String>>,
     /// One semaphore per upstream host:port, created on first use.
@@ -66,7 +71,7 @@ impl Hub {
             store,
             engine,
             config,
-            wake: Notify::new(),
+            wake: Arc::new(Notify::new()),
             host_slots: Default::default(),
             held: Default::default(),
         }
@@ -123,6 +128,15 @@ impl Hub {
         }
         self.wake.notify_one();
         tracing::info!(repo_id = repo.id, mode = %repo.mode, upstream = %repo.upstream_url, "repository created");
+        if let Some(hook) = self.register_webhook(&repo).await {
+            return Ok(Repo {
+                webhook: mirrorhub_store::WebhookState {
+                    hook,
+                    ..repo.webhook
+                },
+                ..repo
+            });
+        }
         Ok(repo)
     }
 
@@ -266,6 +280,17 @@ impl Hub {
             .clone()
     }
 
+    /// A repository's webhook delivery log, newest first.
+    pub async fn list_deliveries(
+        &self,
+        owner: &str,
+        name: &str,
+        limit: i64,
+    ) -> Result<Vec<mirrorhub_store::Delivery>, HubError> {
+        let repo = self.get_repo(owner, name).await?;
+        Ok(self.store.list_deliveries(repo.id, limit).await?)
+    }
+
     pub async fn list_runs(
         &self,
         owner: &str,
@@ -279,6 +304,7 @@ impl Hub {
     /// Deletes the record (with its queue entries and history) and then the bare repository.
     pub async fn delete_repo(&self, owner: &str, name: &str) -> Result<(), HubError> {
         let repo = self.get_repo(owner, name).await?;
+        self.unregister_webhook(&repo).await;
         if !self.store.delete_repo(repo.id).await? {
             return Err(HubError::NotFound(format!("{owner}/{name}")));
         }

@@ -61,6 +61,9 @@ async fn worker_loop(hub: Arc<Hub>, worker_id: String, shutdown: CancellationTok
     }
 }
 
+/// How often the leading scheduler forgets old webhook delivery ids and log lines.
+const PRUNE_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
+
 /// Feeds the queue with due mirrors. Only one process leads (see `Store::lead_scheduler`);
 /// the pacer lets through what became due since the last tick plus some headroom, so after
 /// downtime the overdue mirrors are caught up stalest first, spread over time.
@@ -70,6 +73,7 @@ async fn scheduler_loop(hub: Arc<Hub>, shutdown: CancellationToken) {
     let mut pacer = schedule::Pacer::default();
     let mut previous =
         Utc::now() - chrono::Duration::from_std(hub.config.schedule_tick).unwrap_or_default();
+    let mut pruned_at: Option<std::time::Instant> = None;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -85,6 +89,12 @@ async fn scheduler_loop(hub: Arc<Hub>, shutdown: CancellationToken) {
             Err(e) => {
                 tracing::warn!(error = %e, "could not take the scheduler lock");
                 continue;
+            }
+        }
+        if pruned_at.is_none_or(|at| at.elapsed() >= PRUNE_EVERY) {
+            pruned_at = Some(std::time::Instant::now());
+            if let Err(e) = hub.prune_webhook_deliveries().await {
+                tracing::warn!(error = %e, "could not prune old webhook deliveries");
             }
         }
         let now = Utc::now();

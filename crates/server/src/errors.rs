@@ -63,7 +63,7 @@ fn body(code: ErrorCode, message: String, field: Option<&str>) -> Json<ErrorBody
     })
 }
 
-fn json_response(status: StatusCode, code: ErrorCode, message: String) -> Response {
+pub(crate) fn json_response(status: StatusCode, code: ErrorCode, message: String) -> Response {
     (status, poem::web::Json(body(code, message, None).0)).into_response()
 }
 
@@ -71,11 +71,13 @@ fn json_response(status: StatusCode, code: ErrorCode, message: String) -> Respon
 pub fn status_of(code: ErrorCode) -> StatusCode {
     use ErrorCode::*;
     match code {
-        InvalidRequest | InvalidUrl | UnsupportedScheme | InvalidName => StatusCode::BAD_REQUEST,
+        InvalidRequest | InvalidUrl | UnsupportedScheme | InvalidName | MalformedPayload => {
+            StatusCode::BAD_REQUEST
+        }
         UrlNotAllowed | UpstreamUnreachable | UpstreamAuthFailed | UpstreamNotFound
         | NotAGitRepository | Timeout | GitFailed => StatusCode::UNPROCESSABLE_ENTITY,
         RepoExists | InvalidState => StatusCode::CONFLICT,
-        RepoNotFound => StatusCode::NOT_FOUND,
+        RepoNotFound | WebhookNotEnabled => StatusCode::NOT_FOUND,
         Unauthorized => StatusCode::UNAUTHORIZED,
         Forbidden => StatusCode::FORBIDDEN,
         Internal => StatusCode::INTERNAL_SERVER_ERROR,

@@ -6,6 +6,7 @@ mod api;
 mod auth;
 mod errors;
 mod health;
+mod hooks;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,6 +26,8 @@ pub struct ServerConfig {
     pub admin: AdminAuth,
     /// Largest request body accepted by the API.
     pub max_body_bytes: usize,
+    /// Largest webhook delivery accepted under `/hooks`.
+    pub webhook_max_body_bytes: usize,
 }
 
 /// Builds the whole application. Tests and the binary serve the same thing.
@@ -40,17 +43,21 @@ pub fn app(hub: Arc<Hub>, config: ServerConfig) -> impl poem::Endpoint + 'static
         .server("/api/v1");
     let spec = service.spec_endpoint();
     let docs = service.swagger_ui();
+    let api_limit = errors::BodyLimit(config.max_body_bytes);
     Route::new()
-        .nest("/api/v1", service)
+        .nest("/api/v1", service.with(api_limit))
         .at("/api/v1/openapi.json", spec)
         .nest("/api/v1/docs", docs)
+        .nest(
+            "/hooks",
+            hooks::routes().with(errors::BodyLimit(config.webhook_max_body_bytes)),
+        )
         .at("/healthz", poem::get(health::healthz))
         .at("/readyz", poem::get(health::readyz))
         .at("/metrics", poem::get(health::metrics))
         .at("/", poem::get(health::index))
         .data(hub)
         .data(Arc::new(config.admin))
-        .with(errors::BodyLimit(config.max_body_bytes))
         .around(errors::json_errors)
 }
 

@@ -168,6 +168,18 @@ pub struct NewDelivery {
     pub event: String,
     /// The repositories it concerns, each with what was done; may be empty (nothing matched).
     pub entries: Vec<DeliveryEntry>,
+    /// A sync it queues starts no sooner than this after the repository's previous sync
+    /// started, so that a burst of pushes makes one or two syncs, not one per push.
+    pub sync_spacing: Duration,
+}
+
+/// What [`Store::record_delivery`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeliveryOutcome {
+    /// The delivery id was seen in the replay window: nothing was written.
+    Duplicate,
+    /// Recorded; the queued syncs become due at these times.
+    Recorded { syncs_due: Vec<DateTime<Utc>> },
 }
 
 #[derive(Debug, Clone)]
@@ -403,14 +415,15 @@ pub trait Store: Send + Sync {
     /// (`mirrorhub_core::repo_key::repo_match_key`).
     async fn repos_by_match_keys(&self, keys: &[String]) -> Result<Vec<Repo>, StoreError>;
     /// Records an authenticated delivery in one transaction: remembers its delivery id (an id
-    /// seen before makes it a replay: nothing is written and `false` comes back), queues a
-    /// webhook sync for each entry that asks for one, marks each entry's repository as
-    /// connected and writes its log line.
+    /// seen before makes it a replay: nothing is written), queues a webhook sync for each
+    /// entry that asks for one (spaced after the repository's previous sync, see
+    /// [`NewDelivery::sync_spacing`]), marks each entry's repository as connected and writes
+    /// its log line.
     async fn record_delivery(
         &self,
         delivery: &NewDelivery,
         now: DateTime<Utc>,
-    ) -> Result<bool, StoreError>;
+    ) -> Result<DeliveryOutcome, StoreError>;
     /// A repository's delivery log, newest first.
     async fn list_deliveries(&self, repo_id: i64, limit: i64) -> Result<Vec<Delivery>, StoreError>;
     /// Forgets delivery ids seen before `seen_before` and log lines from before `log_before`.
@@ -538,6 +551,16 @@ fn hook_from_columns(
         (_, _, Some(error)) => WebhookHook::Failed(error),
         _ => WebhookHook::None,
     }
+}
+
+/// When a webhook sync may start: now, or `spacing` after the previous sync started.
+fn spaced_start(
+    now: DateTime<Utc>,
+    previous_start: Option<DateTime<Utc>>,
+    spacing: Duration,
+) -> DateTime<Utc> {
+    let spacing = TimeDelta::from_std(spacing).unwrap_or(TimeDelta::zero());
+    previous_start.map_or(now, |p| now.max(p + spacing))
 }
 
 /// The match key recorded for an upstream URL; the URL itself when it has none (it was

@@ -13,9 +13,10 @@ use sqlx::{PgConnection, Postgres, QueryBuilder, Row};
 
 use crate::{
     check_final, hook_columns, hook_from_columns, lease_end, match_key, parse_kind, parse_mode,
-    parse_outcome, parse_state, parse_trigger, parse_visibility, Delivery, Job, NewDelivery,
-    NewRepo, Repo, RepoCounts, RepoUpdate, SecretKey, Store, StoreError, SyncResult, SyncRun,
-    WebhookHook, WebhookState, INTERRUPTED_CODE, INTERRUPTED_MESSAGE, REF_CHANGES_PER_INSERT,
+    parse_outcome, parse_state, parse_trigger, parse_visibility, spaced_start, Delivery,
+    DeliveryOutcome, Job, NewDelivery, NewRepo, Repo, RepoCounts, RepoUpdate, SecretKey, Store,
+    StoreError, SyncResult, SyncRun, WebhookHook, WebhookState, INTERRUPTED_CODE,
+    INTERRUPTED_MESSAGE, REF_CHANGES_PER_INSERT,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
@@ -807,7 +808,7 @@ impl Store for PgStore {
         &self,
         delivery: &NewDelivery,
         now: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<DeliveryOutcome, StoreError> {
         let mut tx = self.pool.begin().await?;
         if let Some(id) = &delivery.delivery_id {
             let fresh = sqlx::query(
@@ -822,12 +823,20 @@ impl Store for PgStore {
             .rows_affected()
                 == 1;
             if !fresh {
-                return Ok(false);
+                return Ok(DeliveryOutcome::Duplicate);
             }
         }
+        let mut syncs_due = Vec::new();
         for entry in &delivery.entries {
             if entry.sync {
-                enqueue_in(&mut tx, entry.repo_id, Trigger::Webhook, now).await?;
+                let previous: Option<DateTime<Utc>> =
+                    sqlx::query_scalar("SELECT MAX(started_at) FROM sync_runs WHERE repo_id = $1")
+                        .bind(entry.repo_id)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                let due = spaced_start(now, previous, delivery.sync_spacing);
+                enqueue_in(&mut tx, entry.repo_id, Trigger::Webhook, due).await?;
+                syncs_due.push(due);
             }
             sqlx::query(
                 "UPDATE repos SET webhook_last_delivery_at = $1, webhook_last_forge = $2 WHERE id = $3",
@@ -851,7 +860,7 @@ impl Store for PgStore {
             .await?;
         }
         tx.commit().await?;
-        Ok(true)
+        Ok(DeliveryOutcome::Recorded { syncs_due })
     }
 
     async fn list_deliveries(&self, repo_id: i64, limit: i64) -> Result<Vec<Delivery>, StoreError> {

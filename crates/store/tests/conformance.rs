@@ -19,8 +19,8 @@ use mirrorhub_core::{
     Visibility,
 };
 use mirrorhub_store::{
-    connect, CryptoError, DeliveryEntry, NewDelivery, NewRepo, SecretKey, Store, StoreError,
-    SyncResult, WebhookHook, INTERRUPTED_CODE, INTERRUPTED_MESSAGE,
+    connect, CryptoError, DeliveryEntry, DeliveryOutcome, NewDelivery, NewRepo, SecretKey, Store,
+    StoreError, SyncResult, WebhookHook, INTERRUPTED_CODE, INTERRUPTED_MESSAGE,
 };
 use secrecy::ExposeSecret;
 
@@ -1562,6 +1562,14 @@ fn delivery(id: Option<&str>, entries: Vec<DeliveryEntry>) -> NewDelivery {
         delivery_id: id.map(str::to_owned),
         event: "push".into(),
         entries,
+        sync_spacing: Duration::from_secs(2),
+    }
+}
+
+fn recorded(outcome: DeliveryOutcome) -> Vec<DateTime<Utc>> {
+    match outcome {
+        DeliveryOutcome::Recorded { syncs_due } => syncs_due,
+        DeliveryOutcome::Duplicate => panic!("taken for a replay"),
     }
 }
 
@@ -1638,46 +1646,79 @@ async fn deliveries_queue_syncs_log_and_refuse_replays(db: TestDb) {
     let a = mirror(s, "team", "a").await;
     let b = mirror(s, "team", "b").await;
 
-    // One delivery for two repositories: one sync queued, one only logged.
-    assert!(s
-        .record_delivery(
+    // One delivery for two repositories: one sync queued (at once: it never synced), one
+    // only logged.
+    let due = recorded(
+        s.record_delivery(
             &delivery(Some("d-1"), vec![entry(a, true), entry(b, false)]),
-            t0()
+            t0(),
         )
         .await
-        .unwrap());
+        .unwrap(),
+    );
+    assert_eq!(due, vec![t0()]);
     assert_eq!(db.count_jobs(a).await, (0, 1), "(claimed, pending)");
     assert_eq!(db.count_jobs(b).await, (0, 0));
     let job = s.claim_job("w", t0(), LEASE).await.unwrap().unwrap();
     assert_eq!((job.repo_id, job.trigger), (a, Trigger::Webhook));
+    // A push while that sync runs: the follow-up waits out the spacing after its start.
+    s.start_run(a, Trigger::Webhook, t0() + secs(1))
+        .await
+        .unwrap();
+    let due = recorded(
+        s.record_delivery(&delivery(Some("d-0"), vec![entry(a, true)]), t0() + secs(2))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(due, vec![t0() + secs(3)]);
+    assert_eq!(db.count_jobs(a).await, (1, 1));
+    assert!(s
+        .claim_job("w2", t0() + secs(2), LEASE)
+        .await
+        .unwrap()
+        .is_none());
+    // Later than the spacing: at once.
+    let due = recorded(
+        s.record_delivery(&delivery(None, vec![entry(a, true)]), t0() + secs(60))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(due, vec![t0() + secs(60)]);
 
     // The same id again (any repository, any time in the window) does nothing at all.
-    assert!(!s
-        .record_delivery(&delivery(Some("d-1"), vec![entry(b, true)]), t0() + secs(5))
-        .await
-        .unwrap());
+    assert_eq!(
+        s.record_delivery(&delivery(Some("d-1"), vec![entry(b, true)]), t0() + secs(5))
+            .await
+            .unwrap(),
+        DeliveryOutcome::Duplicate
+    );
     assert_eq!(db.count_jobs(b).await, (0, 0));
     // The same id from another forge is another delivery.
     let mut gitlab = delivery(Some("d-1"), vec![entry(b, true)]);
     gitlab.forge = "gitlab".into();
-    assert!(s.record_delivery(&gitlab, t0() + secs(6)).await.unwrap());
+    recorded(s.record_delivery(&gitlab, t0() + secs(6)).await.unwrap());
     // Bursts coalesce into the one pending job; deliveries without an id are never replays.
     for i in 0..20 {
-        assert!(s
-            .record_delivery(&delivery(None, vec![entry(b, true)]), t0() + secs(7 + i))
-            .await
-            .unwrap());
+        recorded(
+            s.record_delivery(&delivery(None, vec![entry(b, true)]), t0() + secs(7 + i))
+                .await
+                .unwrap(),
+        );
     }
     assert_eq!(db.count_jobs(b).await, (0, 1));
     // A delivery that matched nothing is still remembered.
-    assert!(s
-        .record_delivery(&delivery(Some("d-2"), vec![]), t0())
-        .await
-        .unwrap());
-    assert!(!s
-        .record_delivery(&delivery(Some("d-2"), vec![]), t0())
-        .await
-        .unwrap());
+    assert!(recorded(
+        s.record_delivery(&delivery(Some("d-2"), vec![]), t0())
+            .await
+            .unwrap()
+    )
+    .is_empty());
+    assert_eq!(
+        s.record_delivery(&delivery(Some("d-2"), vec![]), t0())
+            .await
+            .unwrap(),
+        DeliveryOutcome::Duplicate
+    );
 
     let log = s.list_deliveries(b, 5).await.unwrap();
     assert_eq!(log.len(), 5, "limited");
@@ -1705,11 +1746,12 @@ async fn deliveries_queue_syncs_log_and_refuse_replays(db: TestDb) {
         .prune_deliveries(t0() + secs(1), t0() + secs(10))
         .await
         .unwrap();
-    assert_eq!(pruned, 2 + 6, "two ids; five lines of b and one of a");
-    assert!(s
-        .record_delivery(&delivery(Some("d-1"), vec![]), t0() + secs(100))
-        .await
-        .unwrap());
+    assert_eq!(pruned, 2 + 7, "two ids; five lines of b and two of a");
+    recorded(
+        s.record_delivery(&delivery(Some("d-1"), vec![]), t0() + secs(100))
+            .await
+            .unwrap(),
+    );
     assert_eq!(
         s.list_deliveries(b, 100).await.unwrap().len(),
         22 - 5,

@@ -6,7 +6,7 @@
 //! no database. The HTTP layer reads the request, calls these in the order
 //! `detect` → `verify` → `delivery_id` (replay check) → `parse`, and answers.
 //!
-//! Real payloads of every forge are in `shared/fixtures/webhooks/` and tested in
+//! Real payloads of every forge are in `fixtures/webhooks/` (at the repository root) and tested in
 //! `tests/fixtures.rs`.
 
 #![forbid(unsafe_code)]

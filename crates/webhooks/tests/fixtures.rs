@@ -1,4 +1,4 @@
-//! Real payloads from five forges (shared/fixtures/webhooks, byte for byte) through `detect`,
+//! Real payloads from five forges (fixtures/webhooks at the repository root, byte for byte) through `detect`,
 //! `verify` and `parse`, with the values each payload carries asserted concretely; the
 //! published signature vectors; and the match keys of every push.
 
@@ -11,10 +11,7 @@ use mirrorhub_webhooks::{
 };
 use sha2::Sha256;
 
-const FIXTURES: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../../shared/fixtures/webhooks/"
-);
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fixtures/webhooks/");
 
 fn fixture(path: &str) -> Vec<u8> {
     let full = format!("{FIXTURES}{path}");

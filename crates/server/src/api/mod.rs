@@ -12,7 +12,7 @@ use poem_openapi::{ApiResponse, OpenApi, Tags};
 
 use crate::auth::AdminToken;
 use crate::errors::ApiError;
-use types::{CreateRepoBody, RepoResource, SyncRunResource, UpdateRepoBody};
+use types::{CreateRepoBody, DeliveryResource, RepoResource, SyncRunResource, UpdateRepoBody};
 
 #[derive(Tags)]
 enum ApiTags {
@@ -111,6 +111,26 @@ impl ReposApi {
         Ok(Json(runs.into_iter().map(SyncRunResource::from).collect()))
     }
 
+    /// Webhook deliveries received for this repository, newest first (kept 30 days).
+    #[oai(path = "/repos/:owner/:name/webhook/deliveries", method = "get")]
+    async fn list_deliveries(
+        &self,
+        _auth: AdminToken,
+        owner: Path<String>,
+        name: Path<String>,
+        /// How many deliveries to return (1-200, default 50).
+        limit: Query<Option<i64>>,
+    ) -> ApiResult<Json<Vec<DeliveryResource>>> {
+        let limit = limit.0.unwrap_or(50).clamp(1, 200);
+        let deliveries = self
+            .hub
+            .list_deliveries(&owner, strip_git(&name), limit)
+            .await?;
+        Ok(Json(
+            deliveries.into_iter().map(DeliveryResource::from).collect(),
+        ))
+    }
+
     /// Change settings: upstream credentials, sync interval, description, visibility.
     ///
     /// New credentials are checked against the upstream before they are stored. Any change
@@ -148,6 +168,7 @@ impl ReposApi {
         RepoResource::new(
             repo,
             &self.public_url,
+            self.hub.webhook_url(repo),
             self.hub.is_stale(repo, chrono::Utc::now()),
         )
     }

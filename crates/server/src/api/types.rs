@@ -3,8 +3,9 @@
 use chrono::{DateTime, Utc};
 use mirrorhub_core::SyncInterval;
 use mirrorhub_hub::{CreateRepo, UpdateRepo};
-use mirrorhub_store::{Repo, SyncRun};
+use mirrorhub_store::{Delivery, Repo, SyncRun, WebhookHook};
 use poem_openapi::Object;
+use secrecy::ExposeSecret;
 
 /// What the seed's import form asks for.
 #[derive(Object)]
@@ -125,10 +126,78 @@ pub struct RepoResource {
     /// settings change resumes them.
     pub paused_reason: Option<String>,
     pub created_at: DateTime<Utc>,
+    /// Where the upstream sends push webhooks for this repository, and with which secret.
+    pub webhook: WebhookResource,
+}
+
+/// A repository's push webhook.
+#[derive(Object)]
+pub struct WebhookResource {
+    /// Paste into the upstream's webhook settings (payload URL). Any forge's format works.
+    pub url: String,
+    /// The webhook secret (GitLab: the secret token). Shown to the repository's owner only.
+    pub secret: Option<String>,
+    /// Whether a delivery (a ping or a push) has arrived and passed verification.
+    pub connected: bool,
+    pub last_delivery_at: Option<DateTime<Utc>>,
+    /// The forge that sent the last delivery, e.g. `github`, `gitlab`, `gitea`, `forgejo`,
+    /// `bitbucket-cloud`, `bitbucket-server`, `generic`.
+    pub last_forge: Option<String>,
+    /// `registered` (the hub created it on the upstream), `failed` (it tried; see
+    /// `registration_error`) or `manual` (add it by hand).
+    pub registration: String,
+    /// Why the hub could not create the webhook on the upstream.
+    pub registration_error: Option<String>,
+}
+
+impl WebhookResource {
+    fn new(r: &Repo, url: String) -> Self {
+        let (registration, registration_error) = match &r.webhook.hook {
+            WebhookHook::None => ("manual", None),
+            WebhookHook::Registered { .. } => ("registered", None),
+            WebhookHook::Failed(e) => ("failed", Some(e.clone())),
+        };
+        WebhookResource {
+            url,
+            secret: r
+                .webhook_secret
+                .as_ref()
+                .map(|s| s.expose_secret().to_owned()),
+            connected: r.webhook.last_delivery_at.is_some(),
+            last_delivery_at: r.webhook.last_delivery_at,
+            last_forge: r.webhook.last_forge.clone(),
+            registration: registration.to_owned(),
+            registration_error,
+        }
+    }
+}
+
+/// One webhook delivery as the hub handled it.
+#[derive(Object)]
+pub struct DeliveryResource {
+    pub received_at: DateTime<Utc>,
+    pub forge: String,
+    /// The forge's event name, e.g. `push`, `Push Hook`, `repo:refs_changed`, `ping`.
+    pub event: String,
+    pub delivery_id: Option<String>,
+    /// What was done, e.g. `sync queued`, `connected`, `ignored: ...`.
+    pub result: String,
+}
+
+impl From<Delivery> for DeliveryResource {
+    fn from(d: Delivery) -> Self {
+        DeliveryResource {
+            received_at: d.received_at,
+            forge: d.forge,
+            event: d.event,
+            delivery_id: d.delivery_id,
+            result: d.result,
+        }
+    }
 }
 
 impl RepoResource {
-    pub fn new(r: &Repo, public_url: &str, stale: bool) -> Self {
+    pub fn new(r: &Repo, public_url: &str, webhook_url: String, stale: bool) -> Self {
         let progress = match (&r.progress_phase, r.progress_percent) {
             (Some(phase), Some(percent)) => Some(ProgressResource {
                 phase: phase.clone(),
@@ -169,6 +238,7 @@ impl RepoResource {
             stale,
             paused_reason: r.paused_reason.clone(),
             created_at: r.created_at,
+            webhook: WebhookResource::new(r, webhook_url),
         }
     }
 }
