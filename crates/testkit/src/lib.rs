@@ -12,11 +12,13 @@
 //! Everything here panics on failure: it is for tests.
 
 mod daemon;
+pub mod forge_api;
 mod http;
 mod repo;
 mod synthetic;
 
 pub use daemon::GitDaemon;
+pub use forge_api::{ForgeApiServer, RecordedRequest, Reply};
 pub use http::{HttpGitServer, RequestRecord};
 pub use repo::{
     clean_git_env, for_each_ref, git, git_command, git_with_stdin, init_bare, try_git, RefSnapshot,

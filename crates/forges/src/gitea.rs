@@ -1,0 +1,139 @@
+//! Gitea and Forgejo (same API), over plain HTTP with reqwest.
+
+use reqwest::header::{HeaderValue, ACCEPT, AUTHORIZATION};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+use crate::{ForgeError, ForgeKind, ForgeRepo};
+
+/// Pushes and, for the comment bot, issue and pull request comments.
+pub(crate) const HOOK_EVENTS: [&str; 2] = ["push", "issue_comment"];
+
+#[derive(Serialize)]
+struct CreateHook<'a> {
+    /// `gitea`: Gitea's own payload format, signed with `X-Gitea-Signature` (Forgejo accepts it
+    /// too).
+    #[serde(rename = "type")]
+    kind: &'a str,
+    active: bool,
+    events: &'a [&'a str],
+    config: HookConfig<'a>,
+}
+
+#[derive(Serialize)]
+struct HookConfig<'a> {
+    url: &'a str,
+    content_type: &'a str,
+    secret: &'a str,
+}
+
+#[derive(Deserialize)]
+struct Created {
+    id: u64,
+}
+
+/// `POST {base}/api/v1/repos/{owner}/{repo}/hooks` → 201 `{"id": …}`.
+pub(crate) async fn create_push_hook(
+    http: &reqwest::Client,
+    base: &Url,
+    repo: &ForgeRepo,
+    token: &SecretString,
+    hook_url: &str,
+    secret: &SecretString,
+) -> Result<String, ForgeError> {
+    let url = hooks_url(base, repo, None)?;
+    let body = CreateHook {
+        kind: "gitea",
+        active: true,
+        events: &HOOK_EVENTS,
+        config: HookConfig {
+            url: hook_url,
+            content_type: "json",
+            secret: secret.expose_secret(),
+        },
+    };
+    let response = http
+        .post(url)
+        .header(AUTHORIZATION, auth(token)?)
+        .header(ACCEPT, "application/json")
+        .json(&body)
+        .send()
+        .await
+        .map_err(|e| ForgeError::unreachable(ForgeKind::Gitea, &e.without_url(), token))?;
+    let status = response.status();
+    if !status.is_success() {
+        return Err(ForgeError::from_status(status.as_u16(), repo, None));
+    }
+    let bytes = response
+        .bytes()
+        .await
+        .map_err(|e| ForgeError::unreachable(ForgeKind::Gitea, &e.without_url(), token))?;
+    let created: Created = serde_json::from_slice(&bytes)
+        .map_err(|e| ForgeError::invalid_response(ForgeKind::Gitea, &e, token))?;
+    Ok(created.id.to_string())
+}
+
+/// `DELETE {base}/api/v1/repos/{owner}/{repo}/hooks/{id}` → 204.
+pub(crate) async fn delete_hook(
+    http: &reqwest::Client,
+    base: &Url,
+    repo: &ForgeRepo,
+    token: &SecretString,
+    hook_id: u64,
+) -> Result<(), ForgeError> {
+    let url = hooks_url(base, repo, Some(hook_id))?;
+    let response = http
+        .delete(url)
+        .header(AUTHORIZATION, auth(token)?)
+        .header(ACCEPT, "application/json")
+        .send()
+        .await
+        .map_err(|e| ForgeError::unreachable(ForgeKind::Gitea, &e.without_url(), token))?;
+    let status = response.status();
+    if status.is_success() {
+        Ok(())
+    } else {
+        Err(ForgeError::from_status(
+            status.as_u16(),
+            repo,
+            Some(hook_id),
+        ))
+    }
+}
+
+/// `{base}/api/v1/repos/{owner}/{name}/hooks[/{id}]`, keeping the base's sub-path.
+fn hooks_url(base: &Url, repo: &ForgeRepo, hook_id: Option<u64>) -> Result<Url, ForgeError> {
+    let (owner, name) = repo.owner_name().ok_or_else(|| ForgeError::NotFound {
+        forge: ForgeKind::Gitea,
+        repo: repo.path.clone(),
+        hook_id: None,
+    })?;
+    let mut url = base.clone();
+    {
+        let mut segments = url
+            .path_segments_mut()
+            .map_err(|()| ForgeError::NotConfigured {
+                forge: ForgeKind::Gitea,
+            })?;
+        segments
+            .pop_if_empty()
+            .extend(["api", "v1", "repos", owner, name, "hooks"]);
+        if let Some(id) = hook_id {
+            segments.push(&id.to_string());
+        }
+    }
+    Ok(url)
+}
+
+/// `Authorization: token <token>`, marked sensitive.
+fn auth(token: &SecretString) -> Result<HeaderValue, ForgeError> {
+    let mut value =
+        HeaderValue::from_str(&format!("token {}", token.expose_secret())).map_err(|_| {
+            ForgeError::Unauthorized {
+                forge: ForgeKind::Gitea,
+            }
+        })?;
+    value.set_sensitive(true);
+    Ok(value)
+}
