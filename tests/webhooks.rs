@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::{refs, Db, Hub, TestDb};
 use hmac::{Hmac, Mac};
-use mirrorhub_testkit::{git, init_bare, HttpGitServer, Scratch};
+use mirrorhub_testkit::{git, init_bare, ForgeApiServer, HttpGitServer, Scratch};
 use serde_json::{json, Value};
 use sha2::Sha256;
 
@@ -31,6 +31,7 @@ on_both_databases!(
     a_burst_of_deliveries_gives_at_most_two_syncs,
     pings_connect_and_migrated_repositories_ignore_pushes,
     bad_deliveries_get_clear_answers,
+    the_hub_adds_and_removes_its_webhook_on_the_forge,
 );
 
 const GITHUB_SECRET: &str = "gh-org-secret";
@@ -402,12 +403,20 @@ async fn a_push_on_every_forge_syncs_the_mirror(db: TestDb) {
             "bitbucket-server/repo-refs-changed.json",
             "server.bitbucket.local/scm/~gopher/webhook-test",
         ),
+        // The generic sender names the repository in its body (here in its ssh form).
+        (Forge::Generic, "push", "", ""),
     ];
     for (i, (forge, event, file, identity)) in cases.into_iter().enumerate() {
-        let body = String::from_utf8(fixture(file))
-            .unwrap()
-            .replace(identity, &local)
-            .into_bytes();
+        let body = if forge == Forge::Generic {
+            json!({"repo_url": format!("ssh://git@{local}.git"), "ref": "refs/heads/main"})
+                .to_string()
+                .into_bytes()
+        } else {
+            String::from_utf8(fixture(file))
+                .unwrap()
+                .replace(identity, &local)
+                .into_bytes()
+        };
         let commit = work.commit_file("file.txt", format!("{i}\n"), &format!("push {i}"));
         work.push(upstream_path.to_str().unwrap(), &["main"]);
         let signed = headers(
@@ -475,15 +484,16 @@ async fn a_push_on_every_forge_syncs_the_mirror(db: TestDb) {
         .await;
     assert_eq!(status, 200, "{log}");
     let log = log.as_array().unwrap();
-    assert_eq!(log.len(), 8, "{log:?}");
+    assert_eq!(log.len(), 9, "{log:?}");
     assert!(log.iter().all(|d| d["result"] == "sync queued"), "{log:?}");
     assert_eq!(log[0]["forge"], "github");
     assert_eq!(log[0]["delivery_id"], "own-2");
     assert_eq!(log[1]["forge"], "generic");
     assert_eq!(log[2]["forge"], "bitbucket-cloud");
     assert_eq!(log[2]["event"], "repo:push");
-    assert_eq!(log[3]["forge"], "bitbucket-server");
-    assert_eq!(log[4]["forge"], "forgejo");
+    assert_eq!(log[3]["forge"], "generic");
+    assert_eq!(log[4]["forge"], "bitbucket-server");
+    assert_eq!(log[5]["forge"], "forgejo");
     let (_, runs) = hub.get("/api/v1/repos/team/project/syncs").await;
     assert!(
         runs.as_array()
@@ -491,7 +501,7 @@ async fn a_push_on_every_forge_syncs_the_mirror(db: TestDb) {
             .iter()
             .filter(|r| r["trigger"] == "webhook")
             .count()
-            >= 8
+            >= 9
     );
     let (_, repo) = hub.get("/api/v1/repos/team/project").await;
     assert_eq!(repo["webhook"]["connected"], true);
@@ -784,4 +794,172 @@ fn url_encode(text: &str) -> String {
         }
     }
     out
+}
+
+/// A forge on one host:port, as a real one is: its REST API played by a local server that
+/// records every call, its Git repositories served by `git http-backend` behind it.
+async fn forge_host(git: &HttpGitServer) -> ForgeApiServer {
+    let api = ForgeApiServer::start().await;
+    api.forward_unmatched_to(&git.url(""));
+    api
+}
+
+async fn the_hub_adds_and_removes_its_webhook_on_the_forge(db: TestDb) {
+    let root = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(root.path().join("octo")).unwrap();
+    let (upstream_path, work) = upstream(&root.path().join("octo"));
+    std::fs::rename(&upstream_path, root.path().join("octo/app.git")).unwrap();
+    let upstream_path = root.path().join("octo/app.git");
+    let git_server = HttpGitServer::start(root.path(), None).await;
+    let github = forge_host(&git_server).await;
+    github.respond(
+        "POST",
+        "/api/v3/repos/octo/app/hooks",
+        201,
+        json!({"id": 4242}),
+    );
+    github.respond(
+        "DELETE",
+        "/api/v3/repos/octo/app/hooks/4242",
+        204,
+        Value::Null,
+    );
+    let gitlab = forge_host(&git_server).await;
+    gitlab.respond(
+        "POST",
+        "/api/v4/projects/",
+        403,
+        json!({"message": "403 Forbidden"}),
+    );
+
+    let github_api = format!("{}/api/v3", github.url());
+    let gitlab_url = gitlab.url();
+    let mut env = org_secrets();
+    env.push(("MIRRORHUB_GITHUB_API_URL", github_api));
+    env.push(("MIRRORHUB_GITLAB_URL", gitlab_url));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let hub = Hub::start(&db, &env).await;
+
+    // GitHub (Enterprise at /api/v3): the token may manage hooks.
+    let (status, repo) = hub
+        .post(
+            "/api/v1/repos",
+            json!({"url": format!("{}/octo/app.git", github.url()), "token": "ghp_0123456789abcdef",
+                   "owner": "team", "name": "app", "mode": "mirror"}),
+        )
+        .await;
+    assert_eq!(status, 202, "{repo}");
+    assert_eq!(repo["webhook"]["registration"], "registered", "{repo}");
+    let calls: Vec<_> = github
+        .recorded()
+        .into_iter()
+        .filter(|r| r.path_only().starts_with("/api/"))
+        .collect();
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    let create = &calls[0];
+    assert_eq!(create.method, "POST");
+    assert_eq!(create.path_only(), "/api/v3/repos/octo/app/hooks");
+    assert_eq!(
+        create.header("authorization"),
+        Some("Bearer ghp_0123456789abcdef")
+    );
+    assert_eq!(create.header("accept"), Some("application/vnd.github+json"));
+    let body = create.json();
+    assert_eq!(body["name"], "web");
+    assert_eq!(body["active"], true);
+    assert_eq!(body["events"], json!(["push", "issue_comment"]));
+    assert_eq!(body["config"]["url"], repo["webhook"]["url"]);
+    assert_eq!(
+        body["config"]["url"],
+        format!("{}/hooks/repos/team/app", hub.base)
+    );
+    assert_eq!(body["config"]["content_type"], "json");
+    assert_eq!(body["config"]["secret"], repo["webhook"]["secret"]);
+    assert_eq!(body["config"]["insecure_ssl"], "0");
+    let (_, run) = hub.wait_for_run("team/app", None).await;
+    assert_eq!(run["outcome"], "success", "{run}");
+
+    // What GitHub then sends to that hook syncs the mirror.
+    let secret = repo["webhook"]["secret"].as_str().unwrap().to_owned();
+    let commit = work.commit_file("file.txt", "hooked\n", "hooked");
+    work.push(upstream_path.to_str().unwrap(), &["main"]);
+    let body = fixture("github/push.json");
+    let signed = headers(
+        Forge::GitHub,
+        "push",
+        "gh-1",
+        &secret,
+        &body,
+        Signing::Right,
+    );
+    assert_eq!(
+        hub.post_raw("/hooks/repos/team/app", &signed, &body)
+            .await
+            .0,
+        202
+    );
+    let mirror = repo_dir_of(&hub, "app");
+    wait_for_main(&hub, &mirror, &commit).await;
+
+    // GitLab refuses (the token may not manage hooks): the mirror is created all the same,
+    // and says why the webhook is missing.
+    std::fs::create_dir_all(root.path().join("group")).unwrap();
+    std::fs::rename(
+        {
+            let (p, _) = upstream(&root.path().join("group"));
+            p
+        },
+        root.path().join("group/app.git"),
+    )
+    .unwrap();
+    let (status, other) = hub
+        .post(
+            "/api/v1/repos",
+            json!({"url": format!("{}/group/app.git", gitlab.url()), "token": "glpat-secret-token",
+                   "owner": "team", "name": "gl-app", "mode": "mirror"}),
+        )
+        .await;
+    assert_eq!(status, 202, "{other}");
+    assert_eq!(other["webhook"]["registration"], "failed", "{other}");
+    let error = other["webhook"]["registration_error"].as_str().unwrap();
+    assert!(error.contains("webhooks"), "{error}");
+    assert!(!error.contains("glpat-secret-token"), "{error}");
+    let create = gitlab
+        .recorded()
+        .into_iter()
+        .find(|r| r.path_only().starts_with("/api/"))
+        .expect("a call to GitLab's API");
+    assert_eq!(create.path_only(), "/api/v4/projects/group%2Fapp/hooks");
+    assert_eq!(create.header("private-token"), Some("glpat-secret-token"));
+
+    // Without a token nothing is tried: the user is shown the manual steps.
+    let (status, manual) = hub
+        .post(
+            "/api/v1/repos",
+            json!({"url": format!("{}/octo/app.git", github.url()), "owner": "team", "name": "no-token", "mode": "mirror"}),
+        )
+        .await;
+    assert_eq!(status, 202, "{manual}");
+    assert_eq!(manual["webhook"]["registration"], "manual");
+
+    // Deleting the mirror removes its webhook from the forge.
+    github.clear_recorded();
+    let (status, _) = hub
+        .call(reqwest::Method::DELETE, "/api/v1/repos/team/app", None)
+        .await;
+    assert_eq!(status, 204);
+    let calls: Vec<_> = github
+        .recorded()
+        .into_iter()
+        .filter(|r| r.path_only().starts_with("/api/"))
+        .collect();
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    assert_eq!(calls[0].method, "DELETE");
+    assert_eq!(calls[0].path_only(), "/api/v3/repos/octo/app/hooks/4242");
+    assert_eq!(
+        calls[0].header("authorization"),
+        Some("Bearer ghp_0123456789abcdef")
+    );
+    assert!(!hub.log_text().contains("ghp_0123456789abcdef"));
+    assert!(!hub.log_text().contains("glpat-secret-token"));
 }

@@ -147,6 +147,8 @@ struct Route {
 struct Shared {
     routes: Mutex<Vec<Route>>,
     log: Mutex<Vec<RecordedRequest>>,
+    /// Where requests that match no route go instead of a 404 (see `forward_unmatched_to`).
+    fallback: Mutex<Option<String>>,
 }
 
 impl Shared {
@@ -214,6 +216,14 @@ impl ForgeApiServer {
             Reply::json(status, body)
         };
         self.on(method, path_prefix, reply);
+    }
+
+    /// Sends requests that match no route to `base` (e.g. an [`HttpGitServer`](crate::HttpGitServer)'s
+    /// URL) and answers with its answer, unrecorded: one host:port then serves a forge's API
+    /// and its Git repositories, as a real forge does.
+    pub fn forward_unmatched_to(&self, base: &str) {
+        *self.shared.fallback.lock().expect("fallback") =
+            Some(base.trim_end_matches('/').to_owned());
     }
 
     /// The requests received so far, oldest first.
@@ -287,6 +297,10 @@ async fn handle(request: Request<Incoming>, shared: &Shared) -> Response<Full<By
         body,
     };
     let reply = shared.reply_for(&record.method, record.path_only());
+    let fallback = shared.fallback.lock().expect("fallback").clone();
+    if let (None, Some(base)) = (&reply, fallback) {
+        return forward(&base, &parts, record.path.clone(), record.body).await;
+    }
     shared.log.lock().expect("request log").push(record);
 
     let Some(reply) = reply else {
@@ -312,6 +326,37 @@ async fn handle(request: Request<Incoming>, shared: &Shared) -> Response<Full<By
             HeaderName::try_from(name.as_str()).expect("reply header name"),
             HeaderValue::try_from(value.as_str()).expect("reply header value"),
         );
+    }
+    response
+}
+
+/// Replays a request against `base` and returns its answer (bodies buffered: test traffic).
+async fn forward(
+    base: &str,
+    parts: &hyper::http::request::Parts,
+    path: String,
+    body: Vec<u8>,
+) -> Response<Full<Bytes>> {
+    let client = reqwest::Client::new();
+    let mut request = client.request(parts.method.clone(), format!("{base}{path}"));
+    for (name, value) in &parts.headers {
+        if name != hyper::header::HOST {
+            request = request.header(name, value);
+        }
+    }
+    let answer = match request.body(body).send().await {
+        Ok(answer) => answer,
+        Err(e) => return status_only(StatusCode::BAD_GATEWAY, &format!("forward: {e}")),
+    };
+    let status = answer.status();
+    let headers = answer.headers().clone();
+    let bytes = answer.bytes().await.unwrap_or_default();
+    let mut response = Response::new(Full::new(bytes));
+    *response.status_mut() = status;
+    for (name, value) in &headers {
+        if name != hyper::header::CONTENT_LENGTH && name != hyper::header::TRANSFER_ENCODING {
+            response.headers_mut().append(name, value.clone());
+        }
     }
     response
 }
