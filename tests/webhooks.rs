@@ -32,6 +32,7 @@ on_both_databases!(
     pings_connect_and_migrated_repositories_ignore_pushes,
     bad_deliveries_get_clear_answers,
     the_hub_adds_and_removes_its_webhook_on_the_forge,
+    a_database_outage_answers_503_so_the_forge_retries,
 );
 
 const GITHUB_SECRET: &str = "gh-org-secret";
@@ -962,4 +963,39 @@ async fn the_hub_adds_and_removes_its_webhook_on_the_forge(db: TestDb) {
     );
     assert!(!hub.log_text().contains("ghp_0123456789abcdef"));
     assert!(!hub.log_text().contains("glpat-secret-token"));
+}
+
+async fn a_database_outage_answers_503_so_the_forge_retries(db: TestDb) {
+    if db.url().is_none() {
+        eprintln!("SQLite is in the hub's own process: no outage to simulate");
+        return;
+    }
+    let hub = start_hub(&db).await;
+    let body = fixture("github/push.json");
+    let signed = headers(
+        Forge::GitHub,
+        "push",
+        "outage-1",
+        GITHUB_SECRET,
+        &body,
+        Signing::Right,
+    );
+    db.allow_connections(false);
+    let started = Instant::now();
+    let (status, answer) = hub.post_raw("/hooks/github", &signed, &body).await;
+    db.allow_connections(true);
+    assert_eq!(status, 503, "{answer}");
+    assert_eq!(answer["error"]["code"], "unavailable");
+    assert!(
+        started.elapsed() < Duration::from_secs(9),
+        "GitHub waits 10 s: {:?}",
+        started.elapsed()
+    );
+    // The forge's retry of the same delivery is then taken, not refused as a duplicate.
+    let (status, answer) = hub.post_raw("/hooks/github", &signed, &body).await;
+    assert_eq!(
+        (status, answer["status"].as_str()),
+        (202, Some("accepted")),
+        "{answer}"
+    );
 }

@@ -70,6 +70,30 @@ impl TestDb {
     }
 }
 
+impl TestDb {
+    /// PostgreSQL only: refuses new connections to this test's database and ends the open ones
+    /// (`false`), or lets them in again (`true`): a database outage, as the hub sees one.
+    pub fn allow_connections(&self, allow: bool) {
+        let admin = self
+            .admin_url
+            .as_deref()
+            .expect("allow_connections needs a PostgreSQL database");
+        psql(
+            admin,
+            &format!("ALTER DATABASE {} ALLOW_CONNECTIONS {allow}", self.name),
+        );
+        if !allow {
+            psql_rows(
+                admin,
+                &format!(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{}'",
+                    self.name
+                ),
+            );
+        }
+    }
+}
+
 impl Drop for TestDb {
     fn drop(&mut self) {
         if let Some(admin) = &self.admin_url {
