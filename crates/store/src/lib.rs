@@ -426,12 +426,22 @@ pub trait Store: Send + Sync {
     ) -> Result<DeliveryOutcome, StoreError>;
     /// A repository's delivery log, newest first.
     async fn list_deliveries(&self, repo_id: i64, limit: i64) -> Result<Vec<Delivery>, StoreError>;
-    /// Forgets delivery ids seen before `seen_before` and log lines from before `log_before`.
+    /// Forgets delivery ids seen before `seen_before`, and log lines and bot commands from
+    /// before `log_before`.
     async fn prune_deliveries(
         &self,
         seen_before: DateTime<Utc>,
         log_before: DateTime<Utc>,
     ) -> Result<u64, StoreError>;
+    /// Takes a comment-bot command: `true` the first time this command line of this comment is
+    /// seen, `false` ever after (until pruned with the delivery log), whatever the process.
+    async fn take_bot_command(
+        &self,
+        forge: &str,
+        comment: &str,
+        command: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
     /// Records the webhook the hub created on the upstream (or why it could not).
     async fn set_webhook_hook(&self, repo_id: i64, hook: &WebhookHook) -> Result<(), StoreError>;
 }

@@ -862,7 +862,32 @@ impl Store for SqliteStore {
             .execute(&self.pool)
             .await?
             .rows_affected();
-        Ok(seen + log)
+        let commands = sqlx::query("DELETE FROM bot_commands WHERE taken_at < ?1")
+            .bind(ms(log_before))
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(seen + log + commands)
+    }
+
+    async fn take_bot_command(
+        &self,
+        forge: &str,
+        comment: &str,
+        command: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "INSERT INTO bot_commands (forge, comment, command, taken_at) VALUES (?1, ?2, ?3, ?4) \
+             ON CONFLICT (forge, comment, command) DO NOTHING",
+        )
+        .bind(forge)
+        .bind(comment)
+        .bind(command)
+        .bind(ms(now))
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     async fn set_webhook_hook(&self, repo_id: i64, hook: &WebhookHook) -> Result<(), StoreError> {

@@ -1792,7 +1792,53 @@ async fn a_registered_webhook_is_recorded(db: TestDb) {
     ));
 }
 
+async fn a_bot_command_is_taken_once(db: TestDb) {
+    let s = db.store.as_ref();
+    let take = |forge: &'static str, comment: &'static str, command: &'static str, at| async move {
+        s.take_bot_command(forge, comment, command, at)
+            .await
+            .unwrap()
+    };
+    assert!(take("github", "o/r#1", "/mirror", t0()).await);
+    assert!(
+        !take("github", "o/r#1", "/mirror", t0() + secs(1)).await,
+        "redelivered"
+    );
+    assert!(
+        take("github", "o/r#1", "/sync", t0()).await,
+        "another command of the comment"
+    );
+    assert!(
+        take("github", "o/r#2", "/mirror", t0()).await,
+        "another comment"
+    );
+    assert!(
+        take("gitea", "o/r#1", "/mirror", t0()).await,
+        "another forge"
+    );
+    // Racing replicas: exactly one takes it.
+    let mut tasks = Vec::new();
+    for _ in 0..10 {
+        let store = db.store.clone();
+        tasks.push(tokio::spawn(async move {
+            store
+                .take_bot_command("gitlab", "g/p#9", "/sync", t0())
+                .await
+                .unwrap()
+        }));
+    }
+    let mut winners = 0;
+    for t in tasks {
+        winners += usize::from(t.await.unwrap());
+    }
+    assert_eq!(winners, 1);
+    // Pruned with the delivery log.
+    s.prune_deliveries(t0(), t0() + secs(10)).await.unwrap();
+    assert!(take("github", "o/r#1", "/mirror", t0() + secs(20)).await);
+}
+
 conformance!(
+    a_bot_command_is_taken_once,
     every_repo_gets_a_webhook_secret_and_a_match_key,
     deliveries_queue_syncs_log_and_refuse_replays,
     a_registered_webhook_is_recorded,
