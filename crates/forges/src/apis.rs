@@ -167,6 +167,12 @@ fn trim_path(url: &Url) -> &str {
     url.path().trim_end_matches('/')
 }
 
+/// Whether `user` can be a login on the forges (letters, digits, `-`, `_`, `.`), and so is safe
+/// in an API path. GitHub's `app[bot]` accounts are not: they are no collaborators either.
+pub(crate) fn valid_user_name(user: &str) -> bool {
+    valid_segment(user)
+}
+
 /// A path segment the forges allow in owner, group and repository names, and that is safe to
 /// put in an API path as it is.
 fn valid_segment(segment: &str) -> bool {

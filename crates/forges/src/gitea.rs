@@ -5,6 +5,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use url::Url;
 
+use crate::error::BotTarget;
 use crate::{ForgeError, ForgeKind, ForgeRepo};
 
 /// Pushes and, for the comment bot, issue and pull request comments.
@@ -136,4 +137,164 @@ fn auth(token: &SecretString) -> Result<HeaderValue, ForgeError> {
         })?;
     value.set_sensitive(true);
     Ok(value)
+}
+
+// The comment bot's calls. Issue comments serve pull requests too: a pull request is an issue
+// with the same index.
+
+#[derive(Serialize)]
+struct Reaction<'a> {
+    content: &'a str,
+}
+
+#[derive(Serialize)]
+struct CommentBody<'a> {
+    body: &'a str,
+}
+
+#[derive(Deserialize)]
+struct Permission {
+    /// `none`, `read`, `write`, `admin` or `owner`.
+    permission: String,
+}
+
+/// `POST {base}/api/v1/repos/{owner}/{repo}/issues/comments/{id}/reactions`
+/// `{"content":"eyes"}` → 201 (200 when the reaction was there already).
+pub(crate) async fn react(
+    http: &reqwest::Client,
+    base: &Url,
+    repo: &ForgeRepo,
+    token: &SecretString,
+    comment_id: u64,
+) -> Result<(), ForgeError> {
+    let id = comment_id.to_string();
+    let url = repo_url(base, repo, &["issues", "comments", &id, "reactions"])?;
+    let target = BotTarget::Comment(comment_id);
+    send(
+        http.post(url).json(&Reaction { content: "eyes" }),
+        repo,
+        token,
+        target,
+    )
+    .await
+    .map(drop)
+}
+
+/// `POST {base}/api/v1/repos/{owner}/{repo}/issues/{index}/comments` `{"body": …}` → 201
+/// `{"id": …}`.
+pub(crate) async fn reply(
+    http: &reqwest::Client,
+    base: &Url,
+    repo: &ForgeRepo,
+    token: &SecretString,
+    number: u64,
+    merge_request: bool,
+    body: &str,
+) -> Result<String, ForgeError> {
+    let index = number.to_string();
+    let url = repo_url(base, repo, &["issues", &index, "comments"])?;
+    let target = BotTarget::Thread {
+        number,
+        merge_request,
+    };
+    let bytes = send(
+        http.post(url).json(&CommentBody { body }),
+        repo,
+        token,
+        target,
+    )
+    .await?;
+    let created: Created = serde_json::from_slice(&bytes)
+        .map_err(|e| ForgeError::invalid_response(ForgeKind::Gitea, &e, token))?;
+    Ok(created.id.to_string())
+}
+
+/// `PATCH {base}/api/v1/repos/{owner}/{repo}/issues/comments/{id}` `{"body": …}` → 200 (204
+/// on older versions).
+pub(crate) async fn edit_reply(
+    http: &reqwest::Client,
+    base: &Url,
+    repo: &ForgeRepo,
+    token: &SecretString,
+    reply_id: u64,
+    body: &str,
+) -> Result<(), ForgeError> {
+    let id = reply_id.to_string();
+    let url = repo_url(base, repo, &["issues", "comments", &id])?;
+    let target = BotTarget::Comment(reply_id);
+    send(
+        http.patch(url).json(&CommentBody { body }),
+        repo,
+        token,
+        target,
+    )
+    .await
+    .map(drop)
+}
+
+/// `GET {base}/api/v1/repos/{owner}/{repo}/collaborators/{user}/permission` → `permission`
+/// write, admin or owner. 404 (no such user) → false. Gitea answers 403 unless the bot is an
+/// admin of the repository (or of the site), or asks about itself.
+pub(crate) async fn may_write(
+    http: &reqwest::Client,
+    base: &Url,
+    repo: &ForgeRepo,
+    token: &SecretString,
+    user: &str,
+) -> Result<bool, ForgeError> {
+    let url = repo_url(base, repo, &["collaborators", user, "permission"])?;
+    let bytes = match send(http.get(url), repo, token, BotTarget::Repo).await {
+        Ok(bytes) => bytes,
+        Err(ForgeError::NotFound { .. }) => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    let found: Permission = serde_json::from_slice(&bytes)
+        .map_err(|e| ForgeError::invalid_response(ForgeKind::Gitea, &e, token))?;
+    Ok(matches!(
+        found.permission.as_str(),
+        "write" | "admin" | "owner"
+    ))
+}
+
+/// Sends `request` with the token and `Accept: application/json`; the body of a success.
+async fn send(
+    request: reqwest::RequestBuilder,
+    repo: &ForgeRepo,
+    token: &SecretString,
+    target: BotTarget,
+) -> Result<bytes::Bytes, ForgeError> {
+    let forge = ForgeKind::Gitea;
+    let response = request
+        .header(AUTHORIZATION, auth(token)?)
+        .header(ACCEPT, "application/json")
+        .send()
+        .await
+        .map_err(|e| ForgeError::unreachable(forge, &e.without_url(), token))?;
+    let status = response.status();
+    if !status.is_success() {
+        return Err(ForgeError::from_bot_status(status.as_u16(), repo, target));
+    }
+    response
+        .bytes()
+        .await
+        .map_err(|e| ForgeError::unreachable(forge, &e.without_url(), token))
+}
+
+/// `{base}/api/v1/repos/{owner}/{name}/{rest…}`, keeping the base's sub-path; each of `rest`
+/// one path segment (percent-encoded).
+fn repo_url(base: &Url, repo: &ForgeRepo, rest: &[&str]) -> Result<Url, ForgeError> {
+    let (owner, name) = repo.owner_name().ok_or_else(|| ForgeError::NotFound {
+        forge: ForgeKind::Gitea,
+        repo: repo.path.clone(),
+        hook_id: None,
+    })?;
+    let mut url = base.clone();
+    url.path_segments_mut()
+        .map_err(|()| ForgeError::NotConfigured {
+            forge: ForgeKind::Gitea,
+        })?
+        .pop_if_empty()
+        .extend(["api", "v1", "repos", owner, name])
+        .extend(rest);
+    Ok(url)
 }

@@ -12,6 +12,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use url::Url;
 
+use crate::error::BotTarget;
 use crate::{ForgeError, ForgeKind, ForgeRepo};
 
 /// The events a mirrorhub hook subscribes to: pushes (branches and tags) and, for the comment
@@ -140,6 +141,158 @@ fn map_error(
             ForgeError::invalid_response(forge, &e, token)
         }
         // Connection, TLS, hyper and body errors.
+        e => ForgeError::unreachable(forge, &e, token),
+    }
+}
+
+// The comment bot's calls. Issue comments serve pull requests too: a pull request is an issue
+// with the same number.
+
+#[derive(Serialize)]
+struct Reaction<'a> {
+    content: &'a str,
+}
+
+#[derive(Serialize)]
+struct CommentBody<'a> {
+    body: &'a str,
+}
+
+#[derive(Deserialize)]
+struct Permission {
+    /// `admin`, `write`, `read` or `none` (maintain counts as write, triage as read).
+    permission: String,
+    /// The exact role: `admin`, `maintain`, `write`, `triage`, `read` or a custom role.
+    #[serde(default)]
+    role_name: Option<String>,
+}
+
+/// `POST {api}/repos/{owner}/{repo}/issues/comments/{id}/reactions` `{"content":"eyes"}` →
+/// 201 (200 when the reaction was there already).
+pub(crate) async fn react(
+    api: &Url,
+    repo: &ForgeRepo,
+    token: &SecretString,
+    comment_id: u64,
+) -> Result<(), ForgeError> {
+    let (owner, name) = owner_name(repo)?;
+    let crab = client(api, token)?;
+    let target = BotTarget::Comment(comment_id);
+    let response = crab
+        ._post(
+            format!("/repos/{owner}/{name}/issues/comments/{comment_id}/reactions"),
+            Some(&Reaction { content: "eyes" }),
+        )
+        .await
+        .map_err(|e| map_bot_error(e, repo, target, token))?;
+    check_status(response.status(), repo, target)
+}
+
+/// `POST {api}/repos/{owner}/{repo}/issues/{number}/comments` `{"body": …}` → 201
+/// `{"id": …}`.
+pub(crate) async fn reply(
+    api: &Url,
+    repo: &ForgeRepo,
+    token: &SecretString,
+    number: u64,
+    merge_request: bool,
+    body: &str,
+) -> Result<String, ForgeError> {
+    let (owner, name) = owner_name(repo)?;
+    let crab = client(api, token)?;
+    let created: Created = crab
+        .post(
+            format!("/repos/{owner}/{name}/issues/{number}/comments"),
+            Some(&CommentBody { body }),
+        )
+        .await
+        .map_err(|e| {
+            let target = BotTarget::Thread {
+                number,
+                merge_request,
+            };
+            map_bot_error(e, repo, target, token)
+        })?;
+    Ok(created.id.to_string())
+}
+
+/// `PATCH {api}/repos/{owner}/{repo}/issues/comments/{id}` `{"body": …}` → 200.
+pub(crate) async fn edit_reply(
+    api: &Url,
+    repo: &ForgeRepo,
+    token: &SecretString,
+    reply_id: u64,
+    body: &str,
+) -> Result<(), ForgeError> {
+    let (owner, name) = owner_name(repo)?;
+    let crab = client(api, token)?;
+    let target = BotTarget::Comment(reply_id);
+    let response = crab
+        ._patch(
+            format!("/repos/{owner}/{name}/issues/comments/{reply_id}"),
+            Some(&CommentBody { body }),
+        )
+        .await
+        .map_err(|e| map_bot_error(e, repo, target, token))?;
+    check_status(response.status(), repo, target)
+}
+
+/// `GET {api}/repos/{owner}/{repo}/collaborators/{user}/permission` → `permission` admin or
+/// write, or `role_name` admin, maintain or write. 404 (no such user, or one GitHub will not
+/// say anything about) → false.
+pub(crate) async fn may_write(
+    api: &Url,
+    repo: &ForgeRepo,
+    token: &SecretString,
+    user: &str,
+) -> Result<bool, ForgeError> {
+    let (owner, name) = owner_name(repo)?;
+    let crab = client(api, token)?;
+    let answer: Result<Permission, _> = crab
+        .get(
+            format!("/repos/{owner}/{name}/collaborators/{user}/permission"),
+            None::<&()>,
+        )
+        .await;
+    match answer {
+        Ok(found) => Ok(matches!(found.permission.as_str(), "admin" | "write")
+            || matches!(
+                found.role_name.as_deref(),
+                Some("admin" | "maintain" | "write")
+            )),
+        Err(octocrab::Error::GitHub { source, .. }) if source.status_code.as_u16() == 404 => {
+            Ok(false)
+        }
+        Err(e) => Err(map_bot_error(e, repo, BotTarget::Repo, token)),
+    }
+}
+
+fn check_status(
+    status: http::StatusCode,
+    repo: &ForgeRepo,
+    target: BotTarget,
+) -> Result<(), ForgeError> {
+    if status.is_success() {
+        Ok(())
+    } else {
+        Err(ForgeError::from_bot_status(status.as_u16(), repo, target))
+    }
+}
+
+fn map_bot_error(
+    error: octocrab::Error,
+    repo: &ForgeRepo,
+    target: BotTarget,
+    token: &SecretString,
+) -> ForgeError {
+    let forge = ForgeKind::GitHub;
+    match error {
+        octocrab::Error::GitHub { source, .. } => {
+            ForgeError::from_bot_status(source.status_code.as_u16(), repo, target)
+        }
+        e @ (octocrab::Error::Json { .. } | octocrab::Error::Serde { .. }) => {
+            ForgeError::invalid_response(forge, &e, token)
+        }
         e => ForgeError::unreachable(forge, &e, token),
     }
 }

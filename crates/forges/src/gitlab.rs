@@ -9,14 +9,21 @@
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use gitlab::api::common::NameOrId;
 use gitlab::api::projects::hooks::{CreateHook, DeleteHook};
-use gitlab::api::{self, ApiError, AsyncQuery};
+use gitlab::api::projects::issues::notes::awards::CreateIssueNoteAward;
+use gitlab::api::projects::issues::notes::{CreateIssueNote, EditIssueNote};
+use gitlab::api::projects::members::AllProjectMembers;
+use gitlab::api::projects::merge_requests::notes::awards::CreateMergeRequestNoteAward;
+use gitlab::api::projects::merge_requests::notes::{CreateMergeRequestNote, EditMergeRequestNote};
+use gitlab::api::{self, ApiError, AsyncQuery, Pagination};
 use http::header::HeaderValue;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use url::Url;
 
-use crate::{ForgeError, ForgeKind, ForgeRepo};
+use crate::error::BotTarget;
+use crate::{CommentThread, ForgeError, ForgeKind, ForgeRepo};
 
 #[derive(Deserialize)]
 struct Created {
@@ -199,6 +206,195 @@ fn map_error(
         | ApiError::GitlabUnrecognizedWithStatus { status, .. }
         | ApiError::GitlabService { status, .. } => {
             ForgeError::from_status(status.as_u16(), repo, hook_id)
+        }
+        ApiError::GitlabRateLimited { .. } => ForgeError::Unexpected { forge, status: 429 },
+        ApiError::MovedPermanently { .. } => ForgeError::Unexpected { forge, status: 301 },
+        ApiError::Client { source } => ForgeError::unreachable(forge, &source, token),
+        e => ForgeError::invalid_response(forge, &e, token),
+    }
+}
+
+// The comment bot's calls. A thread is an issue or a merge request, named by its iid; a
+// comment is a note, named by its id. The project is named by its numeric id when the webhook
+// gave one (it survives renames and transfers), else by its URL-encoded path.
+
+/// The project as GitLab's API names it: its id when known, else its (checked) path.
+fn project(repo: &ForgeRepo, project_id: Option<u64>) -> Result<NameOrId<'_>, ForgeError> {
+    match project_id {
+        Some(id) => Ok(NameOrId::Id(id)),
+        None => {
+            check_path(repo)?;
+            Ok(NameOrId::Name(repo.path.as_str().into()))
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Member {
+    username: String,
+    access_level: u64,
+}
+
+/// GitLab's Developer role: the first that may push.
+const DEVELOPER: u64 = 30;
+
+/// `POST {base}/api/v4/projects/{id}/{issues|merge_requests}/{iid}/notes/{note}/award_emoji`,
+/// a form with `name=eyes` → 201. An emoji the bot awarded already (a redelivered webhook)
+/// is done: GitLab answers it `404 {"message": "404 Award Emoji Name has already been taken
+/// Not Found"}`, which is no missing note.
+pub(crate) async fn react(
+    http: &reqwest::Client,
+    base: &Url,
+    thread: &CommentThread,
+    token: &SecretString,
+    note: u64,
+) -> Result<(), ForgeError> {
+    let repo = &thread.repo;
+    let project = project(repo, thread.project_id)?;
+    let client = Client::new(http, base, token)?;
+    let answer = if thread.merge_request {
+        let endpoint = CreateMergeRequestNoteAward::builder()
+            .project(project)
+            .merge_request(thread.number)
+            .note(note)
+            .name("eyes")
+            .build()
+            .expect("every field is set");
+        api::ignore(endpoint).query_async(&client).await
+    } else {
+        let endpoint = CreateIssueNoteAward::builder()
+            .project(project)
+            .issue(thread.number)
+            .note(note)
+            .name("eyes")
+            .build()
+            .expect("every field is set");
+        api::ignore(endpoint).query_async(&client).await
+    };
+    match answer {
+        Ok(()) => Ok(()),
+        Err(ApiError::GitlabWithStatus { status, msg })
+            if status == http::StatusCode::NOT_FOUND && msg.contains("has already been taken") =>
+        {
+            Ok(())
+        }
+        Err(e) => Err(map_bot_error(e, repo, BotTarget::Comment(note), token)),
+    }
+}
+
+/// `POST {base}/api/v4/projects/{id}/{issues|merge_requests}/{iid}/notes`, a form with `body`
+/// → 201 `{"id": …}`.
+pub(crate) async fn reply(
+    http: &reqwest::Client,
+    base: &Url,
+    thread: &CommentThread,
+    token: &SecretString,
+    body: &str,
+) -> Result<String, ForgeError> {
+    let repo = &thread.repo;
+    let project = project(repo, thread.project_id)?;
+    let client = Client::new(http, base, token)?;
+    let answer: Result<Created, _> = if thread.merge_request {
+        let endpoint = CreateMergeRequestNote::builder()
+            .project(project)
+            .merge_request(thread.number)
+            .body(body)
+            .build()
+            .expect("every field is set");
+        endpoint.query_async(&client).await
+    } else {
+        let endpoint = CreateIssueNote::builder()
+            .project(project)
+            .issue(thread.number)
+            .body(body)
+            .build()
+            .expect("every field is set");
+        endpoint.query_async(&client).await
+    };
+    let target = BotTarget::Thread {
+        number: thread.number,
+        merge_request: thread.merge_request,
+    };
+    let created = answer.map_err(|e| map_bot_error(e, repo, target, token))?;
+    Ok(created.id.to_string())
+}
+
+/// `PUT {base}/api/v4/projects/{id}/{issues|merge_requests}/{iid}/notes/{note}`, a form with
+/// `body` → 200.
+pub(crate) async fn edit_reply(
+    http: &reqwest::Client,
+    base: &Url,
+    thread: &CommentThread,
+    token: &SecretString,
+    note: u64,
+    body: &str,
+) -> Result<(), ForgeError> {
+    let repo = &thread.repo;
+    let project = project(repo, thread.project_id)?;
+    let client = Client::new(http, base, token)?;
+    let answer = if thread.merge_request {
+        let endpoint = EditMergeRequestNote::builder()
+            .project(project)
+            .merge_request(thread.number)
+            .note(note)
+            .body(body)
+            .build()
+            .expect("every field is set");
+        api::ignore(endpoint).query_async(&client).await
+    } else {
+        let endpoint = EditIssueNote::builder()
+            .project(project)
+            .issue(thread.number)
+            .note(note)
+            .body(body)
+            .build()
+            .expect("every field is set");
+        api::ignore(endpoint).query_async(&client).await
+    };
+    answer.map_err(|e| map_bot_error(e, repo, BotTarget::Comment(note), token))
+}
+
+/// `GET {base}/api/v4/projects/{id}/members/all?query={user}&per_page=100&page=1` (members
+/// inherited from groups included) → the member whose `username` is exactly `user`, with
+/// `access_level` of Developer (30) or more. GitLab lists each user once, at their highest
+/// level; `query` matches names too, so the match is made here.
+pub(crate) async fn may_write(
+    http: &reqwest::Client,
+    base: &Url,
+    repo: &ForgeRepo,
+    project_id: Option<u64>,
+    token: &SecretString,
+    user: &str,
+) -> Result<bool, ForgeError> {
+    let project = project(repo, project_id)?;
+    let client = Client::new(http, base, token)?;
+    let endpoint = AllProjectMembers::builder()
+        .project(project)
+        .query(user)
+        .build()
+        .expect("project is set");
+    let members: Vec<Member> = api::paged(endpoint, Pagination::Limit(100))
+        .query_async(&client)
+        .await
+        .map_err(|e| map_bot_error(e, repo, BotTarget::Repo, token))?;
+    Ok(members
+        .iter()
+        .any(|m| m.username == user && m.access_level >= DEVELOPER))
+}
+
+fn map_bot_error(
+    error: ApiError<Transport>,
+    repo: &ForgeRepo,
+    target: BotTarget,
+    token: &SecretString,
+) -> ForgeError {
+    let forge = ForgeKind::GitLab;
+    match error {
+        ApiError::GitlabWithStatus { status, .. }
+        | ApiError::GitlabObjectWithStatus { status, .. }
+        | ApiError::GitlabUnrecognizedWithStatus { status, .. }
+        | ApiError::GitlabService { status, .. } => {
+            ForgeError::from_bot_status(status.as_u16(), repo, target)
         }
         ApiError::GitlabRateLimited { .. } => ForgeError::Unexpected { forge, status: 429 },
         ApiError::MovedPermanently { .. } => ForgeError::Unexpected { forge, status: 301 },
