@@ -125,6 +125,35 @@ pub struct ServeArgs {
     /// A Gitea or Forgejo instance's base URL, e.g. https://codeberg.org.
     #[arg(long, env = "MIRRORHUB_GITEA_URL")]
     pub gitea_url: Option<url::Url>,
+    /// The comment bot as a GitHub App: its id, with its private key (PEM) in
+    /// MIRRORHUB_GITHUB_APP_PRIVATE_KEY or the file MIRRORHUB_GITHUB_APP_PRIVATE_KEY_FILE.
+    #[arg(long, env = "MIRRORHUB_GITHUB_APP_ID")]
+    pub github_app_id: Option<u64>,
+    #[arg(long, env = "MIRRORHUB_GITHUB_APP_PRIVATE_KEY", hide_env_values = true)]
+    pub github_app_private_key: Option<SecretString>,
+    #[arg(long, env = "MIRRORHUB_GITHUB_APP_PRIVATE_KEY_FILE")]
+    pub github_app_private_key_file: Option<PathBuf>,
+    /// The comment bot on GitHub with a personal or machine account's token (instead of an App).
+    #[arg(long, env = "MIRRORHUB_GITHUB_TOKEN", hide_env_values = true)]
+    pub github_token: Option<SecretString>,
+    /// The comment bot's token on GitLab (scope `api`).
+    #[arg(long, env = "MIRRORHUB_GITLAB_TOKEN", hide_env_values = true)]
+    pub gitlab_token: Option<SecretString>,
+    /// The comment bot's token on Gitea or Forgejo.
+    #[arg(long, env = "MIRRORHUB_GITEA_TOKEN", hide_env_values = true)]
+    pub gitea_token: Option<SecretString>,
+    /// The bot's own account names on the forges (comma-separated): their comments are ignored.
+    #[arg(long, env = "MIRRORHUB_BOT_USERNAMES", default_value = "", value_parser = parse_list)]
+    pub bot_usernames: NameList,
+    /// People who may use the bot whatever their rights on the repository (comma-separated).
+    #[arg(long, env = "MIRRORHUB_BOT_ALLOWED_USERS", default_value = "", value_parser = parse_list)]
+    pub bot_allowed_users: NameList,
+    /// Only MIRRORHUB_BOT_ALLOWED_USERS may use the bot, not every writer of the repository.
+    #[arg(long, env = "MIRRORHUB_BOT_ONLY_ALLOWED", default_value_t = false, action = clap::ArgAction::Set)]
+    pub bot_only_allowed: bool,
+    /// Forge namespace to hub owner, e.g. `acme-corp=acme,gitlab-group/sub=platform`.
+    #[arg(long, env = "MIRRORHUB_BOT_OWNER_MAP", default_value = "", value_parser = parse_owner_map)]
+    pub bot_owner_map: OwnerMap,
     /// On SIGTERM, how long requests and running syncs get to finish.
     #[arg(long, env = "MIRRORHUB_SHUTDOWN_GRACE", default_value = "30s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
@@ -145,6 +174,40 @@ pub fn secret_list(value: Option<&SecretString>) -> Vec<SecretString> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// A comma-separated list of names, in one setting.
+#[derive(Debug, Clone, Default)]
+pub struct NameList(pub Vec<String>);
+
+fn parse_list(s: &str) -> Result<NameList, String> {
+    Ok(NameList(
+        s.split(',')
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned)
+            .collect(),
+    ))
+}
+
+/// `from=to` pairs, comma-separated; `from` is lower-cased (forge namespaces are matched
+/// regardless of case).
+#[derive(Debug, Clone, Default)]
+pub struct OwnerMap(pub Vec<(String, String)>);
+
+fn parse_owner_map(s: &str) -> Result<OwnerMap, String> {
+    let mut pairs = Vec::new();
+    for item in s.split(',').map(str::trim).filter(|v| !v.is_empty()) {
+        let (from, to) = item
+            .split_once('=')
+            .ok_or_else(|| format!("{item:?} is not FORGE_NAMESPACE=HUB_OWNER"))?;
+        let (from, to) = (from.trim(), to.trim());
+        if from.is_empty() || to.is_empty() {
+            return Err(format!("{item:?}: both sides of '=' must be given"));
+        }
+        pairs.push((from.to_ascii_lowercase(), to.to_owned()));
+    }
+    Ok(OwnerMap(pairs))
 }
 
 fn parse_policy(s: &str) -> Result<AddressPolicy, String> {

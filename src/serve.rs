@@ -5,9 +5,9 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use clap::Subcommand;
-use mirrorhub_forges::ForgeApis;
+use mirrorhub_forges::{BotCredentials, ForgeApis, GitHubAuth};
 use mirrorhub_git::{EngineConfig, GitEngine};
-use mirrorhub_hub::{Hub, HubConfig, WebhookConfig};
+use mirrorhub_hub::{BotConfig, Hub, HubConfig, WebhookConfig};
 use mirrorhub_server::{AdminAuth, ServerConfig};
 use mirrorhub_store::{SecretKey, Store};
 use poem::listener::{Acceptor, Listener, TcpListener};
@@ -85,6 +85,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<std::process::ExitCode> {
                     gitea: args.gitea_url.clone(),
                 },
             },
+            bot: BotConfig {
+                usernames: args.bot_usernames.0.clone(),
+                allowed_users: args.bot_allowed_users.0.clone(),
+                only_allowed: args.bot_only_allowed,
+                owner_map: args.bot_owner_map.0.clone(),
+            },
+            bot_credentials: bot_credentials(&args)?,
         },
     ));
     hub.recover()
@@ -316,4 +323,41 @@ pub async fn admin(cmd: AdminCommand) -> anyhow::Result<std::process::ExitCode> 
         }
     }
     Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// The comment bot's credentials on each forge. A GitHub App wins over a GitHub token.
+fn bot_credentials(args: &ServeArgs) -> anyhow::Result<BotCredentials> {
+    let app_key = match (
+        &args.github_app_private_key,
+        &args.github_app_private_key_file,
+    ) {
+        (Some(key), _) => Some(key.clone()),
+        (None, Some(path)) => Some(secrecy::SecretString::from(
+            std::fs::read_to_string(path).with_context(|| {
+                format!(
+                    "could not read MIRRORHUB_GITHUB_APP_PRIVATE_KEY_FILE {}",
+                    path.display()
+                )
+            })?,
+        )),
+        (None, None) => None,
+    };
+    let github = match (args.github_app_id, app_key) {
+        (Some(app_id), Some(private_key)) => Some(GitHubAuth::App {
+            app_id,
+            private_key,
+        }),
+        (Some(_), None) => bail!(
+            "MIRRORHUB_GITHUB_APP_ID is set without its private key: set MIRRORHUB_GITHUB_APP_PRIVATE_KEY or MIRRORHUB_GITHUB_APP_PRIVATE_KEY_FILE"
+        ),
+        (None, Some(_)) => bail!(
+            "a GitHub App private key is set without MIRRORHUB_GITHUB_APP_ID: set the App's id"
+        ),
+        (None, None) => args.github_token.clone().map(GitHubAuth::Token),
+    };
+    Ok(BotCredentials {
+        github,
+        gitlab_token: args.gitlab_token.clone(),
+        gitea_token: args.gitea_token.clone(),
+    })
 }

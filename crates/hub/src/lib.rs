@@ -2,6 +2,7 @@
 //! the adapters (store, git engine). Every way in creates, syncs and deletes repositories
 //! through [`Hub`]; every sync runs on a [`worker`] that took it from the durable queue.
 
+pub mod bot;
 mod error;
 mod request;
 pub mod webhooks;
@@ -19,6 +20,7 @@ pub use mirrorhub_store::RepoCounts;
 use mirrorhub_store::{Repo, RepoUpdate, Store, SyncRun};
 use tokio::sync::Notify;
 
+pub use bot::BotConfig;
 pub use error::HubError;
 pub use request::{CreateRepo, UpdateRepo, ValidCreateRepo};
 pub use webhooks::{IncomingWebhook, WebhookConfig, WebhookReceipt, WebhookRefusal};
@@ -50,6 +52,9 @@ pub struct HubConfig {
     /// Base of the URLs the hub gives out (clone and webhook URLs), without a trailing slash.
     pub public_url: String,
     pub webhooks: WebhookConfig,
+    pub bot: BotConfig,
+    /// The bot's credentials on the forges (reply, react, check permissions).
+    pub bot_credentials: mirrorhub_forges::BotCredentials,
 }
 
 /// The hub's services. Cheap to share behind an `Arc`.
@@ -61,15 +66,20 @@ pub struct Hub {
     wake: Arc<Notify>,
     /// Jobs this process holds (job id -> worker id), released on shutdown.
     held: std::sync::Mutex<std::collections::HashMap<i64, String>>,
+    /// The forges' APIs (webhook registration, the comment bot), with one shared client.
+    forges: mirrorhub_forges::Forges,
     /// One semaphore per upstream host:port, created on first use.
     host_slots: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Semaphore>>>,
 }
 
 impl Hub {
     pub fn new(store: Arc<dyn Store>, engine: GitEngine, config: HubConfig) -> Self {
+        let forges = mirrorhub_forges::Forges::new(config.webhooks.forges.clone())
+            .with_bot(config.bot_credentials.clone());
         Self {
             store,
             engine,
+            forges,
             config,
             wake: Arc::new(Notify::new()),
             host_slots: Default::default(),

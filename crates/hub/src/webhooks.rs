@@ -7,6 +7,7 @@
 //! instance (`/hooks/{forge}`, signed with an operator secret), matched to every repository
 //! whose upstream is the pushed one by `repo_match_key`.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -113,7 +114,7 @@ impl Hub {
     /// Authenticates, parses, matches and records one delivery. Never runs git; a push wakes a
     /// worker.
     pub async fn receive_webhook(
-        &self,
+        self: &Arc<Self>,
         incoming: IncomingWebhook<'_>,
     ) -> Result<WebhookReceipt, WebhookRefusal> {
         let forge = mirrorhub_webhooks::detect(incoming.endpoint, incoming.headers)
@@ -196,6 +197,9 @@ impl Hub {
         for due in syncs_due {
             self.wake_at(due, now);
         }
+        if let Event::Comment(comment) = event {
+            self.spawn_comment(forge, comment);
+        }
         tracing::info!(
             forge = forge.as_str(),
             event = %event_name,
@@ -250,7 +254,7 @@ impl Hub {
             return None;
         }
         let url = url::Url::parse(&repo.upstream_url).ok()?;
-        self.config.webhooks.forges.forge_for(&url)
+        self.forges.forge_for(&url)
     }
 
     /// Creates the push webhook on the upstream when its forge's API allows and the mirror has
@@ -261,8 +265,6 @@ impl Hub {
         let credentials = repo.credentials.as_ref()?;
         let secret = repo.webhook_secret.as_ref()?;
         let hook = match self
-            .config
-            .webhooks
             .forges
             .create_push_hook(
                 &forge_repo,
@@ -306,12 +308,10 @@ impl Hub {
         ) else {
             return;
         };
-        let Some(forge_repo) = self.config.webhooks.forges.forge_for(&url) else {
+        let Some(forge_repo) = self.forges.forge_for(&url) else {
             return;
         };
         match self
-            .config
-            .webhooks
             .forges
             .delete_hook(&forge_repo, &credentials.secret, id)
             .await

@@ -52,7 +52,7 @@ async fn repository_hook(
 }
 
 async fn receive(
-    hub: &Hub,
+    hub: &Arc<Hub>,
     endpoint: Endpoint,
     repo: Option<(&str, &str)>,
     req: &Request,

@@ -1,0 +1,366 @@
+//! The comment bot end to end: the real binary, GitHub's real `issue_comment` payload (from
+//! `fixtures/webhooks`, its repository and comment set to the test's), delivered signed to
+//! `/hooks/github`; GitHub's REST API played by a local server that records every call and
+//! forwards git traffic to a real `git http-backend`, so API and repositories share one host
+//! as on a real forge. Each test runs on SQLite, and on PostgreSQL when
+//! `MIRRORHUB_TEST_POSTGRES_URL` names a server.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::{Db, Hub, TestDb};
+use hmac::{Hmac, Mac};
+use mirrorhub_testkit::{git, init_bare, ForgeApiServer, HttpGitServer, RecordedRequest, Scratch};
+use serde_json::{json, Value};
+use sha2::Sha256;
+
+macro_rules! on_both_databases {
+    ($($name:ident),+ $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread")] async fn $name() { if let Some(db) = super::TestDb::create(super::Db::Sqlite) { super::$name(db).await } })+
+        }
+        mod postgres {
+            $(#[tokio::test(flavor = "multi_thread")] async fn $name() { if let Some(db) = super::TestDb::create(super::Db::Postgres) { super::$name(db).await } })+
+        }
+    };
+}
+
+on_both_databases!(
+    mirror_sync_and_status_from_comments,
+    who_may_not_command_is_told_and_nothing_happens,
+);
+
+const SECRET: &str = "org-webhook-secret";
+const BOT_TOKEN: &str = "ghp_bot0123456789";
+const API: &str = "/api/v3";
+
+/// A GitHub Enterprise host: its API answers the bot's calls, its repositories are real.
+struct Forge {
+    api: ForgeApiServer,
+    _git: HttpGitServer,
+    _root: tempfile::TempDir,
+    upstream: PathBuf,
+    work: Scratch,
+}
+
+impl Forge {
+    async fn start() -> Forge {
+        let root = tempfile::tempdir().unwrap();
+        let upstream = root.path().join("octo/app.git");
+        std::fs::create_dir_all(upstream.parent().unwrap()).unwrap();
+        init_bare(&upstream);
+        let work = Scratch::new();
+        work.commit_file("README.md", "hello\n", "first");
+        work.branch("dev")
+            .commit_file("dev.txt", "dev\n", "dev work");
+        work.checkout("main");
+        work.tag("v1");
+        work.push_mirror(upstream.to_str().unwrap());
+        git(&upstream, ["symbolic-ref", "HEAD", "refs/heads/main"]);
+        let git_server = HttpGitServer::start(root.path(), None).await;
+        let api = ForgeApiServer::start().await;
+        api.forward_unmatched_to(&git_server.url(""));
+        let repo = format!("{API}/repos/octo/app");
+        api.respond(
+            "POST",
+            &format!("{repo}/issues/comments/"),
+            201,
+            json!({"id": 1, "content": "eyes"}),
+        );
+        api.respond(
+            "POST",
+            &format!("{repo}/issues/2/comments"),
+            201,
+            json!({"id": 9001}),
+        );
+        api.respond(
+            "PATCH",
+            &format!("{repo}/issues/comments/9001"),
+            200,
+            json!({"id": 9001}),
+        );
+        api.respond("POST", &format!("{repo}/hooks"), 201, json!({"id": 77}));
+        api.respond(
+            "GET",
+            &format!("{repo}/collaborators/"),
+            200,
+            json!({"permission": "read"}),
+        );
+        Forge {
+            api,
+            _git: git_server,
+            _root: root,
+            upstream,
+            work,
+        }
+    }
+
+    fn base(&self) -> String {
+        self.api.url()
+    }
+
+    /// The bot's calls to the API so far (not the forwarded git traffic).
+    fn calls(&self) -> Vec<RecordedRequest> {
+        self.api
+            .recorded()
+            .into_iter()
+            .filter(|r| r.path_only().starts_with(API))
+            .collect()
+    }
+
+    /// Waits until a call matching `what` was made; returns it.
+    async fn wait_for(&self, what: impl Fn(&RecordedRequest) -> bool) -> RecordedRequest {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(found) = self.calls().into_iter().find(|r| what(r)) {
+                return found;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no such call; calls: {:#?}",
+                self.calls()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+async fn start_hub(db: &TestDb, forge: &Forge) -> Hub {
+    let api = format!("{}{API}", forge.base());
+    Hub::start(
+        db,
+        &[
+            ("MIRRORHUB_GITHUB_WEBHOOK_SECRET", SECRET),
+            ("MIRRORHUB_GITHUB_API_URL", &api),
+            ("MIRRORHUB_GITHUB_TOKEN", BOT_TOKEN),
+            ("MIRRORHUB_BOT_USERNAMES", "mirrorhub-bot"),
+            ("MIRRORHUB_BOT_OWNER_MAP", "octo=team"),
+        ],
+    )
+    .await
+}
+
+/// GitHub's `issue_comment` fixture, as GitHub would send it for a comment in octo/app.
+fn comment_event(forge: &Forge, id: u64, author: &str, association: &str, body: &str) -> Value {
+    let fixture = std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/webhooks/github/issue-comment.json"),
+    )
+    .unwrap();
+    let mut event: Value = serde_json::from_slice(&fixture).unwrap();
+    let web = format!("{}/octo/app", forge.base());
+    event["repository"]["full_name"] = json!("octo/app");
+    event["repository"]["name"] = json!("app");
+    event["repository"]["owner"]["login"] = json!("octo");
+    event["repository"]["clone_url"] = json!(format!("{web}.git"));
+    event["repository"]["html_url"] = json!(web);
+    event["repository"]["git_url"] = json!(format!("{web}.git").replacen("http", "git", 1));
+    event["comment"]["id"] = json!(id);
+    event["comment"]["body"] = json!(body);
+    event["comment"]["user"]["login"] = json!(author);
+    event["comment"]["user"]["type"] = json!("User");
+    event["comment"]["author_association"] = json!(association);
+    event
+}
+
+/// Sends an event to `/hooks/github`, signed as GitHub signs; returns the status.
+async fn deliver(hub: &Hub, event: &Value, delivery: &str) -> u16 {
+    let body = serde_json::to_vec(event).unwrap();
+    let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
+    mac.update(&body);
+    let signature = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+    let headers = [
+        ("content-type", "application/json"),
+        ("x-github-event", "issue_comment"),
+        ("x-github-delivery", delivery),
+        ("x-hub-signature-256", signature.as_str()),
+    ]
+    .map(|(k, v)| (k.to_owned(), v.to_owned()));
+    hub.post_raw("/hooks/github", &headers, &body).await.0
+}
+
+fn body_of(call: &RecordedRequest) -> String {
+    call.json()["body"].as_str().unwrap_or_default().to_owned()
+}
+
+/// No line of a reply may start with a command: the bot must never trigger itself.
+fn assert_defused(text: &str) {
+    for line in text.lines() {
+        let line = line.trim_start();
+        assert!(
+            !(line.starts_with('/') && line[1..].starts_with(|c: char| c.is_ascii_alphabetic())),
+            "a reply line starts with a command: {line:?}\n{text}"
+        );
+    }
+}
+
+async fn mirror_sync_and_status_from_comments(db: TestDb) {
+    let forge = Forge::start().await;
+    let hub = start_hub(&db, &forge).await;
+
+    // An owner of octo/app types /mirror in issue #2.
+    let event = comment_event(
+        &forge,
+        501,
+        "alice",
+        "OWNER",
+        "Please keep a copy.\r\n\r\n/mirror --public\r\n",
+    );
+    assert_eq!(deliver(&hub, &event, "d-1").await, 202);
+
+    let reaction = forge
+        .wait_for(|r| {
+            r.method == "POST" && r.path_only().ends_with("/issues/comments/501/reactions")
+        })
+        .await;
+    assert_eq!(reaction.json(), json!({"content": "eyes"}));
+    assert_eq!(
+        reaction.header("authorization"),
+        Some(format!("Bearer {BOT_TOKEN}").as_str())
+    );
+    let working = forge
+        .wait_for(|r| {
+            r.method == "POST" && r.path_only() == format!("{API}/repos/octo/app/issues/2/comments")
+        })
+        .await;
+    assert!(body_of(&working).contains('⏳'), "{}", body_of(&working));
+    assert_defused(&body_of(&working));
+    let done = forge
+        .wait_for(|r| {
+            r.method == "PATCH"
+                && r.path_only() == format!("{API}/repos/octo/app/issues/comments/9001")
+        })
+        .await;
+    let text = body_of(&done);
+    assert!(text.contains('✅'), "{text}");
+    assert!(
+        text.contains(&format!("{}/team/app.git", hub.base)),
+        "clone URL: {text}"
+    );
+    assert!(
+        text.contains("2 branches") || text.contains("branches: 2"),
+        "counts: {text}"
+    );
+    assert_defused(&text);
+
+    // The repository exists, public, under the mapped owner, with its webhook on the forge.
+    let (status, repo) = hub.get("/api/v1/repos/team/app").await;
+    assert_eq!(status, 200, "{repo}");
+    assert_eq!(repo["state"], "ready");
+    assert_eq!(repo["visibility"], "public");
+    assert_eq!(repo["branches"], 2);
+    assert_eq!(repo["webhook"]["registration"], "registered", "{repo}");
+
+    // Redelivered, or sent again under another delivery id: nothing more happens.
+    let before = forge.calls().len();
+    assert_eq!(deliver(&hub, &event, "d-1").await, 200);
+    assert_eq!(deliver(&hub, &event, "d-1-again").await, 202);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(forge.calls().len(), before, "{:#?}", forge.calls());
+
+    // The comment edited to add /sync: only /sync runs.
+    forge.api.clear_recorded();
+    let commit = forge
+        .work
+        .commit_file("new.txt", "new\n", "after the mirror");
+    forge.work.push(forge.upstream.to_str().unwrap(), &["main"]);
+    let mut edited = comment_event(
+        &forge,
+        501,
+        "alice",
+        "OWNER",
+        "Please keep a copy.\n\n/mirror --public\n/sync\n",
+    );
+    edited["action"] = json!("edited");
+    edited["changes"] =
+        json!({"body": {"from": "Please keep a copy.\r\n\r\n/mirror --public\r\n"}});
+    assert_eq!(deliver(&hub, &edited, "d-2").await, 202);
+    let synced = forge.wait_for(|r| r.method == "PATCH").await;
+    let text = body_of(&synced);
+    assert!(text.contains('✅'), "{text}");
+    assert_defused(&text);
+    let posts: Vec<_> = forge
+        .calls()
+        .into_iter()
+        .filter(|r| r.method == "POST" && r.path_only().ends_with("/issues/2/comments"))
+        .collect();
+    assert_eq!(posts.len(), 1, "one reply, for /sync only: {posts:#?}");
+    let main = mirrorhub_testkit::try_git(
+        &hub.data_dir.join("repos/1.git"),
+        ["rev-parse", "refs/heads/main"],
+    );
+    assert_eq!(String::from_utf8_lossy(&main.stdout).trim(), commit);
+    let (_, runs) = hub.get("/api/v1/repos/team/app/syncs?limit=1").await;
+    assert_eq!(runs[0]["trigger"], "bot");
+
+    // /status of the comment's repository, and bad arguments get the usage.
+    forge.api.clear_recorded();
+    let event = comment_event(
+        &forge,
+        502,
+        "alice",
+        "OWNER",
+        "/status\n/mirror as only-one-part\n",
+    );
+    assert_eq!(deliver(&hub, &event, "d-3").await, 202);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let replies = loop {
+        let replies: Vec<String> = forge
+            .calls()
+            .into_iter()
+            .filter(|r| r.method == "POST" && r.path_only().ends_with("/issues/2/comments"))
+            .map(|r| body_of(&r))
+            .collect();
+        if replies.len() >= 2 || Instant::now() > deadline {
+            break replies;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(replies.len(), 2, "{replies:#?}");
+    assert!(
+        replies[0].contains("team/app") && replies[0].contains("ready"),
+        "{}",
+        replies[0]
+    );
+    assert!(
+        replies[1].to_lowercase().contains("usage"),
+        "{}",
+        replies[1]
+    );
+    for reply in &replies {
+        assert_defused(reply);
+    }
+
+    // The bot's own comments (quoting commands) are never read.
+    forge.api.clear_recorded();
+    let own = comment_event(&forge, 503, "mirrorhub-bot", "NONE", "/sync");
+    assert_eq!(deliver(&hub, &own, "d-4").await, 202);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(forge.calls().is_empty(), "{:#?}", forge.calls());
+    assert!(!hub.log_text().contains(BOT_TOKEN));
+}
+
+async fn who_may_not_command_is_told_and_nothing_happens(db: TestDb) {
+    let forge = Forge::start().await;
+    let hub = start_hub(&db, &forge).await;
+    let event = comment_event(&forge, 601, "mallory", "NONE", "/mirror as mallory/app");
+    assert_eq!(deliver(&hub, &event, "x-1").await, 202);
+    let permission = forge
+        .wait_for(|r| {
+            r.method == "GET" && r.path_only().ends_with("/collaborators/mallory/permission")
+        })
+        .await;
+    assert_eq!(
+        permission.header("authorization"),
+        Some(format!("Bearer {BOT_TOKEN}").as_str())
+    );
+    let denied = forge
+        .wait_for(|r| r.method == "POST" && r.path_only().ends_with("/issues/2/comments"))
+        .await;
+    let text = body_of(&denied);
+    assert!(text.contains("mallory") && text.contains("write"), "{text}");
+    assert_defused(&text);
+    let (_, repos) = hub.get("/api/v1/repos").await;
+    assert_eq!(repos, json!([]), "nothing created");
+}
