@@ -30,6 +30,7 @@ macro_rules! on_both_databases {
 on_both_databases!(
     mirror_sync_and_status_from_comments,
     who_may_not_command_is_told_and_nothing_happens,
+    gitlab_and_gitea_comments_mirror_too,
 );
 
 const SECRET: &str = "org-webhook-secret";
@@ -363,4 +364,228 @@ async fn who_may_not_command_is_told_and_nothing_happens(db: TestDb) {
     assert_defused(&text);
     let (_, repos) = hub.get("/api/v1/repos").await;
     assert_eq!(repos, json!([]), "nothing created");
+}
+
+/// A GitLab and a Gitea host, each with `group/app.git` (GitLab project 42) or `example/app.git`.
+async fn gitlab_and_gitea_comments_mirror_too(db: TestDb) {
+    let root = tempfile::tempdir().unwrap();
+    for path in ["group/app.git", "example/app.git"] {
+        let upstream = root.path().join(path);
+        std::fs::create_dir_all(upstream.parent().unwrap()).unwrap();
+        init_bare(&upstream);
+        let work = Scratch::new();
+        work.commit_file("README.md", "hello\n", "first");
+        work.push_mirror(upstream.to_str().unwrap());
+        git(&upstream, ["symbolic-ref", "HEAD", "refs/heads/main"]);
+    }
+    let git_server = HttpGitServer::start(root.path(), None).await;
+    let gitlab = ForgeApiServer::start().await;
+    gitlab.forward_unmatched_to(&git_server.url(""));
+    gitlab.respond(
+        "GET",
+        "/api/v4/projects/42/members/all",
+        200,
+        json!([{"id": 7, "username": "dev", "access_level": 30}]),
+    );
+    gitlab.respond(
+        "POST",
+        "/api/v4/projects/42/issues/17/notes/1241/award_emoji",
+        201,
+        json!({"id": 1, "name": "eyes"}),
+    );
+    gitlab.respond(
+        "POST",
+        "/api/v4/projects/42/issues/17/notes",
+        201,
+        json!({"id": 3002}),
+    );
+    gitlab.respond(
+        "PUT",
+        "/api/v4/projects/42/issues/17/notes/3002",
+        200,
+        json!({"id": 3002}),
+    );
+    gitlab.respond(
+        "POST",
+        "/api/v4/projects/group%2Fapp/hooks",
+        201,
+        json!({"id": 11}),
+    );
+    let gitea = ForgeApiServer::start().await;
+    gitea.forward_unmatched_to(&git_server.url(""));
+    gitea.respond(
+        "GET",
+        "/api/v1/repos/example/app/collaborators/example/permission",
+        200,
+        json!({"permission": "write"}),
+    );
+    gitea.respond(
+        "POST",
+        "/api/v1/repos/example/app/issues/comments/2/reactions",
+        201,
+        json!({"content": "eyes"}),
+    );
+    gitea.respond(
+        "POST",
+        "/api/v1/repos/example/app/issues/1/comments",
+        201,
+        json!({"id": 5002}),
+    );
+    gitea.respond(
+        "PATCH",
+        "/api/v1/repos/example/app/issues/comments/5002",
+        200,
+        json!({"id": 5002}),
+    );
+    gitea.respond(
+        "POST",
+        "/api/v1/repos/example/app/hooks",
+        201,
+        json!({"id": 3}),
+    );
+
+    let (gitlab_url, gitea_url) = (gitlab.url(), gitea.url());
+    let hub = Hub::start(
+        &db,
+        &[
+            ("MIRRORHUB_GITLAB_WEBHOOK_TOKEN", SECRET),
+            ("MIRRORHUB_GITEA_WEBHOOK_SECRET", SECRET),
+            ("MIRRORHUB_GITLAB_URL", &gitlab_url),
+            ("MIRRORHUB_GITEA_URL", &gitea_url),
+            ("MIRRORHUB_GITLAB_TOKEN", "glpat-bot-token"),
+            ("MIRRORHUB_GITEA_TOKEN", "gitea-bot-token"),
+            ("MIRRORHUB_BOT_OWNER_MAP", "group=team,example=team"),
+        ],
+    )
+    .await;
+    let fixture = |path: &str| -> Value {
+        serde_json::from_slice(
+            &std::fs::read(
+                Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("fixtures/webhooks")
+                    .join(path),
+            )
+            .unwrap(),
+        )
+        .unwrap()
+    };
+
+    // GitLab's Note Hook on issue #17 of project 42, by a Developer.
+    let mut note = fixture("gitlab/note-issue.json");
+    let web = format!("{gitlab_url}/group/app");
+    note["project"]["id"] = json!(42);
+    note["project_id"] = json!(42);
+    note["project"]["path_with_namespace"] = json!("group/app");
+    note["project"]["git_http_url"] = json!(format!("{web}.git"));
+    note["project"]["http_url"] = json!(format!("{web}.git"));
+    note["project"]["web_url"] = json!(web);
+    note["user"]["username"] = json!("dev");
+    note["object_attributes"]["note"] = json!("/mirror as team/from-gitlab");
+    let body = serde_json::to_vec(&note).unwrap();
+    let headers = [
+        ("content-type", "application/json"),
+        ("x-gitlab-event", "Note Hook"),
+        ("x-gitlab-event-uuid", "gl-1"),
+        ("x-gitlab-token", SECRET),
+    ]
+    .map(|(k, v)| (k.to_owned(), v.to_owned()));
+    assert_eq!(hub.post_raw("/hooks/gitlab", &headers, &body).await.0, 202);
+    let calls = |api: &ForgeApiServer| -> Vec<RecordedRequest> {
+        api.recorded()
+            .into_iter()
+            .filter(|r| r.path_only().starts_with("/api/"))
+            .collect()
+    };
+    let wait = |api: &ForgeApiServer, method: &'static str| {
+        let api_calls = calls(api);
+        api_calls.into_iter().find(|r| r.method == method)
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let edit = loop {
+        if let Some(edit) = wait(&gitlab, "PUT") {
+            break edit;
+        }
+        assert!(Instant::now() < deadline, "{:#?}", calls(&gitlab));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(edit.header("private-token"), Some("glpat-bot-token"));
+    // GitLab's API takes form fields.
+    let text = edit
+        .form()
+        .into_iter()
+        .find(|(k, _)| k == "body")
+        .map(|(_, v)| v)
+        .unwrap_or_default();
+    assert!(text.contains('✅'), "{text}");
+    assert_defused(&text);
+    let paths: Vec<String> = calls(&gitlab)
+        .iter()
+        .map(|r| format!("{} {}", r.method, r.path_only()))
+        .collect();
+    for expected in [
+        "GET /api/v4/projects/42/members/all",
+        "POST /api/v4/projects/42/issues/17/notes/1241/award_emoji",
+        "POST /api/v4/projects/42/issues/17/notes",
+        "POST /api/v4/projects/group%2Fapp/hooks",
+        "PUT /api/v4/projects/42/issues/17/notes/3002",
+    ] {
+        assert!(
+            paths.iter().any(|p| p == expected),
+            "{expected} not in {paths:#?}"
+        );
+    }
+    let (_, repo) = hub.get("/api/v1/repos/team/from-gitlab").await;
+    assert_eq!(repo["state"], "ready", "{repo}");
+
+    // Gitea's issue_comment on issue #1 of example/app, by a writer.
+    let mut comment = fixture("gitea/issue-comment.json");
+    let web = format!("{gitea_url}/example/app");
+    comment["repository"]["full_name"] = json!("example/app");
+    comment["repository"]["name"] = json!("app");
+    comment["repository"]["clone_url"] = json!(format!("{web}.git"));
+    comment["repository"]["html_url"] = json!(web);
+    comment["repository"]["ssh_url"] = json!("");
+    comment["comment"]["body"] = json!("/mirror as team/from-gitea");
+    let body = serde_json::to_vec(&comment).unwrap();
+    let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
+    mac.update(&body);
+    let signature = hex::encode(mac.finalize().into_bytes());
+    let headers = [
+        ("content-type", "application/json"),
+        ("x-gitea-event", "issue_comment"),
+        ("x-gitea-delivery", "gt-1"),
+        ("x-gitea-signature", signature.as_str()),
+    ]
+    .map(|(k, v)| (k.to_owned(), v.to_owned()));
+    assert_eq!(hub.post_raw("/hooks/gitea", &headers, &body).await.0, 202);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let edit = loop {
+        if let Some(edit) = wait(&gitea, "PATCH") {
+            break edit;
+        }
+        assert!(Instant::now() < deadline, "{:#?}", calls(&gitea));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(edit.header("authorization"), Some("token gitea-bot-token"));
+    assert!(body_of(&edit).contains('✅'), "{}", body_of(&edit));
+    let paths: Vec<String> = calls(&gitea)
+        .iter()
+        .map(|r| format!("{} {}", r.method, r.path_only()))
+        .collect();
+    for expected in [
+        "GET /api/v1/repos/example/app/collaborators/example/permission",
+        "POST /api/v1/repos/example/app/issues/comments/2/reactions",
+        "POST /api/v1/repos/example/app/issues/1/comments",
+        "POST /api/v1/repos/example/app/hooks",
+        "PATCH /api/v1/repos/example/app/issues/comments/5002",
+    ] {
+        assert!(
+            paths.iter().any(|p| p == expected),
+            "{expected} not in {paths:#?}"
+        );
+    }
+    let (_, repo) = hub.get("/api/v1/repos/team/from-gitea").await;
+    assert_eq!(repo["state"], "ready", "{repo}");
+    assert!(!hub.log_text().contains("glpat-bot-token"));
+    assert!(!hub.log_text().contains("gitea-bot-token"));
 }
