@@ -5,6 +5,7 @@
 //! as on a real forge. Each test runs on SQLite, and on PostgreSQL when
 //! `MIRRORHUB_TEST_POSTGRES_URL` names a server.
 
+#[macro_use]
 mod common;
 
 use std::path::{Path, PathBuf};
@@ -15,17 +16,6 @@ use hmac::{Hmac, Mac};
 use mirrorhub_testkit::{git, init_bare, ForgeApiServer, HttpGitServer, RecordedRequest, Scratch};
 use serde_json::{json, Value};
 use sha2::Sha256;
-
-macro_rules! on_both_databases {
-    ($($name:ident),+ $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread")] async fn $name() { if let Some(db) = super::TestDb::create(super::Db::Sqlite) { super::$name(db).await } })+
-        }
-        mod postgres {
-            $(#[tokio::test(flavor = "multi_thread")] async fn $name() { if let Some(db) = super::TestDb::create(super::Db::Postgres) { super::$name(db).await } })+
-        }
-    };
-}
 
 on_both_databases!(
     mirror_sync_and_status_from_comments,

@@ -1,6 +1,7 @@
 //! End to end: the real binary, real git servers on 127.0.0.1, real databases. Each test
 //! runs on SQLite, and on PostgreSQL when `MIRRORHUB_TEST_POSTGRES_URL` names a server.
 
+#[macro_use]
 mod common;
 
 use std::path::Path;
@@ -8,17 +9,6 @@ use std::path::Path;
 use common::{fsck, refs, symbolic_head, Db, Hub, TestDb};
 use mirrorhub_testkit::{git, init_bare, GitDaemon, HttpGitServer, Scratch};
 use serde_json::{json, Value};
-
-macro_rules! on_both_databases {
-    ($($name:ident),+ $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread")] async fn $name() { if let Some(db) = super::TestDb::create(super::Db::Sqlite) { super::$name(db).await } })+
-        }
-        mod postgres {
-            $(#[tokio::test(flavor = "multi_thread")] async fn $name() { if let Some(db) = super::TestDb::create(super::Db::Postgres) { super::$name(db).await } })+
-        }
-    };
-}
 
 on_both_databases!(
     mirror_follows_every_kind_of_upstream_change,

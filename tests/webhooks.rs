@@ -3,6 +3,7 @@
 //! servers on 127.0.0.1. Each test runs on SQLite, and on PostgreSQL when
 //! `MIRRORHUB_TEST_POSTGRES_URL` names a server.
 
+#[macro_use]
 mod common;
 
 use std::path::Path;
@@ -13,17 +14,6 @@ use hmac::{Hmac, Mac};
 use mirrorhub_testkit::{git, init_bare, ForgeApiServer, HttpGitServer, Scratch};
 use serde_json::{json, Value};
 use sha2::Sha256;
-
-macro_rules! on_both_databases {
-    ($($name:ident),+ $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread")] async fn $name() { if let Some(db) = super::TestDb::create(super::Db::Sqlite) { super::$name(db).await } })+
-        }
-        mod postgres {
-            $(#[tokio::test(flavor = "multi_thread")] async fn $name() { if let Some(db) = super::TestDb::create(super::Db::Postgres) { super::$name(db).await } })+
-        }
-    };
-}
 
 on_both_databases!(
     every_fixture_is_authenticated_and_replays_do_nothing,

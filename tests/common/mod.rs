@@ -12,6 +12,21 @@ use serde_json::Value;
 
 pub const TOKEN: &str = "test-admin-token-0123456789";
 
+/// Runs each scenario `async fn name(db: TestDb)` of the including test file twice: on SQLite,
+/// and on PostgreSQL when `MIRRORHUB_TEST_POSTGRES_URL` names a server. The file must have
+/// `TestDb` and `Db` in scope.
+#[allow(unused_macros)]
+macro_rules! on_both_databases {
+    ($($name:ident),+ $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread")] async fn $name() { if let Some(db) = super::TestDb::create(super::Db::Sqlite) { super::$name(db).await } })+
+        }
+        mod postgres {
+            $(#[tokio::test(flavor = "multi_thread")] async fn $name() { if let Some(db) = super::TestDb::create(super::Db::Postgres) { super::$name(db).await } })+
+        }
+    };
+}
+
 /// Which database a hub under test uses. Postgres runs only when the environment names a
 /// server (`MIRRORHUB_TEST_POSTGRES_URL`); when it is named but unreachable, the test fails.
 pub enum Db {
