@@ -80,6 +80,10 @@ pub struct ServeArgs {
     /// Largest webhook delivery, in bytes (forges send up to 25 MB).
     #[arg(long, env = "MIRRORHUB_WEBHOOK_MAX_BODY_BYTES", default_value_t = 25 << 20)]
     pub webhook_max_body_bytes: usize,
+    /// `git clone`/`fetch` pack generations (`git upload-pack`) served at once by this
+    /// process; further requests wait for a slot.
+    #[arg(long, env = "MIRRORHUB_MAX_UPLOAD_PACKS", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_upload_packs: u32,
     /// Secret of `/hooks/github` (organization or instance webhooks); comma-separated to
     /// accept several while rotating.
     #[arg(long, env = "MIRRORHUB_GITHUB_WEBHOOK_SECRET", hide_env_values = true)]

@@ -56,6 +56,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<std::process::ExitCode> {
         .unwrap_or_else(|| format!("http://{local}"))
         .trim_end_matches('/')
         .to_owned();
+    let git_serve = mirrorhub_server::GitServeConfig {
+        engine: engine.clone(),
+        max_upload_packs: args.max_upload_packs as usize,
+    };
     let hub = Arc::new(Hub::new(
         store,
         engine,
@@ -110,6 +114,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<std::process::ExitCode> {
             admin,
             max_body_bytes: args.max_body_bytes,
             webhook_max_body_bytes: args.webhook_max_body_bytes,
+            git: git_serve,
         },
     );
     let signal = {

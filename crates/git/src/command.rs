@@ -60,6 +60,34 @@ impl Drop for GroupGuard {
     }
 }
 
+/// The process group of a git process started from [`crate::GitEngine::local_command`]
+/// (which makes the child the leader of its own group): killing it kills git and every helper
+/// it started (`pack-objects` under `upload-pack`). Killed on drop unless disarmed; disarm
+/// once the leader is reaped, since its group id may be reused from then on.
+pub struct ProcessGroup(GroupGuard);
+
+impl ProcessGroup {
+    /// The group led by `child` (nothing, if the child has already been reaped).
+    pub fn of(child: &tokio::process::Child) -> Self {
+        Self(GroupGuard(
+            child
+                .id()
+                .and_then(|id| i32::try_from(id).ok())
+                .map(Pid::from_raw),
+        ))
+    }
+
+    /// Sends SIGKILL to the whole group (once).
+    pub fn kill(&mut self) {
+        self.0.kill();
+    }
+
+    /// Forgets the group without signalling it: call after the leader has been reaped.
+    pub fn disarm(&mut self) {
+        self.0 .0 = None;
+    }
+}
+
 /// Stops a running git on request: the process group is killed and reaped before `run`
 /// returns, so nothing of it is left running (or holding a lock file) afterwards.
 pub(crate) type Cancel = tokio::sync::watch::Receiver<bool>;

@@ -30,6 +30,7 @@ use mirrorhub_core::{AddressPolicy, Credentials, RefChange, RefChangeKind, Upstr
 use rand::RngCore;
 use tokio::time::Instant;
 
+pub use command::ProcessGroup;
 pub use error::GitError;
 pub use progress::{no_progress, Progress, ProgressFn};
 
@@ -152,6 +153,23 @@ impl GitEngine {
 
     pub fn config(&self) -> &EngineConfig {
         &self.inner.config
+    }
+
+    /// A git command run on the local repository `repo` (its working directory), for serving
+    /// it to a client (`upload-pack`): the hardened environment of every git run of the engine
+    /// (nothing inherited, no user or system configuration, no hooks, no prompts, no network
+    /// protocol allowed), in a process group of its own (hold a [`ProcessGroup`] of the
+    /// spawned child to kill git and its helpers together), killed on drop. Add the arguments
+    /// and stdio, then spawn.
+    pub fn local_command(&self, repo: &Path) -> tokio::process::Command {
+        let cli = &self.inner.cli;
+        let mut cmd = tokio::process::Command::new(&cli.program);
+        cmd.env_clear()
+            .envs(cli.local_env())
+            .current_dir(repo)
+            .process_group(0)
+            .kill_on_drop(true);
+        cmd
     }
 
     fn remote<'a>(

@@ -203,7 +203,7 @@ impl GitCli {
     }
 
     /// Environment for a local-only git run (no network).
-    fn local_env(&self) -> Vec<(OsString, OsString)> {
+    pub(crate) fn local_env(&self) -> Vec<(OsString, OsString)> {
         self.base_env("", &[])
     }
 

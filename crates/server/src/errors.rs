@@ -120,7 +120,12 @@ pub async fn json_errors<E: Endpoint>(ep: E, req: Request) -> poem::Result<Respo
     let span = tracing::info_span!("request", request_id = %request_id, method = %req.method(), path = %req.uri().path());
     let mut resp = ep.get_response(req).instrument(span.clone()).await;
     let status = resp.status();
-    if status.is_client_error() || status.is_server_error() {
+    // The git routes answer git clients, which show a text/plain body as it is.
+    let for_git = resp
+        .extensions()
+        .get::<crate::git_http::GitResponse>()
+        .is_some();
+    if (status.is_client_error() || status.is_server_error()) && !for_git {
         let is_json = resp
             .headers()
             .get(CONTENT_TYPE)

@@ -5,6 +5,7 @@
 mod api;
 mod auth;
 mod errors;
+mod git_http;
 mod health;
 mod hooks;
 
@@ -17,6 +18,7 @@ use poem::{EndpointExt, Route, Server};
 use poem_openapi::OpenApiService;
 
 pub use auth::{hash_token, AdminAuth};
+pub use git_http::GitServeConfig;
 
 /// Settings of the HTTP edge, read once by the binary.
 #[derive(Clone)]
@@ -28,6 +30,8 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// Largest webhook delivery accepted under `/hooks`.
     pub webhook_max_body_bytes: usize,
+    /// Serving repositories over Git's smart HTTP protocol (`/{owner}/{name}.git`).
+    pub git: GitServeConfig,
 }
 
 /// Builds the whole application. Tests and the binary serve the same thing.
@@ -44,7 +48,8 @@ pub fn app(hub: Arc<Hub>, config: ServerConfig) -> impl poem::Endpoint + 'static
     let spec = service.spec_endpoint();
     let docs = service.swagger_ui();
     let api_limit = errors::BodyLimit(config.max_body_bytes);
-    Route::new()
+    let git = Arc::new(git_http::GitService::new(config.git));
+    git_http::mount(Route::new())
         .nest("/api/v1", service.with(api_limit))
         .at("/api/v1/openapi.json", spec)
         .nest("/api/v1/docs", docs)
@@ -57,6 +62,7 @@ pub fn app(hub: Arc<Hub>, config: ServerConfig) -> impl poem::Endpoint + 'static
         .at("/metrics", poem::get(health::metrics))
         .at("/", poem::get(health::index))
         .data(hub)
+        .data(git)
         .data(Arc::new(config.admin))
         .around(errors::json_errors)
 }

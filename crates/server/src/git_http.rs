@@ -1,0 +1,607 @@
+//! Git's smart HTTP protocol, read-only: `git clone`, `git fetch` and `git ls-remote` of
+//! `{public_url}/{owner}/{name}.git` (the `.git` may be left out, as on forges).
+//!
+//! The hub runs `git upload-pack --stateless-rpc` itself rather than `git http-backend` as a
+//! CGI: only the one service it allows is ever started (no receive-pack to disable, no dumb
+//! protocol serving files by their path), the repository directory is the hub's own
+//! (`Hub::repo_path`, never a path made from the URL), and there is no CGI header block to
+//! parse. Both directions stream: the request body (gunzipped when git compressed it) goes into
+//! upload-pack's stdin as it arrives, and its stdout is the response body.
+//!
+//! Who may read: a `public` repository anyone; a `private` one only a caller with the hub's admin
+//! token (HTTP basic with any user name and the token as password, or `Authorization: Bearer`).
+//! To an anonymous caller a private repository and a missing one look the same: both answer
+//! `401` with `WWW-Authenticate`, so git asks for credentials and nothing tells them apart. An
+//! authenticated caller gets `404` for a missing one. Pushes are refused with `403`.
+//!
+//! Every refusal is a one-line `text/plain` body, which git prints after `remote:`; the
+//! response carries [`GitResponse`] so the API's JSON error middleware leaves it as it is.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use base64::Engine as _;
+use mirrorhub_core::{Mode, OwnerName, RepoName, RepoState, Visibility};
+use mirrorhub_git::{GitEngine, ProcessGroup};
+use mirrorhub_hub::{Hub, HubError};
+use mirrorhub_store::Repo;
+use poem::http::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_ENCODING, CONTENT_TYPE};
+use poem::http::StatusCode;
+use poem::web::Data;
+use poem::{handler, Body, Request, Response};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadBuf};
+use tokio::process::{Child, ChildStdin};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::{CancellationToken, DropGuard};
+
+use crate::auth::AdminAuth;
+
+/// How the hub serves repositories over Git's smart HTTP protocol.
+#[derive(Clone)]
+pub struct GitServeConfig {
+    /// Runs `git upload-pack` in the engine's hardened environment.
+    pub engine: GitEngine,
+    /// Most `upload-pack` runs (pack generations) at once in this process; further requests
+    /// wait for a slot.
+    pub max_upload_packs: usize,
+}
+
+/// Shared by the git routes.
+pub(crate) struct GitService {
+    engine: GitEngine,
+    packs: Arc<Semaphore>,
+}
+
+impl GitService {
+    pub(crate) fn new(config: GitServeConfig) -> Self {
+        Self {
+            engine: config.engine,
+            packs: Arc::new(Semaphore::new(config.max_upload_packs.max(1))),
+        }
+    }
+}
+
+/// Marks a response of the git routes: its status and body are meant for git as they are.
+#[derive(Clone, Copy)]
+pub(crate) struct GitResponse;
+
+/// Adds the git routes (at the root: `/{owner}/{name}.git/…`) to `route`.
+pub(crate) fn mount(route: poem::Route) -> poem::Route {
+    route
+        .at("/:owner/:repo/info/refs", poem::get(info_refs))
+        .at("/:owner/:repo/git-upload-pack", poem::post(upload_pack))
+        .at("/:owner/:repo/git-receive-pack", poem::post(receive_pack))
+}
+
+const UPLOAD_PACK: &str = "git-upload-pack";
+const RECEIVE_PACK: &str = "git-receive-pack";
+
+/// A one-line `text/plain` answer git shows to its user.
+fn refusal(status: StatusCode, message: impl Into<String>) -> Response {
+    let mut text = message.into();
+    text.push('\n');
+    let mut resp = Response::builder()
+        .status(status)
+        .content_type("text/plain; charset=utf-8")
+        .header(CACHE_CONTROL, "no-cache")
+        .body(text);
+    resp.extensions_mut().insert(GitResponse);
+    resp
+}
+
+fn ask_credentials(message: &str) -> Response {
+    let mut resp = refusal(StatusCode::UNAUTHORIZED, message);
+    resp.headers_mut().insert(
+        "www-authenticate",
+        poem::http::HeaderValue::from_static("Basic realm=\"mirrorhub\""),
+    );
+    resp
+}
+
+const NEED_TOKEN: &str = "authentication required: this repository does not exist or is private; \
+     give the hub's admin token as the password (any user name) or as `Authorization: Bearer <token>`";
+
+/// Who is asking.
+#[derive(Debug, PartialEq, Eq)]
+enum Caller {
+    Anonymous,
+    Admin,
+}
+
+/// Reads the caller from `Authorization`: basic (the token as password, any user name) or
+/// bearer. Credentials that are present and wrong are refused outright.
+fn caller(req: &Request, admin: &AdminAuth) -> Result<Caller, Response> {
+    let Some(value) = req.headers().get(AUTHORIZATION) else {
+        return Ok(Caller::Anonymous);
+    };
+    let wrong =
+        || ask_credentials("authentication failed: the password must be the hub's admin token");
+    let value = value.to_str().map_err(|_| wrong())?.trim();
+    let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
+    let token = if scheme.eq_ignore_ascii_case("basic") {
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(rest.trim())
+            .map_err(|_| wrong())?;
+        let decoded = String::from_utf8(decoded).map_err(|_| wrong())?;
+        match decoded.split_once(':') {
+            Some((_, password)) => password.to_owned(),
+            None => return Err(wrong()),
+        }
+    } else if scheme.eq_ignore_ascii_case("bearer") {
+        rest.trim().to_owned()
+    } else {
+        return Err(wrong());
+    };
+    if admin.verify(&token) {
+        Ok(Caller::Admin)
+    } else {
+        Err(wrong())
+    }
+}
+
+/// The repository named by the URL, if the caller may read it; otherwise the answer to give.
+async fn readable_repo(req: &Request, hub: &Hub, admin: &AdminAuth) -> Result<Repo, Response> {
+    // Names first, before anything else looks at them: the raw (still percent-encoded) path
+    // segments, so an encoded '/', '.' or non-ASCII character is refused as such.
+    let owner = req.raw_path_param("owner").unwrap_or_default();
+    let repo = req.raw_path_param("repo").unwrap_or_default();
+    let name = repo.strip_suffix(".git").unwrap_or(repo);
+    let (owner, name) = match (OwnerName::parse(owner), RepoName::parse(name)) {
+        (Ok(o), Ok(n)) => (o, n),
+        (Err(e), _) | (_, Err(e)) => {
+            return Err(refusal(
+                StatusCode::BAD_REQUEST,
+                format!("not a repository address: {e}; clone {{hub}}/{{owner}}/{{name}}.git"),
+            ))
+        }
+    };
+    let caller = caller(req, admin)?;
+    let repo = match hub.get_repo(owner.as_str(), name.as_str()).await {
+        Ok(repo) => repo,
+        Err(HubError::NotFound(_)) if caller == Caller::Anonymous => {
+            return Err(ask_credentials(NEED_TOKEN))
+        }
+        Err(HubError::NotFound(_)) => {
+            return Err(refusal(
+                StatusCode::NOT_FOUND,
+                format!("repository {owner}/{name} does not exist on this hub"),
+            ))
+        }
+        Err(e) => {
+            tracing::error!(error = ?e, "looking up a repository to serve failed");
+            return Err(refusal(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the hub cannot look up repositories right now; try again in a moment",
+            ));
+        }
+    };
+    if repo.visibility == Visibility::Private && caller == Caller::Anonymous {
+        return Err(ask_credentials(NEED_TOKEN));
+    }
+    Ok(repo)
+}
+
+/// The bare repository on disk, when there is one to serve.
+fn repo_dir(hub: &Hub, repo: &Repo) -> Result<PathBuf, Response> {
+    let dir = hub.repo_path(repo.id);
+    if repo.state != RepoState::Cloning && dir.is_dir() {
+        return Ok(dir);
+    }
+    let why = match repo.state {
+        RepoState::Cloning => "its first copy from the upstream is still running; try again when it is ready",
+        _ => "its first copy from the upstream failed; see the repository's last error in the API and sync it again",
+    };
+    Err(refusal(
+        StatusCode::NOT_FOUND,
+        format!(
+            "repository {}/{} has no content yet: {why}",
+            repo.owner, repo.name
+        ),
+    ))
+}
+
+fn push_refusal(repo: &Repo) -> Response {
+    let message = match repo.mode {
+        Mode::Mirror => format!(
+            "this repository is a mirror of {}; pushes go to the upstream",
+            repo.upstream_url
+        ),
+        Mode::Migrate => "pushing to the hub is not available yet".to_owned(),
+    };
+    refusal(StatusCode::FORBIDDEN, message)
+}
+
+/// The client's `Git-Protocol` header as `GIT_PROTOCOL`, when it is plain `key=value:…` text.
+fn git_protocol(req: &Request) -> Option<String> {
+    let value = req.headers().get("git-protocol")?.to_str().ok()?;
+    let plain = value.len() <= 256
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"=:._-".contains(&b));
+    plain.then(|| value.to_owned())
+}
+
+fn is_v2(protocol: Option<&str>) -> bool {
+    protocol.is_some_and(|p| p.split(':').any(|kv| kv == "version=2"))
+}
+
+#[handler]
+async fn info_refs(
+    req: &Request,
+    Data(hub): Data<&Arc<Hub>>,
+    Data(admin): Data<&Arc<AdminAuth>>,
+    Data(git): Data<&Arc<GitService>>,
+) -> Response {
+    let service = req
+        .uri()
+        .query()
+        .unwrap_or_default()
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("service="))
+        .map(str::to_owned);
+    let repo = match readable_repo(req, hub, admin).await {
+        Ok(repo) => repo,
+        Err(resp) => return resp,
+    };
+    match service.as_deref() {
+        Some(UPLOAD_PACK) => {}
+        Some(RECEIVE_PACK) => return push_refusal(&repo),
+        _ => {
+            return refusal(
+                StatusCode::FORBIDDEN,
+                "the hub speaks git's smart HTTP protocol only; use git 1.6.6 or newer",
+            )
+        }
+    }
+    let dir = match repo_dir(hub, &repo) {
+        Ok(dir) => dir,
+        Err(resp) => return resp,
+    };
+    let protocol = git_protocol(req);
+    let prefix = if is_v2(protocol.as_deref()) {
+        Vec::new()
+    } else {
+        // Protocol v0/v1 over HTTP starts with the service line and a flush packet.
+        let line = format!("# service={UPLOAD_PACK}\n");
+        format!("{:04x}{line}0000", line.len() + 4).into_bytes()
+    };
+    let args = [
+        "upload-pack",
+        "--stateless-rpc",
+        "--advertise-refs",
+        "--strict",
+    ];
+    match start(git, &dir, &args, protocol.as_deref(), None, None) {
+        Ok(out) => git_output(
+            "application/x-git-upload-pack-advertisement",
+            Body::from_async_read(std::io::Cursor::new(prefix).chain(out)),
+        ),
+        Err(resp) => resp,
+    }
+}
+
+#[handler]
+async fn upload_pack(
+    req: &Request,
+    body: Body,
+    Data(hub): Data<&Arc<Hub>>,
+    Data(admin): Data<&Arc<AdminAuth>>,
+    Data(git): Data<&Arc<GitService>>,
+) -> Response {
+    let repo = match readable_repo(req, hub, admin).await {
+        Ok(repo) => repo,
+        Err(resp) => return resp,
+    };
+    let content_type = req
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    if content_type != Some("application/x-git-upload-pack-request") {
+        return refusal(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "expected a git-upload-pack request (Content-Type: application/x-git-upload-pack-request)",
+        );
+    }
+    let gzip = match req
+        .headers()
+        .get(CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+    {
+        None => false,
+        Some(e) if e.eq_ignore_ascii_case("gzip") || e.eq_ignore_ascii_case("x-gzip") => true,
+        Some(e) if e.eq_ignore_ascii_case("identity") => false,
+        Some(_) => {
+            return refusal(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "the request body must be plain or gzip-compressed",
+            )
+        }
+    };
+    let dir = match repo_dir(hub, &repo) {
+        Ok(dir) => dir,
+        Err(resp) => return resp,
+    };
+    // Pack generation is the expensive part: at most `max_upload_packs` at once; the others
+    // wait here for a slot.
+    let Ok(permit) = Arc::clone(&git.packs).acquire_owned().await else {
+        return refusal(StatusCode::SERVICE_UNAVAILABLE, "the hub is shutting down");
+    };
+    let protocol = git_protocol(req);
+    let args = ["upload-pack", "--stateless-rpc", "--strict"];
+    let input = Input { body, gzip };
+    match start(
+        git,
+        &dir,
+        &args,
+        protocol.as_deref(),
+        Some(input),
+        Some(permit),
+    ) {
+        Ok(out) => git_output(
+            "application/x-git-upload-pack-result",
+            Body::from_async_read(out),
+        ),
+        Err(resp) => resp,
+    }
+}
+
+#[handler]
+async fn receive_pack(
+    req: &Request,
+    Data(hub): Data<&Arc<Hub>>,
+    Data(admin): Data<&Arc<AdminAuth>>,
+) -> Response {
+    match readable_repo(req, hub, admin).await {
+        Ok(repo) => push_refusal(&repo),
+        Err(resp) => resp,
+    }
+}
+
+fn git_output(content_type: &'static str, body: Body) -> Response {
+    let mut resp = Response::builder()
+        .content_type(content_type)
+        .header(CACHE_CONTROL, "no-cache, max-age=0, must-revalidate")
+        .header("pragma", "no-cache")
+        .header("expires", "Fri, 01 Jan 1980 00:00:00 GMT")
+        .body(body);
+    resp.extensions_mut().insert(GitResponse);
+    resp
+}
+
+/// The request body for upload-pack's stdin.
+struct Input {
+    body: Body,
+    gzip: bool,
+}
+
+/// Starts `git <args> <dir>` and returns its stdout. A supervising task owns the child: it
+/// feeds stdin, reaps the child, and kills its whole process group when the response body is
+/// dropped before the end (the client went away) or the request body breaks off.
+fn start(
+    git: &GitService,
+    dir: &std::path::Path,
+    args: &[&str],
+    protocol: Option<&str>,
+    input: Option<Input>,
+    permit: Option<OwnedSemaphorePermit>,
+) -> Result<GitStdout, Response> {
+    let mut cmd = git.engine.local_command(dir);
+    cmd.args(args)
+        .arg(dir)
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some(p) = protocol {
+        cmd.env("GIT_PROTOCOL", p);
+    }
+    let mut child = match cmd.spawn() {
+        Ok(child) => child,
+        Err(e) => {
+            tracing::error!(error = %e, "could not start git upload-pack");
+            return Err(refusal(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the hub could not start git to serve this repository; try again later",
+            ));
+        }
+    };
+    let group = ProcessGroup::of(&child);
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let stdin = child.stdin.take();
+    let stderr = child.stderr.take().expect("stderr is piped");
+    let abort = CancellationToken::new();
+    if let (Some(input), Some(stdin)) = (input, stdin) {
+        tokio::spawn(feed(input, stdin, abort.clone()));
+    }
+    tokio::spawn(supervise(child, group, stderr, abort.clone(), permit));
+    Ok(GitStdout {
+        out: stdout,
+        abort: Some(abort.drop_guard()),
+    })
+}
+
+/// Copies the request body into stdin, gunzipping it on the way when asked. A body that breaks
+/// off (the client went away) aborts the run.
+async fn feed(input: Input, mut stdin: ChildStdin, abort: CancellationToken) {
+    let mut body = input.body.into_async_read();
+    let mut gunzip = input
+        .gzip
+        .then(|| flate2::write::GzDecoder::new(Vec::new()));
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = tokio::select! {
+            read = body.read(&mut buf) => match read {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::debug!(error = %e, "the request body broke off; stopping upload-pack");
+                    abort.cancel();
+                    return;
+                }
+            },
+            () = abort.cancelled() => return,
+        };
+        let chunk: &[u8] = match gunzip.as_mut() {
+            None if n == 0 => break,
+            None => &buf[..n],
+            Some(gz) => {
+                let step = if n == 0 {
+                    gz.try_finish()
+                } else {
+                    gz.write_all(&buf[..n])
+                };
+                if let Err(e) = step {
+                    tracing::debug!(error = %e, "a gzip request body is corrupt");
+                    abort.cancel();
+                    return;
+                }
+                if n == 0 && gz.get_ref().is_empty() {
+                    break;
+                }
+                gz.get_mut().as_slice()
+            }
+        };
+        // upload-pack may stop reading early (it answered, or it failed): nothing more to do.
+        if stdin.write_all(chunk).await.is_err() {
+            return;
+        }
+        if let Some(gz) = gunzip.as_mut() {
+            gz.get_mut().clear();
+        }
+        if n == 0 {
+            break;
+        }
+    }
+    let _ = stdin.shutdown().await;
+}
+
+/// Reaps the child, killing its process group first if the run is aborted. Holds the
+/// pack-generation slot until git is gone.
+async fn supervise(
+    mut child: Child,
+    mut group: ProcessGroup,
+    stderr: tokio::process::ChildStderr,
+    abort: CancellationToken,
+    permit: Option<OwnedSemaphorePermit>,
+) {
+    let _permit = permit;
+    // Read to the end (git must never block on a full pipe), keeping the first 8 KiB.
+    let errors = tokio::spawn(async move {
+        let mut stderr = stderr;
+        let mut kept = Vec::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(n @ 1..) = stderr.read(&mut buf).await {
+            let room = (8 * 1024usize).saturating_sub(kept.len());
+            kept.extend_from_slice(&buf[..n.min(room)]);
+        }
+        kept
+    });
+    let aborted = tokio::select! {
+        status = child.wait() => {
+            group.disarm();
+            match status {
+                Ok(status) if !status.success() => {
+                    let tail = errors.await.unwrap_or_default();
+                    tracing::warn!(%status, stderr = %String::from_utf8_lossy(&tail).trim(), "git upload-pack failed");
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "waiting for git upload-pack failed"),
+            }
+            false
+        }
+        () = abort.cancelled() => true,
+    };
+    if aborted {
+        group.kill();
+        let _ = child.wait().await;
+        group.disarm();
+        tracing::info!("the client went away; git upload-pack stopped");
+    }
+}
+
+/// upload-pack's stdout as a response body. Dropped before its end (the client went away), it
+/// aborts the run.
+struct GitStdout {
+    out: tokio::process::ChildStdout,
+    abort: Option<DropGuard>,
+}
+
+impl AsyncRead for GitStdout {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let this = &mut *self;
+        let poll = Pin::new(&mut this.out).poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = poll {
+            if buf.filled().len() == before && buf.remaining() > 0 {
+                // The end: git wrote everything; let it exit on its own.
+                if let Some(guard) = this.abort.take() {
+                    guard.disarm();
+                }
+            }
+        }
+        poll
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn protocol_header_is_passed_only_when_plain() {
+        let req = |v: &str| Request::builder().header("git-protocol", v).finish();
+        assert_eq!(
+            git_protocol(&req("version=2")).as_deref(),
+            Some("version=2")
+        );
+        assert_eq!(git_protocol(&req("version=2\nx")), None);
+        assert_eq!(git_protocol(&req("a b")), None);
+        assert!(is_v2(Some("object-format=sha1:version=2")));
+        assert!(!is_v2(Some("version=1")));
+        assert!(!is_v2(None));
+    }
+
+    #[test]
+    fn credentials_basic_bearer_and_wrong() {
+        let admin = AdminAuth::from_token("s3cret");
+        let with = |v: &str| Request::builder().header(AUTHORIZATION, v).finish();
+        let basic = |s: &str| {
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(s)
+            )
+        };
+        assert_eq!(
+            caller(&Request::default(), &admin).ok(),
+            Some(Caller::Anonymous)
+        );
+        assert_eq!(
+            caller(&with(&basic("x:s3cret")), &admin).ok(),
+            Some(Caller::Admin)
+        );
+        assert_eq!(
+            caller(&with("Bearer s3cret"), &admin).ok(),
+            Some(Caller::Admin)
+        );
+        for wrong in [
+            basic("x:nope"),
+            basic("s3cret"),
+            "Bearer nope".into(),
+            "Digest x".into(),
+        ] {
+            let resp = caller(&with(&wrong), &admin).unwrap_err();
+            assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "{wrong}");
+            assert!(resp.headers().contains_key("www-authenticate"));
+        }
+    }
+}

@@ -1,0 +1,672 @@
+//! Serving repositories over Git's smart HTTP protocol, read-only, to real git clients: the
+//! real binary, a real upstream behind `git http-backend`, the `git` command line as the
+//! client. Each test runs on SQLite, and on PostgreSQL when `MIRRORHUB_TEST_POSTGRES_URL`
+//! names a server.
+
+#[macro_use]
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+use common::{fsck, processes_under, refs, Db, Hub, TestDb, TOKEN};
+use mirrorhub_testkit::{git, git_command, init_bare, HttpGitServer, Scratch, Spec};
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+on_both_databases!(
+    public_mirror_clones_fetches_and_lists_anonymously,
+    private_mirror_needs_the_admin_token,
+    pushes_are_refused_with_what_to_do,
+    names_from_the_url_never_reach_the_disk,
+    parallel_clones_wait_for_a_pack_slot,
+    a_client_that_goes_away_leaves_no_git_behind
+);
+
+/// An upstream with branches and both kinds of tags.
+fn small_upstream(root: &Path) -> (PathBuf, Scratch) {
+    let upstream = root.join("project.git");
+    init_bare(&upstream);
+    let work = Scratch::new();
+    work.commit_file("README.md", "hello\n", "first");
+    work.tag("v1");
+    work.commit_file("src/lib.rs", "pub fn a() {}\n", "second");
+    work.tag_annotated("v2", "release 2");
+    work.branch("dev")
+        .commit_file("dev.txt", "dev\n", "dev work");
+    work.checkout("main");
+    work.push_mirror(upstream.to_str().unwrap());
+    git(&upstream, ["symbolic-ref", "HEAD", "refs/heads/main"]);
+    (upstream, work)
+}
+
+/// Mirrors `url` as `team/<name>` with the given visibility and waits for the first copy.
+async fn mirror(hub: &Hub, url: &str, name: &str, visibility: &str, mode: &str) {
+    let (status, repo) = hub
+        .post(
+            "/api/v1/repos",
+            json!({"url": url, "owner": "team", "name": name, "mode": mode, "visibility": visibility}),
+        )
+        .await;
+    assert_eq!(status, 202, "{repo}");
+    let (repo, run) = hub.wait_for_run(&format!("team/{name}"), None).await;
+    assert_eq!(repo["state"], "ready", "{repo} {run}");
+}
+
+/// Runs the git client (a clean environment, never a prompt) in `dir`.
+async fn git_client(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let dir = dir.to_owned();
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let env: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    tokio::task::spawn_blocking(move || {
+        let mut cmd = git_command(&dir);
+        cmd.args(&args).env("GIT_TERMINAL_PROMPT", "0");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.output().expect("run git")
+    })
+    .await
+    .unwrap()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[track_caller]
+fn ok(out: &Output) -> String {
+    assert!(out.status.success(), "git failed: {}", stderr(out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `ref -> object` of the branches and tags of `repo` under `prefix` (`refs/heads/` as
+/// `refs/remotes/origin/` in a clone).
+fn branches(repo: &Path, prefix: &str) -> BTreeMap<String, String> {
+    git(
+        repo,
+        ["for-each-ref", "--format=%(refname) %(objectname)", prefix],
+    )
+    .lines()
+    .filter_map(|l| l.split_once(' '))
+    .filter(|(r, _)| !r.ends_with("/HEAD"))
+    .map(|(r, o)| (r.strip_prefix(prefix).unwrap().to_owned(), o.to_owned()))
+    .collect()
+}
+
+async fn public_mirror_clones_fetches_and_lists_anonymously(db: TestDb) {
+    let root = tempfile::tempdir().unwrap();
+    let (upstream, work) = small_upstream(root.path());
+    let server = HttpGitServer::start(root.path(), None).await;
+    let hub = Hub::start(&db, &[]).await;
+    mirror(
+        &hub,
+        &server.url("project.git"),
+        "project",
+        "public",
+        "mirror",
+    )
+    .await;
+    let url = format!("{}/team/project.git", hub.base);
+    let clients = tempfile::tempdir().unwrap();
+
+    // Protocol v0: the service line, then the refs.
+    let v0 = git_client(
+        clients.path(),
+        &["-c", "protocol.version=0", "clone", &url, "v0"],
+        &[("GIT_TRACE_PACKET", "1")],
+    )
+    .await;
+    ok(&v0);
+    assert!(stderr(&v0).contains("# service=git-upload-pack"));
+    assert!(!stderr(&v0).contains("git< version 2"));
+    let v0 = clients.path().join("v0");
+    assert_eq!(
+        branches(&v0, "refs/remotes/origin/"),
+        branches(&upstream, "refs/heads/")
+    );
+    assert_eq!(
+        branches(&v0, "refs/tags/"),
+        branches(&upstream, "refs/tags/")
+    );
+    fsck(&v0);
+
+    // Protocol v2 (the hub passes Git-Protocol on as GIT_PROTOCOL): an exact mirror clone.
+    let v2 = git_client(
+        clients.path(),
+        &[
+            "-c",
+            "protocol.version=2",
+            "clone",
+            "--mirror",
+            &url,
+            "v2.git",
+        ],
+        &[("GIT_TRACE_PACKET", "1")],
+    )
+    .await;
+    ok(&v2);
+    assert!(stderr(&v2).contains("git< version 2"), "{}", stderr(&v2));
+    assert!(stderr(&v2).contains("command=ls-refs"), "{}", stderr(&v2));
+    assert!(stderr(&v2).contains("command=fetch"), "{}", stderr(&v2));
+    assert_eq!(refs(&clients.path().join("v2.git")), refs(&upstream));
+
+    // The URL without `.git` works too, as on forges.
+    ok(&git_client(
+        clients.path(),
+        &[
+            "clone",
+            "--bare",
+            &format!("{}/team/project", hub.base),
+            "plain.git",
+        ],
+        &[],
+    )
+    .await);
+
+    // ls-remote lists exactly the upstream's branches and tags.
+    let listed = ok(&git_client(
+        clients.path(),
+        &["ls-remote", "--heads", "--tags", &url],
+        &[],
+    )
+    .await);
+    let expected = git(
+        root.path(),
+        ["ls-remote", "--heads", "--tags", upstream.to_str().unwrap()],
+    );
+    assert_eq!(listed, expected);
+
+    // The upstream moves, the hub syncs, a fetch gets the new commit (both protocols).
+    let new_main = work.commit_file("README.md", "hello again\n", "third");
+    work.push_mirror(upstream.to_str().unwrap());
+    let before = hub.latest_run_id("team/project").await;
+    let (status, _) = hub.post("/api/v1/repos/team/project/sync", json!({})).await;
+    assert_eq!(status, 202);
+    let (_, run) = hub.wait_for_run("team/project", before).await;
+    assert_eq!(run["outcome"], "success", "{run}");
+    for version in ["0", "2"] {
+        ok(&git_client(
+            &v0,
+            &[
+                "-c",
+                &format!("protocol.version={version}"),
+                "fetch",
+                "origin",
+            ],
+            &[],
+        )
+        .await);
+        assert_eq!(
+            git(&v0, ["rev-parse", "refs/remotes/origin/main"]).trim(),
+            new_main
+        );
+    }
+    fsck(&v0);
+}
+
+async fn private_mirror_needs_the_admin_token(db: TestDb) {
+    let root = tempfile::tempdir().unwrap();
+    let (upstream, _work) = small_upstream(root.path());
+    let server = HttpGitServer::start(root.path(), None).await;
+    let hub = Hub::start(&db, &[]).await;
+    mirror(
+        &hub,
+        &server.url("project.git"),
+        "secret",
+        "private",
+        "mirror",
+    )
+    .await;
+    let host = hub.base.trim_start_matches("http://");
+    let url = format!("{}/team/secret.git", hub.base);
+    let clients = tempfile::tempdir().unwrap();
+
+    // Anonymous: git is asked for credentials (and may not prompt).
+    let anon = git_client(clients.path(), &["clone", "--bare", &url, "anon.git"], &[]).await;
+    assert!(!anon.status.success());
+    assert!(
+        stderr(&anon).contains("could not read Username"),
+        "{}",
+        stderr(&anon)
+    );
+    assert!(!clients.path().join("anon.git").exists());
+
+    // A wrong token.
+    let wrong = git_client(
+        clients.path(),
+        &[
+            "clone",
+            "--bare",
+            &format!("http://x:wrong-token@{host}/team/secret.git"),
+            "wrong.git",
+        ],
+        &[],
+    )
+    .await;
+    assert!(!wrong.status.success());
+    assert!(
+        stderr(&wrong).contains("Authentication failed"),
+        "{}",
+        stderr(&wrong)
+    );
+
+    // The admin token as the password (any user name).
+    ok(&git_client(
+        clients.path(),
+        &[
+            "clone",
+            "--mirror",
+            &format!("http://anyone:{TOKEN}@{host}/team/secret.git"),
+            "basic.git",
+        ],
+        &[],
+    )
+    .await);
+    assert_eq!(refs(&clients.path().join("basic.git")), refs(&upstream));
+
+    // As a bearer token.
+    ok(&git_client(
+        clients.path(),
+        &[
+            "-c",
+            &format!("http.extraHeader=Authorization: Bearer {TOKEN}"),
+            "clone",
+            "--mirror",
+            &url,
+            "bearer.git",
+        ],
+        &[],
+    )
+    .await);
+    assert_eq!(refs(&clients.path().join("bearer.git")), refs(&upstream));
+
+    // To an anonymous caller a private repository and a missing one answer the same; with the
+    // token, a missing one is a 404 git shows.
+    let private = raw_get(&hub, "/team/secret.git/info/refs?service=git-upload-pack").await;
+    let missing = raw_get(&hub, "/team/nothing.git/info/refs?service=git-upload-pack").await;
+    assert!(private.starts_with("HTTP/1.1 401"), "{private}");
+    assert_eq!(body_of(&private), body_of(&missing));
+    assert_eq!(status_line(&missing), status_line(&private));
+    assert!(private
+        .to_ascii_lowercase()
+        .contains("www-authenticate: basic realm=\"mirrorhub\""));
+    let none = git_client(
+        clients.path(),
+        &[
+            "ls-remote",
+            &format!("http://x:{TOKEN}@{host}/team/nothing.git"),
+        ],
+        &[],
+    )
+    .await;
+    assert!(!none.status.success());
+    assert!(
+        stderr(&none).contains("remote: repository team/nothing does not exist on this hub"),
+        "{}",
+        stderr(&none)
+    );
+}
+
+async fn pushes_are_refused_with_what_to_do(db: TestDb) {
+    let root = tempfile::tempdir().unwrap();
+    let (upstream, work) = small_upstream(root.path());
+    let server = HttpGitServer::start(root.path(), None).await;
+    let hub = Hub::start(&db, &[]).await;
+    let upstream_url = server.url("project.git");
+    mirror(&hub, &upstream_url, "project", "public", "mirror").await;
+    mirror(&hub, &upstream_url, "moved", "public", "migrate").await;
+    let before = refs(&hub.repo_dir(1));
+    work.commit_file("new.txt", "new\n", "not for the hub");
+
+    let push = git_client(
+        work.path(),
+        &["push", &format!("{}/team/project.git", hub.base), "main"],
+        &[],
+    )
+    .await;
+    assert!(!push.status.success());
+    assert!(
+        stderr(&push).contains(&format!(
+            "remote: this repository is a mirror of {upstream_url}; pushes go to the upstream"
+        )),
+        "{}",
+        stderr(&push)
+    );
+    assert!(stderr(&push).contains("403"), "{}", stderr(&push));
+
+    let push = git_client(
+        work.path(),
+        &["push", &format!("{}/team/moved.git", hub.base), "main"],
+        &[],
+    )
+    .await;
+    assert!(!push.status.success());
+    assert!(
+        stderr(&push).contains("remote: pushing to the hub is not available yet"),
+        "{}",
+        stderr(&push)
+    );
+
+    // The receive-pack endpoint itself refuses too, in text git shows; nothing changed.
+    let resp = raw_request(
+        &hub,
+        "POST",
+        "/team/project.git/git-receive-pack",
+        &["Content-Type: application/x-git-receive-pack-request"],
+        "0000",
+    )
+    .await;
+    assert!(resp.starts_with("HTTP/1.1 403"), "{resp}");
+    assert!(resp.contains("text/plain"), "{resp}");
+    assert_eq!(refs(&hub.repo_dir(1)), before);
+    assert_ne!(refs(&upstream), "");
+}
+
+async fn names_from_the_url_never_reach_the_disk(db: TestDb) {
+    let root = tempfile::tempdir().unwrap();
+    let (_upstream, _work) = small_upstream(root.path());
+    let server = HttpGitServer::start(root.path(), None).await;
+    let hub = Hub::start(&db, &[]).await;
+    mirror(
+        &hub,
+        &server.url("project.git"),
+        "project",
+        "public",
+        "mirror",
+    )
+    .await;
+    // Bare repositories outside the repos directory, and one named like a name in a URL.
+    let data = hub.data_dir.canonicalize().unwrap();
+    for secret in [
+        data.join("secret.git"),
+        data.join("repos").join("secret.git"),
+    ] {
+        init_bare(&secret);
+    }
+    let abs = data.join("secret.git");
+    let abs = abs.to_str().unwrap();
+    let encoded_abs = abs.replace('/', "%2F");
+    let attacks = [
+        "/team/../secret.git".to_owned(),
+        "/team/../../secret.git".to_owned(),
+        "/../secret.git".to_owned(),
+        "/team/%2e%2e".to_owned(),
+        "/%2e%2e/secret.git".to_owned(),
+        "/team/%2e%2e%2Fsecret.git".to_owned(),
+        "/team/..%2F..%2Fsecret.git".to_owned(),
+        "/team%2F..%2F..%2Fsecret.git".to_owned(),
+        format!("/team/{encoded_abs}"),
+        format!("/team{abs}"),
+        format!("/{}", abs.trim_start_matches('/')),
+        "/team/pr%D0%BEject.git".to_owned(),
+        "/team/pr\u{43e}ject.git".to_owned(),
+        "/team/project.git.git".to_owned(),
+        "/team/.git".to_owned(),
+        "/team/secret.git".to_owned(),
+        "/team/1.git".to_owned(),
+        "/repos/secret.git".to_owned(),
+        "/team/project.git%00".to_owned(),
+        "/team/.%2e/secret.git".to_owned(),
+    ];
+    for attack in &attacks {
+        for (method, suffix, body) in [
+            ("GET", "/info/refs?service=git-upload-pack", ""),
+            ("POST", "/git-upload-pack", "0000"),
+        ] {
+            let resp = raw_request(
+                &hub,
+                method,
+                &format!("{attack}{suffix}"),
+                &["Content-Type: application/x-git-upload-pack-request"],
+                body,
+            )
+            .await;
+            let status: u16 = status_line(&resp)
+                .split(' ')
+                .nth(1)
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0);
+            assert!(
+                (400..500).contains(&status),
+                "{method} {attack}{suffix} answered {resp}"
+            );
+            assert!(
+                !resp.contains("service=git-upload-pack\n"),
+                "{attack}: {resp}"
+            );
+        }
+    }
+    // The git client, too.
+    let clients = tempfile::tempdir().unwrap();
+    for path in [
+        "team/..%2Fsecret.git",
+        "team/project.git.git",
+        "team/%2e%2e",
+        "team/secret.git",
+    ] {
+        let out = git_client(
+            clients.path(),
+            &[
+                "ls-remote",
+                &format!(
+                    "http://x:{TOKEN}@{}/{path}",
+                    hub.base.trim_start_matches("http://")
+                ),
+            ],
+            &[],
+        )
+        .await;
+        assert!(
+            !out.status.success(),
+            "{path}: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+    // The one real repository still answers.
+    let resp = raw_get(&hub, "/team/project.git/info/refs?service=git-upload-pack").await;
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    // The API's errors are still JSON.
+    let (status, body) = hub.get("/api/v1/repos/team/nothing").await;
+    assert_eq!(status, 404);
+    assert!(body["error"]["code"].is_string(), "{body}");
+}
+
+async fn parallel_clones_wait_for_a_pack_slot(db: TestDb) {
+    let root = tempfile::tempdir().unwrap();
+    let upstream = root.path().join("synthetic.git");
+    {
+        let u = upstream.clone();
+        tokio::task::spawn_blocking(move || {
+            mirrorhub_testkit::synthetic_upstream(&u, Spec::small())
+        })
+        .await
+        .unwrap();
+    }
+    let server = HttpGitServer::start(root.path(), None).await;
+    let hub = Hub::start(&db, &[("MIRRORHUB_MAX_UPLOAD_PACKS", "2")]).await;
+    mirror(
+        &hub,
+        &server.url("synthetic.git"),
+        "synthetic",
+        "public",
+        "mirror",
+    )
+    .await;
+    let url = format!("{}/team/synthetic.git", hub.base);
+    let clients = tempfile::tempdir().unwrap();
+
+    let mut runs = Vec::new();
+    for i in 0..20 {
+        let (dir, url) = (clients.path().to_owned(), url.clone());
+        let version = if i % 2 == 0 { "2" } else { "0" };
+        runs.push(tokio::spawn(async move {
+            git_client(
+                &dir,
+                &[
+                    "-c",
+                    &format!("protocol.version={version}"),
+                    "clone",
+                    "--mirror",
+                    &url,
+                    &format!("c{i}.git"),
+                ],
+                &[("GIT_TRACE_CURL", "1"), ("GIT_TRACE_CURL_NO_DATA", "1")],
+            )
+            .await
+        }));
+    }
+    let mut gzipped = false;
+    for (i, run) in runs.into_iter().enumerate() {
+        let out = run.await.unwrap();
+        assert!(out.status.success(), "clone {i}: {}", stderr(&out));
+        gzipped |= stderr(&out).contains("Content-Encoding: gzip");
+        assert_eq!(
+            refs(&clients.path().join(format!("c{i}.git"))),
+            refs(&upstream)
+        );
+    }
+    // The negotiation of this many refs is over 1 KiB, which git sends gzipped.
+    assert!(gzipped, "no clone sent a gzip request body");
+}
+
+async fn a_client_that_goes_away_leaves_no_git_behind(db: TestDb) {
+    let root = tempfile::tempdir().unwrap();
+    let upstream = root.path().join("big.git");
+    {
+        let u = upstream.clone();
+        tokio::task::spawn_blocking(move || {
+            mirrorhub_testkit::synthetic_upstream(
+                &u,
+                // A pack of some 15 MB: more than the socket buffers between the hub and a
+                // client that stopped reading.
+                Spec {
+                    commits: 2000,
+                    dirs: 32,
+                    files_per_dir: 64,
+                    lines_per_file: 256,
+                    ..Spec::small()
+                },
+            )
+        })
+        .await
+        .unwrap();
+    }
+    let server = HttpGitServer::start(root.path(), None).await;
+    let hub = Hub::start(&db, &[]).await;
+    mirror(&hub, &server.url("big.git"), "big", "public", "mirror").await;
+    let url = format!("{}/team/big.git", hub.base);
+    let clients = tempfile::tempdir().unwrap();
+    let repos = hub.data_dir.join("repos");
+    assert!(processes_under(&repos).is_empty());
+
+    // A clone whose client stops reading as soon as the hub's upload-pack runs, then dies.
+    let mut clone = {
+        use std::os::unix::process::CommandExt;
+        let mut cmd = git_command(clients.path());
+        cmd.args(["clone", "--bare", &url, "big.git"])
+            .env("GIT_TERMINAL_PROMPT", "0")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .process_group(0);
+        cmd.spawn().unwrap()
+    };
+    let pgid = clone.id().to_string();
+    let signal = |sig: &str| {
+        std::process::Command::new("kill")
+            .args([sig, "--", &format!("-{pgid}")])
+            .status()
+            .unwrap();
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let running = processes_under(&repos);
+        if running
+            .iter()
+            .any(|(_, _, cmd)| cmd.contains("upload-pack") && !cmd.contains("--advertise-refs"))
+        {
+            break;
+        }
+        assert!(
+            clone.try_wait().unwrap().is_none(),
+            "the clone finished before the hub's upload-pack was seen"
+        );
+        assert!(Instant::now() < deadline, "the hub never ran upload-pack");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    signal("-STOP");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mid_transfer = processes_under(&repos);
+    signal("-KILL");
+    clone.wait().unwrap();
+    assert!(
+        !mid_transfer.is_empty(),
+        "the hub's git finished before the client went away: the test proves nothing"
+    );
+
+    // Within a few seconds, nothing of the hub's is left running in its repositories.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left = processes_under(&repos);
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still running after the client went away: {left:?}\n{}",
+            hub.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        hub.log_text()
+            .contains("the client went away; git upload-pack stopped"),
+        "{}",
+        hub.log_text()
+    );
+    // And the hub serves the next clone.
+    ok(&git_client(clients.path(), &["clone", "--bare", &url, "again.git"], &[]).await);
+}
+
+/// Sends one raw HTTP/1.1 request and returns the whole answer as text: the path goes out
+/// exactly as written (no client normalises it).
+async fn raw_request(hub: &Hub, method: &str, path: &str, headers: &[&str], body: &str) -> String {
+    let addr = hub.base.trim_start_matches("http://");
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for h in headers {
+        request.push_str(h);
+        request.push_str("\r\n");
+    }
+    request.push_str("\r\n");
+    request.push_str(body);
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(20), stream.read_to_end(&mut out))
+        .await
+        .expect("the hub answered within 20 s")
+        .unwrap();
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+async fn raw_get(hub: &Hub, path: &str) -> String {
+    raw_request(hub, "GET", path, &[], "").await
+}
+
+fn status_line(resp: &str) -> &str {
+    resp.lines().next().unwrap_or_default()
+}
+
+fn body_of(resp: &str) -> &str {
+    resp.split_once("\r\n\r\n")
+        .map(|(_, b)| b)
+        .unwrap_or_default()
+}
