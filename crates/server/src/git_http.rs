@@ -32,7 +32,7 @@ use mirrorhub_store::Repo;
 use poem::http::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_ENCODING, CONTENT_TYPE};
 use poem::http::StatusCode;
 use poem::web::Data;
-use poem::{handler, Body, Request, Response};
+use poem::{handler, Body, IntoResponse, Request, Response};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadBuf};
 use tokio::process::{Child, ChildStdin};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -80,26 +80,41 @@ pub(crate) fn mount(route: poem::Route) -> poem::Route {
 const UPLOAD_PACK: &str = "git-upload-pack";
 const RECEIVE_PACK: &str = "git-receive-pack";
 
-/// A one-line `text/plain` answer git shows to its user.
-fn refusal(status: StatusCode, message: impl Into<String>) -> Response {
-    let mut text = message.into();
-    text.push('\n');
-    let mut resp = Response::builder()
-        .status(status)
-        .content_type("text/plain; charset=utf-8")
-        .header(CACHE_CONTROL, "no-cache")
-        .body(text);
-    resp.extensions_mut().insert(GitResponse);
-    resp
+/// A refusal git shows to its user: a one-line `text/plain` body, and for `401` the
+/// `WWW-Authenticate` that makes git ask for credentials.
+#[derive(Debug)]
+struct Refusal {
+    status: StatusCode,
+    message: String,
 }
 
-fn ask_credentials(message: &str) -> Response {
-    let mut resp = refusal(StatusCode::UNAUTHORIZED, message);
-    resp.headers_mut().insert(
-        "www-authenticate",
-        poem::http::HeaderValue::from_static("Basic realm=\"mirrorhub\""),
-    );
-    resp
+fn refusal(status: StatusCode, message: impl Into<String>) -> Refusal {
+    Refusal {
+        status,
+        message: message.into(),
+    }
+}
+
+fn ask_credentials(message: &str) -> Refusal {
+    refusal(StatusCode::UNAUTHORIZED, message)
+}
+
+impl poem::IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        let mut resp = Response::builder()
+            .status(self.status)
+            .content_type("text/plain; charset=utf-8")
+            .header(CACHE_CONTROL, "no-cache")
+            .body(format!("{}\n", self.message));
+        if self.status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut().insert(
+                "www-authenticate",
+                poem::http::HeaderValue::from_static("Basic realm=\"mirrorhub\""),
+            );
+        }
+        resp.extensions_mut().insert(GitResponse);
+        resp
+    }
 }
 
 const NEED_TOKEN: &str = "authentication required: this repository does not exist or is private; \
@@ -114,7 +129,7 @@ enum Caller {
 
 /// Reads the caller from `Authorization`: basic (the token as password, any user name) or
 /// bearer. Credentials that are present and wrong are refused outright.
-fn caller(req: &Request, admin: &AdminAuth) -> Result<Caller, Response> {
+fn caller(req: &Request, admin: &AdminAuth) -> Result<Caller, Refusal> {
     let Some(value) = req.headers().get(AUTHORIZATION) else {
         return Ok(Caller::Anonymous);
     };
@@ -144,7 +159,7 @@ fn caller(req: &Request, admin: &AdminAuth) -> Result<Caller, Response> {
 }
 
 /// The repository named by the URL, if the caller may read it; otherwise the answer to give.
-async fn readable_repo(req: &Request, hub: &Hub, admin: &AdminAuth) -> Result<Repo, Response> {
+async fn readable_repo(req: &Request, hub: &Hub, admin: &AdminAuth) -> Result<Repo, Refusal> {
     // Names first, before anything else looks at them: the raw (still percent-encoded) path
     // segments, so an encoded '/', '.' or non-ASCII character is refused as such.
     let owner = req.raw_path_param("owner").unwrap_or_default();
@@ -186,7 +201,7 @@ async fn readable_repo(req: &Request, hub: &Hub, admin: &AdminAuth) -> Result<Re
 }
 
 /// The bare repository on disk, when there is one to serve.
-fn repo_dir(hub: &Hub, repo: &Repo) -> Result<PathBuf, Response> {
+fn repo_dir(hub: &Hub, repo: &Repo) -> Result<PathBuf, Refusal> {
     let dir = hub.repo_path(repo.id);
     if repo.state != RepoState::Cloning && dir.is_dir() {
         return Ok(dir);
@@ -204,7 +219,7 @@ fn repo_dir(hub: &Hub, repo: &Repo) -> Result<PathBuf, Response> {
     ))
 }
 
-fn push_refusal(repo: &Repo) -> Response {
+fn push_refusal(repo: &Repo) -> Refusal {
     let message = match repo.mode {
         Mode::Mirror => format!(
             "this repository is a mirror of {}; pushes go to the upstream",
@@ -236,6 +251,45 @@ async fn info_refs(
     Data(admin): Data<&Arc<AdminAuth>>,
     Data(git): Data<&Arc<GitService>>,
 ) -> Response {
+    advertise(req, hub, admin, git)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
+}
+
+#[handler]
+async fn upload_pack(
+    req: &Request,
+    body: Body,
+    Data(hub): Data<&Arc<Hub>>,
+    Data(admin): Data<&Arc<AdminAuth>>,
+    Data(git): Data<&Arc<GitService>>,
+) -> Response {
+    serve_pack(req, body, hub, admin, git)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
+}
+
+#[handler]
+async fn receive_pack(
+    req: &Request,
+    Data(hub): Data<&Arc<Hub>>,
+    Data(admin): Data<&Arc<AdminAuth>>,
+) -> Response {
+    match readable_repo(req, hub, admin).await {
+        Ok(repo) => push_refusal(&repo),
+        Err(refused) => refused,
+    }
+    .into_response()
+}
+
+/// `GET info/refs?service=git-upload-pack`: the ref advertisement (v0), or the capabilities
+/// (v2).
+async fn advertise(
+    req: &Request,
+    hub: &Hub,
+    admin: &AdminAuth,
+    git: &GitService,
+) -> Result<Response, Refusal> {
     let service = req
         .uri()
         .query()
@@ -243,24 +297,18 @@ async fn info_refs(
         .split('&')
         .find_map(|kv| kv.strip_prefix("service="))
         .map(str::to_owned);
-    let repo = match readable_repo(req, hub, admin).await {
-        Ok(repo) => repo,
-        Err(resp) => return resp,
-    };
+    let repo = readable_repo(req, hub, admin).await?;
     match service.as_deref() {
         Some(UPLOAD_PACK) => {}
-        Some(RECEIVE_PACK) => return push_refusal(&repo),
+        Some(RECEIVE_PACK) => return Err(push_refusal(&repo)),
         _ => {
-            return refusal(
+            return Err(refusal(
                 StatusCode::FORBIDDEN,
                 "the hub speaks git's smart HTTP protocol only; use git 1.6.6 or newer",
-            )
+            ))
         }
     }
-    let dir = match repo_dir(hub, &repo) {
-        Ok(dir) => dir,
-        Err(resp) => return resp,
-    };
+    let dir = repo_dir(hub, &repo)?;
     let protocol = git_protocol(req);
     let prefix = if is_v2(protocol.as_deref()) {
         Vec::new()
@@ -275,36 +323,31 @@ async fn info_refs(
         "--advertise-refs",
         "--strict",
     ];
-    match start(git, &dir, &args, protocol.as_deref(), None, None) {
-        Ok(out) => git_output(
-            "application/x-git-upload-pack-advertisement",
-            Body::from_async_read(std::io::Cursor::new(prefix).chain(out)),
-        ),
-        Err(resp) => resp,
-    }
+    let out = start(git, &dir, &args, protocol.as_deref(), None, None)?;
+    Ok(git_output(
+        "application/x-git-upload-pack-advertisement",
+        Body::from_async_read(std::io::Cursor::new(prefix).chain(out)),
+    ))
 }
 
-#[handler]
-async fn upload_pack(
+/// `POST git-upload-pack`: one round of the negotiation, or the pack.
+async fn serve_pack(
     req: &Request,
     body: Body,
-    Data(hub): Data<&Arc<Hub>>,
-    Data(admin): Data<&Arc<AdminAuth>>,
-    Data(git): Data<&Arc<GitService>>,
-) -> Response {
-    let repo = match readable_repo(req, hub, admin).await {
-        Ok(repo) => repo,
-        Err(resp) => return resp,
-    };
+    hub: &Hub,
+    admin: &AdminAuth,
+    git: &GitService,
+) -> Result<Response, Refusal> {
+    let repo = readable_repo(req, hub, admin).await?;
     let content_type = req
         .headers()
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
     if content_type != Some("application/x-git-upload-pack-request") {
-        return refusal(
+        return Err(refusal(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "expected a git-upload-pack request (Content-Type: application/x-git-upload-pack-request)",
-        );
+        ));
     }
     let gzip = match req
         .headers()
@@ -315,50 +358,34 @@ async fn upload_pack(
         Some(e) if e.eq_ignore_ascii_case("gzip") || e.eq_ignore_ascii_case("x-gzip") => true,
         Some(e) if e.eq_ignore_ascii_case("identity") => false,
         Some(_) => {
-            return refusal(
+            return Err(refusal(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "the request body must be plain or gzip-compressed",
-            )
+            ))
         }
     };
-    let dir = match repo_dir(hub, &repo) {
-        Ok(dir) => dir,
-        Err(resp) => return resp,
-    };
+    let dir = repo_dir(hub, &repo)?;
     // Pack generation is the expensive part: at most `max_upload_packs` at once; the others
     // wait here for a slot.
-    let Ok(permit) = Arc::clone(&git.packs).acquire_owned().await else {
-        return refusal(StatusCode::SERVICE_UNAVAILABLE, "the hub is shutting down");
-    };
+    let permit = Arc::clone(&git.packs)
+        .acquire_owned()
+        .await
+        .map_err(|_| refusal(StatusCode::SERVICE_UNAVAILABLE, "the hub is shutting down"))?;
     let protocol = git_protocol(req);
     let args = ["upload-pack", "--stateless-rpc", "--strict"];
     let input = Input { body, gzip };
-    match start(
+    let out = start(
         git,
         &dir,
         &args,
         protocol.as_deref(),
         Some(input),
         Some(permit),
-    ) {
-        Ok(out) => git_output(
-            "application/x-git-upload-pack-result",
-            Body::from_async_read(out),
-        ),
-        Err(resp) => resp,
-    }
-}
-
-#[handler]
-async fn receive_pack(
-    req: &Request,
-    Data(hub): Data<&Arc<Hub>>,
-    Data(admin): Data<&Arc<AdminAuth>>,
-) -> Response {
-    match readable_repo(req, hub, admin).await {
-        Ok(repo) => push_refusal(&repo),
-        Err(resp) => resp,
-    }
+    )?;
+    Ok(git_output(
+        "application/x-git-upload-pack-result",
+        Body::from_async_read(out),
+    ))
 }
 
 fn git_output(content_type: &'static str, body: Body) -> Response {
@@ -388,7 +415,7 @@ fn start(
     protocol: Option<&str>,
     input: Option<Input>,
     permit: Option<OwnedSemaphorePermit>,
-) -> Result<GitStdout, Response> {
+) -> Result<GitStdout, Refusal> {
     let mut cmd = git.engine.local_command(dir);
     cmd.args(args)
         .arg(dir)
@@ -599,7 +626,7 @@ mod tests {
             "Bearer nope".into(),
             "Digest x".into(),
         ] {
-            let resp = caller(&with(&wrong), &admin).unwrap_err();
+            let resp = caller(&with(&wrong), &admin).unwrap_err().into_response();
             assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "{wrong}");
             assert!(resp.headers().contains_key("www-authenticate"));
         }
