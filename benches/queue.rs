@@ -23,17 +23,21 @@
 //! `VmHWM` from `/proc/<pid>/status`) and CPU time (`utime + stime` from `/proc/<pid>/stat`)
 //! are read after start-up and over the idle window.
 
-use std::io::{BufRead, BufReader};
+mod support;
+
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use mirrorhub_core::{Mode, Outcome, OwnerName, RepoName, Trigger, Visibility};
-use mirrorhub_store::{NewRepo, SecretKey, Store, SyncResult};
+use mirrorhub_core::Trigger;
+use mirrorhub_store::{SecretKey, Store};
 use rand::{Rng, SeedableRng};
+use support::{
+    clock_ticks, cpu_seconds, env_flag, env_number, extra_hub_env, new_repo, postgres_admin_url,
+    seed_ready_mirror, status_mb, BenchDb, HubProcess,
+};
 
 const LEASE: Duration = Duration::from_secs(60);
 
@@ -45,115 +49,12 @@ fn main() {
     runtime.block_on(run());
 }
 
-fn env_number(name: &str, default: usize) -> usize {
-    match std::env::var(name) {
-        Ok(value) => value
-            .replace('_', "")
-            .parse()
-            .unwrap_or_else(|_| panic!("{name}={value}: not a number")),
-        Err(_) => default,
-    }
-}
-
-fn env_flag(name: &str) -> bool {
-    std::env::var(name).is_ok_and(|v| !v.is_empty() && v != "0")
-}
-
 async fn run() {
     if !env_flag("MIRRORHUB_BENCH_SKIP_CLAIM") {
         claim_bench().await;
     }
     if !env_flag("MIRRORHUB_BENCH_SKIP_IDLE") {
         idle_bench().await;
-    }
-}
-
-// ---- databases --------------------------------------------------------------------------
-
-/// A fresh database for one run: a SQLite file in a temporary directory, or a PostgreSQL
-/// database created for it and dropped afterwards.
-struct BenchDb {
-    url: String,
-    _dir: Option<tempfile::TempDir>,
-    pg: Option<(String, String)>,
-}
-
-impl BenchDb {
-    fn sqlite() -> BenchDb {
-        let dir = tempfile::Builder::new()
-            .prefix("mirrorhub-bench-queue")
-            .tempdir()
-            .expect("temporary directory");
-        BenchDb {
-            url: format!(
-                "sqlite://{}?mode=rwc",
-                dir.path().join("mirrorhub.db").display()
-            ),
-            _dir: Some(dir),
-            pg: None,
-        }
-    }
-
-    fn postgres(admin_url: &str) -> BenchDb {
-        let name = format!(
-            "mirrorhub_bench_{}_{}",
-            std::process::id(),
-            rand::thread_rng().gen::<u32>()
-        );
-        psql(admin_url, &format!("CREATE DATABASE {name}"));
-        let (base, _) = admin_url
-            .rsplit_once('/')
-            .expect("postgres URL with a database");
-        BenchDb {
-            url: format!("{base}/{name}"),
-            _dir: None,
-            pg: Some((admin_url.to_owned(), name)),
-        }
-    }
-
-    async fn open(&self) -> Arc<dyn Store> {
-        mirrorhub_store::connect(&self.url, SecretKey::generate())
-            .await
-            .expect("open the store")
-    }
-}
-
-impl Drop for BenchDb {
-    fn drop(&mut self) {
-        if let Some((admin, name)) = &self.pg {
-            let _ = Command::new("psql")
-                .arg(admin)
-                .arg("-qc")
-                .arg(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                .output();
-        }
-    }
-}
-
-fn psql(url: &str, sql: &str) {
-    let out = Command::new("psql")
-        .arg(url)
-        .arg("-qc")
-        .arg(sql)
-        .output()
-        .expect("run psql");
-    assert!(
-        out.status.success(),
-        "psql {sql}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn new_repo(i: usize) -> NewRepo {
-    NewRepo {
-        owner: OwnerName::parse("bench").unwrap(),
-        name: RepoName::parse(&format!("repo-{i:06}")).unwrap(),
-        mode: Mode::Mirror,
-        visibility: Visibility::Private,
-        description: String::new(),
-        upstream_url: format!("https://git.example.org/bench/repo-{i:06}.git"),
-        credentials: None,
-        sync_interval_secs: 86_400,
     }
 }
 
@@ -205,9 +106,7 @@ async fn claim_bench() {
         .split(',')
         .map(|w| w.trim().parse().expect("MIRRORHUB_BENCH_CLAIMERS: numbers"))
         .collect();
-    let pg_url = std::env::var("MIRRORHUB_BENCH_POSTGRES_URL")
-        .or_else(|_| std::env::var("MIRRORHUB_TEST_POSTGRES_URL"))
-        .ok();
+    let pg_url = postgres_admin_url();
     if pg_url.is_none() {
         eprintln!("PostgreSQL not measured: set MIRRORHUB_BENCH_POSTGRES_URL (or MIRRORHUB_TEST_POSTGRES_URL)");
     }
@@ -286,7 +185,7 @@ async fn claimer(
 }
 
 async fn drain(backend: &'static str, db: &BenchDb, jobs: usize, claimers: usize) -> ClaimRow {
-    let store = db.open().await;
+    let store = db.open(SecretKey::generate()).await;
     let ids = create_repos(&store, jobs, 8).await;
     for &id in &ids {
         store
@@ -332,7 +231,7 @@ async fn mixed(
     repos: usize,
     claimers: usize,
 ) -> ClaimRow {
-    let store = db.open().await;
+    let store = db.open(SecretKey::generate()).await;
     let ids = create_repos(&store, repos, 8).await;
     let claimed = Arc::new(AtomicU64::new(0));
     let done = Arc::new(AtomicBool::new(false));
@@ -380,47 +279,6 @@ async fn mixed(
 
 // ---- idle hub ---------------------------------------------------------------------------
 
-const ADMIN_TOKEN: &str = "bench-admin-token-0123456789";
-
-fn clock_ticks() -> f64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(100.0)
-}
-
-/// utime + stime of the process, in seconds.
-fn cpu_seconds(pid: u32, ticks: f64) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("read /proc/pid/stat");
-    let after = stat.rsplit_once(") ").expect("stat format").1;
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    // After the command: state(0) ppid(1) ... utime(11) stime(12).
-    let utime: f64 = fields[11].parse().unwrap();
-    let stime: f64 = fields[12].parse().unwrap();
-    (utime + stime) / ticks
-}
-
-/// A `kB` field of /proc/<pid>/status, in MB.
-fn status_mb(pid: u32, field: &str) -> f64 {
-    let status =
-        std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc/pid/status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|rest| {
-            rest.trim()
-                .trim_end_matches("kB")
-                .trim()
-                .parse::<f64>()
-                .ok()
-        })
-        .map(|kb| kb / 1024.0)
-        .unwrap_or(f64::NAN)
-}
-
 async fn seed_idle_mirrors(data_dir: &Path, key: &SecretKey, count: usize) -> (Duration, u64) {
     let url = format!(
         "sqlite://{}?mode=rwc",
@@ -431,40 +289,11 @@ async fn seed_idle_mirrors(data_dir: &Path, key: &SecretKey, count: usize) -> (D
         .expect("open the store");
     let started = Instant::now();
     let now = Utc::now();
-    let far = now + chrono::Duration::days(365);
     let mut progress = Instant::now();
     for i in 0..count {
-        let repo = store
-            .create_repo(new_repo(i), now)
-            .await
-            .expect("create a mirror");
-        // A repository is created `cloning` with no next sync; only a finished first run makes
-        // it `ready` with a next sync time (a `cloning` one would be re-queued at start-up).
-        let run = store
-            .start_run(repo.id, Trigger::Create, now)
-            .await
-            .expect("start run");
-        // Spread over a day, a year from now: nothing is due while the bench watches.
-        let next = far + chrono::Duration::seconds((i % 86_400) as i64);
-        store
-            .finish_run(
-                run,
-                repo.id,
-                &SyncResult {
-                    finished_at: now,
-                    outcome: Outcome::Success,
-                    error_code: None,
-                    error_message: None,
-                    ref_changes: Vec::new(),
-                    branches: 1,
-                    tags: 0,
-                    head_ref: Some("refs/heads/main".into()),
-                    next_sync_at: Some(next),
-                    pause: false,
-                },
-            )
-            .await
-            .expect("finish run");
+        // Ready, next sync spread over a day a year from now: nothing is due while the bench
+        // watches.
+        seed_ready_mirror(&*store, i, now).await;
         if progress.elapsed() > Duration::from_secs(10) {
             eprintln!(
                 "  seeded {} of {count} ({:.0} mirrors/s)",
@@ -479,17 +308,6 @@ async fn seed_idle_mirrors(data_dir: &Path, key: &SecretKey, count: usize) -> (D
         .map(|m| m.len())
         .unwrap_or(0);
     (elapsed, file_bytes)
-}
-
-/// `MIRRORHUB_BENCH_HUB_ENV="K=V,K2=V2"`: more environment for the idle hub (a setting to
-/// compare, or an allocator knob such as `MALLOC_ARENA_MAX=2`).
-fn extra_hub_env() -> Vec<(String, String)> {
-    std::env::var("MIRRORHUB_BENCH_HUB_ENV")
-        .unwrap_or_default()
-        .split(',')
-        .filter_map(|kv| kv.split_once('='))
-        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
-        .collect()
 }
 
 async fn idle_bench() {
@@ -512,41 +330,19 @@ async fn idle_bench() {
     );
 
     let log = dir.path().join("hub.log");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mirrorhub"))
-        .arg("serve")
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("MIRRORHUB_LISTEN", "127.0.0.1:0")
-        .env("MIRRORHUB_DATA_DIR", &data_dir)
-        .env("MIRRORHUB_ADMIN_TOKEN", ADMIN_TOKEN)
-        .env("MIRRORHUB_SECRET_KEY", key.to_base64())
-        .env("RUST_LOG", "info")
-        .envs(extra_hub_env())
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .expect("start mirrorhub");
-    let pid = child.id();
+    let hub = HubProcess::start(
+        &data_dir,
+        &log,
+        [
+            ("MIRRORHUB_SECRET_KEY".to_owned(), key.to_base64()),
+            ("RUST_LOG".to_owned(), "info".to_owned()),
+        ]
+        .into_iter()
+        .chain(extra_hub_env()),
+    );
+    let pid = hub.pid();
     let ticks = clock_ticks();
-    let spawned = Instant::now();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if line.starts_with("mirrorhub listening on ") {
-                let _ = tx.send(line);
-            }
-        }
-    });
-    let listening = rx.recv_timeout(Duration::from_secs(120));
-    if listening.is_err() {
-        let _ = child.kill();
-        panic!(
-            "the hub did not start; log:\n{}",
-            std::fs::read_to_string(&log).unwrap_or_default()
-        );
-    }
-    let startup = spawned.elapsed();
+    let startup = hub.startup;
     let cpu_startup = cpu_seconds(pid, ticks);
     let rss_startup = status_mb(pid, "VmRSS:");
 
@@ -570,8 +366,7 @@ async fn idle_bench() {
                 .find_map(|l| l.strip_prefix("Threads:").map(|t| t.trim().to_owned()))
         })
         .unwrap_or_default();
-    let _ = child.kill();
-    let _ = child.wait();
+    hub.stop();
     let hub_log = std::fs::read_to_string(&log).unwrap_or_default();
     let scheduled = hub_log.matches("scheduled due mirrors").count();
     let recovered = hub_log.contains("recovered interrupted work");
