@@ -58,7 +58,12 @@ const ENQUEUE_DUE_SQL: &str = "INSERT INTO sync_jobs (repo_id, trigger, run_afte
              ON CONFLICT DO NOTHING";
 
 pub(crate) struct SqliteStore {
+    /// Readers: WAL lets them run beside the writer.
     pool: SqlitePool,
+    /// The one connection every write goes through. SQLite takes one writer at a time anyway;
+    /// queueing writers here (fairly, in order) instead of letting them race for the lock and
+    /// sleep in the busy handler keeps write latency flat under load.
+    writer: SqlitePool,
     key: SecretKey,
 }
 
@@ -117,17 +122,27 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(BUSY_TIMEOUT)
             .foreign_keys(true);
+        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
         let mut pool = SqlitePoolOptions::new();
-        if url.contains(":memory:") || url.contains("mode=memory") {
+        if in_memory {
             // An in-memory database lives as long as one of its connections: keep one open.
             pool = pool
                 .min_connections(1)
                 .idle_timeout(None)
                 .max_lifetime(None);
         }
-        let pool = pool.connect_with(options).await?;
+        let pool = pool.connect_with(options.clone()).await?;
         MIGRATOR.run(&pool).await?;
-        let store = Self { pool, key };
+        let writer = if in_memory {
+            // Another pool would open another, empty, database.
+            pool.clone()
+        } else {
+            SqlitePoolOptions::new()
+                .max_connections(1)
+                .connect_with(options)
+                .await?
+        };
+        let store = Self { pool, writer, key };
         store.backfill_webhook_columns().await?;
         tracing::debug!(backend = "sqlite", "store ready");
         Ok(store)
@@ -149,14 +164,14 @@ impl SqliteStore {
             .bind(match_key(&url))
             .bind(self.key.new_sealed_webhook_secret()?)
             .bind(row.try_get::<i64, _>("id")?)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         }
         Ok(())
     }
 
     async fn begin_write(&self) -> Result<sqlx::Transaction<'static, Sqlite>, StoreError> {
-        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+        Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
     }
 
     fn repo_from_row(&self, row: &SqliteRow) -> Result<Repo, StoreError> {
@@ -235,7 +250,7 @@ impl Store for SqliteStore {
             .bind(ms(now))
             .bind(match_key(&new.upstream_url))
             .bind(self.key.new_sealed_webhook_secret()?)
-            .fetch_one(&self.pool)
+            .fetch_one(&self.writer)
             .await?;
         self.repo_from_row(&row)
     }
@@ -270,7 +285,7 @@ impl Store for SqliteStore {
     async fn delete_repo(&self, id: i64) -> Result<bool, StoreError> {
         let done = sqlx::query("DELETE FROM repos WHERE id = ?")
             .bind(id)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(done.rows_affected() > 0)
     }
@@ -286,7 +301,7 @@ impl Store for SqliteStore {
                 .bind(phase)
                 .bind(percent)
                 .bind(id)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound);
@@ -318,7 +333,7 @@ impl Store for SqliteStore {
             .bind(worker)
             .bind(ms(until))
             .bind(ms(now))
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.writer)
             .await?;
         row.map(|r| {
             Ok(Job {
@@ -344,7 +359,7 @@ impl Store for SqliteStore {
                 .bind(ms(until))
                 .bind(job_id)
                 .bind(worker)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -353,7 +368,7 @@ impl Store for SqliteStore {
         sqlx::query("DELETE FROM sync_jobs WHERE id = ? AND claimed_by = ?")
             .bind(job_id)
             .bind(worker)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }
@@ -414,7 +429,7 @@ impl Store for SqliteStore {
             .bind(ms(now))
             .bind(ms(Utc::now()))
             .bind(limit.max(0))
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(done.rows_affected())
     }
@@ -444,7 +459,7 @@ impl Store for SqliteStore {
         .bind(Trigger::Recovery.as_str())
         .bind(ms(now))
         .bind(RepoState::Cloning.as_str())
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(done.rows_affected())
     }
@@ -523,7 +538,7 @@ impl Store for SqliteStore {
         .bind(INTERRUPTED_MESSAGE)
         .bind(repo_id)
         .bind(Outcome::Running.as_str())
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(done.rows_affected())
     }
@@ -698,7 +713,7 @@ impl Store for SqliteStore {
         )
         .bind(key)
         .bind(value)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -707,7 +722,7 @@ impl Store for SqliteStore {
         sqlx::query("INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value")
             .bind(key)
             .bind(value)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }
@@ -719,7 +734,7 @@ impl Store for SqliteStore {
         )
         .bind(ms(now))
         .bind(id)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -743,7 +758,7 @@ impl Store for SqliteStore {
             .bind(update.description.as_deref())
             .bind(update.visibility.map(|v| v.as_str()))
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.writer)
             .await?;
         row.map(|r| self.repo_from_row(&r)).transpose()
     }
@@ -854,17 +869,17 @@ impl Store for SqliteStore {
     ) -> Result<u64, StoreError> {
         let seen = sqlx::query("DELETE FROM webhook_seen WHERE seen_at < ?1")
             .bind(ms(seen_before))
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?
             .rows_affected();
         let log = sqlx::query("DELETE FROM webhook_deliveries WHERE received_at < ?1")
             .bind(ms(log_before))
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?
             .rows_affected();
         let commands = sqlx::query("DELETE FROM bot_commands WHERE taken_at < ?1")
             .bind(ms(log_before))
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?
             .rows_affected();
         Ok(seen + log + commands)
@@ -885,7 +900,7 @@ impl Store for SqliteStore {
         .bind(comment)
         .bind(command)
         .bind(ms(now))
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -900,7 +915,7 @@ impl Store for SqliteStore {
         .bind(id)
         .bind(error)
         .bind(repo_id)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound);
