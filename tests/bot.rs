@@ -354,6 +354,51 @@ async fn who_may_not_command_is_told_and_nothing_happens(db: TestDb) {
     assert_defused(&text);
     let (_, repos) = hub.get("/api/v1/repos").await;
     assert_eq!(repos, json!([]), "nothing created");
+    drop(hub);
+
+    // The operator's allowlist widens (mallory may) or narrows (only mallory may) the rule.
+    let api = format!("{}{API}", forge.base());
+    let common_env = [
+        ("MIRRORHUB_GITHUB_WEBHOOK_SECRET", SECRET),
+        ("MIRRORHUB_GITHUB_API_URL", api.as_str()),
+        ("MIRRORHUB_GITHUB_TOKEN", BOT_TOKEN),
+        ("MIRRORHUB_BOT_ALLOWED_USERS", "Mallory"),
+    ];
+    let widened = Hub::start(&db, &common_env).await;
+    forge.api.clear_recorded();
+    let event = comment_event(&forge, 602, "mallory", "NONE", "/status octo/nothing");
+    assert_eq!(deliver(&widened, &event, "x-2").await, 202);
+    let reply = forge
+        .wait_for(|r| r.method == "POST" && r.path_only().ends_with("/issues/2/comments"))
+        .await;
+    assert!(
+        body_of(&reply).contains("repo_not_found"),
+        "allowed, and told: {}",
+        body_of(&reply)
+    );
+    assert!(
+        forge
+            .calls()
+            .iter()
+            .all(|r| !r.path_only().contains("/permission")),
+        "no permission check needed"
+    );
+    drop(widened);
+
+    let mut narrowed_env = common_env.to_vec();
+    narrowed_env.push(("MIRRORHUB_BOT_ONLY_ALLOWED", "true"));
+    let narrowed = Hub::start(&db, &narrowed_env).await;
+    forge.api.clear_recorded();
+    let event = comment_event(&forge, 603, "alice", "OWNER", "/status octo/nothing");
+    assert_eq!(deliver(&narrowed, &event, "x-3").await, 202);
+    let reply = forge
+        .wait_for(|r| r.method == "POST" && r.path_only().ends_with("/issues/2/comments"))
+        .await;
+    assert!(
+        body_of(&reply).contains("only these people") && body_of(&reply).contains("Mallory"),
+        "{}",
+        body_of(&reply)
+    );
 }
 
 /// A GitLab and a Gitea host, each with `group/app.git` (GitLab project 42) or `example/app.git`.
