@@ -11,7 +11,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::{Db, Hub, TestDb};
+use common::{Db, Hub, TestDb, SECRET_KEY};
 use hmac::{Hmac, Mac};
 use mirrorhub_testkit::{git, init_bare, ForgeApiServer, HttpGitServer, RecordedRequest, Scratch};
 use serde_json::{json, Value};
@@ -128,6 +128,7 @@ async fn start_hub(db: &TestDb, forge: &Forge) -> Hub {
             ("MIRRORHUB_GITHUB_TOKEN", BOT_TOKEN),
             ("MIRRORHUB_BOT_USERNAMES", "mirrorhub-bot"),
             ("MIRRORHUB_BOT_OWNER_MAP", "octo=team"),
+            ("MIRRORHUB_SECRET_KEY", SECRET_KEY),
         ],
     )
     .await
@@ -363,6 +364,7 @@ async fn who_may_not_command_is_told_and_nothing_happens(db: TestDb) {
         ("MIRRORHUB_GITHUB_API_URL", api.as_str()),
         ("MIRRORHUB_GITHUB_TOKEN", BOT_TOKEN),
         ("MIRRORHUB_BOT_ALLOWED_USERS", "Mallory"),
+        ("MIRRORHUB_SECRET_KEY", SECRET_KEY),
     ];
     let widened = Hub::start(&db, &common_env).await;
     forge.api.clear_recorded();

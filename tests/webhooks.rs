@@ -9,7 +9,7 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{refs, Db, Hub, TestDb};
+use common::{refs, Db, Hub, TestDb, SECRET_KEY};
 use hmac::{Hmac, Mac};
 use mirrorhub_testkit::{git, init_bare, ForgeApiServer, HttpGitServer, Scratch};
 use serde_json::{json, Value};
@@ -48,9 +48,6 @@ fn org_secrets() -> Vec<(&'static str, String)> {
         ("MIRRORHUB_SECRET_KEY", SECRET_KEY.into()),
     ]
 }
-
-/// One key for every hub of a test, so that a second hub can open the first one's database.
-const SECRET_KEY: &str = "c2l4dHktZm91ci1ieXRlcy1vZi10ZXN0LWtleS0wMDA=";
 
 async fn start_hub(db: &TestDb) -> Hub {
     let env = org_secrets();

@@ -12,6 +12,11 @@ use serde_json::Value;
 
 pub const TOKEN: &str = "test-admin-token-0123456789";
 
+/// A key for hubs of one test that share a PostgreSQL database (each would otherwise generate
+/// its own, and the second would refuse the first one's database).
+#[allow(dead_code)]
+pub const SECRET_KEY: &str = "c2l4dHktZm91ci1ieXRlcy1vZi10ZXN0LWtleS0wMDA=";
+
 /// Runs each scenario `async fn name(db: TestDb)` of the including test file twice: on SQLite,
 /// and on PostgreSQL when `MIRRORHUB_TEST_POSTGRES_URL` names a server. The file must have
 /// `TestDb` and `Db` in scope.
