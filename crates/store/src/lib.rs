@@ -178,7 +178,8 @@ pub struct NewDelivery {
 pub enum DeliveryOutcome {
     /// The delivery id was seen in the replay window: nothing was written.
     Duplicate,
-    /// Recorded; the queued syncs become due at these times.
+    /// Recorded; the queued syncs (or the pending ones they merged into) become due at these
+    /// times.
     Recorded { syncs_due: Vec<DateTime<Utc>> },
 }
 
@@ -561,16 +562,6 @@ fn hook_from_columns(
         (_, _, Some(error)) => WebhookHook::Failed(error),
         _ => WebhookHook::None,
     }
-}
-
-/// When a webhook sync may start: now, or `spacing` after the previous sync started.
-fn spaced_start(
-    now: DateTime<Utc>,
-    previous_start: Option<DateTime<Utc>>,
-    spacing: Duration,
-) -> DateTime<Utc> {
-    let spacing = TimeDelta::from_std(spacing).unwrap_or(TimeDelta::zero());
-    previous_start.map_or(now, |p| now.max(p + spacing))
 }
 
 /// The match key recorded for an upstream URL; the URL itself when it has none (it was

@@ -13,10 +13,10 @@ use sqlx::{PgConnection, Postgres, QueryBuilder, Row};
 
 use crate::{
     check_final, hook_columns, hook_from_columns, lease_end, match_key, parse_kind, parse_mode,
-    parse_outcome, parse_state, parse_trigger, parse_visibility, spaced_start, Delivery,
-    DeliveryOutcome, Job, NewDelivery, NewRepo, Repo, RepoCounts, RepoUpdate, SecretKey, Store,
-    StoreError, SyncResult, SyncRun, WebhookHook, WebhookState, INTERRUPTED_CODE,
-    INTERRUPTED_MESSAGE, REF_CHANGES_PER_INSERT,
+    parse_outcome, parse_state, parse_trigger, parse_visibility, Delivery, DeliveryOutcome, Job,
+    NewDelivery, NewRepo, Repo, RepoCounts, RepoUpdate, SecretKey, Store, StoreError, SyncResult,
+    SyncRun, WebhookHook, WebhookState, INTERRUPTED_CODE, INTERRUPTED_MESSAGE,
+    REF_CHANGES_PER_INSERT,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
@@ -829,13 +829,23 @@ impl Store for PgStore {
         let mut syncs_due = Vec::new();
         for entry in &delivery.entries {
             if entry.sync {
-                let previous: Option<DateTime<Utc>> =
-                    sqlx::query_scalar("SELECT MAX(started_at) FROM sync_runs WHERE repo_id = $1")
-                        .bind(entry.repo_id)
-                        .fetch_one(&mut *tx)
-                        .await?;
-                let due = spaced_start(now, previous, delivery.sync_spacing);
-                enqueue_in(&mut tx, entry.repo_id, Trigger::Webhook, due).await?;
+                // One statement: the job is inserted, or merged into the pending one (the
+                // earlier start wins), spaced after the repository's previous sync started.
+                let due: DateTime<Utc> = sqlx::query_scalar(
+                    "INSERT INTO sync_jobs (repo_id, trigger, run_after, created_at) \
+                     VALUES ($1, $2, GREATEST($3, COALESCE((SELECT MAX(started_at) FROM sync_runs WHERE repo_id = $1) \
+                         + $4::bigint * interval '1 millisecond', $3)), now()) \
+                     ON CONFLICT (repo_id) WHERE claimed_by IS NULL DO UPDATE SET \
+                         trigger = CASE WHEN EXCLUDED.run_after < sync_jobs.run_after THEN EXCLUDED.trigger ELSE sync_jobs.trigger END, \
+                         run_after = LEAST(sync_jobs.run_after, EXCLUDED.run_after) \
+                     RETURNING run_after",
+                )
+                .bind(entry.repo_id)
+                .bind(Trigger::Webhook.as_str())
+                .bind(now)
+                .bind(i64::try_from(delivery.sync_spacing.as_millis()).unwrap_or(i64::MAX))
+                .fetch_one(&mut *tx)
+                .await?;
                 syncs_due.push(due);
             }
             sqlx::query(

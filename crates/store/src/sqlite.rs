@@ -17,10 +17,10 @@ use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection, SqlitePool};
 
 use crate::{
     check_final, hook_columns, hook_from_columns, lease_end, match_key, parse_kind, parse_mode,
-    parse_outcome, parse_state, parse_trigger, parse_visibility, spaced_start, Delivery,
-    DeliveryOutcome, Job, NewDelivery, NewRepo, Repo, RepoCounts, RepoUpdate, SecretKey, Store,
-    StoreError, SyncResult, SyncRun, WebhookHook, WebhookState, INTERRUPTED_CODE,
-    INTERRUPTED_MESSAGE, REF_CHANGES_PER_INSERT,
+    parse_outcome, parse_state, parse_trigger, parse_visibility, Delivery, DeliveryOutcome, Job,
+    NewDelivery, NewRepo, Repo, RepoCounts, RepoUpdate, SecretKey, Store, StoreError, SyncResult,
+    SyncRun, WebhookHook, WebhookState, INTERRUPTED_CODE, INTERRUPTED_MESSAGE,
+    REF_CHANGES_PER_INSERT,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
@@ -804,23 +804,26 @@ impl Store for SqliteStore {
         let mut syncs_due = Vec::new();
         for entry in &delivery.entries {
             if entry.sync {
-                let previous: Option<i64> =
-                    sqlx::query_scalar("SELECT MAX(started_at) FROM sync_runs WHERE repo_id = ?1")
-                        .bind(entry.repo_id)
-                        .fetch_one(&mut *tx)
-                        .await?;
-                let due = spaced_start(now, from_opt_ms(previous)?, delivery.sync_spacing);
-                enqueue_in(&mut tx, entry.repo_id, Trigger::Webhook, due).await?;
-                syncs_due.push(due);
+                // One statement: the job is inserted, or merged into the pending one (the
+                // earlier start wins), spaced after the repository's previous sync started.
+                let due: i64 = sqlx::query_scalar(
+                    "INSERT INTO sync_jobs (repo_id, trigger, run_after, created_at) \
+                     SELECT ?1, ?2, MAX(?3, COALESCE((SELECT MAX(started_at) FROM sync_runs WHERE repo_id = ?1) + ?4, ?3)), ?3 \
+                     WHERE true \
+                     ON CONFLICT (repo_id) WHERE claimed_by IS NULL DO UPDATE SET \
+                         trigger = CASE WHEN excluded.run_after < sync_jobs.run_after THEN excluded.trigger ELSE sync_jobs.trigger END, \
+                         run_after = MIN(sync_jobs.run_after, excluded.run_after) \
+                     RETURNING run_after",
+                )
+                .bind(entry.repo_id)
+                .bind(Trigger::Webhook.as_str())
+                .bind(ms(now))
+                .bind(i64::try_from(delivery.sync_spacing.as_millis()).unwrap_or(i64::MAX))
+                .fetch_one(&mut *tx)
+                .await?;
+                syncs_due.push(from_ms(due)?);
             }
-            sqlx::query(
-                "UPDATE repos SET webhook_last_delivery_at = ?1, webhook_last_forge = ?2 WHERE id = ?3",
-            )
-            .bind(ms(now))
-            .bind(&delivery.forge)
-            .bind(entry.repo_id)
-            .execute(&mut *tx)
-            .await?;
+            // The trigger webhook_deliveries_mark_connected updates the repository.
             sqlx::query(
                 "INSERT INTO webhook_deliveries (repo_id, received_at, forge, event, delivery_id, result) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",

@@ -1677,9 +1677,18 @@ async fn deliveries_queue_syncs_log_and_refuse_replays(db: TestDb) {
         .await
         .unwrap()
         .is_none());
-    // Later than the spacing: at once.
+    // Another push meanwhile merges into that pending job, due when it was.
     let due = recorded(
         s.record_delivery(&delivery(None, vec![entry(a, true)]), t0() + secs(60))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(due, vec![t0() + secs(3)]);
+    // Long after the previous start, with nothing pending: at once.
+    let c = mirror(s, "team", "c").await;
+    s.start_run(c, Trigger::Webhook, t0()).await.unwrap();
+    let due = recorded(
+        s.record_delivery(&delivery(None, vec![entry(c, true)]), t0() + secs(60))
             .await
             .unwrap(),
     );
