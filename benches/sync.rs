@@ -11,14 +11,16 @@
 //! every run both mirrors must list exactly the upstream's branches and tags, and the objects
 //! they fetched must be complete: a fast wrong answer fails the benchmark.
 
+mod support;
+
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use mirrorhub_testkit::{
-    add_commit, clean_git_env, delete_branch, delete_tag, for_each_ref, git, git_with_stdin,
-    rewrite_branch, synthetic_upstream, GitDaemon, HttpGitServer, RefSnapshot, Spec, Synthetic,
+    add_commit, delete_branch, delete_tag, for_each_ref, git, git_with_stdin, rewrite_branch,
+    synthetic_upstream, GitDaemon, HttpGitServer, RefSnapshot, Spec, Synthetic,
 };
+use support::git_cli;
 
 const REPO: &str = "synthetic.git";
 
@@ -340,28 +342,6 @@ impl Bench<'_> {
 
 fn path_str(path: &Path) -> &str {
     path.to_str().expect("UTF-8 path")
-}
-
-/// Runs the git command line as an operator would (clean config, no prompts) and returns how
-/// long it took. Panics with git's stderr if it fails.
-async fn git_cli(dir: &Path, args: &[&str]) -> Duration {
-    let mut cmd = std::process::Command::new("git");
-    clean_git_env(&mut cmd);
-    cmd.current_dir(dir)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    let mut cmd = tokio::process::Command::from(cmd);
-    let started = Instant::now();
-    let output = cmd.output().await.expect("run git");
-    let took = started.elapsed();
-    assert!(
-        output.status.success(),
-        "git {args:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    took
 }
 
 /// The mirror lists exactly the upstream's branches and tags (reading each object's type, so a

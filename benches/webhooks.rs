@@ -34,7 +34,6 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -42,16 +41,15 @@ use std::time::{Duration, Instant};
 use hmac::{Hmac, Mac};
 use mirrorhub_store::SecretKey;
 use mirrorhub_testkit::{
-    add_commit, clean_git_env, for_each_ref, git, synthetic_upstream, HttpGitServer, Spec,
-    Synthetic,
+    add_commit, for_each_ref, git, synthetic_upstream, HttpGitServer, Spec, Synthetic,
 };
 use rand::{Rng, SeedableRng};
 use secrecy::ExposeSecret;
 use serde_json::{json, Value};
 use sha2::Sha256;
 use support::{
-    bench_repo_name, clock_ticks, cpu_seconds, env_flag, env_number, extra_hub_env, load_average,
-    postgres_admin_url, seed_ready_mirror, BenchDb, HubProcess, ADMIN_TOKEN,
+    bench_repo_name, clock_ticks, cpu_seconds, env_flag, env_number, extra_hub_env, git_cli,
+    load_average, postgres_admin_url, seed_ready_mirror, BenchDb, HubProcess, ADMIN_TOKEN,
 };
 
 /// The organization-level GitHub secret of the throughput hubs.
@@ -747,28 +745,6 @@ fn wait_for_ref(repo: &Path, refname: &str, target: &str) -> Option<Instant> {
         std::thread::sleep(Duration::from_millis(2));
     }
     None
-}
-
-/// Runs the git command line as an operator would (clean config, no prompts) and returns how
-/// long it took. Panics with git's stderr if it fails.
-async fn git_cli(dir: &Path, args: &[&str]) -> Duration {
-    let mut cmd = std::process::Command::new("git");
-    clean_git_env(&mut cmd);
-    cmd.current_dir(dir)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    let mut cmd = tokio::process::Command::from(cmd);
-    let started = Instant::now();
-    let output = cmd.output().await.expect("run git");
-    let took = started.elapsed();
-    assert!(
-        output.status.success(),
-        "git {args:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    took
 }
 
 /// From the hub's JSON log: per webhook sync, the time from "webhook received" to the sync's

@@ -346,3 +346,25 @@ pub fn load_average() -> String {
         .and_then(|s| s.split_whitespace().next().map(str::to_owned))
         .unwrap_or_else(|| "?".into())
 }
+
+/// Runs the git command line as an operator would (clean config, no prompts) and returns how
+/// long it took. Panics with git's stderr if it fails.
+pub async fn git_cli(dir: &Path, args: &[&str]) -> Duration {
+    let mut cmd = std::process::Command::new("git");
+    mirrorhub_testkit::clean_git_env(&mut cmd);
+    cmd.current_dir(dir)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut cmd = tokio::process::Command::from(cmd);
+    let started = Instant::now();
+    let output = cmd.output().await.expect("run git");
+    let took = started.elapsed();
+    assert!(
+        output.status.success(),
+        "git {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    took
+}
