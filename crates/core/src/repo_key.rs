@@ -195,6 +195,18 @@ fn keeps_escaped(b: u8) -> bool {
         || b.is_ascii_control()
 }
 
+/// The distinct match keys of several URLs of a repository (in first-seen order), skipping the
+/// URLs that give none: what mirrors of it are looked up by.
+pub fn repo_match_keys<S: AsRef<str>>(urls: &[S]) -> Vec<String> {
+    let mut keys: Vec<String> = Vec::new();
+    for key in urls.iter().filter_map(|u| repo_match_key(u.as_ref())) {
+        if !keys.contains(&key) {
+            keys.push(key);
+        }
+    }
+    keys
+}
+
 #[cfg(test)]
 mod tests {
     use super::repo_match_key;

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use mirrorhub_bot::{Command, CommandError, Found, RepoSummary, StatusView, Target, WebhookNote};
-use mirrorhub_core::repo_key::repo_match_key;
+use mirrorhub_core::repo_key::repo_match_keys;
 use mirrorhub_core::{Mode, Outcome, RepoState, Trigger};
 use mirrorhub_forges::{CommentThread, ForgeKind, ForgeRepo};
 use mirrorhub_store::{Repo, WebhookHook};
@@ -411,14 +411,10 @@ impl Hub {
         if let Some(t) = target {
             return self.get_repo(&t.owner, &t.name).await;
         }
-        let mut keys: Vec<String> = comment
-            .repo_urls
-            .iter()
-            .filter_map(|u| repo_match_key(u))
-            .collect();
-        keys.sort();
-        keys.dedup();
-        let repos = self.store.repos_by_match_keys(&keys).await?;
+        let repos = self
+            .store
+            .repos_by_match_keys(&repo_match_keys(&comment.repo_urls))
+            .await?;
         repos.into_iter().next().ok_or_else(|| {
             HubError::NotFound(format!(
                 "(no mirror of {} on this hub: `/mirror` creates one)",

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use mirrorhub_core::repo_key::repo_match_key;
+use mirrorhub_core::repo_key::repo_match_keys;
 use mirrorhub_core::Mode;
 use mirrorhub_forges::{ForgeApis, ForgeKind, ForgeRepo};
 use mirrorhub_store::{DeliveryEntry, DeliveryOutcome, NewDelivery, Repo, StoreError, WebhookHook};
@@ -165,10 +165,9 @@ impl Hub {
             Some(repo) => vec![repo],
             None if urls.is_empty() => vec![],
             None => {
-                let mut keys: Vec<String> = urls.iter().filter_map(|u| repo_match_key(u)).collect();
-                keys.sort();
-                keys.dedup();
-                self.store.repos_by_match_keys(&keys).await?
+                self.store
+                    .repos_by_match_keys(&repo_match_keys(urls))
+                    .await?
             }
         };
         let entries: Vec<DeliveryEntry> = targets

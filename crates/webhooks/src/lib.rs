@@ -140,17 +140,7 @@ impl Event {
 
     /// The distinct match keys of [`Event::repo_urls`], for looking up mirrors by upstream.
     pub fn repo_keys(&self) -> Vec<String> {
-        let mut keys: Vec<String> = Vec::new();
-        for key in self
-            .repo_urls()
-            .iter()
-            .filter_map(|u| mirrorhub_core::repo_key::repo_match_key(u))
-        {
-            if !keys.contains(&key) {
-                keys.push(key);
-            }
-        }
-        keys
+        mirrorhub_core::repo_key::repo_match_keys(self.repo_urls())
     }
 }
 
