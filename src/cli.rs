@@ -84,6 +84,17 @@ pub enum RepoCommand {
         #[command(flatten)]
         hub: HubArgs,
     },
+    /// Promote a mirror to primary: a final sync, a check that every branch and tag equals the
+    /// upstream's, then the hub is the primary and never syncs it again.
+    Promote {
+        /// owner/name
+        repo: String,
+        /// Promote now, without a final sync: for an upstream that is gone.
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        hub: HubArgs,
+    },
     /// Delete a repository and its copy on the hub.
     Delete {
         /// owner/name
@@ -275,6 +286,32 @@ pub async fn run(cmd: RepoCommand) -> anyhow::Result<std::process::ExitCode> {
             let runs = client.runs(&repo, limit).await?;
             print_runs(&runs, hub.json)?;
             Ok(std::process::ExitCode::SUCCESS)
+        }
+        RepoCommand::Promote { repo, force, hub } => {
+            let (owner, name) = split_repo(&repo)?;
+            let client = Client::new(&hub)?;
+            let before = latest_run_id(&client, &repo).await?;
+            client
+                .call(
+                    reqwest::Method::POST,
+                    &format!("/repos/{owner}/{name}/promote?force={force}"),
+                    None,
+                )
+                .await?;
+            if !force {
+                eprintln!("{repo}: final sync queued; waiting for the promotion");
+                wait_until_done(&client, &repo, before).await?;
+            }
+            let r = client.get(&format!("/repos/{owner}/{name}")).await?;
+            let runs = client.runs(&repo, 1).await?;
+            print_runs(&runs, hub.json)?;
+            if r["mode"] == "migrate" {
+                eprintln!("{repo} is now the primary");
+                Ok(std::process::ExitCode::SUCCESS)
+            } else {
+                eprintln!("{repo} was not promoted (see the run above)");
+                Ok(std::process::ExitCode::FAILURE)
+            }
         }
         RepoCommand::Delete { repo, hub } => {
             let (owner, name) = split_repo(&repo)?;

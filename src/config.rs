@@ -80,6 +80,9 @@ pub struct ServeArgs {
     /// Largest webhook delivery, in bytes (forges send up to 25 MB).
     #[arg(long, env = "MIRRORHUB_WEBHOOK_MAX_BODY_BYTES", default_value_t = 25 << 20)]
     pub webhook_max_body_bytes: usize,
+    /// How long a sign-in to the web UI lasts.
+    #[arg(long, env = "MIRRORHUB_WEB_SESSION_TTL", default_value = "12h", value_parser = parse_duration)]
+    pub web_session_ttl: Duration,
     /// `git clone`/`fetch` pack generations (`git upload-pack`) served at once by this
     /// process; further requests wait for a slot.
     #[arg(long, env = "MIRRORHUB_MAX_UPLOAD_PACKS", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..))]

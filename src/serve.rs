@@ -8,7 +8,7 @@ use clap::Subcommand;
 use mirrorhub_forges::{BotCredentials, ForgeApis, GitHubAuth};
 use mirrorhub_git::{EngineConfig, GitEngine};
 use mirrorhub_hub::{BotConfig, Hub, HubConfig, WebhookConfig};
-use mirrorhub_server::{AdminAuth, ServerConfig};
+use mirrorhub_server::{AdminAuth, ServerConfig, WebConfig};
 use mirrorhub_store::{SecretKey, Store};
 use poem::listener::{Acceptor, Listener, TcpListener};
 use rand::RngCore;
@@ -107,9 +107,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<std::process::ExitCode> {
 
     let shutdown = CancellationToken::new();
     let mut workers = mirrorhub_hub::worker::spawn(hub.clone(), shutdown.clone());
+    let web = WebConfig::for_public_url(&public_url, args.web_session_ttl);
+    if !web.secure_cookies {
+        tracing::warn!(public_url = %public_url, "MIRRORHUB_PUBLIC_URL is plain http on another host: web UI session cookies cannot be marked Secure; serve the hub behind TLS (https) for the web UI");
+    }
     let app = mirrorhub_server::app(
         hub.clone(),
         ServerConfig {
+            web,
             public_url,
             admin,
             max_body_bytes: args.max_body_bytes,

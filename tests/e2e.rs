@@ -544,24 +544,58 @@ async fn clone_under_way(
     (root, upstream, daemon, hub)
 }
 
+/// Waits (bounded) until no git process works in `repo`.
+async fn wait_for_git_in(repo: &std::path::Path) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !common::processes_under(repo).is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "git still running in {}: {:?}",
+            repo.display(),
+            common::processes_under(repo)
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 async fn kill9_during_clone_recovers(db: TestDb) {
     // A short lease: on PostgreSQL the killed process's claim is taken over when it expires.
     let (_root, upstream, _daemon, mut hub) =
         clone_under_way(&db, &[("MIRRORHUB_SYNC_LEASE", "3s")]).await;
     hub.kill9();
-    // Never a half repository in place: either absent, or complete and consistent.
+    // Never a half repository in place: either absent, or complete and consistent. (If the
+    // copy was complete, the killed hub's housekeeping git may still be writing bitmaps in it,
+    // as git does, atomically: let it finish before fsck reads the same files.)
     let mirror = hub.repo_dir(1);
     if mirror.exists() {
+        wait_for_git_in(&mirror).await;
         fsck(&mirror);
     }
     hub.spawn();
     let (repo, run) = hub.wait_for_run("team/big", None).await;
     assert_eq!(repo["state"], "ready", "{repo}\n{}", hub.log_text());
+    wait_for_git_in(&mirror).await;
     assert_eq!(refs(&mirror), refs(&upstream));
     fsck(&mirror);
-    let (_, runs) = hub.get("/api/v1/repos/team/big/syncs").await;
+    // On PostgreSQL a no-op recovery sync may still follow (see below): let it finish.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let runs = loop {
+        let (_, runs) = hub.get("/api/v1/repos/team/big/syncs").await;
+        if runs
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["outcome"] != "running")
+        {
+            break runs;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a run never finished: {runs}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
     let runs = runs.as_array().unwrap();
-    assert!(runs.iter().all(|r| r["outcome"] != "running"), "{runs:?}");
     // The killed run is marked interrupted; the recovery finished the copy. (On PostgreSQL the
     // restart also queues a recovery sync beside the expired claim: at most one more no-op run.)
     let (oldest, newer) = runs.split_last().unwrap();

@@ -195,6 +195,7 @@ pub async fn seed_ready_mirror(store: &dyn Store, i: usize, now: DateTime<Utc>) 
                 head_ref: Some("refs/heads/main".into()),
                 next_sync_at: Some(next),
                 pause: false,
+                promote: false,
             },
         )
         .await

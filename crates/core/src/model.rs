@@ -75,6 +75,11 @@ string_enum! {
         Bot => "bot",
         /// A job interrupted by a crash or restart, taken up again.
         Recovery => "recovery",
+        /// A person promoted the mirror to primary: a final sync, a check that every branch
+        /// and tag equals the upstream's, then the hub is the primary and never syncs again.
+        Promote => "promote",
+        /// A `git push` to a primary (migrated or promoted) repository on the hub.
+        Push => "push",
     }
 }
 

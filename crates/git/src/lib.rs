@@ -15,6 +15,7 @@
 //! the fetch is already under way (the sync costs one fetch). Either way the listing gives the
 //! upstream's HEAD, which the mirror follows.
 
+mod browse;
 mod command;
 mod error;
 mod progress;
@@ -30,6 +31,7 @@ use mirrorhub_core::{AddressPolicy, Credentials, RefChange, RefChangeKind, Upstr
 use rand::RngCore;
 use tokio::time::Instant;
 
+pub use browse::{CommitEntry, RefEntry, RepoContents};
 pub use command::ProcessGroup;
 pub use error::GitError;
 pub use progress::{no_progress, Progress, ProgressFn};
@@ -86,6 +88,11 @@ pub struct RepoSummary {
     /// HEAD's target, e.g. `refs/heads/main` (the branch need not exist in an empty repo).
     pub head: Option<String>,
 }
+
+/// The branches and tags of a local repository at one moment, to compare a later state with
+/// ([`GitEngine::changes_since`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefSnapshot(LocalState);
 
 /// The outcome of a clone or sync.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -422,6 +429,110 @@ impl GitEngine {
     pub async fn stop_stray_git(&self, repo: &Path) {
         let repo = repo.to_path_buf();
         let _ = tokio::task::spawn_blocking(move || refs::stop_stray_git(&repo)).await;
+    }
+
+    /// Writes reachability bitmaps for the local repository at `repo` (a multi-pack index with
+    /// a bitmap, over the packs it has; nothing is repacked). A copy made by a fetch has none,
+    /// and without them every clone from the hub walks the whole history to count objects.
+    /// Call it with no other job on the repository (a killed earlier run's lock is removed).
+    pub async fn write_bitmaps(&self, repo: &Path) -> Result<(), GitError> {
+        match std::fs::remove_file(repo.join("objects/pack/multi-pack-index.lock")) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+            _ => {}
+        }
+        let mut cmd = self.local_command(repo);
+        cmd.args(["multi-pack-index", "write", "--bitmap"])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
+        let child = cmd.spawn()?;
+        let mut group = ProcessGroup::of(&child);
+        let after = self.inner.config.timeout;
+        let out = tokio::time::timeout(after, child.wait_with_output())
+            .await
+            .map_err(|_| GitError::Timeout { after })??;
+        group.disarm();
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(GitError::Failed {
+                detail: format!(
+                    "git multi-pack-index write --bitmap: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ),
+            })
+        }
+    }
+
+    /// Reads the branches and tags of the local repository at `repo` now.
+    pub async fn snapshot(&self, repo: &Path) -> Result<RefSnapshot, GitError> {
+        let repo = repo.to_path_buf();
+        Ok(RefSnapshot(
+            blocking(move || refs::read_state(&repo)).await?,
+        ))
+    }
+
+    /// What changed in the local repository at `repo` since `before` (a push to it): the ref
+    /// changes in ref name order, and its branches, tags and HEAD now.
+    pub async fn changes_since(
+        &self,
+        repo: &Path,
+        before: &RefSnapshot,
+    ) -> Result<(Vec<RefChange>, RepoSummary), GitError> {
+        let repo = repo.to_path_buf();
+        let before = before.0.refs.clone();
+        blocking(move || {
+            let after = refs::read_state(&repo)?;
+            let changes = refs::journal(&repo, &before, &after.refs)?;
+            let summary = RepoSummary {
+                branches: after.branches(),
+                tags: after.tags(),
+                head: after.head,
+            };
+            Ok((changes, summary))
+        })
+        .await
+    }
+
+    /// The branches and tags (full names, sorted) whose object differs between the upstream
+    /// and the local bare repository at `repo`, or that exist on one side only. Empty when the
+    /// mirror equals the upstream. Reads the upstream's listing only: no transfer.
+    #[tracing::instrument(skip_all, fields(url = %url))]
+    pub async fn differences(
+        &self,
+        url: &UpstreamUrl,
+        creds: Option<&Credentials>,
+        repo: &Path,
+    ) -> Result<Vec<String>, GitError> {
+        let remote = self.remote(url, creds, self.inner.config.probe_timeout);
+        let upstream = self.inner.transport.list(&remote).await?.refs;
+        let repo = repo.to_path_buf();
+        let local = blocking(move || refs::read_state(&repo)).await?.refs;
+        let mut differing: Vec<String> = upstream
+            .iter()
+            .filter(|(name, oid)| local.get(*name) != Some(*oid))
+            .map(|(name, _)| name.clone())
+            .chain(
+                local
+                    .keys()
+                    .filter(|name| !upstream.contains_key(*name))
+                    .cloned(),
+            )
+            .collect();
+        differing.sort();
+        Ok(differing)
+    }
+
+    /// What a repository page shows: at most `max_refs` branches and tags (most recently
+    /// committed first) and `max_commits` commits of the default branch.
+    pub async fn contents(
+        &self,
+        repo: &Path,
+        max_refs: usize,
+        max_commits: usize,
+    ) -> Result<RepoContents, GitError> {
+        let repo = repo.to_path_buf();
+        blocking(move || browse::read_contents(&repo, max_refs, max_commits)).await
     }
 
     /// Reads branch/tag counts and HEAD of a local bare repository.

@@ -75,11 +75,15 @@ fn read_state_of(repo: &Repository) -> Result<LocalState, GitError> {
         };
         refs.insert(name.to_owned(), oid.to_string());
     }
-    let head = repo
-        .find_reference("HEAD")
-        .ok()
-        .and_then(|h| h.symbolic_target().ok().flatten().map(str::to_owned));
+    let head = read_head(repo);
     Ok(LocalState { refs, head })
+}
+
+/// HEAD's target when it is symbolic (`refs/heads/main`).
+pub(crate) fn read_head(repo: &Repository) -> Option<String> {
+    repo.find_reference("HEAD")
+        .ok()
+        .and_then(|h| h.symbolic_target().ok().flatten().map(str::to_owned))
 }
 
 /// The changes between two snapshots, in ref name order.

@@ -21,6 +21,9 @@ pub enum HubError {
     InvalidState(String),
     #[error(transparent)]
     Upstream(#[from] GitError),
+    /// A promotion was refused because the upstream could not be checked.
+    #[error("the mirror was not promoted: its upstream could not be checked ({0}). Promote with force (API ?force=true, CLI --force) to make the hub the primary without a final sync")]
+    PromoteRefused(GitError),
     #[error("the database failed")]
     Store(#[from] StoreError),
     #[error("a file operation failed")]
@@ -42,7 +45,7 @@ impl HubError {
             Self::NotFound(_) => ErrorCode::RepoNotFound,
             Self::Exists(_) => ErrorCode::RepoExists,
             Self::InvalidState(_) => ErrorCode::InvalidState,
-            Self::Upstream(e) => e.code(),
+            Self::Upstream(e) | Self::PromoteRefused(e) => e.code(),
             Self::Store(_) | Self::Io(_) => ErrorCode::Internal,
         }
     }

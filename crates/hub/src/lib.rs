@@ -4,7 +4,9 @@
 
 pub mod bot;
 mod error;
+mod promote;
 mod request;
+mod sessions;
 pub mod webhooks;
 pub mod worker;
 
@@ -15,7 +17,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use mirrorhub_core::schedule;
 use mirrorhub_core::{ErrorCode, Mode, RepoState, SyncInterval, Trigger, UpstreamUrl};
-use mirrorhub_git::GitEngine;
+use mirrorhub_git::{GitEngine, RemoteInfo, RepoContents};
 pub use mirrorhub_store::RepoCounts;
 use mirrorhub_store::{Repo, RepoUpdate, Store, SyncRun};
 use tokio::sync::Notify;
@@ -23,6 +25,7 @@ use tokio::sync::Notify;
 pub use bot::BotConfig;
 pub use error::HubError;
 pub use request::{CreateRepo, UpdateRepo, ValidCreateRepo};
+pub use sessions::{random_token, NewWebSession};
 pub use webhooks::{IncomingWebhook, WebhookConfig, WebhookReceipt, WebhookRefusal};
 
 /// Settings of the application layer, read once by the binary.
@@ -148,6 +151,34 @@ impl Hub {
             });
         }
         Ok(repo)
+    }
+
+    /// "Test connection": checks an upstream address and credentials exactly as creating a
+    /// repository would, and records nothing.
+    pub async fn check_upstream(
+        &self,
+        url: &str,
+        username: Option<&str>,
+        token: Option<&str>,
+    ) -> Result<RemoteInfo, HubError> {
+        let (url, credentials) = request::upstream(url, username, token)?;
+        Ok(self.engine.probe(&url, credentials.as_ref()).await?)
+    }
+
+    /// What the repository page shows: branches and tags (most recently committed first, at
+    /// most `max_refs` of each) and the default branch's latest `max_commits` commits. Empty
+    /// while the first copy is still being made.
+    pub async fn repo_contents(
+        &self,
+        repo: &Repo,
+        max_refs: usize,
+        max_commits: usize,
+    ) -> Result<RepoContents, HubError> {
+        let path = self.repo_path(repo.id);
+        if !tokio::fs::try_exists(&path).await? {
+            return Ok(RepoContents::default());
+        }
+        Ok(self.engine.contents(&path, max_refs, max_commits).await?)
     }
 
     pub async fn get_repo(&self, owner: &str, name: &str) -> Result<Repo, HubError> {
@@ -394,9 +425,13 @@ fn remove_repo_dir(repos_dir: &Path, path: &Path) -> std::io::Result<()> {
         }
     }
     for victim in victims {
-        // Another replica's start-up may be clearing the trash at the same moment.
-        match std::fs::remove_dir_all(victim) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        // Another replica's start-up may be clearing the trash at the same moment, and a git
+        // still finishing in the moved directory (a sync, housekeeping) may add a file while it
+        // goes: the repository is gone either way; what is left is cleared at the next start.
+        match std::fs::remove_dir_all(&victim) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                tracing::warn!(error = %e, path = %victim.display(), "a deleted repository's files could not all be removed yet; they are removed at the next start");
+            }
             _ => {}
         }
     }

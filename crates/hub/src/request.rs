@@ -59,17 +59,8 @@ impl CreateRepo {
         default_interval: SyncInterval,
         min_interval: SyncInterval,
     ) -> Result<ValidCreateRepo, HubError> {
-        let (url, url_credentials) = UpstreamUrl::parse(&self.url).map_err(url_error)?;
-        let token = self.token.filter(|t| !t.is_empty());
-        let username = self.username.filter(|u| !u.trim().is_empty());
-        let credentials = match (token, url_credentials) {
-            (Some(token), _) => Some(credentials(username.as_deref(), &token)?),
-            (None, Some(from_url)) => Some(from_url),
-            (None, None) if username.is_some() => {
-                return Err(HubError::invalid(ErrorCode::InvalidRequest, "token", "a username was given without a token or password: add the token, or leave the username empty"));
-            }
-            (None, None) => None,
-        };
+        let (url, credentials) =
+            upstream(&self.url, self.username.as_deref(), self.token.as_deref())?;
         let owner = OwnerName::parse(self.owner.trim())
             .map_err(|e| HubError::invalid(ErrorCode::InvalidName, "owner", e.to_string()))?;
         let name = match self
@@ -135,6 +126,27 @@ impl ValidCreateRepo {
             sync_interval_secs: self.sync_interval.as_secs() as i64,
         }
     }
+}
+
+/// The upstream address and the credentials to use with it: the token field's, else those
+/// written in the URL (which is returned without them).
+pub(crate) fn upstream(
+    url: &str,
+    username: Option<&str>,
+    token: Option<&str>,
+) -> Result<(UpstreamUrl, Option<Credentials>), HubError> {
+    let (url, url_credentials) = UpstreamUrl::parse(url).map_err(url_error)?;
+    let token = token.filter(|t| !t.is_empty());
+    let username = username.filter(|u| !u.trim().is_empty());
+    let credentials = match (token, url_credentials) {
+        (Some(token), _) => Some(credentials(username, token)?),
+        (None, Some(from_url)) => Some(from_url),
+        (None, None) if username.is_some() => {
+            return Err(HubError::invalid(ErrorCode::InvalidRequest, "token", "a username was given without a token or password: add the token, or leave the username empty"));
+        }
+        (None, None) => None,
+    };
+    Ok((url, credentials))
 }
 
 /// Credentials from a form's username and token fields (an empty username means none).

@@ -164,7 +164,11 @@ async fn try_run_job(
     let interrupted = store.fail_interrupted_runs(repo.id, now).await?;
     // A hub died during this repository's previous sync.
     let recovering = interrupted > 0 || job.attempts > 1;
-    let trigger = if recovering {
+    let promoting = job.trigger == Trigger::Promote;
+    let trigger = if promoting {
+        // Taken up again after a crash, it is still a promotion.
+        Trigger::Promote
+    } else if recovering {
         Trigger::Recovery
     } else {
         job.trigger
@@ -185,6 +189,9 @@ async fn try_run_job(
     let (progress_tx, progress_rx) = tokio::sync::watch::channel::<Option<Progress>>(None);
     let progress_writer = tokio::spawn(write_progress(hub.clone(), repo.id, progress_rx));
 
+    let first_copy = !tokio::fs::try_exists(hub.repo_path(repo.id))
+        .await
+        .unwrap_or(false);
     let started = Instant::now();
     let outcome = tokio::select! {
         r = transfer(hub, &repo, progress_tx) => Some(r),
@@ -245,17 +252,94 @@ async fn try_run_job(
                     hub.next_sync_at(&repo, finished_at, Some(code))
                 },
                 pause,
+                promote: false,
             }
         }
     };
+    let sync_result = if promoting {
+        check_promotion(hub, &repo, sync_result).await
+    } else {
+        sync_result
+    };
     store.finish_run(run_id, repo.id, &sync_result).await?;
     store.complete_job(job.id, worker_id).await?;
+    if first_copy && sync_result.outcome != Outcome::Failed {
+        // Housekeeping after the first copy, outside the measured sync: clones from the hub
+        // count objects with bitmaps instead of walking the whole history.
+        let started = Instant::now();
+        match hub.engine.write_bitmaps(&hub.repo_path(repo.id)).await {
+            Ok(()) => tracing::info!(
+                duration_ms = started.elapsed().as_millis() as u64,
+                "reachability bitmaps written"
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, "reachability bitmaps could not be written; clones from the hub will be slower")
+            }
+        }
+    }
+    if sync_result.promote {
+        tracing::info!(
+            "promoted to primary: the hub's copy equals the upstream, and is never synced again"
+        );
+        hub.unregister_webhook(&repo).await;
+    }
 
     // Deleted while we worked: the clone may have put a directory back after the delete.
     if store.get_repo_by_id(repo.id).await?.is_none() {
         let _ = hub.remove_repo_files(repo.id).await;
     }
     Ok(())
+}
+
+/// After a promotion's final sync: promote only if every branch and tag now equals the
+/// upstream's; otherwise the run fails, saying why, and the repository stays a mirror.
+async fn check_promotion(hub: &Hub, repo: &Repo, result: SyncResult) -> SyncResult {
+    let refused = |code: mirrorhub_core::ErrorCode, why: String| SyncResult {
+        outcome: Outcome::Failed,
+        error_code: Some(code.as_str().to_owned()),
+        error_message: Some(format!("the mirror was not promoted: {why}")),
+        ..result.clone()
+    };
+    if result.outcome == Outcome::Failed {
+        let why = format!(
+            "the final sync failed ({}). Promote again when the upstream answers, or with force",
+            result.error_message.as_deref().unwrap_or_default()
+        );
+        return SyncResult {
+            error_message: Some(format!("the mirror was not promoted: {why}")),
+            ..result
+        };
+    }
+    let checked = match mirrorhub_core::UpstreamUrl::parse(&repo.upstream_url) {
+        Ok((url, _)) => {
+            hub.engine
+                .differences(&url, repo.credentials.as_ref(), &hub.repo_path(repo.id))
+                .await
+        }
+        Err(e) => Err(mirrorhub_git::GitError::Failed {
+            detail: format!("the stored upstream URL is no longer valid: {e}"),
+        }),
+    };
+    match checked {
+        Ok(differing) if differing.is_empty() => SyncResult {
+            next_sync_at: None,
+            promote: true,
+            ..result
+        },
+        Ok(differing) => refused(
+            mirrorhub_core::ErrorCode::InvalidState,
+            format!(
+                "the upstream changed during the final sync ({} differ{}, first {}). Promote again",
+                if differing.len() == 1 { "1 ref".to_owned() } else { format!("{} refs", differing.len()) },
+                if differing.len() == 1 { "s" } else { "" },
+                differing[0]
+            ),
+        ),
+        Err(e) => refused(
+            e.code(),
+            format!("the upstream could not be checked after the final sync ({e}). Promote again, or with force"),
+        ),
+    }
 }
 
 fn success(
@@ -276,6 +360,7 @@ fn success(
         head_ref: report.head,
         next_sync_at: hub.next_sync_at(repo, finished_at, None),
         pause: false,
+        promote: false,
     }
 }
 

@@ -125,7 +125,13 @@ pub async fn json_errors<E: Endpoint>(ep: E, req: Request) -> poem::Result<Respo
         .extensions()
         .get::<crate::git_http::GitResponse>()
         .is_some();
-    if (status.is_client_error() || status.is_server_error()) && !for_git {
+    // Pages of the web UI render their own errors for people.
+    let is_page = resp
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/html"));
+    if (status.is_client_error() || status.is_server_error()) && !for_git && !is_page {
         let is_json = resp
             .headers()
             .get(CONTENT_TYPE)

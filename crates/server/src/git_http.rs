@@ -1,9 +1,10 @@
-//! Git's smart HTTP protocol, read-only: `git clone`, `git fetch` and `git ls-remote` of
-//! `{public_url}/{owner}/{name}.git` (the `.git` may be left out, as on forges).
+//! Git's smart HTTP protocol: `git clone`, `git fetch` and `git ls-remote` of
+//! `{public_url}/{owner}/{name}.git` (the `.git` may be left out, as on forges), and `git push`
+//! to primary (migrated or promoted) repositories.
 //!
-//! The hub runs `git upload-pack --stateless-rpc` itself rather than `git http-backend` as a
-//! CGI: only the one service it allows is ever started (no receive-pack to disable, no dumb
-//! protocol serving files by their path), the repository directory is the hub's own
+//! The hub runs `git upload-pack --stateless-rpc` (and `receive-pack` for pushes) itself rather
+//! than `git http-backend` as a CGI: only the services it allows are ever started, for the
+//! repositories it allows them on (no dumb protocol serving files by their path), the repository directory is the hub's own
 //! (`Hub::repo_path`, never a path made from the URL), and there is no CGI header block to
 //! parse. Both directions stream: the request body (gunzipped when git compressed it) goes into
 //! upload-pack's stdin as it arrives, and its stdout is the response body.
@@ -12,7 +13,11 @@
 //! token (HTTP basic with any user name and the token as password, or `Authorization: Bearer`).
 //! To an anonymous caller a private repository and a missing one look the same: both answer
 //! `401` with `WWW-Authenticate`, so git asks for credentials and nothing tells them apart. An
-//! authenticated caller gets `404` for a missing one. Pushes are refused with `403`.
+//! authenticated caller gets `404` for a missing one.
+//!
+//! Who may push: the admin token holder, to a primary repository. A push to a mirror is
+//! refused with `403` and a message git shows (promote it first). Pushes to one repository run
+//! one at a time; each is recorded as a run (trigger `push`) with its ref changes.
 //!
 //! Every refusal is a one-line `text/plain` body, which git prints after `remote:`; the
 //! response carries [`GitResponse`] so the API's JSON error middleware leaves it as it is.
@@ -54,6 +59,8 @@ pub struct GitServeConfig {
 pub(crate) struct GitService {
     engine: GitEngine,
     packs: Arc<Semaphore>,
+    /// One push at a time per repository (by id), so that each push's journal is its own.
+    pushes: std::sync::Mutex<std::collections::HashMap<i64, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl GitService {
@@ -61,8 +68,26 @@ impl GitService {
         Self {
             engine: config.engine,
             packs: Arc::new(Semaphore::new(config.max_upload_packs.max(1))),
+            pushes: Default::default(),
         }
     }
+
+    fn push_lock(&self, repo_id: i64) -> Arc<tokio::sync::Mutex<()>> {
+        self.pushes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(repo_id)
+            .or_default()
+            .clone()
+    }
+}
+
+/// What a git run holds until git has exited, and what to do then.
+#[derive(Default)]
+struct Held {
+    permit: Option<OwnedSemaphorePermit>,
+    push_lock: Option<tokio::sync::OwnedMutexGuard<()>>,
+    after: Option<Pin<Box<dyn std::future::Future<Output = ()> + Send>>>,
 }
 
 /// Marks a response of the git routes: its status and body are meant for git as they are.
@@ -219,15 +244,25 @@ fn repo_dir(hub: &Hub, repo: &Repo) -> Result<PathBuf, Refusal> {
     ))
 }
 
-fn push_refusal(repo: &Repo) -> Refusal {
-    let message = match repo.mode {
-        Mode::Mirror => format!(
-            "this repository is a mirror of {}; pushes go to the upstream",
-            repo.upstream_url
-        ),
-        Mode::Migrate => "pushing to the hub is not available yet".to_owned(),
-    };
-    refusal(StatusCode::FORBIDDEN, message)
+/// The repository named by the URL, if the caller may push to it.
+async fn writable_repo(req: &Request, hub: &Hub, admin: &AdminAuth) -> Result<Repo, Refusal> {
+    let repo = readable_repo(req, hub, admin).await?;
+    // Whoever may read it may know it is a mirror, and where to push instead.
+    if repo.mode == Mode::Mirror {
+        return Err(refusal(
+            StatusCode::FORBIDDEN,
+            format!(
+                "this repository is a mirror of {}; push to the upstream, or promote the mirror to primary to push here",
+                repo.upstream_url
+            ),
+        ));
+    }
+    if caller(req, admin)? != Caller::Admin {
+        return Err(ask_credentials(
+            "pushing needs the hub's admin token: give it as the password (any user name) or as `Authorization: Bearer <token>`",
+        ));
+    }
+    Ok(repo)
 }
 
 /// The client's `Git-Protocol` header as `GIT_PROTOCOL`, when it is plain `key=value:…` text.
@@ -272,14 +307,14 @@ async fn upload_pack(
 #[handler]
 async fn receive_pack(
     req: &Request,
+    body: Body,
     Data(hub): Data<&Arc<Hub>>,
     Data(admin): Data<&Arc<AdminAuth>>,
+    Data(git): Data<&Arc<GitService>>,
 ) -> Response {
-    match readable_repo(req, hub, admin).await {
-        Ok(repo) => push_refusal(&repo),
-        Err(refused) => refused,
-    }
-    .into_response()
+    take_push(req, body, hub, admin, git)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
 }
 
 /// `GET info/refs?service=git-upload-pack`: the ref advertisement (v0), or the capabilities
@@ -297,36 +332,128 @@ async fn advertise(
         .split('&')
         .find_map(|kv| kv.strip_prefix("service="))
         .map(str::to_owned);
-    let repo = readable_repo(req, hub, admin).await?;
-    match service.as_deref() {
-        Some(UPLOAD_PACK) => {}
-        Some(RECEIVE_PACK) => return Err(push_refusal(&repo)),
+    let (repo, service) = match service.as_deref() {
+        Some(UPLOAD_PACK) => (readable_repo(req, hub, admin).await?, UPLOAD_PACK),
+        Some(RECEIVE_PACK) => (writable_repo(req, hub, admin).await?, RECEIVE_PACK),
         _ => {
             return Err(refusal(
                 StatusCode::FORBIDDEN,
                 "the hub speaks git's smart HTTP protocol only; use git 1.6.6 or newer",
             ))
         }
-    }
+    };
     let dir = repo_dir(hub, &repo)?;
-    let protocol = git_protocol(req);
+    // receive-pack speaks v0 only; for it the client's protocol wish is not passed on.
+    let protocol = git_protocol(req).filter(|_| service == UPLOAD_PACK);
     let prefix = if is_v2(protocol.as_deref()) {
         Vec::new()
     } else {
         // Protocol v0/v1 over HTTP starts with the service line and a flush packet.
-        let line = format!("# service={UPLOAD_PACK}\n");
+        let line = format!("# service={service}\n");
         format!("{:04x}{line}0000", line.len() + 4).into_bytes()
     };
-    let args = [
-        "upload-pack",
-        "--stateless-rpc",
-        "--advertise-refs",
-        "--strict",
-    ];
-    let out = start(git, &dir, &args, protocol.as_deref(), None, None)?;
+    let (args, content_type): (&[&str], _) = if service == UPLOAD_PACK {
+        (
+            &[
+                "upload-pack",
+                "--stateless-rpc",
+                "--advertise-refs",
+                "--strict",
+            ],
+            "application/x-git-upload-pack-advertisement",
+        )
+    } else {
+        (
+            &["receive-pack", "--stateless-rpc", "--advertise-refs"],
+            "application/x-git-receive-pack-advertisement",
+        )
+    };
+    let out = start(git, &dir, args, protocol.as_deref(), None, Held::default())?;
     Ok(git_output(
-        "application/x-git-upload-pack-advertisement",
+        content_type,
         Body::from_async_read(std::io::Cursor::new(prefix).chain(out)),
+    ))
+}
+
+/// The request body's encoding: `Ok(true)` for gzip.
+fn body_is_gzip(req: &Request) -> Result<bool, Refusal> {
+    match req
+        .headers()
+        .get(CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+    {
+        None => Ok(false),
+        Some(e) if e.eq_ignore_ascii_case("gzip") || e.eq_ignore_ascii_case("x-gzip") => Ok(true),
+        Some(e) if e.eq_ignore_ascii_case("identity") => Ok(false),
+        Some(_) => Err(refusal(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "the request body must be plain or gzip-compressed",
+        )),
+    }
+}
+
+fn expect_content_type(req: &Request, expected: &str, what: &str) -> Result<(), Refusal> {
+    let content_type = req
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    if content_type == Some(expected) {
+        Ok(())
+    } else {
+        Err(refusal(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("expected a {what} request (Content-Type: {expected})"),
+        ))
+    }
+}
+
+/// `POST git-receive-pack`: a push to a primary repository. Pushes to one repository wait for
+/// each other; when git is done, the ref changes are recorded as a run.
+async fn take_push(
+    req: &Request,
+    body: Body,
+    hub: &Arc<Hub>,
+    admin: &AdminAuth,
+    git: &GitService,
+) -> Result<Response, Refusal> {
+    let repo = writable_repo(req, hub, admin).await?;
+    expect_content_type(req, "application/x-git-receive-pack-request", RECEIVE_PACK)?;
+    let gzip = body_is_gzip(req)?;
+    let dir = repo_dir(hub, &repo)?;
+    let push_lock = git.push_lock(repo.id).lock_owned().await;
+    let started_at = chrono::Utc::now();
+    let before = git.engine.snapshot(&dir).await.map_err(|e| {
+        tracing::error!(error = %e, "could not read the repository before a push");
+        refusal(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the hub could not read this repository; try again later",
+        )
+    })?;
+    let after = {
+        let hub = Arc::clone(hub);
+        Box::pin(async move {
+            if let Err(e) = hub.record_push(&repo, &before, started_at).await {
+                tracing::error!(error = ?e, repo_id = repo.id, "a push could not be recorded");
+            }
+        })
+    };
+    let held = Held {
+        push_lock: Some(push_lock),
+        after: Some(after),
+        ..Held::default()
+    };
+    let input = Input { body, gzip };
+    let out = start(
+        git,
+        &dir,
+        &["receive-pack", "--stateless-rpc"],
+        None,
+        Some(input),
+        held,
+    )?;
+    Ok(git_output(
+        "application/x-git-receive-pack-result",
+        Body::from_async_read(out),
     ))
 }
 
@@ -339,31 +466,8 @@ async fn serve_pack(
     git: &GitService,
 ) -> Result<Response, Refusal> {
     let repo = readable_repo(req, hub, admin).await?;
-    let content_type = req
-        .headers()
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok());
-    if content_type != Some("application/x-git-upload-pack-request") {
-        return Err(refusal(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "expected a git-upload-pack request (Content-Type: application/x-git-upload-pack-request)",
-        ));
-    }
-    let gzip = match req
-        .headers()
-        .get(CONTENT_ENCODING)
-        .and_then(|v| v.to_str().ok())
-    {
-        None => false,
-        Some(e) if e.eq_ignore_ascii_case("gzip") || e.eq_ignore_ascii_case("x-gzip") => true,
-        Some(e) if e.eq_ignore_ascii_case("identity") => false,
-        Some(_) => {
-            return Err(refusal(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "the request body must be plain or gzip-compressed",
-            ))
-        }
-    };
+    expect_content_type(req, "application/x-git-upload-pack-request", UPLOAD_PACK)?;
+    let gzip = body_is_gzip(req)?;
     let dir = repo_dir(hub, &repo)?;
     // Pack generation is the expensive part: at most `max_upload_packs` at once; the others
     // wait here for a slot.
@@ -374,14 +478,11 @@ async fn serve_pack(
     let protocol = git_protocol(req);
     let args = ["upload-pack", "--stateless-rpc", "--strict"];
     let input = Input { body, gzip };
-    let out = start(
-        git,
-        &dir,
-        &args,
-        protocol.as_deref(),
-        Some(input),
-        Some(permit),
-    )?;
+    let held = Held {
+        permit: Some(permit),
+        ..Held::default()
+    };
+    let out = start(git, &dir, &args, protocol.as_deref(), Some(input), held)?;
     Ok(git_output(
         "application/x-git-upload-pack-result",
         Body::from_async_read(out),
@@ -414,7 +515,7 @@ fn start(
     args: &[&str],
     protocol: Option<&str>,
     input: Option<Input>,
-    permit: Option<OwnedSemaphorePermit>,
+    held: Held,
 ) -> Result<GitStdout, Refusal> {
     let mut cmd = git.engine.local_command(dir);
     cmd.args(args)
@@ -432,7 +533,7 @@ fn start(
     let mut child = match cmd.spawn() {
         Ok(child) => child,
         Err(e) => {
-            tracing::error!(error = %e, "could not start git upload-pack");
+            tracing::error!(error = %e, "could not start git to serve a repository");
             return Err(refusal(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "the hub could not start git to serve this repository; try again later",
@@ -447,7 +548,7 @@ fn start(
     if let (Some(input), Some(stdin)) = (input, stdin) {
         tokio::spawn(feed(input, stdin, abort.clone()));
     }
-    tokio::spawn(supervise(child, group, stderr, abort.clone(), permit));
+    tokio::spawn(supervise(child, group, stderr, abort.clone(), held));
     Ok(GitStdout {
         out: stdout,
         abort: Some(abort.drop_guard()),
@@ -508,16 +609,21 @@ async fn feed(input: Input, mut stdin: ChildStdin, abort: CancellationToken) {
     let _ = stdin.shutdown().await;
 }
 
-/// Reaps the child, killing its process group first if the run is aborted. Holds the
-/// pack-generation slot until git is gone.
+/// Reaps the child, killing its process group first if the run is aborted. Holds what `held`
+/// holds (the pack-generation slot, the push lock) until git is gone, then runs its `after`
+/// (a push is recorded even when the client went away: some refs may have moved).
 async fn supervise(
     mut child: Child,
     mut group: ProcessGroup,
     stderr: tokio::process::ChildStderr,
     abort: CancellationToken,
-    permit: Option<OwnedSemaphorePermit>,
+    held: Held,
 ) {
-    let _permit = permit;
+    let Held {
+        permit: _permit,
+        push_lock: _push_lock,
+        after,
+    } = held;
     // Read to the end (git must never block on a full pipe), keeping the first 8 KiB.
     let errors = tokio::spawn(async move {
         let mut stderr = stderr;
@@ -529,34 +635,47 @@ async fn supervise(
         }
         kept
     });
-    let aborted = tokio::select! {
-        status = child.wait() => {
+    // The abort is checked first: when the client goes away git may die of the closed pipe at
+    // the same moment, and that is the client's doing, not git's failure.
+    let status = tokio::select! {
+        biased;
+        () = abort.cancelled() => None,
+        status = child.wait() => Some(status),
+    };
+    match status {
+        None => {
+            // Killed while the leader is still unreaped, so the group id cannot be reused yet.
+            group.kill();
+            let _ = child.wait().await;
+            group.disarm();
+            tracing::info!("the client went away; git stopped");
+        }
+        Some(status) => {
             group.disarm();
             match status {
+                _ if abort.is_cancelled() => {
+                    tracing::info!("the client went away; git stopped");
+                }
                 Ok(status) if !status.success() => {
                     let tail = errors.await.unwrap_or_default();
-                    tracing::warn!(%status, stderr = %String::from_utf8_lossy(&tail).trim(), "git upload-pack failed");
+                    tracing::warn!(%status, stderr = %String::from_utf8_lossy(&tail).trim(), "git failed while serving a repository");
                 }
                 Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "waiting for git upload-pack failed"),
+                Err(e) => tracing::warn!(error = %e, "waiting for git failed"),
             }
-            false
         }
-        () = abort.cancelled() => true,
-    };
-    if aborted {
-        group.kill();
-        let _ = child.wait().await;
-        group.disarm();
-        tracing::info!("the client went away; git upload-pack stopped");
+    }
+    if let Some(after) = after {
+        after.await;
     }
 }
 
 /// upload-pack's stdout as a response body. Dropped before its end (the client went away), it
 /// aborts the run.
 struct GitStdout {
-    out: tokio::process::ChildStdout,
+    // Declared first so it is dropped first: the abort is signalled before the pipe closes.
     abort: Option<DropGuard>,
+    out: tokio::process::ChildStdout,
 }
 
 impl AsyncRead for GitStdout {

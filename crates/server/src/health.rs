@@ -2,7 +2,7 @@ use std::sync::Arc;
 
 use mirrorhub_hub::Hub;
 use poem::http::StatusCode;
-use poem::web::{Data, Html, Json};
+use poem::web::{Data, Json};
 use poem::{handler, IntoResponse};
 
 #[handler]
@@ -21,16 +21,6 @@ pub async fn readyz(hub: Data<&Arc<Hub>>) -> poem::Response {
             (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
         }
     }
-}
-
-#[handler]
-pub async fn index() -> Html<&'static str> {
-    Html(concat!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>mirrorhub</title></head>",
-        "<body><h1>mirrorhub</h1><p>The hub is running. The REST API is described at ",
-        "<a href=\"/api/v1/docs\">/api/v1/docs</a> (OpenAPI document: ",
-        "<a href=\"/api/v1/openapi.json\">/api/v1/openapi.json</a>).</p></body></html>"
-    ))
 }
 
 /// Prometheus text format: repository counts by kind, and how many are stale or paused.

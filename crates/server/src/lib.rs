@@ -1,6 +1,6 @@
-//! The HTTP edge of mirrorhub: the REST API under `/api/v1` (with its OpenAPI document and
-//! a Swagger UI), health checks, and one mapping of every error to a JSON body with a stable
-//! code. Handlers call the application layer ([`mirrorhub_hub::Hub`]), never the store.
+//! The HTTP edge of mirrorhub: the web UI, the REST API under `/api/v1` (with its OpenAPI
+//! document and a Swagger UI), webhook receivers, Git's smart HTTP, health checks, and one
+//! mapping of every API error to a JSON body with a stable code. Handlers call the application layer ([`mirrorhub_hub::Hub`]), never the store.
 
 mod api;
 mod auth;
@@ -8,6 +8,7 @@ mod errors;
 mod git_http;
 mod health;
 mod hooks;
+mod web;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,6 +20,7 @@ use poem_openapi::OpenApiService;
 
 pub use auth::{hash_token, AdminAuth};
 pub use git_http::GitServeConfig;
+pub use web::WebConfig;
 
 /// Settings of the HTTP edge, read once by the binary.
 #[derive(Clone)]
@@ -32,6 +34,8 @@ pub struct ServerConfig {
     pub webhook_max_body_bytes: usize,
     /// Serving repositories over Git's smart HTTP protocol (`/{owner}/{name}.git`).
     pub git: GitServeConfig,
+    /// The web UI's sessions.
+    pub web: WebConfig,
 }
 
 /// Builds the whole application. Tests and the binary serve the same thing.
@@ -48,8 +52,9 @@ pub fn app(hub: Arc<Hub>, config: ServerConfig) -> impl poem::Endpoint + 'static
     let spec = service.spec_endpoint();
     let docs = service.swagger_ui();
     let api_limit = errors::BodyLimit(config.max_body_bytes);
-    let git = Arc::new(git_http::GitService::new(config.git));
-    git_http::mount(Route::new())
+    let git = Arc::new(git_http::GitService::new(config.git.clone()));
+    let routes = web::mount(git_http::mount(Route::new()), config.max_body_bytes);
+    routes
         .nest("/api/v1", service.with(api_limit))
         .at("/api/v1/openapi.json", spec)
         .nest("/api/v1/docs", docs)
@@ -60,10 +65,11 @@ pub fn app(hub: Arc<Hub>, config: ServerConfig) -> impl poem::Endpoint + 'static
         .at("/healthz", poem::get(health::healthz))
         .at("/readyz", poem::get(health::readyz))
         .at("/metrics", poem::get(health::metrics))
-        .at("/", poem::get(health::index))
         .data(hub)
         .data(git)
-        .data(Arc::new(config.admin))
+        .data(Arc::new(config.admin.clone()))
+        .data(Arc::new(config))
+        .with(poem::middleware::CookieJarManager::new())
         .around(errors::json_errors)
 }
 
@@ -77,7 +83,35 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let addr = acceptor.local_addr().into_iter().next();
     tracing::info!(addr = ?addr.map(|a| a.to_string()), "listening");
-    Server::new_with_acceptor(acceptor)
+    Server::new_with_acceptor(NoDelay(acceptor))
         .run_with_graceful_shutdown(app, shutdown, Some(grace))
         .await
+}
+
+/// Accepts connections with Nagle's algorithm off. Responses are written in pieces (headers,
+/// then streamed body chunks); with Nagle on, a small piece waits for the client's delayed
+/// ACK, adding about 40 ms to each git round trip.
+struct NoDelay(TcpAcceptor);
+
+impl Acceptor for NoDelay {
+    type Io = <TcpAcceptor as Acceptor>::Io;
+
+    fn local_addr(&self) -> Vec<poem::web::LocalAddr> {
+        self.0.local_addr()
+    }
+
+    async fn accept(
+        &mut self,
+    ) -> std::io::Result<(
+        Self::Io,
+        poem::web::LocalAddr,
+        poem::web::RemoteAddr,
+        poem::http::uri::Scheme,
+    )> {
+        let accepted = self.0.accept().await?;
+        if let Err(e) = accepted.0.set_nodelay(true) {
+            tracing::debug!(error = %e, "could not turn Nagle's algorithm off for a connection");
+        }
+        Ok(accepted)
+    }
 }

@@ -232,6 +232,9 @@ pub struct SyncResult {
     /// On failure: stop scheduling the repository (`paused_reason` becomes the error message)
     /// until a person syncs it or changes its settings. A success always un-pauses.
     pub pause: bool,
+    /// On success: the mirror becomes the primary (mode `migrate`) in the same transaction,
+    /// and its upstream credentials are forgotten.
+    pub promote: bool,
 }
 
 /// Repository counts for metrics.
@@ -255,6 +258,17 @@ pub struct RepoUpdate {
     pub next_sync_at: Option<DateTime<Utc>>,
     pub description: Option<String>,
     pub visibility: Option<Visibility>,
+}
+
+/// A signed-in browser session of the web UI. The cookie holds the session id; only its
+/// SHA-256 (hex) is stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebSession {
+    pub id_sha256: String,
+    /// The synchronizer token every form of this session carries.
+    pub csrf_token: String,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
 }
 
 /// One sync of a repository, with its journal.
@@ -445,6 +459,20 @@ pub trait Store: Send + Sync {
     ) -> Result<bool, StoreError>;
     /// Records the webhook the hub created on the upstream (or why it could not).
     async fn set_webhook_hook(&self, repo_id: i64, hook: &WebhookHook) -> Result<(), StoreError>;
+
+    /// Records a signed-in browser session ([`Conflict`](StoreError::Conflict) if the id hash
+    /// is taken).
+    async fn create_web_session(&self, session: &WebSession) -> Result<(), StoreError>;
+    /// The session with this id hash, if it exists and has not expired at `now`.
+    async fn get_web_session(
+        &self,
+        id_sha256: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<WebSession>, StoreError>;
+    /// Signs a session out. `false` if there was none.
+    async fn delete_web_session(&self, id_sha256: &str) -> Result<bool, StoreError>;
+    /// Forgets sessions that expired before `now`; returns how many.
+    async fn prune_web_sessions(&self, now: DateTime<Utc>) -> Result<u64, StoreError>;
 }
 
 /// Opens the database named by the URL (`sqlite:PATH`, `sqlite::memory:`, `postgres://...`

@@ -15,7 +15,7 @@ use crate::{
     check_final, hook_columns, hook_from_columns, lease_end, match_key, parse_kind, parse_mode,
     parse_outcome, parse_state, parse_trigger, parse_visibility, Delivery, DeliveryOutcome, Job,
     NewDelivery, NewRepo, Repo, RepoCounts, RepoUpdate, SecretKey, Store, StoreError, SyncResult,
-    SyncRun, WebhookHook, WebhookState, INTERRUPTED_CODE, INTERRUPTED_MESSAGE,
+    SyncRun, WebSession, WebhookHook, WebhookState, INTERRUPTED_CODE, INTERRUPTED_MESSAGE,
     REF_CHANGES_PER_INSERT,
 };
 
@@ -65,7 +65,9 @@ async fn enqueue_in(
     let inserted: bool = sqlx::query_scalar(
         "INSERT INTO sync_jobs (repo_id, trigger, run_after, created_at) VALUES ($1, $2, $3, now()) \
          ON CONFLICT (repo_id) WHERE claimed_by IS NULL DO UPDATE SET \
-             trigger = CASE WHEN EXCLUDED.run_after < sync_jobs.run_after THEN EXCLUDED.trigger ELSE sync_jobs.trigger END, \
+             trigger = CASE WHEN EXCLUDED.trigger = 'promote' \
+                 OR (sync_jobs.trigger <> 'promote' AND EXCLUDED.run_after < sync_jobs.run_after) \
+                 THEN EXCLUDED.trigger ELSE sync_jobs.trigger END, \
              run_after = LEAST(sync_jobs.run_after, EXCLUDED.run_after) \
          RETURNING (xmax = 0)",
     )
@@ -640,7 +642,9 @@ impl Store for PgStore {
             sqlx::query(
                 "UPDATE repos SET state = $1, last_success_at = $2, branches = $3, tags = $4, head_ref = $5, \
                  last_error_code = NULL, last_error_message = NULL, consecutive_failures = 0, \
-                 progress_phase = NULL, progress_percent = NULL, next_sync_at = $6, paused_reason = NULL \
+                 progress_phase = NULL, progress_percent = NULL, next_sync_at = $6, paused_reason = NULL, \
+                 mode = CASE WHEN $8 THEN 'migrate' ELSE mode END, \
+                 credentials = CASE WHEN $8 THEN NULL ELSE credentials END \
                  WHERE id = $7",
             )
             .bind(RepoState::Ready.as_str())
@@ -650,6 +654,7 @@ impl Store for PgStore {
             .bind(&result.head_ref)
             .bind(result.next_sync_at)
             .bind(repo_id)
+            .bind(result.promote)
             .execute(&mut *tx)
             .await?
         };
@@ -836,7 +841,7 @@ impl Store for PgStore {
                      VALUES ($1, $2, GREATEST($3, COALESCE((SELECT MAX(started_at) FROM sync_runs WHERE repo_id = $1) \
                          + $4::bigint * interval '1 millisecond', $3)), now()) \
                      ON CONFLICT (repo_id) WHERE claimed_by IS NULL DO UPDATE SET \
-                         trigger = CASE WHEN EXCLUDED.run_after < sync_jobs.run_after THEN EXCLUDED.trigger ELSE sync_jobs.trigger END, \
+                         trigger = CASE WHEN sync_jobs.trigger <> 'promote' AND EXCLUDED.run_after < sync_jobs.run_after THEN EXCLUDED.trigger ELSE sync_jobs.trigger END, \
                          run_after = LEAST(sync_jobs.run_after, EXCLUDED.run_after) \
                      RETURNING run_after",
                 )
@@ -956,5 +961,59 @@ impl Store for PgStore {
             return Err(StoreError::NotFound);
         }
         Ok(())
+    }
+
+    async fn create_web_session(&self, session: &WebSession) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO web_sessions (id_sha256, csrf_token, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4)",
+        )
+        .bind(&session.id_sha256)
+        .bind(&session.csrf_token)
+        .bind(session.created_at)
+        .bind(session.expires_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn get_web_session(
+        &self,
+        id_sha256: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<WebSession>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id_sha256, csrf_token, created_at, expires_at FROM web_sessions \
+             WHERE id_sha256 = $1 AND expires_at > $2",
+        )
+        .bind(id_sha256)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| {
+            Ok(WebSession {
+                id_sha256: row.try_get("id_sha256")?,
+                csrf_token: row.try_get("csrf_token")?,
+                created_at: row.try_get("created_at")?,
+                expires_at: row.try_get("expires_at")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn delete_web_session(&self, id_sha256: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM web_sessions WHERE id_sha256 = $1")
+            .bind(id_sha256)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn prune_web_sessions(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        let done = sqlx::query("DELETE FROM web_sessions WHERE expires_at <= $1")
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
     }
 }

@@ -14,12 +14,13 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
 use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection, SqlitePool};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::{
     check_final, hook_columns, hook_from_columns, lease_end, match_key, parse_kind, parse_mode,
     parse_outcome, parse_state, parse_trigger, parse_visibility, Delivery, DeliveryOutcome, Job,
     NewDelivery, NewRepo, Repo, RepoCounts, RepoUpdate, SecretKey, Store, StoreError, SyncResult,
-    SyncRun, WebhookHook, WebhookState, INTERRUPTED_CODE, INTERRUPTED_MESSAGE,
+    SyncRun, WebSession, WebhookHook, WebhookState, INTERRUPTED_CODE, INTERRUPTED_MESSAGE,
     REF_CHANGES_PER_INSERT,
 };
 
@@ -64,6 +65,8 @@ pub(crate) struct SqliteStore {
     /// queueing writers here (fairly, in order) instead of letting them race for the lock and
     /// sleep in the busy handler keeps write latency flat under load.
     writer: SqlitePool,
+    /// Webhook deliveries, written by one task in group commits (see [`write_deliveries`]).
+    deliveries: mpsc::Sender<DeliveryRequest>,
     key: SecretKey,
 }
 
@@ -101,9 +104,12 @@ async fn enqueue_in(
     .rows_affected()
         == 1;
     if !inserted {
+        // A promotion is never merged away: it keeps its trigger whatever joins it.
         sqlx::query(
-            "UPDATE sync_jobs SET trigger = ?1, run_after = ?2 \
-             WHERE repo_id = ?3 AND claimed_by IS NULL AND run_after > ?2",
+            "UPDATE sync_jobs SET \
+             trigger = CASE WHEN ?1 = 'promote' OR (trigger <> 'promote' AND run_after > ?2) THEN ?1 ELSE trigger END, \
+             run_after = MIN(run_after, ?2) \
+             WHERE repo_id = ?3 AND claimed_by IS NULL AND (run_after > ?2 OR ?1 = 'promote')",
         )
         .bind(trigger.as_str())
         .bind(ms(run_after))
@@ -112,6 +118,117 @@ async fn enqueue_in(
         .await?;
     }
     Ok(inserted)
+}
+
+/// How many waiting deliveries one transaction takes at most.
+const DELIVERY_BATCH: usize = 64;
+
+struct DeliveryRequest {
+    delivery: NewDelivery,
+    now: DateTime<Utc>,
+    reply: oneshot::Sender<Result<DeliveryOutcome, StoreError>>,
+}
+
+/// Group commit for webhook deliveries: whatever deliveries wait when the writer comes free
+/// are written in one transaction, so a burst costs one BEGIN and one COMMIT per batch instead
+/// of per delivery on the one writer connection. Each delivery's outcome is its own: if the
+/// batch fails, each is written again alone, and only the one at fault fails.
+async fn write_deliveries(writer: SqlitePool, mut requests: mpsc::Receiver<DeliveryRequest>) {
+    let mut batch = Vec::with_capacity(DELIVERY_BATCH);
+    while requests.recv_many(&mut batch, DELIVERY_BATCH).await > 0 {
+        match record_batch(&writer, &batch).await {
+            Ok(outcomes) => {
+                for (request, outcome) in batch.drain(..).zip(outcomes) {
+                    let _ = request.reply.send(Ok(outcome));
+                }
+            }
+            Err(e) => {
+                if batch.len() > 1 {
+                    tracing::debug!(error = %e, size = batch.len(), "a batch of deliveries failed; writing each alone");
+                }
+                for request in batch.drain(..) {
+                    let result = record_batch(&writer, std::slice::from_ref(&request))
+                        .await
+                        .map(|mut outcomes| outcomes.remove(0));
+                    let _ = request.reply.send(result);
+                }
+            }
+        }
+    }
+}
+
+async fn record_batch(
+    writer: &SqlitePool,
+    batch: &[DeliveryRequest],
+) -> Result<Vec<DeliveryOutcome>, StoreError> {
+    let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
+    let mut outcomes = Vec::with_capacity(batch.len());
+    for request in batch {
+        outcomes.push(record_delivery_in(&mut tx, &request.delivery, request.now).await?);
+    }
+    tx.commit().await?;
+    Ok(outcomes)
+}
+
+/// One delivery, inside the caller's transaction: its replay row, queued syncs, log lines.
+async fn record_delivery_in(
+    conn: &mut SqliteConnection,
+    delivery: &NewDelivery,
+    now: DateTime<Utc>,
+) -> Result<DeliveryOutcome, StoreError> {
+    if let Some(id) = &delivery.delivery_id {
+        let fresh = sqlx::query(
+            "INSERT INTO webhook_seen (forge, delivery_id, seen_at) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (forge, delivery_id) DO NOTHING",
+        )
+        .bind(&delivery.forge)
+        .bind(id)
+        .bind(ms(now))
+        .execute(&mut *conn)
+        .await?
+        .rows_affected()
+            == 1;
+        if !fresh {
+            return Ok(DeliveryOutcome::Duplicate);
+        }
+    }
+    let mut syncs_due = Vec::new();
+    for entry in &delivery.entries {
+        if entry.sync {
+            // One statement: the job is inserted, or merged into the pending one (the
+            // earlier start wins), spaced after the repository's previous sync started.
+            let due: i64 = sqlx::query_scalar(
+                    "INSERT INTO sync_jobs (repo_id, trigger, run_after, created_at) \
+                     SELECT ?1, ?2, MAX(?3, COALESCE((SELECT MAX(started_at) FROM sync_runs WHERE repo_id = ?1) + ?4, ?3)), ?3 \
+                     WHERE true \
+                     ON CONFLICT (repo_id) WHERE claimed_by IS NULL DO UPDATE SET \
+                         trigger = CASE WHEN sync_jobs.trigger <> 'promote' AND excluded.run_after < sync_jobs.run_after THEN excluded.trigger ELSE sync_jobs.trigger END, \
+                         run_after = MIN(sync_jobs.run_after, excluded.run_after) \
+                     RETURNING run_after",
+                )
+                .bind(entry.repo_id)
+                .bind(Trigger::Webhook.as_str())
+                .bind(ms(now))
+                .bind(i64::try_from(delivery.sync_spacing.as_millis()).unwrap_or(i64::MAX))
+                .fetch_one(&mut *conn)
+                .await?;
+            syncs_due.push(from_ms(due)?);
+        }
+        // The trigger webhook_deliveries_mark_connected updates the repository.
+        sqlx::query(
+                "INSERT INTO webhook_deliveries (repo_id, received_at, forge, event, delivery_id, result) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )
+            .bind(entry.repo_id)
+            .bind(ms(now))
+            .bind(&delivery.forge)
+            .bind(&delivery.event)
+            .bind(delivery.delivery_id.as_deref())
+            .bind(&entry.result)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(DeliveryOutcome::Recorded { syncs_due })
 }
 
 impl SqliteStore {
@@ -142,7 +259,14 @@ impl SqliteStore {
                 .connect_with(options)
                 .await?
         };
-        let store = Self { pool, writer, key };
+        let (deliveries, requests) = mpsc::channel(DELIVERY_BATCH * 4);
+        tokio::spawn(write_deliveries(writer.clone(), requests));
+        let store = Self {
+            pool,
+            writer,
+            deliveries,
+            key,
+        };
         store.backfill_webhook_columns().await?;
         tracing::debug!(backend = "sqlite", "store ready");
         Ok(store)
@@ -612,7 +736,9 @@ impl Store for SqliteStore {
             sqlx::query(
                 "UPDATE repos SET state = ?, last_success_at = ?, branches = ?, tags = ?, head_ref = ?, \
                  last_error_code = NULL, last_error_message = NULL, consecutive_failures = 0, \
-                 progress_phase = NULL, progress_percent = NULL, next_sync_at = ?, paused_reason = NULL \
+                 progress_phase = NULL, progress_percent = NULL, next_sync_at = ?, paused_reason = NULL, \
+                 mode = CASE WHEN ? THEN 'migrate' ELSE mode END, \
+                 credentials = CASE WHEN ? THEN NULL ELSE credentials END \
                  WHERE id = ?",
             )
             .bind(RepoState::Ready.as_str())
@@ -621,6 +747,8 @@ impl Store for SqliteStore {
             .bind(result.tags)
             .bind(&result.head_ref)
             .bind(result.next_sync_at.map(ms))
+            .bind(result.promote)
+            .bind(result.promote)
             .bind(repo_id)
             .execute(&mut *tx)
             .await?
@@ -784,61 +912,17 @@ impl Store for SqliteStore {
         delivery: &NewDelivery,
         now: DateTime<Utc>,
     ) -> Result<DeliveryOutcome, StoreError> {
-        let mut tx = self.begin_write().await?;
-        if let Some(id) = &delivery.delivery_id {
-            let fresh = sqlx::query(
-                "INSERT INTO webhook_seen (forge, delivery_id, seen_at) VALUES (?1, ?2, ?3) \
-                 ON CONFLICT (forge, delivery_id) DO NOTHING",
-            )
-            .bind(&delivery.forge)
-            .bind(id)
-            .bind(ms(now))
-            .execute(&mut *tx)
-            .await?
-            .rows_affected()
-                == 1;
-            if !fresh {
-                return Ok(DeliveryOutcome::Duplicate);
-            }
-        }
-        let mut syncs_due = Vec::new();
-        for entry in &delivery.entries {
-            if entry.sync {
-                // One statement: the job is inserted, or merged into the pending one (the
-                // earlier start wins), spaced after the repository's previous sync started.
-                let due: i64 = sqlx::query_scalar(
-                    "INSERT INTO sync_jobs (repo_id, trigger, run_after, created_at) \
-                     SELECT ?1, ?2, MAX(?3, COALESCE((SELECT MAX(started_at) FROM sync_runs WHERE repo_id = ?1) + ?4, ?3)), ?3 \
-                     WHERE true \
-                     ON CONFLICT (repo_id) WHERE claimed_by IS NULL DO UPDATE SET \
-                         trigger = CASE WHEN excluded.run_after < sync_jobs.run_after THEN excluded.trigger ELSE sync_jobs.trigger END, \
-                         run_after = MIN(sync_jobs.run_after, excluded.run_after) \
-                     RETURNING run_after",
-                )
-                .bind(entry.repo_id)
-                .bind(Trigger::Webhook.as_str())
-                .bind(ms(now))
-                .bind(i64::try_from(delivery.sync_spacing.as_millis()).unwrap_or(i64::MAX))
-                .fetch_one(&mut *tx)
-                .await?;
-                syncs_due.push(from_ms(due)?);
-            }
-            // The trigger webhook_deliveries_mark_connected updates the repository.
-            sqlx::query(
-                "INSERT INTO webhook_deliveries (repo_id, received_at, forge, event, delivery_id, result) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )
-            .bind(entry.repo_id)
-            .bind(ms(now))
-            .bind(&delivery.forge)
-            .bind(&delivery.event)
-            .bind(delivery.delivery_id.as_deref())
-            .bind(&entry.result)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(DeliveryOutcome::Recorded { syncs_due })
+        let closed = || StoreError::Database(sqlx::Error::PoolClosed);
+        let (reply, answer) = oneshot::channel();
+        self.deliveries
+            .send(DeliveryRequest {
+                delivery: delivery.clone(),
+                now,
+                reply,
+            })
+            .await
+            .map_err(|_| closed())?;
+        answer.await.map_err(|_| closed())?
     }
 
     async fn list_deliveries(&self, repo_id: i64, limit: i64) -> Result<Vec<Delivery>, StoreError> {
@@ -924,6 +1008,60 @@ impl Store for SqliteStore {
             return Err(StoreError::NotFound);
         }
         Ok(())
+    }
+
+    async fn create_web_session(&self, session: &WebSession) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO web_sessions (id_sha256, csrf_token, created_at, expires_at) \
+             VALUES (?1, ?2, ?3, ?4)",
+        )
+        .bind(&session.id_sha256)
+        .bind(&session.csrf_token)
+        .bind(ms(session.created_at))
+        .bind(ms(session.expires_at))
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    async fn get_web_session(
+        &self,
+        id_sha256: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<WebSession>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id_sha256, csrf_token, created_at, expires_at FROM web_sessions \
+             WHERE id_sha256 = ?1 AND expires_at > ?2",
+        )
+        .bind(id_sha256)
+        .bind(ms(now))
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| {
+            Ok(WebSession {
+                id_sha256: row.try_get("id_sha256")?,
+                csrf_token: row.try_get("csrf_token")?,
+                created_at: from_ms(row.try_get("created_at")?)?,
+                expires_at: from_ms(row.try_get("expires_at")?)?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn delete_web_session(&self, id_sha256: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM web_sessions WHERE id_sha256 = ?1")
+            .bind(id_sha256)
+            .execute(&self.writer)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn prune_web_sessions(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        let done = sqlx::query("DELETE FROM web_sessions WHERE expires_at <= ?1")
+            .bind(ms(now))
+            .execute(&self.writer)
+            .await?;
+        Ok(done.rows_affected())
     }
 }
 

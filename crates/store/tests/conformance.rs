@@ -20,7 +20,7 @@ use mirrorhub_core::{
 };
 use mirrorhub_store::{
     connect, CryptoError, DeliveryEntry, DeliveryOutcome, NewDelivery, NewRepo, SecretKey, Store,
-    StoreError, SyncResult, WebhookHook, INTERRUPTED_CODE, INTERRUPTED_MESSAGE,
+    StoreError, SyncResult, WebSession, WebhookHook, INTERRUPTED_CODE, INTERRUPTED_MESSAGE,
 };
 use secrecy::ExposeSecret;
 
@@ -68,6 +68,7 @@ fn success(at: DateTime<Utc>, changes: Vec<RefChange>) -> SyncResult {
         head_ref: Some("refs/heads/main".into()),
         next_sync_at: Some(at + secs(86_400)),
         pause: false,
+        promote: false,
     }
 }
 
@@ -83,6 +84,7 @@ fn failure(at: DateTime<Utc>, code: &str) -> SyncResult {
         head_ref: Some("refs/heads/ignored".into()),
         next_sync_at: Some(at + secs(300)),
         pause: false,
+        promote: false,
     }
 }
 
@@ -1846,7 +1848,183 @@ async fn a_bot_command_is_taken_once(db: TestDb) {
     assert!(take("github", "o/r#1", "/mirror", t0() + secs(20)).await);
 }
 
+async fn web_sessions_expire_and_sign_out(db: TestDb) {
+    let s = db.store.as_ref();
+    let session = WebSession {
+        id_sha256: "ab".repeat(32),
+        csrf_token: "csrf-1".into(),
+        created_at: t0(),
+        expires_at: t0() + secs(3600),
+    };
+    s.create_web_session(&session).await.unwrap();
+    assert!(matches!(
+        s.create_web_session(&session).await,
+        Err(StoreError::Conflict)
+    ));
+    assert_eq!(
+        s.get_web_session(&session.id_sha256, t0() + secs(10))
+            .await
+            .unwrap(),
+        Some(session.clone())
+    );
+    assert_eq!(
+        s.get_web_session(&session.id_sha256, t0() + secs(3600))
+            .await
+            .unwrap(),
+        None,
+        "expired"
+    );
+    assert_eq!(s.get_web_session("cd", t0()).await.unwrap(), None);
+    let other = WebSession {
+        id_sha256: "cd".repeat(32),
+        expires_at: t0() + secs(10),
+        ..session.clone()
+    };
+    s.create_web_session(&other).await.unwrap();
+    assert_eq!(s.prune_web_sessions(t0() + secs(20)).await.unwrap(), 1);
+    assert!(s.delete_web_session(&session.id_sha256).await.unwrap());
+    assert!(!s.delete_web_session(&session.id_sha256).await.unwrap());
+    assert_eq!(
+        s.get_web_session(&session.id_sha256, t0()).await.unwrap(),
+        None
+    );
+}
+
+async fn a_promotion_is_never_merged_away_and_is_recorded_with_its_run(db: TestDb) {
+    let s = db.store.as_ref();
+    let with_credentials = |owner: &str, name: &str| NewRepo {
+        credentials: Some(Credentials::new(Some("bot"), "s3cret").unwrap()),
+        ..new_repo(owner, name, Mode::Mirror)
+    };
+    let id = s
+        .create_repo(with_credentials("alice", "moving"), t0())
+        .await
+        .unwrap()
+        .id;
+    s.enqueue_sync(id, Trigger::Schedule, t0()).await.unwrap();
+    s.enqueue_sync(id, Trigger::Promote, t0() + secs(5))
+        .await
+        .unwrap();
+    s.enqueue_sync(id, Trigger::Webhook, t0() - secs(5))
+        .await
+        .unwrap();
+    // A push webhook arriving meanwhile joins it too.
+    let push = NewDelivery {
+        forge: "github".into(),
+        delivery_id: Some("d-promote".into()),
+        event: "push".into(),
+        entries: vec![DeliveryEntry {
+            repo_id: id,
+            sync: true,
+            result: "sync queued".into(),
+        }],
+        sync_spacing: Duration::ZERO,
+    };
+    s.record_delivery(&push, t0() - secs(10)).await.unwrap();
+    assert_eq!(db.count("sync_jobs").await, 1);
+    let job = s
+        .claim_job("w1", t0(), LEASE)
+        .await
+        .unwrap()
+        .expect("due at the earliest time asked for");
+    assert_eq!(
+        job.trigger,
+        Trigger::Promote,
+        "the promotion kept its trigger"
+    );
+
+    let run = s.start_run(id, Trigger::Promote, t0()).await.unwrap();
+    s.finish_run(
+        run,
+        id,
+        &SyncResult {
+            next_sync_at: None,
+            promote: true,
+            ..success(t0() + secs(1), vec![])
+        },
+    )
+    .await
+    .unwrap();
+    let repo = s.get_repo_by_id(id).await.unwrap().unwrap();
+    assert_eq!(repo.mode, Mode::Migrate);
+    assert_eq!(repo.next_sync_at, None);
+    assert!(
+        repo.credentials.is_none(),
+        "upstream credentials are forgotten"
+    );
+    assert_eq!(
+        s.list_runs(id, 1).await.unwrap()[0].trigger,
+        Trigger::Promote
+    );
+
+    // A failed promotion changes nothing but the failure count.
+    let other = s
+        .create_repo(with_credentials("bob", "staying"), t0())
+        .await
+        .unwrap()
+        .id;
+    let run = s.start_run(other, Trigger::Promote, t0()).await.unwrap();
+    s.finish_run(
+        run,
+        other,
+        &SyncResult {
+            promote: true,
+            ..failure(t0() + secs(1), "upstream_unreachable")
+        },
+    )
+    .await
+    .unwrap();
+    let repo = s.get_repo_by_id(other).await.unwrap().unwrap();
+    assert_eq!(repo.mode, Mode::Mirror);
+    assert!(repo.credentials.is_some());
+}
+
+async fn concurrent_deliveries_each_get_their_own_outcome(db: TestDb) {
+    let s = db.store.clone();
+    let id = mirror(s.as_ref(), "alice", "busy").await;
+    let delivery = |delivery_id: String, repo_id: i64| NewDelivery {
+        forge: "github".into(),
+        delivery_id: Some(delivery_id),
+        event: "push".into(),
+        entries: vec![DeliveryEntry {
+            repo_id,
+            sync: true,
+            result: "sync queued".into(),
+        }],
+        sync_spacing: Duration::ZERO,
+    };
+    // A burst: the same delivery twenty times (one is recorded), twenty distinct ones (all
+    // are), and one for a repository that does not exist (it alone fails).
+    let mut tasks = Vec::new();
+    for n in 0..41 {
+        let s = s.clone();
+        let d = match n {
+            0..20 => delivery("same".into(), id),
+            20..40 => delivery(format!("distinct-{n}"), id),
+            _ => delivery("orphan".into(), id + 1000),
+        };
+        tasks.push(tokio::spawn(async move {
+            (n, s.record_delivery(&d, t0()).await)
+        }));
+    }
+    let (mut recorded_same, mut recorded_distinct) = (0, 0);
+    for task in tasks {
+        match task.await.unwrap() {
+            (0..20, Ok(DeliveryOutcome::Recorded { .. })) => recorded_same += 1,
+            (0..20, Ok(DeliveryOutcome::Duplicate)) => {}
+            (20..40, Ok(DeliveryOutcome::Recorded { .. })) => recorded_distinct += 1,
+            (40, Err(StoreError::NotFound)) => {}
+            (n, other) => panic!("delivery {n}: {other:?}"),
+        }
+    }
+    assert_eq!((recorded_same, recorded_distinct), (1, 20));
+    assert_eq!(s.list_deliveries(id, 100).await.unwrap().len(), 21);
+}
+
 conformance!(
+    concurrent_deliveries_each_get_their_own_outcome,
+    a_promotion_is_never_merged_away_and_is_recorded_with_its_run,
+    web_sessions_expire_and_sign_out,
     a_bot_command_is_taken_once,
     every_repo_gets_a_webhook_secret_and_a_match_key,
     deliveries_queue_syncs_log_and_refuse_replays,

@@ -150,6 +150,29 @@ impl ReposApi {
         Ok(Json(self.resource(&repo)))
     }
 
+    /// Promote a mirror to primary.
+    ///
+    /// Checks that the upstream answers (else `422`, saying so), then queues one final sync;
+    /// when every branch and tag equals the upstream's, the repository becomes the primary
+    /// (`mode: "migrate"`): never synced again, its upstream credentials forgotten. The run
+    /// (trigger `promote`) in the sync history says how it went. With `force=true` the
+    /// promotion happens at once, without a final sync: for an upstream that is gone.
+    #[oai(path = "/repos/:owner/:name/promote", method = "post")]
+    async fn promote_repo(
+        &self,
+        _auth: AdminToken,
+        owner: Path<String>,
+        name: Path<String>,
+        /// Promote now without a final sync or check (the upstream is gone).
+        force: Query<Option<bool>>,
+    ) -> ApiResult<Accepted> {
+        let repo = self
+            .hub
+            .promote(&owner, strip_git(&name), force.0.unwrap_or(false))
+            .await?;
+        Ok(Accepted::Repo(Json(self.resource(&repo))))
+    }
+
     /// Delete a repository and its bare copy on disk.
     #[oai(path = "/repos/:owner/:name", method = "delete")]
     async fn delete_repo(

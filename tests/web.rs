@@ -1,0 +1,558 @@
+//! The web UI over plain HTTP, as a hostile or careless client meets it: sign-in and sessions,
+//! CSRF, escaping, security headers, redirects that stay on the hub. The real binary, real
+//! upstreams; each test on SQLite, and on PostgreSQL when `MIRRORHUB_TEST_POSTGRES_URL` names
+//! a server. The browser journeys are in `tests/ui.rs`.
+
+#[macro_use]
+mod common;
+
+use common::{Db, Hub, TestDb, TOKEN};
+use mirrorhub_testkit::{init_bare, GitDaemon, Scratch};
+use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
+use reqwest::redirect::Policy;
+use serde_json::json;
+
+on_both_databases!(
+    pages_need_a_session_and_sign_in_is_protected,
+    forms_without_the_session_token_are_refused,
+    sign_out_ends_the_session_everywhere,
+    user_text_is_escaped_and_pages_are_locked_down,
+    forms_show_errors_next_to_their_fields,
+    settings_are_checked_and_saved
+);
+
+/// A cookie-keeping client that never follows redirects (they are asserted).
+struct Visitor {
+    http: reqwest::Client,
+    base: String,
+    cookies: Vec<(String, String)>,
+}
+
+struct Page {
+    status: u16,
+    location: Option<String>,
+    body: String,
+    headers: reqwest::header::HeaderMap,
+}
+
+impl Page {
+    /// The value of the first `name="csrf"` hidden field.
+    fn csrf(&self) -> String {
+        hidden(&self.body, "csrf")
+    }
+}
+
+fn hidden(body: &str, name: &str) -> String {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = body
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no {name} field in:\n{body}"))
+        + marker.len();
+    body[start..].split('"').next().unwrap().to_owned()
+}
+
+impl Visitor {
+    fn new(hub: &Hub) -> Self {
+        Self {
+            http: reqwest::Client::builder()
+                .redirect(Policy::none())
+                .build()
+                .unwrap(),
+            base: hub.base.clone(),
+            cookies: Vec::new(),
+        }
+    }
+
+    fn cookie_header(&self) -> String {
+        self.cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    fn cookie(&self, name: &str) -> Option<String> {
+        self.cookies
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    }
+
+    async fn send(&mut self, req: reqwest::RequestBuilder) -> Page {
+        let req = if self.cookies.is_empty() {
+            req
+        } else {
+            req.header(COOKIE, self.cookie_header())
+        };
+        let resp = req.send().await.expect("request to the hub");
+        for set in resp.headers().get_all(SET_COOKIE) {
+            let set = set.to_str().unwrap();
+            let (pair, attrs) = set.split_once(';').unwrap_or((set, ""));
+            let (k, v) = pair.split_once('=').unwrap();
+            self.cookies.retain(|(name, _)| name != k);
+            if !attrs.contains("Max-Age=0") {
+                self.cookies.push((k.to_owned(), v.to_owned()));
+            }
+        }
+        Page {
+            status: resp.status().as_u16(),
+            location: resp
+                .headers()
+                .get(LOCATION)
+                .map(|l| l.to_str().unwrap().to_owned()),
+            headers: resp.headers().clone(),
+            body: resp.text().await.unwrap(),
+        }
+    }
+
+    async fn get(&mut self, path: &str) -> Page {
+        let req = self.http.get(format!("{}{path}", self.base));
+        self.send(req).await
+    }
+
+    async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
+        let req = self.http.post(format!("{}{path}", self.base)).form(form);
+        self.send(req).await
+    }
+
+    async fn sign_in(&mut self) {
+        let form = self.get("/-/login").await;
+        let page = self
+            .post(
+                "/-/login",
+                &[("csrf", &form.csrf()), ("token", TOKEN), ("next", "/")],
+            )
+            .await;
+        assert_eq!(page.status, 303, "{}", page.body);
+        assert!(self.cookie("mirrorhub_session").is_some());
+    }
+}
+
+async fn upstream(daemon_root: &std::path::Path) -> GitDaemon {
+    let upstream = daemon_root.join("project.git");
+    init_bare(&upstream);
+    let work = Scratch::new();
+    work.commit_file("README.md", "hello\n", "first commit");
+    work.push_mirror(upstream.to_str().unwrap());
+    mirrorhub_testkit::git(&upstream, ["symbolic-ref", "HEAD", "refs/heads/main"]);
+    GitDaemon::start(daemon_root).await
+}
+
+/// Mirrors the daemon's `project.git` as `team/app` (with `extra` fields in the create call)
+/// and waits for the first copy.
+async fn mirror_app(hub: &Hub, daemon: &GitDaemon, extra: serde_json::Value) {
+    let mut body =
+        json!({"url": daemon.url("project.git"), "owner": "team", "name": "app", "mode": "mirror"});
+    if let (Some(body), Some(extra)) = (body.as_object_mut(), extra.as_object()) {
+        body.extend(extra.clone());
+    }
+    let (status, answer) = hub.post("/api/v1/repos", body).await;
+    assert_eq!(status, 202, "{answer}");
+    hub.wait_for_run("team/app", None).await;
+}
+
+async fn pages_need_a_session_and_sign_in_is_protected(db: TestDb) {
+    let hub = Hub::start(&db, &[]).await;
+    let mut v = Visitor::new(&hub);
+    let page = v.get("/team/app").await;
+    assert_eq!(page.status, 303);
+    assert_eq!(
+        page.location.as_deref(),
+        Some("/-/login?next=%2Fteam%2Fapp")
+    );
+
+    // The sign-in form sets its double-submit cookie; a post without it is refused.
+    let form = v.get("/-/login?next=/team/app").await;
+    assert_eq!(form.status, 200);
+    assert_eq!(hidden(&form.body, "next"), "/team/app");
+    let login_cookie = v.cookie("mirrorhub_login").expect("login cookie");
+    let set = form.headers.get(SET_COOKIE).unwrap().to_str().unwrap();
+    assert!(
+        set.contains("HttpOnly") && set.contains("SameSite=Lax") && set.contains("Secure"),
+        "{set}"
+    );
+    let mut stranger = Visitor::new(&hub);
+    let forged = stranger
+        .post("/-/login", &[("csrf", &login_cookie), ("token", TOKEN)])
+        .await;
+    assert_eq!(forged.status, 403, "{}", forged.body);
+    assert!(forged.body.contains("Reload the page"), "{}", forged.body);
+
+    // A wrong token: the error next to the token field, no session.
+    let wrong = v
+        .post(
+            "/-/login",
+            &[
+                ("csrf", &form.csrf()),
+                ("token", "nope"),
+                ("next", "/team/app"),
+            ],
+        )
+        .await;
+    assert_eq!(wrong.status, 200, "shown again, with the error");
+    assert!(wrong.body.contains("id=\"token-error\""), "{}", wrong.body);
+    assert!(wrong.body.contains("aria-invalid=\"true\""));
+    assert!(v.cookie("mirrorhub_session").is_none());
+
+    // The right one: back to where the visitor was going, never to another site.
+    let ok = v
+        .post(
+            "/-/login",
+            &[
+                ("csrf", &form.csrf()),
+                ("token", TOKEN),
+                ("next", "//evil.example/x"),
+            ],
+        )
+        .await;
+    assert_eq!((ok.status, ok.location.as_deref()), (303, Some("/")));
+    let session = ok
+        .headers
+        .get_all(SET_COOKIE)
+        .iter()
+        .map(|c| c.to_str().unwrap().to_owned())
+        .find(|c| c.starts_with("mirrorhub_session="))
+        .unwrap();
+    assert!(
+        session.contains("HttpOnly")
+            && session.contains("Secure")
+            && session.contains("Max-Age=43200"),
+        "{session}"
+    );
+    let list = v.get("/").await;
+    assert_eq!(list.status, 200);
+    assert!(list.body.contains("No repositories yet"), "{}", list.body);
+    // Signed in, the sign-in page sends the visitor on.
+    assert_eq!(v.get("/-/login").await.status, 303);
+    // A made-up session cookie is a visitor like any other.
+    let mut forger = Visitor::new(&hub);
+    forger
+        .cookies
+        .push(("mirrorhub_session".into(), "0".repeat(64)));
+    assert_eq!(forger.get("/").await.status, 303);
+}
+
+async fn forms_without_the_session_token_are_refused(db: TestDb) {
+    let root = tempfile::tempdir().unwrap();
+    let daemon = upstream(root.path()).await;
+    let hub = Hub::start(&db, &[]).await;
+    mirror_app(&hub, &daemon, json!({})).await;
+    let first = hub.latest_run_id("team/app").await;
+
+    let mut v = Visitor::new(&hub);
+    v.sign_in().await;
+    let page = v.get("/team/app").await;
+    assert_eq!(page.status, 200);
+    let csrf = page.csrf();
+    // What a cross-site form could send: the browser adds the cookie, not the token.
+    for (path, form) in [
+        ("/team/app/-/sync", vec![("back", "/")]),
+        ("/team/app/-/delete", vec![("confirm", "team/app")]),
+        ("/team/app/-/settings", vec![("description", "owned")]),
+        (
+            "/-/new",
+            vec![("url", "git://127.0.0.1/x.git"), ("owner", "evil")],
+        ),
+    ] {
+        let mut with_wrong = form.clone();
+        with_wrong.push(("csrf", "0000"));
+        for attempt in [form, with_wrong] {
+            let refused = v.post(path, &attempt).await;
+            assert_eq!(refused.status, 403, "{path}: {}", refused.body);
+        }
+    }
+    let (_, repo) = hub.get("/api/v1/repos/team/app").await;
+    assert_eq!(repo["description"], "", "nothing changed");
+    assert_eq!(hub.latest_run_id("team/app").await, first, "no sync queued");
+
+    // With the token, the sync button works and says so.
+    let synced = v
+        .post("/team/app/-/sync", &[("csrf", &csrf), ("back", "/")])
+        .await;
+    assert_eq!(
+        (synced.status, synced.location.as_deref()),
+        (303, Some("/?notice=sync-queued"))
+    );
+    let list = v.get("/?notice=sync-queued").await;
+    assert!(list.body.contains("Sync queued"), "{}", list.body);
+    hub.wait_for_run("team/app", first).await;
+}
+
+async fn sign_out_ends_the_session_everywhere(db: TestDb) {
+    let hub = Hub::start(&db, &[]).await;
+    let mut v = Visitor::new(&hub);
+    v.sign_in().await;
+    let copied = v.cookie("mirrorhub_session").unwrap();
+    let page = v.get("/").await;
+    let out = v.post("/-/logout", &[("csrf", &page.csrf())]).await;
+    assert_eq!(
+        (out.status, out.location.as_deref()),
+        (303, Some("/-/login?notice=signed-out"))
+    );
+    assert!(
+        v.cookie("mirrorhub_session").is_none(),
+        "the browser forgets it"
+    );
+    let mut thief = Visitor::new(&hub);
+    thief.cookies.push(("mirrorhub_session".into(), copied));
+    assert_eq!(thief.get("/").await.status, 303, "the server forgot it too");
+}
+
+async fn user_text_is_escaped_and_pages_are_locked_down(db: TestDb) {
+    let root = tempfile::tempdir().unwrap();
+    let daemon = upstream(root.path()).await;
+    let hub = Hub::start(&db, &[]).await;
+    let hostile = "<script>alert(1)</script>\"><img src=x onerror=alert(2)>";
+    mirror_app(&hub, &daemon, json!({"description": hostile})).await;
+    let mut v = Visitor::new(&hub);
+    v.sign_in().await;
+    let page = v.get("/team/app").await;
+    assert_eq!(page.status, 200);
+    assert!(!page.body.contains("<script>alert"), "{}", page.body);
+    assert!(!page.body.contains("<img src=x"), "{}", page.body);
+    assert!(
+        page.body
+            .contains("&#60;script&#62;alert(1)&#60;/script&#62;"),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body.contains("first commit"),
+        "the commit list: {}",
+        page.body
+    );
+    let csp = page.headers["content-security-policy"].to_str().unwrap();
+    assert!(
+        csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"),
+        "{csp}"
+    );
+    assert_eq!(page.headers["x-frame-options"], "DENY");
+    assert_eq!(page.headers["cache-control"], "no-store");
+    // The clone URL pasted into a browser leads to the page; unknown repositories are a page too.
+    let pasted = v.get("/team/app.git").await;
+    assert_eq!(
+        (pasted.status, pasted.location.as_deref()),
+        (303, Some("/team/app"))
+    );
+    let missing = v.get("/team/nothing").await;
+    assert_eq!(missing.status, 404);
+    assert!(missing.headers["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+    assert!(
+        missing.body.contains("team/nothing does not exist"),
+        "{}",
+        missing.body
+    );
+    // The API keeps answering in JSON.
+    let (status, body) = hub.get("/api/v1/repos/team/nothing").await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (404, Some("repo_not_found"))
+    );
+    // Assets are served from the binary.
+    let css = v.get("/-/static/app.css").await;
+    assert_eq!(css.status, 200);
+    assert!(css.headers["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/css"));
+    assert_eq!(v.get("/-/static/../Cargo.toml").await.status, 404);
+}
+
+type Case<'a> = (&'a [(&'a str, &'a str)], &'a str, &'a str);
+
+async fn forms_show_errors_next_to_their_fields(db: TestDb) {
+    let root = tempfile::tempdir().unwrap();
+    let daemon = upstream(root.path()).await;
+    let hub = Hub::start(&db, &[]).await;
+    let mut v = Visitor::new(&hub);
+    v.sign_in().await;
+    let form = v.get("/-/new").await;
+    assert_eq!(form.status, 200);
+    let csrf = form.csrf();
+    let url = daemon.url("project.git");
+    // (form fields, id of the error element, what it must say)
+    let cases: &[Case] = &[
+        (
+            &[("url", "file:///etc/passwd"), ("owner", "team")],
+            "url-error",
+            "file",
+        ),
+        (
+            &[("url", "http://10.1.2.3/x.git"), ("owner", "team")],
+            "url-error",
+            "MIRRORHUB_ALLOWED_HOSTS",
+        ),
+        (&[("url", &url), ("owner", "../x")], "owner-error", "owner"),
+        (
+            &[("url", &url), ("owner", "team"), ("sync_interval", "soon")],
+            "sync_interval-error",
+            "",
+        ),
+    ];
+    for (fields, error_id, needle) in cases {
+        let mut body = vec![
+            ("csrf", csrf.as_str()),
+            ("action", "create"),
+            ("mode", "mirror"),
+        ];
+        body.extend_from_slice(fields);
+        let page = v.post("/-/new", &body).await;
+        assert_eq!(page.status, 200, "{fields:?}: shown again, with the error");
+        let start = page
+            .body
+            .find(&format!("id=\"{error_id}\""))
+            .unwrap_or_else(|| panic!("{fields:?}: no {error_id} in\n{}", page.body));
+        let shown = &page.body[start..start + 300];
+        assert!(shown.contains(needle), "{fields:?}: {shown}");
+        // What was typed stays in the form.
+        assert!(
+            page.body
+                .contains(&format!("value=\"{}\"", fields[0].1.replace('&', "&amp;"))),
+            "{}",
+            page.body
+        );
+    }
+    let (_, repos) = hub.get("/api/v1/repos").await;
+    assert_eq!(repos.as_array().unwrap().len(), 0, "nothing half-created");
+
+    // Test connection: a report, nothing created.
+    let tested = v
+        .post(
+            "/-/new",
+            &[
+                ("csrf", &csrf),
+                ("action", "test"),
+                ("url", &url),
+                ("owner", "team"),
+            ],
+        )
+        .await;
+    assert_eq!(tested.status, 200, "{}", tested.body);
+    assert!(
+        tested
+            .body
+            .contains("Connected: 1 branch, 0 tags, default branch main."),
+        "{}",
+        tested.body
+    );
+    let (_, repos) = hub.get("/api/v1/repos").await;
+    assert_eq!(repos.as_array().unwrap().len(), 0);
+
+    // Launch: to the new repository's page.
+    let created = v
+        .post(
+            "/-/new",
+            &[
+                ("csrf", &csrf),
+                ("action", "create"),
+                ("url", &url),
+                ("owner", "team"),
+                ("mode", "mirror"),
+            ],
+        )
+        .await;
+    assert_eq!(
+        (created.status, created.location.as_deref()),
+        (303, Some("/team/project?notice=created"))
+    );
+    hub.wait_for_run("team/project", None).await;
+    // Deleting needs the exact name.
+    let page = v.get("/team/project").await;
+    let refused = v
+        .post(
+            "/team/project/-/delete",
+            &[("csrf", &page.csrf()), ("confirm", "project")],
+        )
+        .await;
+    assert_eq!(refused.status, 200);
+    assert!(
+        refused.body.contains("Nothing was deleted"),
+        "{}",
+        refused.body
+    );
+    let gone = v
+        .post(
+            "/team/project/-/delete",
+            &[("csrf", &page.csrf()), ("confirm", "team/project")],
+        )
+        .await;
+    assert_eq!(
+        (gone.status, gone.location.as_deref()),
+        (303, Some("/?notice=deleted"))
+    );
+    assert_eq!(hub.get("/api/v1/repos/team/project").await.0, 404);
+}
+
+async fn settings_are_checked_and_saved(db: TestDb) {
+    let root = tempfile::tempdir().unwrap();
+    let daemon = upstream(root.path()).await;
+    let hub = Hub::start(&db, &[]).await;
+    mirror_app(&hub, &daemon, json!({})).await;
+    let mut v = Visitor::new(&hub);
+    v.sign_in().await;
+    let page = v.get("/team/app").await;
+    assert!(
+        page.body.contains("value=\"24h\""),
+        "the interval as typed: {}",
+        page.body
+    );
+    let csrf = page.csrf();
+
+    // A bad interval: said next to the field, nothing saved, the typed values kept.
+    let bad = v
+        .post(
+            "/team/app/-/settings",
+            &[
+                ("csrf", &csrf),
+                ("sync_interval", "1s"),
+                ("description", "kept"),
+                ("visibility", "public"),
+            ],
+        )
+        .await;
+    assert_eq!(bad.status, 200);
+    let at = bad
+        .body
+        .find("id=\"set-sync_interval-error\"")
+        .expect(&bad.body);
+    assert!(
+        bad.body[at..].contains("at least"),
+        "{}",
+        &bad.body[at..at + 200]
+    );
+    assert!(bad.body.contains(">kept</textarea>"));
+    let (_, repo) = hub.get("/api/v1/repos/team/app").await;
+    assert_eq!(
+        (repo["sync_interval"].as_str(), repo["description"].as_str()),
+        (Some("24h"), Some(""))
+    );
+
+    // Valid: saved, and back on the page with a notice.
+    let saved = v
+        .post(
+            "/team/app/-/settings",
+            &[
+                ("csrf", &csrf),
+                ("sync_interval", "2h"),
+                ("description", "our app"),
+                ("visibility", "public"),
+            ],
+        )
+        .await;
+    assert_eq!(
+        (saved.status, saved.location.as_deref()),
+        (303, Some("/team/app?notice=saved#settings"))
+    );
+    let (_, repo) = hub.get("/api/v1/repos/team/app").await;
+    assert_eq!(repo["sync_interval"], "2h");
+    assert_eq!(repo["description"], "our app");
+    assert_eq!(repo["visibility"], "public");
+    assert!(v
+        .get("/team/app?notice=saved")
+        .await
+        .body
+        .contains("Settings saved."));
+}
