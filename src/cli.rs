@@ -13,12 +13,12 @@ pub struct HubArgs {
     /// The hub's base URL.
     #[arg(long, env = "MIRRORHUB_URL", default_value = "http://127.0.0.1:8080")]
     hub: String,
-    /// An API token for the hub.
+    /// A personal access token (or the hub's admin token).
     #[arg(long, env = "MIRRORHUB_TOKEN", hide_env_values = true)]
     token: Option<SecretString>,
     /// Print the API's JSON instead of a summary.
     #[arg(long)]
-    json: bool,
+    pub json: bool,
 }
 
 #[derive(Subcommand)]
@@ -104,14 +104,16 @@ pub enum RepoCommand {
     },
 }
 
-struct Client {
+pub struct Client {
     http: reqwest::Client,
     base: String,
     token: Option<SecretString>,
+    /// A user name and password, used instead of the token when set.
+    password: Option<(String, SecretString)>,
 }
 
 impl Client {
-    fn new(args: &HubArgs) -> anyhow::Result<Self> {
+    pub fn new(args: &HubArgs) -> anyhow::Result<Self> {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(120))
             .build()?;
@@ -119,24 +121,34 @@ impl Client {
             http,
             base: args.hub.trim_end_matches('/').to_owned(),
             token: args.token.clone(),
+            password: None,
         })
     }
 
-    async fn call(
+    /// Signs in with a user name and password (HTTP basic) instead of a token.
+    pub fn with_password(self, username: String, password: SecretString) -> Self {
+        Self {
+            password: Some((username, password)),
+            ..self
+        }
+    }
+
+    pub async fn call(
         &self,
         method: reqwest::Method,
         path: &str,
         body: Option<Value>,
     ) -> anyhow::Result<Option<Value>> {
-        let Some(token) = &self.token else {
-            anyhow::bail!(
-                "no API token: set MIRRORHUB_TOKEN (or pass --token) to the hub's admin token"
-            );
-        };
-        let mut req = self
+        let req = self
             .http
-            .request(method, format!("{}/api/v1{path}", self.base))
-            .bearer_auth(token.expose_secret());
+            .request(method, format!("{}/api/v1{path}", self.base));
+        let mut req = match (&self.password, &self.token) {
+            (Some((user, password)), _) => req.basic_auth(user, Some(password.expose_secret())),
+            (None, Some(token)) => req.bearer_auth(token.expose_secret()),
+            (None, None) => anyhow::bail!(
+                "no API token: set MIRRORHUB_TOKEN (or pass --token) to your personal access token or the hub's admin token"
+            ),
+        };
         if let Some(body) = body {
             req = req.json(&body);
         }
@@ -164,9 +176,16 @@ impl Client {
 }
 
 impl Client {
-    async fn get(&self, path: &str) -> anyhow::Result<Value> {
+    pub async fn get(&self, path: &str) -> anyhow::Result<Value> {
         Ok(self
             .call(reqwest::Method::GET, path, None)
+            .await?
+            .unwrap_or_default())
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
+        Ok(self
+            .call(reqwest::Method::POST, path, Some(body))
             .await?
             .unwrap_or_default())
     }
@@ -176,6 +195,17 @@ impl Client {
         self.get(&format!("/repos/{repo}/syncs?limit={limit}"))
             .await
     }
+}
+
+/// A secret read from standard input (one line; the newline is not part of it).
+pub fn read_stdin_secret(what: &str) -> anyhow::Result<SecretString> {
+    let mut text = String::new();
+    std::io::stdin()
+        .read_to_string(&mut text)
+        .with_context(|| format!("could not read {what} from standard input"))?;
+    Ok(SecretString::from(
+        text.trim_end_matches(['\r', '\n']).to_owned(),
+    ))
 }
 
 fn split_repo(repo: &str) -> anyhow::Result<(&str, &str)> {
@@ -204,11 +234,7 @@ pub async fn run(cmd: RepoCommand) -> anyhow::Result<std::process::ExitCode> {
                 None => (target.clone(), None),
             };
             let token = if token_stdin {
-                let mut t = String::new();
-                std::io::stdin()
-                    .read_to_string(&mut t)
-                    .context("could not read the token from standard input")?;
-                Some(t.trim_end_matches(['\r', '\n']).to_owned())
+                Some(read_stdin_secret("the token")?.expose_secret().to_owned())
             } else {
                 std::env::var("MIRRORHUB_UPSTREAM_TOKEN").ok()
             };

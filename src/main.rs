@@ -2,6 +2,7 @@
 //! server and the workers together (`serve`); the other subcommands script a running hub
 //! over its REST API, or administer the database directly.
 
+mod accounts_cli;
 mod cli;
 mod config;
 mod serve;
@@ -28,6 +29,17 @@ enum Command {
     /// Create, list, show, sync and delete repositories on a running hub (through its API).
     #[command(subcommand)]
     Repo(cli::RepoCommand),
+    /// Show who the token belongs to and what it may do.
+    Whoami(cli::HubArgs),
+    /// Create and list users (through the API; site admins).
+    #[command(subcommand)]
+    User(accounts_cli::UserCommand),
+    /// Create, list and revoke personal access tokens (through the API).
+    #[command(subcommand)]
+    Token(accounts_cli::TokenCommand),
+    /// Create organizations and manage their members (through the API).
+    #[command(subcommand)]
+    Org(accounts_cli::OrgCommand),
     /// Administer the hub's database directly (run on the hub's machine).
     #[command(subcommand)]
     Admin(serve::AdminCommand),
@@ -51,6 +63,10 @@ fn main() -> std::process::ExitCode {
         match args.command {
             Command::Serve(args) => serve::run(*args).await,
             Command::Repo(cmd) => cli::run(cmd).await,
+            Command::Whoami(hub) => accounts_cli::whoami(hub).await,
+            Command::User(cmd) => accounts_cli::user(cmd).await,
+            Command::Token(cmd) => accounts_cli::token(cmd).await,
+            Command::Org(cmd) => accounts_cli::org(cmd).await,
             Command::Admin(cmd) => serve::admin(cmd).await,
         }
     });

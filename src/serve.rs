@@ -307,6 +307,16 @@ pub enum AdminCommand {
     ResetToken(Box<ServeArgs>),
     /// Run the database migrations and exit.
     Migrate(Box<ServeArgs>),
+    /// Create a user with a first access token (admin scope), printed once: the way to the
+    /// first user of a hub without an API call.
+    CreateUser {
+        username: String,
+        /// Make the user a site admin (may do everything, like the admin token).
+        #[arg(long)]
+        site_admin: bool,
+        #[command(flatten)]
+        args: Box<ServeArgs>,
+    },
 }
 
 pub async fn admin(cmd: AdminCommand) -> anyhow::Result<std::process::ExitCode> {
@@ -325,6 +335,25 @@ pub async fn admin(cmd: AdminCommand) -> anyhow::Result<std::process::ExitCode> 
             if args.admin_token.is_some() {
                 eprintln!("  note: MIRRORHUB_ADMIN_TOKEN is set, and while it is, it is the token the hub accepts.");
             }
+        }
+        AdminCommand::CreateUser {
+            username,
+            site_admin,
+            args,
+        } => {
+            std::fs::create_dir_all(&args.data_dir)?;
+            let store = open_store(&args).await?;
+            let (user, token) =
+                mirrorhub_hub::bootstrap_user(store.as_ref(), &username, site_admin)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+            // The secret alone on standard output, so scripts can capture it.
+            println!("{}", token.secret);
+            eprintln!(
+                "created user {}{} with a token of the admin scope (shown only now). Use it as MIRRORHUB_TOKEN, or as the password for git.",
+                user.name,
+                if site_admin { ", a site admin," } else { "" }
+            );
         }
         AdminCommand::Migrate(args) => {
             std::fs::create_dir_all(&args.data_dir)?;

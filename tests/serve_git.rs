@@ -8,10 +8,9 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Output;
 use std::time::{Duration, Instant};
 
-use common::{fsck, processes_under, refs, Db, Hub, TestDb, TOKEN};
+use common::{fsck, git_client, ok, processes_under, refs, stderr, Db, Hub, TestDb, TOKEN};
 use mirrorhub_testkit::{git, git_command, init_bare, HttpGitServer, Scratch, Spec};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -53,36 +52,6 @@ async fn mirror(hub: &Hub, url: &str, name: &str, visibility: &str, mode: &str) 
     assert_eq!(status, 202, "{repo}");
     let (repo, run) = hub.wait_for_run(&format!("team/{name}"), None).await;
     assert_eq!(repo["state"], "ready", "{repo} {run}");
-}
-
-/// Runs the git client (a clean environment, never a prompt) in `dir`.
-async fn git_client(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let dir = dir.to_owned();
-    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-    let env: Vec<(String, String)> = env
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    tokio::task::spawn_blocking(move || {
-        let mut cmd = git_command(&dir);
-        cmd.args(&args).env("GIT_TERMINAL_PROMPT", "0");
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        cmd.output().expect("run git")
-    })
-    .await
-    .unwrap()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-#[track_caller]
-fn ok(out: &Output) -> String {
-    assert!(out.status.success(), "git failed: {}", stderr(out));
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// `ref -> object` of the branches and tags of `repo` under `prefix` (`refs/heads/` as

@@ -5,7 +5,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -487,4 +487,34 @@ pub fn fsck(repo: &Path) {
         "git fsck failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Runs the git client (a clean environment, never a prompt) in `dir`.
+pub async fn git_client(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let dir = dir.to_owned();
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let env: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    tokio::task::spawn_blocking(move || {
+        let mut cmd = mirrorhub_testkit::git_command(&dir);
+        cmd.args(&args).env("GIT_TERMINAL_PROMPT", "0");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.output().expect("run git")
+    })
+    .await
+    .unwrap()
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[track_caller]
+pub fn ok(out: &Output) -> String {
+    assert!(out.status.success(), "git failed: {}", stderr(out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }

@@ -20,6 +20,12 @@ pub enum ErrorCode {
     RepoExists,
     /// No such repository (or the caller may not see it).
     RepoNotFound,
+    /// No user or organization has this name (or the caller may not see it).
+    AccountNotFound,
+    /// A user or organization with this name exists already.
+    AccountExists,
+    /// The user has no access token with this id.
+    TokenNotFound,
     /// The upstream host could not be resolved or connected to.
     UpstreamUnreachable,
     /// The upstream refused the credentials (or needs some and none were given).
@@ -58,6 +64,9 @@ impl ErrorCode {
             Self::InvalidName => "invalid_name",
             Self::RepoExists => "repo_exists",
             Self::RepoNotFound => "repo_not_found",
+            Self::AccountNotFound => "account_not_found",
+            Self::AccountExists => "account_exists",
+            Self::TokenNotFound => "token_not_found",
             Self::UpstreamUnreachable => "upstream_unreachable",
             Self::UpstreamAuthFailed => "upstream_auth_failed",
             Self::UpstreamNotFound => "upstream_not_found",
@@ -91,7 +100,7 @@ impl ErrorCode {
     }
 }
 
-const ALL: [ErrorCode; 20] = [
+const ALL: [ErrorCode; 23] = [
     ErrorCode::InvalidRequest,
     ErrorCode::InvalidUrl,
     ErrorCode::UnsupportedScheme,
@@ -99,6 +108,9 @@ const ALL: [ErrorCode; 20] = [
     ErrorCode::InvalidName,
     ErrorCode::RepoExists,
     ErrorCode::RepoNotFound,
+    ErrorCode::AccountNotFound,
+    ErrorCode::AccountExists,
+    ErrorCode::TokenNotFound,
     ErrorCode::UpstreamUnreachable,
     ErrorCode::UpstreamAuthFailed,
     ErrorCode::UpstreamNotFound,

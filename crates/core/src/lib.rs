@@ -2,15 +2,18 @@
 //! the stable error codes. This crate does no I/O (no network, no files, no database), so
 //! every rule here can be tested as plain data.
 
+#[macro_use]
+pub mod model;
+pub mod access;
 pub mod duration;
 pub mod error;
-pub mod model;
 pub mod names;
 pub mod policy;
 pub mod repo_key;
 pub mod schedule;
 pub mod url;
 
+pub use access::{Access, AccountKind, Actor};
 pub use duration::SyncInterval;
 pub use error::ErrorCode;
 pub use model::{Mode, Outcome, RefChange, RefChangeKind, RepoState, Trigger, Visibility};

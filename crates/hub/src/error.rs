@@ -19,6 +19,19 @@ pub enum HubError {
     Exists(String),
     #[error("{0}")]
     InvalidState(String),
+    /// No credentials, or credentials that are wrong, expired or revoked; the message says
+    /// which.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// The caller is known but may not do this; the message says what would allow it.
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    AccountNotFound(String),
+    #[error("the name {0} is taken by a user or an organization: choose another")]
+    AccountExists(String),
+    #[error("{0}")]
+    TokenNotFound(String),
     #[error(transparent)]
     Upstream(#[from] GitError),
     /// A promotion was refused because the upstream could not be checked.
@@ -45,6 +58,11 @@ impl HubError {
             Self::NotFound(_) => ErrorCode::RepoNotFound,
             Self::Exists(_) => ErrorCode::RepoExists,
             Self::InvalidState(_) => ErrorCode::InvalidState,
+            Self::Unauthorized(_) => ErrorCode::Unauthorized,
+            Self::Forbidden(_) => ErrorCode::Forbidden,
+            Self::AccountNotFound(_) => ErrorCode::AccountNotFound,
+            Self::AccountExists(_) => ErrorCode::AccountExists,
+            Self::TokenNotFound(_) => ErrorCode::TokenNotFound,
             Self::Upstream(e) | Self::PromoteRefused(e) => e.code(),
             Self::Store(_) | Self::Io(_) => ErrorCode::Internal,
         }

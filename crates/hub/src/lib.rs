@@ -2,6 +2,7 @@
 //! the adapters (store, git engine). Every way in creates, syncs and deletes repositories
 //! through [`Hub`]; every sync runs on a [`worker`] that took it from the durable queue.
 
+mod accounts;
 pub mod bot;
 mod error;
 mod promote;
@@ -22,6 +23,9 @@ pub use mirrorhub_store::RepoCounts;
 use mirrorhub_store::{Repo, RepoUpdate, Store, SyncRun};
 use tokio::sync::Notify;
 
+pub use accounts::{
+    bootstrap_user, token_hash, Member, NewToken, TokenRequest, MIN_PASSWORD_LEN, TOKEN_PREFIX,
+};
 pub use bot::BotConfig;
 pub use error::HubError;
 pub use request::{CreateRepo, UpdateRepo, ValidCreateRepo};
@@ -124,6 +128,7 @@ impl Hub {
         self.engine
             .probe(&valid.url, valid.credentials.as_ref())
             .await?;
+        self.ensure_owner(&valid.owner).await?;
         let full_name = format!("{}/{}", valid.owner, valid.name);
         let repo = self
             .store

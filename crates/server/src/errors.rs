@@ -33,10 +33,13 @@ pub enum ApiError {
     /// The request is malformed; `field` says which part.
     #[oai(status = 400)]
     BadRequest(Json<ErrorBody>),
-    /// Missing or wrong bearer token.
+    /// Missing, wrong, expired or revoked token.
     #[oai(status = 401)]
     Unauthorized(Json<ErrorBody>),
-    /// No such repository.
+    /// The token is valid, but its scope or its user's role does not allow this.
+    #[oai(status = 403)]
+    Forbidden(Json<ErrorBody>),
+    /// No such repository, user, organization or token (or the caller may not see it).
     #[oai(status = 404)]
     NotFound(Json<ErrorBody>),
     /// The name is taken, or the repository is not in a state that allows this.
@@ -76,8 +79,8 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         }
         UrlNotAllowed | UpstreamUnreachable | UpstreamAuthFailed | UpstreamNotFound
         | NotAGitRepository | Timeout | GitFailed => StatusCode::UNPROCESSABLE_ENTITY,
-        RepoExists | InvalidState => StatusCode::CONFLICT,
-        RepoNotFound | WebhookNotEnabled => StatusCode::NOT_FOUND,
+        RepoExists | AccountExists | InvalidState => StatusCode::CONFLICT,
+        RepoNotFound | AccountNotFound | TokenNotFound | WebhookNotEnabled => StatusCode::NOT_FOUND,
         Unauthorized => StatusCode::UNAUTHORIZED,
         Forbidden => StatusCode::FORBIDDEN,
         Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -103,6 +106,7 @@ impl From<HubError> for ApiError {
             StatusCode::NOT_FOUND => ApiError::NotFound(b),
             StatusCode::CONFLICT => ApiError::Conflict(b),
             StatusCode::UNAUTHORIZED => ApiError::Unauthorized(b),
+            StatusCode::FORBIDDEN => ApiError::Forbidden(b),
             StatusCode::SERVICE_UNAVAILABLE => ApiError::Unavailable(b),
             StatusCode::INTERNAL_SERVER_ERROR => ApiError::Internal(b),
             _ => ApiError::Unprocessable(b),
@@ -214,7 +218,7 @@ fn describe_foreign_error(status: StatusCode, text: &str) -> (ErrorCode, String)
     match status {
         StatusCode::UNAUTHORIZED => (
             ErrorCode::Unauthorized,
-            "missing or wrong token: send the header `Authorization: Bearer <token>` with the hub's admin token".into(),
+            "missing or wrong token: send the header `Authorization: Bearer <token>` with a personal access token or the hub's admin token".into(),
         ),
         StatusCode::NOT_FOUND => (ErrorCode::RepoNotFound, "nothing is here: check the path (the API lives under /api/v1)".into()),
         StatusCode::METHOD_NOT_ALLOWED => (ErrorCode::InvalidRequest, "this method is not allowed on this path; see /api/v1/docs".into()),

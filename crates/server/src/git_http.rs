@@ -29,12 +29,11 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use base64::Engine as _;
-use mirrorhub_core::{Mode, OwnerName, RepoName, RepoState, Visibility};
+use mirrorhub_core::{Access, Actor, Mode, OwnerName, RepoName, RepoState};
 use mirrorhub_git::{GitEngine, ProcessGroup};
 use mirrorhub_hub::{Hub, HubError};
 use mirrorhub_store::Repo;
-use poem::http::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_ENCODING, CONTENT_TYPE};
+use poem::http::header::{CACHE_CONTROL, CONTENT_ENCODING, CONTENT_TYPE};
 use poem::http::StatusCode;
 use poem::web::Data;
 use poem::{handler, Body, IntoResponse, Request, Response};
@@ -43,7 +42,7 @@ use tokio::process::{Child, ChildStdin};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
-use crate::auth::AdminAuth;
+use crate::auth::{actor_for, presented_secret, AdminAuth};
 
 /// How the hub serves repositories over Git's smart HTTP protocol.
 #[derive(Clone)]
@@ -143,48 +142,39 @@ impl poem::IntoResponse for Refusal {
 }
 
 const NEED_TOKEN: &str = "authentication required: this repository does not exist or is private; \
-     give the hub's admin token as the password (any user name) or as `Authorization: Bearer <token>`";
+     give a personal access token (or the hub's admin token) as the password (any user name) or as `Authorization: Bearer <token>`";
 
-/// Who is asking.
-#[derive(Debug, PartialEq, Eq)]
-enum Caller {
-    Anonymous,
-    Admin,
+/// Who is asking, from `Authorization`. Credentials that are present and wrong (or expired,
+/// or revoked) are refused outright, with the reason.
+async fn caller(req: &Request, hub: &Hub, admin: &AdminAuth) -> Result<Actor, Refusal> {
+    let secret = presented_secret(req).map_err(|()| {
+        ask_credentials("authentication failed: give a personal access token as the password (any user name) or as `Authorization: Bearer <token>`")
+    })?;
+    let Some(secret) = secret else {
+        return Ok(Actor::Anonymous);
+    };
+    actor_for(admin, hub, &secret).await.map_err(|e| match e {
+        HubError::Unauthorized(why) => ask_credentials(&format!("authentication failed: {why}")),
+        e => unavailable(&e),
+    })
 }
 
-/// Reads the caller from `Authorization`: basic (the token as password, any user name) or
-/// bearer. Credentials that are present and wrong are refused outright.
-fn caller(req: &Request, admin: &AdminAuth) -> Result<Caller, Refusal> {
-    let Some(value) = req.headers().get(AUTHORIZATION) else {
-        return Ok(Caller::Anonymous);
-    };
-    let wrong =
-        || ask_credentials("authentication failed: the password must be the hub's admin token");
-    let value = value.to_str().map_err(|_| wrong())?.trim();
-    let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
-    let token = if scheme.eq_ignore_ascii_case("basic") {
-        let decoded = base64::engine::general_purpose::STANDARD
-            .decode(rest.trim())
-            .map_err(|_| wrong())?;
-        let decoded = String::from_utf8(decoded).map_err(|_| wrong())?;
-        match decoded.split_once(':') {
-            Some((_, password)) => password.to_owned(),
-            None => return Err(wrong()),
-        }
-    } else if scheme.eq_ignore_ascii_case("bearer") {
-        rest.trim().to_owned()
-    } else {
-        return Err(wrong());
-    };
-    if admin.verify(&token) {
-        Ok(Caller::Admin)
-    } else {
-        Err(wrong())
-    }
+fn unavailable(e: &HubError) -> Refusal {
+    tracing::error!(error = ?e, "checking a git client's access failed");
+    refusal(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the hub cannot look up repositories right now; try again in a moment",
+    )
 }
 
-/// The repository named by the URL, if the caller may read it; otherwise the answer to give.
-async fn readable_repo(req: &Request, hub: &Hub, admin: &AdminAuth) -> Result<Repo, Refusal> {
+/// The repository named by the URL, if the caller may do `need` with it; otherwise the answer
+/// to give. A repository the caller may not read looks exactly like a missing one.
+async fn authorized_repo(
+    req: &Request,
+    hub: &Hub,
+    admin: &AdminAuth,
+    need: Access,
+) -> Result<Repo, Refusal> {
     // Names first, before anything else looks at them: the raw (still percent-encoded) path
     // segments, so an encoded '/', '.' or non-ASCII character is refused as such.
     let owner = req.raw_path_param("owner").unwrap_or_default();
@@ -199,10 +189,15 @@ async fn readable_repo(req: &Request, hub: &Hub, admin: &AdminAuth) -> Result<Re
             ))
         }
     };
-    let caller = caller(req, admin)?;
-    let repo = match hub.get_repo(owner.as_str(), name.as_str()).await {
-        Ok(repo) => repo,
-        Err(HubError::NotFound(_)) if caller == Caller::Anonymous => {
+    let actor = caller(req, hub, admin).await?;
+    // Reading first: whoever may read a mirror may learn it is one, and where to push instead.
+    let (repo, access) = match hub
+        .authorize_repo(&actor, owner.as_str(), name.as_str(), Access::Read)
+        .await
+    {
+        Ok(found) => found,
+        Err(HubError::Unauthorized(_)) => return Err(ask_credentials(NEED_TOKEN)),
+        Err(HubError::NotFound(_)) if actor == Actor::Anonymous => {
             return Err(ask_credentials(NEED_TOKEN))
         }
         Err(HubError::NotFound(_)) => {
@@ -211,18 +206,44 @@ async fn readable_repo(req: &Request, hub: &Hub, admin: &AdminAuth) -> Result<Re
                 format!("repository {owner}/{name} does not exist on this hub"),
             ))
         }
-        Err(e) => {
-            tracing::error!(error = ?e, "looking up a repository to serve failed");
-            return Err(refusal(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the hub cannot look up repositories right now; try again in a moment",
-            ));
-        }
+        Err(e) => return Err(unavailable(&e)),
     };
-    if repo.visibility == Visibility::Private && caller == Caller::Anonymous {
-        return Err(ask_credentials(NEED_TOKEN));
+    if need == Access::Read {
+        return Ok(repo);
     }
-    Ok(repo)
+    if repo.mode == Mode::Mirror {
+        return Err(refusal(
+            StatusCode::FORBIDDEN,
+            format!(
+                "this repository is a mirror of {}; push to the upstream, or promote the mirror to primary to push here",
+                repo.upstream_url
+            ),
+        ));
+    }
+    if access.includes(need) {
+        return Ok(repo);
+    }
+    if actor == Actor::Anonymous {
+        return Err(ask_credentials(
+            "pushing needs a token that may write: give a personal access token as the password (any user name) or as `Authorization: Bearer <token>`",
+        ));
+    }
+    match hub
+        .authorize_repo(&actor, owner.as_str(), name.as_str(), need)
+        .await
+    {
+        Ok((repo, _)) => Ok(repo),
+        Err(HubError::Forbidden(why)) => Err(refusal(StatusCode::FORBIDDEN, why)),
+        Err(e) => Err(unavailable(&e)),
+    }
+}
+
+async fn readable_repo(req: &Request, hub: &Hub, admin: &AdminAuth) -> Result<Repo, Refusal> {
+    authorized_repo(req, hub, admin, Access::Read).await
+}
+
+async fn writable_repo(req: &Request, hub: &Hub, admin: &AdminAuth) -> Result<Repo, Refusal> {
+    authorized_repo(req, hub, admin, Access::Write).await
 }
 
 /// The bare repository on disk, when there is one to serve.
@@ -242,27 +263,6 @@ fn repo_dir(hub: &Hub, repo: &Repo) -> Result<PathBuf, Refusal> {
             repo.owner, repo.name
         ),
     ))
-}
-
-/// The repository named by the URL, if the caller may push to it.
-async fn writable_repo(req: &Request, hub: &Hub, admin: &AdminAuth) -> Result<Repo, Refusal> {
-    let repo = readable_repo(req, hub, admin).await?;
-    // Whoever may read it may know it is a mirror, and where to push instead.
-    if repo.mode == Mode::Mirror {
-        return Err(refusal(
-            StatusCode::FORBIDDEN,
-            format!(
-                "this repository is a mirror of {}; push to the upstream, or promote the mirror to primary to push here",
-                repo.upstream_url
-            ),
-        ));
-    }
-    if caller(req, admin)? != Caller::Admin {
-        return Err(ask_credentials(
-            "pushing needs the hub's admin token: give it as the password (any user name) or as `Authorization: Bearer <token>`",
-        ));
-    }
-    Ok(repo)
 }
 
 /// The client's `Git-Protocol` header as `GIT_PROTOCOL`, when it is plain `key=value:…` text.
@@ -715,39 +715,5 @@ mod tests {
         assert!(is_v2(Some("object-format=sha1:version=2")));
         assert!(!is_v2(Some("version=1")));
         assert!(!is_v2(None));
-    }
-
-    #[test]
-    fn credentials_basic_bearer_and_wrong() {
-        let admin = AdminAuth::from_token("s3cret");
-        let with = |v: &str| Request::builder().header(AUTHORIZATION, v).finish();
-        let basic = |s: &str| {
-            format!(
-                "Basic {}",
-                base64::engine::general_purpose::STANDARD.encode(s)
-            )
-        };
-        assert_eq!(
-            caller(&Request::default(), &admin).ok(),
-            Some(Caller::Anonymous)
-        );
-        assert_eq!(
-            caller(&with(&basic("x:s3cret")), &admin).ok(),
-            Some(Caller::Admin)
-        );
-        assert_eq!(
-            caller(&with("Bearer s3cret"), &admin).ok(),
-            Some(Caller::Admin)
-        );
-        for wrong in [
-            basic("x:nope"),
-            basic("s3cret"),
-            "Bearer nope".into(),
-            "Digest x".into(),
-        ] {
-            let resp = caller(&with(&wrong), &admin).unwrap_err().into_response();
-            assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "{wrong}");
-            assert!(resp.headers().contains_key("www-authenticate"));
-        }
     }
 }

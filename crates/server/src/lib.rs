@@ -40,10 +40,13 @@ pub struct ServerConfig {
 
 /// Builds the whole application. Tests and the binary serve the same thing.
 pub fn app(hub: Arc<Hub>, config: ServerConfig) -> impl poem::Endpoint + 'static {
-    let api = api::ReposApi {
-        hub: hub.clone(),
-        public_url: config.public_url.clone(),
-    };
+    let api = (
+        api::ReposApi {
+            hub: hub.clone(),
+            public_url: config.public_url.clone(),
+        },
+        api::AccountsApi { hub: hub.clone() },
+    );
     let service = OpenApiService::new(api, "mirrorhub", env!("CARGO_PKG_VERSION"))
         .description(
             "Mirror or migrate Git repositories from any Git server, and keep mirrors in sync.",

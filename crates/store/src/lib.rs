@@ -26,8 +26,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, TimeDelta, Utc};
 use mirrorhub_core::{
-    Credentials, Mode, Outcome, OwnerName, RefChange, RefChangeKind, RepoName, RepoState, Trigger,
-    Visibility,
+    Access, AccountKind, Credentials, Mode, Outcome, OwnerName, RefChange, RefChangeKind, RepoName,
+    RepoState, Trigger, Visibility,
 };
 
 pub use crypto::{CryptoError, SecretKey};
@@ -260,6 +260,50 @@ pub struct RepoUpdate {
     pub visibility: Option<Visibility>,
 }
 
+/// A user or an organization. Owners of repositories share one namespace: a name is unique
+/// among accounts regardless of ASCII case.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    pub id: i64,
+    pub name: String,
+    pub kind: AccountKind,
+    /// A user who administers the whole hub (never an organization).
+    pub site_admin: bool,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewAccount {
+    pub name: OwnerName,
+    pub kind: AccountKind,
+    pub site_admin: bool,
+    /// A user's password as a PHC string (argon2id); never the password itself.
+    pub password_hash: Option<String>,
+}
+
+/// A user's personal access token. Only the SHA-256 (hex) of the secret is stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessToken {
+    pub id: i64,
+    pub user_id: i64,
+    pub name: String,
+    /// The most the token may do.
+    pub scope: Access,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub last_used_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewAccessToken {
+    pub user_id: i64,
+    pub name: String,
+    pub token_sha256: String,
+    pub scope: Access,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
 /// A signed-in browser session of the web UI. The cookie holds the session id; only its
 /// SHA-256 (hex) is stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -473,6 +517,56 @@ pub trait Store: Send + Sync {
     async fn delete_web_session(&self, id_sha256: &str) -> Result<bool, StoreError>;
     /// Forgets sessions that expired before `now`; returns how many.
     async fn prune_web_sessions(&self, now: DateTime<Utc>) -> Result<u64, StoreError>;
+
+    /// Creates a user or an organization. [`Conflict`](StoreError::Conflict) if any account
+    /// has the name, in any case.
+    async fn create_account(
+        &self,
+        new: &NewAccount,
+        now: DateTime<Utc>,
+    ) -> Result<Account, StoreError>;
+    /// The account with this name, ignoring ASCII case.
+    async fn get_account(&self, name: &str) -> Result<Option<Account>, StoreError>;
+    /// Every account, users and organizations, by name.
+    async fn list_accounts(&self) -> Result<Vec<Account>, StoreError>;
+    /// A user's password hash (PHC string), if they have a password.
+    async fn password_hash(&self, user_id: i64) -> Result<Option<String>, StoreError>;
+    /// Makes `user_id` a member of `org_id` with `role`, or changes their role.
+    /// [`NotFound`](StoreError::NotFound) if either account does not exist.
+    async fn set_member(&self, org_id: i64, user_id: i64, role: Access) -> Result<(), StoreError>;
+    /// Removes a member. `false` if they were not one.
+    async fn remove_member(&self, org_id: i64, user_id: i64) -> Result<bool, StoreError>;
+    /// An organization's members with their roles, by name.
+    async fn list_members(&self, org_id: i64) -> Result<Vec<(Account, Access)>, StoreError>;
+    /// The organizations a user belongs to, as (organization name, role).
+    async fn memberships(&self, user_id: i64) -> Result<Vec<(String, Access)>, StoreError>;
+
+    /// Records a new personal access token. [`Conflict`](StoreError::Conflict) if the user
+    /// has an unrevoked token with the same name (or, vanishingly unlikely, the hash is taken).
+    async fn create_access_token(
+        &self,
+        new: &NewAccessToken,
+        now: DateTime<Utc>,
+    ) -> Result<AccessToken, StoreError>;
+    /// The token with this SHA-256 (hex) and its user, whether expired or revoked or not (the
+    /// caller says which, so the user learns why a token stopped working).
+    async fn access_token_by_hash(
+        &self,
+        token_sha256: &str,
+    ) -> Result<Option<(AccessToken, Account)>, StoreError>;
+    /// A user's tokens, newest first, revoked ones included.
+    async fn list_access_tokens(&self, user_id: i64) -> Result<Vec<AccessToken>, StoreError>;
+    /// Revokes one of the user's tokens (at `now`; a revoked token stays revoked at its first
+    /// time). `false` if the user has no token with this id.
+    async fn revoke_access_token(
+        &self,
+        user_id: i64,
+        token_id: i64,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+    /// Notes that a token was used at `now`.
+    async fn touch_access_token(&self, token_id: i64, now: DateTime<Utc>)
+        -> Result<(), StoreError>;
 }
 
 /// Opens the database named by the URL (`sqlite:PATH`, `sqlite::memory:`, `postgres://...`

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use mirrorhub_core::{Outcome, RefChange, RepoState, Trigger};
+use mirrorhub_core::{Access, AccountKind, Outcome, RefChange, RepoState, Trigger};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
@@ -18,10 +18,10 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::{
     check_final, hook_columns, hook_from_columns, lease_end, match_key, parse_kind, parse_mode,
-    parse_outcome, parse_state, parse_trigger, parse_visibility, Delivery, DeliveryOutcome, Job,
-    NewDelivery, NewRepo, Repo, RepoCounts, RepoUpdate, SecretKey, Store, StoreError, SyncResult,
-    SyncRun, WebSession, WebhookHook, WebhookState, INTERRUPTED_CODE, INTERRUPTED_MESSAGE,
-    REF_CHANGES_PER_INSERT,
+    parse_outcome, parse_state, parse_text, parse_trigger, parse_visibility, AccessToken, Account,
+    Delivery, DeliveryOutcome, Job, NewAccessToken, NewAccount, NewDelivery, NewRepo, Repo,
+    RepoCounts, RepoUpdate, SecretKey, Store, StoreError, SyncResult, SyncRun, WebSession,
+    WebhookHook, WebhookState, INTERRUPTED_CODE, INTERRUPTED_MESSAGE, REF_CHANGES_PER_INSERT,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
@@ -33,6 +33,15 @@ const REPO_COLUMNS: &str = "id, owner, name, mode, visibility, description, upst
      last_error_code, last_error_message, consecutive_failures, branches, tags, head_ref, created_at, \
      paused_reason, webhook_secret, webhook_last_delivery_at, webhook_last_forge, webhook_hook_forge, \
      webhook_hook_id, webhook_hook_error";
+
+const ACCOUNT_COLUMNS: &str = "id, name, kind, site_admin, created_at";
+
+/// Looks an account up by name through the unique index on `name_key`. Binds: name.
+const ACCOUNT_BY_NAME_SQL: &str =
+    "SELECT id, name, kind, site_admin, created_at FROM accounts WHERE name_key = lower(?1)";
+
+const TOKEN_COLUMNS: &str =
+    "id, user_id, name, scope, created_at, expires_at, last_used_at, revoked_at";
 
 /// Claims one job; a single statement, so the candidate and the claim are one write.
 /// Binds: worker, lease end, now.
@@ -81,6 +90,41 @@ fn from_ms(ms: i64) -> Result<DateTime<Utc>, StoreError> {
 
 fn from_opt_ms(ms: Option<i64>) -> Result<Option<DateTime<Utc>>, StoreError> {
     ms.map(from_ms).transpose()
+}
+
+/// An account from a row whose account columns are named `{prefix}id`, `{prefix}name`, ...
+/// (`prefix` is empty unless a join renamed them).
+fn account_from_row(row: &SqliteRow, prefix: &str) -> Result<Account, StoreError> {
+    let col = |c: &str| format!("{prefix}{c}");
+    Ok(Account {
+        id: row.try_get(col("id").as_str())?,
+        name: row.try_get(col("name").as_str())?,
+        kind: parse_text(
+            "account kind",
+            row.try_get(col("kind").as_str())?,
+            AccountKind::parse,
+        )?,
+        site_admin: row.try_get(col("site_admin").as_str())?,
+        created_at: from_ms(row.try_get(col("created_at").as_str())?)?,
+    })
+}
+
+fn parse_access(s: &str) -> Result<Access, StoreError> {
+    parse_text("access level", s, Access::parse)
+}
+
+/// A token from a row with [`TOKEN_COLUMNS`].
+fn token_from_row(row: &SqliteRow) -> Result<AccessToken, StoreError> {
+    Ok(AccessToken {
+        id: row.try_get("id")?,
+        user_id: row.try_get("user_id")?,
+        name: row.try_get("name")?,
+        scope: parse_access(row.try_get("scope")?)?,
+        created_at: from_ms(row.try_get("created_at")?)?,
+        expires_at: from_opt_ms(row.try_get("expires_at")?)?,
+        last_used_at: from_opt_ms(row.try_get("last_used_at")?)?,
+        revoked_at: from_opt_ms(row.try_get("revoked_at")?)?,
+    })
 }
 
 /// Inserts a pending job or merges into the pending one (the earlier start wins, with its
@@ -1063,6 +1107,179 @@ impl Store for SqliteStore {
             .await?;
         Ok(done.rows_affected())
     }
+    async fn create_account(
+        &self,
+        new: &NewAccount,
+        now: DateTime<Utc>,
+    ) -> Result<Account, StoreError> {
+        let sql = format!(
+            "INSERT INTO accounts (name, kind, site_admin, password_hash, created_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5) RETURNING {ACCOUNT_COLUMNS}"
+        );
+        let row = sqlx::query(&sql)
+            .bind(new.name.as_str())
+            .bind(new.kind.as_str())
+            .bind(new.site_admin)
+            .bind(new.password_hash.as_deref())
+            .bind(ms(now))
+            .fetch_one(&self.writer)
+            .await?;
+        account_from_row(&row, "")
+    }
+
+    async fn get_account(&self, name: &str) -> Result<Option<Account>, StoreError> {
+        let row = sqlx::query(ACCOUNT_BY_NAME_SQL)
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| account_from_row(&r, "")).transpose()
+    }
+
+    async fn list_accounts(&self) -> Result<Vec<Account>, StoreError> {
+        let sql = format!("SELECT {ACCOUNT_COLUMNS} FROM accounts ORDER BY name_key");
+        let rows = sqlx::query(&sql).fetch_all(&self.pool).await?;
+        rows.iter().map(|r| account_from_row(r, "")).collect()
+    }
+
+    async fn password_hash(&self, user_id: i64) -> Result<Option<String>, StoreError> {
+        let hash: Option<Option<String>> =
+            sqlx::query_scalar("SELECT password_hash FROM accounts WHERE id = ?1")
+                .bind(user_id)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(hash.flatten())
+    }
+
+    async fn set_member(&self, org_id: i64, user_id: i64, role: Access) -> Result<(), StoreError> {
+        // The connection enforces foreign keys: a missing account is NotFound.
+        sqlx::query(
+            "INSERT INTO org_members (org_id, user_id, role) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (org_id, user_id) DO UPDATE SET role = excluded.role",
+        )
+        .bind(org_id)
+        .bind(user_id)
+        .bind(role.as_str())
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    async fn remove_member(&self, org_id: i64, user_id: i64) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM org_members WHERE org_id = ?1 AND user_id = ?2")
+            .bind(org_id)
+            .bind(user_id)
+            .execute(&self.writer)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn list_members(&self, org_id: i64) -> Result<Vec<(Account, Access)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT a.id, a.name, a.kind, a.site_admin, a.created_at, m.role \
+             FROM org_members m JOIN accounts a ON a.id = m.user_id \
+             WHERE m.org_id = ?1 ORDER BY a.name_key",
+        )
+        .bind(org_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((account_from_row(r, "")?, parse_access(r.try_get("role")?)?)))
+            .collect()
+    }
+
+    async fn memberships(&self, user_id: i64) -> Result<Vec<(String, Access)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT a.name, m.role FROM org_members m JOIN accounts a ON a.id = m.org_id \
+             WHERE m.user_id = ?1 ORDER BY a.name_key",
+        )
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("name")?, parse_access(r.try_get("role")?)?)))
+            .collect()
+    }
+
+    async fn create_access_token(
+        &self,
+        new: &NewAccessToken,
+        now: DateTime<Utc>,
+    ) -> Result<AccessToken, StoreError> {
+        let sql = format!(
+            "INSERT INTO access_tokens (user_id, name, token_sha256, scope, created_at, expires_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING {TOKEN_COLUMNS}"
+        );
+        let row = sqlx::query(&sql)
+            .bind(new.user_id)
+            .bind(&new.name)
+            .bind(&new.token_sha256)
+            .bind(new.scope.as_str())
+            .bind(ms(now))
+            .bind(new.expires_at.map(ms))
+            .fetch_one(&self.writer)
+            .await?;
+        token_from_row(&row)
+    }
+
+    async fn access_token_by_hash(
+        &self,
+        token_sha256: &str,
+    ) -> Result<Option<(AccessToken, Account)>, StoreError> {
+        let row = sqlx::query(
+            "SELECT t.id, t.user_id, t.name, t.scope, t.created_at, t.expires_at, t.last_used_at, \
+             t.revoked_at, a.id AS account_id, a.name AS account_name, a.kind AS account_kind, \
+             a.site_admin AS account_site_admin, a.created_at AS account_created_at \
+             FROM access_tokens t JOIN accounts a ON a.id = t.user_id WHERE t.token_sha256 = ?1",
+        )
+        .bind(token_sha256)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| Ok((token_from_row(&r)?, account_from_row(&r, "account_")?)))
+            .transpose()
+    }
+
+    async fn list_access_tokens(&self, user_id: i64) -> Result<Vec<AccessToken>, StoreError> {
+        let sql = format!(
+            "SELECT {TOKEN_COLUMNS} FROM access_tokens WHERE user_id = ?1 \
+             ORDER BY created_at DESC, id DESC"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(user_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(token_from_row).collect()
+    }
+
+    async fn revoke_access_token(
+        &self,
+        user_id: i64,
+        token_id: i64,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE access_tokens SET revoked_at = COALESCE(revoked_at, ?1) \
+             WHERE id = ?2 AND user_id = ?3",
+        )
+        .bind(ms(now))
+        .bind(token_id)
+        .bind(user_id)
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn touch_access_token(
+        &self,
+        token_id: i64,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE access_tokens SET last_used_at = ?1 WHERE id = ?2")
+            .bind(ms(now))
+            .bind(token_id)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -1099,5 +1316,18 @@ mod tests {
             "{claim}"
         );
         assert!(!claim.contains("SCAN o"), "{claim}");
+    }
+
+    /// Names are looked up on every request that names an owner: through the unique index.
+    #[tokio::test]
+    async fn account_lookup_uses_the_name_index() {
+        let store = SqliteStore::connect("sqlite::memory:", SecretKey::generate())
+            .await
+            .unwrap();
+        let by_name = plan(&store, ACCOUNT_BY_NAME_SQL).await;
+        assert!(
+            by_name.contains("SEARCH accounts USING INDEX accounts_name_key"),
+            "{by_name}"
+        );
     }
 }

@@ -15,12 +15,13 @@ use std::time::Duration;
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use harness::TestDb;
 use mirrorhub_core::{
-    Credentials, Mode, Outcome, OwnerName, RefChange, RefChangeKind, RepoName, RepoState, Trigger,
-    Visibility,
+    Access, AccountKind, Credentials, Mode, Outcome, OwnerName, RefChange, RefChangeKind, RepoName,
+    RepoState, Trigger, Visibility,
 };
 use mirrorhub_store::{
-    connect, CryptoError, DeliveryEntry, DeliveryOutcome, NewDelivery, NewRepo, SecretKey, Store,
-    StoreError, SyncResult, WebSession, WebhookHook, INTERRUPTED_CODE, INTERRUPTED_MESSAGE,
+    connect, AccessToken, Account, CryptoError, DeliveryEntry, DeliveryOutcome, NewAccessToken,
+    NewAccount, NewDelivery, NewRepo, SecretKey, Store, StoreError, SyncResult, WebSession,
+    WebhookHook, INTERRUPTED_CODE, INTERRUPTED_MESSAGE,
 };
 use secrecy::ExposeSecret;
 
@@ -2021,7 +2022,291 @@ async fn concurrent_deliveries_each_get_their_own_outcome(db: TestDb) {
     assert_eq!(s.list_deliveries(id, 100).await.unwrap().len(), 21);
 }
 
+// ---- accounts, organizations, access tokens ------------------------------------------------
+
+fn new_account(name: &str, kind: AccountKind) -> NewAccount {
+    NewAccount {
+        name: OwnerName::parse(name).unwrap(),
+        kind,
+        site_admin: false,
+        password_hash: None,
+    }
+}
+
+async fn account(s: &dyn Store, name: &str, kind: AccountKind) -> Account {
+    s.create_account(&new_account(name, kind), t0())
+        .await
+        .unwrap()
+}
+
+fn new_token(user_id: i64, name: &str, sha: &str) -> NewAccessToken {
+    NewAccessToken {
+        user_id,
+        name: name.into(),
+        token_sha256: sha.repeat(32),
+        scope: Access::Write,
+        expires_at: None,
+    }
+}
+
+async fn account_names_are_unique_in_any_case_across_users_and_orgs(db: TestDb) {
+    let s = db.store.as_ref();
+    let alice = s
+        .create_account(
+            &NewAccount {
+                site_admin: true,
+                password_hash: Some("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into()),
+                ..new_account("Alice", AccountKind::User)
+            },
+            t0(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            alice.name.as_str(),
+            alice.kind,
+            alice.site_admin,
+            alice.created_at
+        ),
+        ("Alice", AccountKind::User, true, t0())
+    );
+    let team = account(s, "team", AccountKind::Org).await;
+    assert_eq!((team.kind, team.site_admin), (AccountKind::Org, false));
+
+    // One namespace for users and organizations, whatever the case.
+    for (name, kind) in [
+        ("alice", AccountKind::Org),
+        ("ALICE", AccountKind::User),
+        ("Team", AccountKind::User),
+        ("team", AccountKind::Org),
+    ] {
+        let err = s
+            .create_account(&new_account(name, kind), t0())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Conflict), "{name}: {err:?}");
+    }
+    assert_eq!(db.count("accounts").await, 2);
+
+    for name in ["Alice", "alice", "aLICE"] {
+        assert_eq!(s.get_account(name).await.unwrap().as_ref(), Some(&alice));
+    }
+    assert_eq!(s.get_account("TEAM").await.unwrap(), Some(team.clone()));
+    assert_eq!(s.get_account("alic").await.unwrap(), None);
+
+    let bob = account(s, "bob", AccountKind::User).await;
+    let carol = account(s, "Carol", AccountKind::Org).await;
+    assert_eq!(
+        s.list_accounts().await.unwrap(),
+        [alice.clone(), bob.clone(), carol, team.clone()],
+        "by name, ignoring case"
+    );
+
+    assert_eq!(
+        s.password_hash(alice.id).await.unwrap().as_deref(),
+        Some("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA")
+    );
+    assert_eq!(s.password_hash(bob.id).await.unwrap(), None, "no password");
+    assert_eq!(s.password_hash(team.id).await.unwrap(), None);
+    assert_eq!(
+        s.password_hash(bob.id + 1000).await.unwrap(),
+        None,
+        "no account"
+    );
+}
+
+async fn members_are_upserted_listed_and_removed(db: TestDb) {
+    let s = db.store.as_ref();
+    let team = account(s, "team", AccountKind::Org).await;
+    let other = account(s, "Other", AccountKind::Org).await;
+    let ana = account(s, "ana", AccountKind::User).await;
+    let bob = account(s, "Bob", AccountKind::User).await;
+    assert_eq!(s.list_members(team.id).await.unwrap(), []);
+    assert_eq!(s.memberships(ana.id).await.unwrap(), []);
+
+    s.set_member(team.id, bob.id, Access::Write).await.unwrap();
+    s.set_member(team.id, ana.id, Access::Read).await.unwrap();
+    s.set_member(team.id, ana.id, Access::Admin).await.unwrap();
+    assert_eq!(
+        db.count("org_members").await,
+        2,
+        "the second set changed the role"
+    );
+    assert_eq!(
+        s.list_members(team.id).await.unwrap(),
+        [(ana.clone(), Access::Admin), (bob.clone(), Access::Write)],
+        "by name, ignoring case"
+    );
+    s.set_member(other.id, ana.id, Access::Read).await.unwrap();
+    assert_eq!(
+        s.memberships(ana.id).await.unwrap(),
+        [
+            ("Other".to_owned(), Access::Read),
+            ("team".to_owned(), Access::Admin)
+        ]
+    );
+    assert_eq!(
+        s.memberships(bob.id).await.unwrap(),
+        [("team".to_owned(), Access::Write)]
+    );
+
+    assert!(s.remove_member(team.id, ana.id).await.unwrap());
+    assert!(!s.remove_member(team.id, ana.id).await.unwrap());
+    assert!(!s.remove_member(other.id, bob.id).await.unwrap());
+    assert_eq!(
+        s.list_members(team.id).await.unwrap(),
+        [(bob.clone(), Access::Write)]
+    );
+    assert_eq!(
+        s.memberships(ana.id).await.unwrap(),
+        [("Other".to_owned(), Access::Read)]
+    );
+
+    let missing = ana.id.max(bob.id).max(team.id).max(other.id) + 1000;
+    for (org_id, user_id) in [(missing, ana.id), (team.id, missing)] {
+        let err = s
+            .set_member(org_id, user_id, Access::Read)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::NotFound), "{err:?}");
+    }
+    assert_eq!(db.count("org_members").await, 2);
+    assert_eq!(s.list_members(missing).await.unwrap(), []);
+}
+
+async fn access_tokens_are_found_by_hash_revoked_and_named_again(db: TestDb) {
+    let s = db.store.as_ref();
+    let ana = account(s, "Ana", AccountKind::User).await;
+    let bob = account(s, "bob", AccountKind::User).await;
+
+    let laptop = s
+        .create_access_token(
+            &NewAccessToken {
+                scope: Access::Admin,
+                expires_at: Some(t0() + secs(30 * 86_400)),
+                ..new_token(ana.id, "laptop", "a1")
+            },
+            t0(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        laptop,
+        AccessToken {
+            id: laptop.id,
+            user_id: ana.id,
+            name: "laptop".into(),
+            scope: Access::Admin,
+            created_at: t0(),
+            expires_at: Some(t0() + secs(30 * 86_400)),
+            last_used_at: None,
+            revoked_at: None,
+        }
+    );
+    assert_eq!(
+        s.access_token_by_hash(&"a1".repeat(32)).await.unwrap(),
+        Some((laptop.clone(), ana.clone()))
+    );
+    assert_eq!(
+        s.access_token_by_hash(&"ff".repeat(32)).await.unwrap(),
+        None
+    );
+
+    // Names are per user and unique among live tokens; hashes are unique.
+    let err = s
+        .create_access_token(&new_token(ana.id, "laptop", "a2"), t0())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict), "{err:?}");
+    let bobs = s
+        .create_access_token(&new_token(bob.id, "laptop", "b1"), t0())
+        .await
+        .unwrap();
+    let err = s
+        .create_access_token(&new_token(bob.id, "desktop", "a1"), t0())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict), "{err:?}");
+    let err = s
+        .create_access_token(&new_token(bob.id + 1000, "ci", "c1"), t0())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound), "{err:?}");
+    // Created at the same instant as `laptop`, later: listed before it.
+    let ci = s
+        .create_access_token(&new_token(ana.id, "ci", "a3"), t0())
+        .await
+        .unwrap();
+
+    // Only the owner revokes; a revoked token stays revoked at its first time.
+    assert!(!s
+        .revoke_access_token(bob.id, laptop.id, t0() + secs(5))
+        .await
+        .unwrap());
+    assert!(!s
+        .revoke_access_token(ana.id, ci.id + 1000, t0() + secs(5))
+        .await
+        .unwrap());
+    assert!(s
+        .revoke_access_token(ana.id, laptop.id, t0() + secs(10))
+        .await
+        .unwrap());
+    assert!(s
+        .revoke_access_token(ana.id, laptop.id, t0() + secs(20))
+        .await
+        .unwrap());
+    let (revoked, user) = s
+        .access_token_by_hash(&"a1".repeat(32))
+        .await
+        .unwrap()
+        .expect("a revoked token is still found");
+    assert_eq!(revoked.revoked_at, Some(t0() + secs(10)));
+    assert_eq!(user, ana);
+    assert_eq!(
+        s.access_token_by_hash(&"b1".repeat(32)).await.unwrap(),
+        Some((bobs.clone(), bob.clone())),
+        "bob's token of the same name is untouched"
+    );
+
+    // The name is free again once revoked.
+    let laptop2 = s
+        .create_access_token(&new_token(ana.id, "laptop", "a4"), t0() + secs(30))
+        .await
+        .unwrap();
+    assert_eq!(laptop2.revoked_at, None);
+    let err = s
+        .create_access_token(&new_token(ana.id, "laptop", "a5"), t0() + secs(31))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict), "{err:?}");
+
+    s.touch_access_token(laptop2.id, t0() + secs(40))
+        .await
+        .unwrap();
+    s.touch_access_token(laptop2.id, t0() + secs(50))
+        .await
+        .unwrap();
+    let (touched, _) = s
+        .access_token_by_hash(&"a4".repeat(32))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(touched.last_used_at, Some(t0() + secs(50)));
+
+    let listed = s.list_access_tokens(ana.id).await.unwrap();
+    let ids: Vec<i64> = listed.iter().map(|t| t.id).collect();
+    assert_eq!(ids, [laptop2.id, ci.id, laptop.id], "newest first");
+    assert_eq!(listed[0], touched);
+    assert_eq!(listed[2], revoked);
+    assert_eq!(s.list_access_tokens(bob.id).await.unwrap(), [bobs]);
+    assert_eq!(s.list_access_tokens(bob.id + 1000).await.unwrap(), []);
+}
+
 conformance!(
+    account_names_are_unique_in_any_case_across_users_and_orgs,
+    members_are_upserted_listed_and_removed,
+    access_tokens_are_found_by_hash_revoked_and_named_again,
     concurrent_deliveries_each_get_their_own_outcome,
     a_promotion_is_never_merged_away_and_is_recorded_with_its_run,
     web_sessions_expire_and_sign_out,

@@ -1,16 +1,21 @@
-//! `/api/v1`: repositories, their syncs, and the OpenAPI document that describes them.
+//! `/api/v1`: repositories, their syncs, users, organizations and tokens, and the OpenAPI
+//! document that describes them. Every call names its caller (`Authorization: Bearer`); the
+//! hub decides what the caller may see and do.
 
+mod accounts;
 mod types;
 
 use std::sync::Arc;
 
-use mirrorhub_core::Trigger;
+use mirrorhub_core::{Access, Trigger};
 use mirrorhub_hub::Hub;
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, OpenApi, Tags};
 
-use crate::auth::AdminToken;
+pub use accounts::AccountsApi;
+
+use crate::auth::ApiToken;
 use crate::errors::ApiError;
 use types::{CreateRepoBody, DeliveryResource, RepoResource, SyncRunResource, UpdateRepoBody};
 
@@ -18,6 +23,8 @@ use types::{CreateRepoBody, DeliveryResource, RepoResource, SyncRunResource, Upd
 enum ApiTags {
     /// Mirrored and migrated repositories.
     Repos,
+    /// Users, organizations and their members, personal access tokens.
+    Accounts,
 }
 
 pub struct ReposApi {
@@ -39,7 +46,7 @@ enum Deleted {
     NoContent,
 }
 
-type ApiResult<T> = Result<T, ApiError>;
+pub(crate) type ApiResult<T> = Result<T, ApiError>;
 
 #[OpenApi(tag = "ApiTags::Repos")]
 impl ReposApi {
@@ -50,32 +57,34 @@ impl ReposApi {
     /// credentials. The initial copy then runs in the background: the answer is immediate,
     /// with `state: "cloning"`.
     #[oai(path = "/repos", method = "post")]
-    async fn create_repo(
-        &self,
-        _auth: AdminToken,
-        body: Json<CreateRepoBody>,
-    ) -> ApiResult<Accepted> {
+    async fn create_repo(&self, auth: ApiToken, body: Json<CreateRepoBody>) -> ApiResult<Accepted> {
+        self.hub
+            .authorize_owner(&auth.0, body.0.owner.trim())
+            .await?;
         let repo = self.hub.create_repo(body.0.into()).await?;
-        Ok(Accepted::Repo(Json(self.resource(&repo))))
+        Ok(Accepted::Repo(Json(self.resource(&repo, Access::Admin))))
     }
 
-    /// List all repositories.
+    /// List the repositories the caller may see: public ones, and private ones of the caller
+    /// and of the organizations they belong to (all of them, for a site admin).
     #[oai(path = "/repos", method = "get")]
-    async fn list_repos(&self, _auth: AdminToken) -> ApiResult<Json<Vec<RepoResource>>> {
-        let repos = self.hub.list_repos().await?;
-        Ok(Json(repos.iter().map(|r| self.resource(r)).collect()))
+    async fn list_repos(&self, auth: ApiToken) -> ApiResult<Json<Vec<RepoResource>>> {
+        let repos = self.hub.visible_repos(&auth.0).await?;
+        Ok(Json(
+            repos.iter().map(|(r, a)| self.resource(r, *a)).collect(),
+        ))
     }
 
     /// Show one repository: mode, state, progress, last sync and last error, counts.
     #[oai(path = "/repos/:owner/:name", method = "get")]
     async fn get_repo(
         &self,
-        _auth: AdminToken,
+        auth: ApiToken,
         owner: Path<String>,
         name: Path<String>,
     ) -> ApiResult<Json<RepoResource>> {
-        let repo = self.hub.get_repo(&owner, strip_git(&name)).await?;
-        Ok(Json(self.resource(&repo)))
+        let (repo, access) = self.authorize(&auth, &owner, &name, Access::Read).await?;
+        Ok(Json(self.resource(&repo, access)))
     }
 
     /// Sync now.
@@ -85,27 +94,29 @@ impl ReposApi {
     #[oai(path = "/repos/:owner/:name/sync", method = "post")]
     async fn sync_repo(
         &self,
-        _auth: AdminToken,
+        auth: ApiToken,
         owner: Path<String>,
         name: Path<String>,
     ) -> ApiResult<Accepted> {
+        let (_, access) = self.authorize(&auth, &owner, &name, Access::Write).await?;
         let repo = self
             .hub
             .request_sync(&owner, strip_git(&name), Trigger::Manual)
             .await?;
-        Ok(Accepted::Repo(Json(self.resource(&repo))))
+        Ok(Accepted::Repo(Json(self.resource(&repo, access))))
     }
 
     /// Sync history, newest first, each run with its journal of ref changes.
     #[oai(path = "/repos/:owner/:name/syncs", method = "get")]
     async fn list_syncs(
         &self,
-        _auth: AdminToken,
+        auth: ApiToken,
         owner: Path<String>,
         name: Path<String>,
         /// How many runs to return (1-200, default 50).
         limit: Query<Option<i64>>,
     ) -> ApiResult<Json<Vec<SyncRunResource>>> {
+        self.authorize(&auth, &owner, &name, Access::Read).await?;
         let limit = limit.0.unwrap_or(50).clamp(1, 200);
         let runs = self.hub.list_runs(&owner, strip_git(&name), limit).await?;
         Ok(Json(runs.into_iter().map(SyncRunResource::from).collect()))
@@ -115,12 +126,13 @@ impl ReposApi {
     #[oai(path = "/repos/:owner/:name/webhook/deliveries", method = "get")]
     async fn list_deliveries(
         &self,
-        _auth: AdminToken,
+        auth: ApiToken,
         owner: Path<String>,
         name: Path<String>,
         /// How many deliveries to return (1-200, default 50).
         limit: Query<Option<i64>>,
     ) -> ApiResult<Json<Vec<DeliveryResource>>> {
+        self.authorize(&auth, &owner, &name, Access::Admin).await?;
         let limit = limit.0.unwrap_or(50).clamp(1, 200);
         let deliveries = self
             .hub
@@ -138,16 +150,17 @@ impl ReposApi {
     #[oai(path = "/repos/:owner/:name", method = "patch")]
     async fn update_repo(
         &self,
-        _auth: AdminToken,
+        auth: ApiToken,
         owner: Path<String>,
         name: Path<String>,
         body: Json<UpdateRepoBody>,
     ) -> ApiResult<Json<RepoResource>> {
+        self.authorize(&auth, &owner, &name, Access::Admin).await?;
         let repo = self
             .hub
             .update_repo(&owner, strip_git(&name), body.0.into())
             .await?;
-        Ok(Json(self.resource(&repo)))
+        Ok(Json(self.resource(&repo, Access::Admin)))
     }
 
     /// Promote a mirror to primary.
@@ -160,39 +173,57 @@ impl ReposApi {
     #[oai(path = "/repos/:owner/:name/promote", method = "post")]
     async fn promote_repo(
         &self,
-        _auth: AdminToken,
+        auth: ApiToken,
         owner: Path<String>,
         name: Path<String>,
         /// Promote now without a final sync or check (the upstream is gone).
         force: Query<Option<bool>>,
     ) -> ApiResult<Accepted> {
+        self.authorize(&auth, &owner, &name, Access::Admin).await?;
         let repo = self
             .hub
             .promote(&owner, strip_git(&name), force.0.unwrap_or(false))
             .await?;
-        Ok(Accepted::Repo(Json(self.resource(&repo))))
+        Ok(Accepted::Repo(Json(self.resource(&repo, Access::Admin))))
     }
 
     /// Delete a repository and its bare copy on disk.
     #[oai(path = "/repos/:owner/:name", method = "delete")]
     async fn delete_repo(
         &self,
-        _auth: AdminToken,
+        auth: ApiToken,
         owner: Path<String>,
         name: Path<String>,
     ) -> ApiResult<Deleted> {
+        self.authorize(&auth, &owner, &name, Access::Admin).await?;
         self.hub.delete_repo(&owner, strip_git(&name)).await?;
         Ok(Deleted::NoContent)
     }
 }
 
 impl ReposApi {
-    fn resource(&self, repo: &mirrorhub_store::Repo) -> RepoResource {
+    /// The repository, if the caller may do `need` with it (a private one the caller may not
+    /// read is a 404, like a missing one).
+    async fn authorize(
+        &self,
+        auth: &ApiToken,
+        owner: &str,
+        name: &str,
+        need: Access,
+    ) -> ApiResult<(mirrorhub_store::Repo, Access)> {
+        Ok(self
+            .hub
+            .authorize_repo(&auth.0, owner, strip_git(name), need)
+            .await?)
+    }
+
+    fn resource(&self, repo: &mirrorhub_store::Repo, access: Access) -> RepoResource {
         RepoResource::new(
             repo,
             &self.public_url,
             self.hub.webhook_url(repo),
             self.hub.is_stale(repo, chrono::Utc::now()),
+            access == Access::Admin,
         )
     }
 }

@@ -135,7 +135,8 @@ pub struct RepoResource {
 pub struct WebhookResource {
     /// Paste into the upstream's webhook settings (payload URL). Any forge's format works.
     pub url: String,
-    /// The webhook secret (GitLab: the secret token). Shown to the repository's owner only.
+    /// The webhook secret (GitLab: the secret token). Shown only to whoever administers the
+    /// repository (admin role or owner, with an admin-scoped token).
     pub secret: Option<String>,
     /// Whether a delivery (a ping or a push) has arrived and passed verification.
     pub connected: bool,
@@ -151,7 +152,7 @@ pub struct WebhookResource {
 }
 
 impl WebhookResource {
-    fn new(r: &Repo, url: String) -> Self {
+    fn new(r: &Repo, url: String, show_secret: bool) -> Self {
         let (registration, registration_error) = match &r.webhook.hook {
             WebhookHook::None => ("manual", None),
             WebhookHook::Registered { .. } => ("registered", None),
@@ -162,6 +163,7 @@ impl WebhookResource {
             secret: r
                 .webhook_secret
                 .as_ref()
+                .filter(|_| show_secret)
                 .map(|s| s.expose_secret().to_owned()),
             connected: r.webhook.last_delivery_at.is_some(),
             last_delivery_at: r.webhook.last_delivery_at,
@@ -197,7 +199,15 @@ impl From<Delivery> for DeliveryResource {
 }
 
 impl RepoResource {
-    pub fn new(r: &Repo, public_url: &str, webhook_url: String, stale: bool) -> Self {
+    /// `show_secret`: whether the caller administers the repository (only they see its webhook
+    /// secret).
+    pub fn new(
+        r: &Repo,
+        public_url: &str,
+        webhook_url: String,
+        stale: bool,
+        show_secret: bool,
+    ) -> Self {
         let progress = match (&r.progress_phase, r.progress_percent) {
             (Some(phase), Some(percent)) => Some(ProgressResource {
                 phase: phase.clone(),
@@ -238,7 +248,7 @@ impl RepoResource {
             stale,
             paused_reason: r.paused_reason.clone(),
             created_at: r.created_at,
-            webhook: WebhookResource::new(r, webhook_url),
+            webhook: WebhookResource::new(r, webhook_url, show_secret),
         }
     }
 }
