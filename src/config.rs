@@ -87,6 +87,10 @@ pub struct ServeArgs {
     /// process; further requests wait for a slot.
     #[arg(long, env = "MIRRORHUB_MAX_UPLOAD_PACKS", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_upload_packs: u32,
+    /// A git client whose clone, fetch or push moves no data for this long is cut off, and its
+    /// git stopped (freeing its pack slot or push lock).
+    #[arg(long, env = "MIRRORHUB_GIT_IDLE_TIMEOUT", default_value = "10m", value_parser = parse_duration)]
+    pub git_idle_timeout: Duration,
     /// Secret of `/hooks/github` (organization or instance webhooks); comma-separated to
     /// accept several while rotating.
     #[arg(long, env = "MIRRORHUB_GITHUB_WEBHOOK_SECRET", hide_env_values = true)]

@@ -59,6 +59,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<std::process::ExitCode> {
     let git_serve = mirrorhub_server::GitServeConfig {
         engine: engine.clone(),
         max_upload_packs: args.max_upload_packs as usize,
+        idle_timeout: args.git_idle_timeout,
     };
     let hub = Arc::new(Hub::new(
         store,

@@ -21,7 +21,7 @@ on_both_databases!(
     pushes_go_to_primaries_with_the_token,
     names_from_the_url_never_reach_the_disk,
     parallel_clones_wait_for_a_pack_slot,
-    a_client_that_goes_away_leaves_no_git_behind
+    clients_that_stall_or_go_away_leave_no_git_behind
 );
 
 /// An upstream with branches and both kinds of tags.
@@ -605,7 +605,7 @@ async fn parallel_clones_wait_for_a_pack_slot(db: TestDb) {
     assert!(gzipped, "no clone sent a gzip request body");
 }
 
-async fn a_client_that_goes_away_leaves_no_git_behind(db: TestDb) {
+async fn clients_that_stall_or_go_away_leave_no_git_behind(db: TestDb) {
     let root = tempfile::tempdir().unwrap();
     let upstream = root.path().join("big.git");
     {
@@ -628,7 +628,7 @@ async fn a_client_that_goes_away_leaves_no_git_behind(db: TestDb) {
         .unwrap();
     }
     let server = HttpGitServer::start(root.path(), None).await;
-    let hub = Hub::start(&db, &[]).await;
+    let hub = Hub::start(&db, &[("MIRRORHUB_GIT_IDLE_TIMEOUT", "2s")]).await;
     mirror(&hub, &server.url("big.git"), "big", "public", "mirror").await;
     let url = format!("{}/team/big.git", hub.base);
     let clients = tempfile::tempdir().unwrap();
@@ -644,68 +644,94 @@ async fn a_client_that_goes_away_leaves_no_git_behind(db: TestDb) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
-    // A clone whose client stops reading as soon as the hub generates its pack, then dies.
-    let mut clone = {
-        use std::os::unix::process::CommandExt;
-        let mut cmd = git_command(clients.path());
-        cmd.args(["clone", "--bare", &url, "big.git"])
-            .env("GIT_TERMINAL_PROMPT", "0")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .process_group(0);
-        cmd.spawn().unwrap()
-    };
-    let pgid = clone.id().to_string();
-    let signal = |sig: &str| {
-        std::process::Command::new("kill")
-            .args([sig, "--", &format!("-{pgid}")])
-            .status()
-            .unwrap();
-    };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let running = processes_under(&repos);
-        if running
-            .iter()
-            .any(|(_, _, cmd)| cmd.contains("pack-objects"))
-        {
-            break;
-        }
-        assert!(
-            clone.try_wait().unwrap().is_none(),
-            "the clone finished before the hub's pack-objects was seen"
-        );
-        assert!(Instant::now() < deadline, "the hub never generated a pack");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    signal("-STOP");
+    // A client that stops reading (stopped, its connection open): cut off after the idle
+    // timeout, its git stopped.
+    let stalled = StoppedClone::start(clients.path(), &url, "stalled.git", &repos).await;
+    wait_until_clean(
+        &hub,
+        &repos,
+        "the client moved no data for too long; git stopped",
+    )
+    .await;
+    stalled.kill();
+
+    // A client that stops reading, then dies: git stopped at once.
+    let gone = StoppedClone::start(clients.path(), &url, "gone.git", &repos).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let mid_transfer = processes_under(&repos);
-    signal("-KILL");
-    clone.wait().unwrap();
+    gone.kill();
     assert!(
         !mid_transfer.is_empty(),
         "the hub's git finished before the client went away: the test proves nothing"
     );
+    wait_until_clean(&hub, &repos, "the client went away; git stopped").await;
 
-    // Within a few seconds, nothing of the hub's is left running in its repositories, and the
-    // hub has said why (its log line follows reaping, which follows the processes' exit).
-    let deadline = Instant::now() + Duration::from_secs(10);
+    // And the hub serves the next clone.
+    ok(&git_client(clients.path(), &["clone", "--bare", &url, "again.git"], &[]).await);
+}
+
+/// A `git clone` stopped (SIGSTOP, connection open) as soon as the hub generates its pack.
+struct StoppedClone {
+    child: std::process::Child,
+}
+
+impl StoppedClone {
+    async fn start(dir: &Path, url: &str, into: &str, repos: &Path) -> Self {
+        use std::os::unix::process::CommandExt;
+        let mut cmd = git_command(dir);
+        cmd.args(["clone", "--bare", url, into])
+            .env("GIT_TERMINAL_PROMPT", "0")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .process_group(0);
+        let mut clone = Self {
+            child: cmd.spawn().unwrap(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !processes_under(repos)
+            .iter()
+            .any(|(_, _, cmd)| cmd.contains("pack-objects"))
+        {
+            assert!(
+                clone.child.try_wait().unwrap().is_none(),
+                "the clone finished before the hub's pack-objects was seen"
+            );
+            assert!(Instant::now() < deadline, "the hub never generated a pack");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        clone.signal("-STOP");
+        clone
+    }
+
+    fn signal(&self, sig: &str) {
+        std::process::Command::new("kill")
+            .args([sig, "--", &format!("-{}", self.child.id())])
+            .status()
+            .unwrap();
+    }
+
+    fn kill(mut self) {
+        self.signal("-KILL");
+        self.child.wait().unwrap();
+    }
+}
+
+/// Waits (a bounded time) until nothing of the hub's runs in its repositories and its log
+/// says `why` (the line follows reaping, which follows the processes' exit).
+async fn wait_until_clean(hub: &Hub, repos: &Path, why: &str) {
+    let deadline = Instant::now() + Duration::from_secs(15);
     loop {
-        let left = processes_under(&repos);
-        let said = hub.log_text().contains("the client went away; git stopped");
-        if left.is_empty() && said {
-            break;
+        let left = processes_under(repos);
+        if left.is_empty() && hub.log_text().contains(why) {
+            return;
         }
         assert!(
             Instant::now() < deadline,
-            "still running after the client went away: {left:?}\n{}",
+            "still running, or not said ({why}): {left:?}\n{}",
             hub.log_text()
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    // And the hub serves the next clone.
-    ok(&git_client(clients.path(), &["clone", "--bare", &url, "again.git"], &[]).await);
 }
 
 /// Sends one raw HTTP/1.1 request and returns the whole answer as text: the path goes out

@@ -26,8 +26,10 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use mirrorhub_core::{Access, Actor, Mode, OwnerName, RepoName, RepoState};
 use mirrorhub_git::{GitEngine, ProcessGroup};
@@ -52,12 +54,15 @@ pub struct GitServeConfig {
     /// Most `upload-pack` runs (pack generations) at once in this process; further requests
     /// wait for a slot.
     pub max_upload_packs: usize,
+    /// A client whose transfer moves no data for this long is cut off and its git stopped.
+    pub idle_timeout: Duration,
 }
 
 /// Shared by the git routes.
 pub(crate) struct GitService {
     engine: GitEngine,
     packs: Arc<Semaphore>,
+    idle_timeout: Duration,
     /// One push at a time per repository (by id), so that each push's journal is its own.
     pushes: std::sync::Mutex<std::collections::HashMap<i64, Arc<tokio::sync::Mutex<()>>>>,
 }
@@ -67,6 +72,7 @@ impl GitService {
         Self {
             engine: config.engine,
             packs: Arc::new(Semaphore::new(config.max_upload_packs.max(1))),
+            idle_timeout: config.idle_timeout,
             pushes: Default::default(),
         }
     }
@@ -446,7 +452,13 @@ async fn take_push(
     let out = start(
         git,
         &dir,
-        &["receive-pack", "--stateless-rpc"],
+        // Objects are checked as they arrive: a push cannot store a corrupt or malformed object.
+        &[
+            "-c",
+            "receive.fsckObjects=true",
+            "receive-pack",
+            "--stateless-rpc",
+        ],
         None,
         Some(input),
         held,
@@ -545,19 +557,26 @@ fn start(
     let stdin = child.stdin.take();
     let stderr = child.stderr.take().expect("stderr is piped");
     let abort = CancellationToken::new();
+    let moved = LastMoved::new();
     if let (Some(input), Some(stdin)) = (input, stdin) {
-        tokio::spawn(feed(input, stdin, abort.clone()));
+        tokio::spawn(feed(input, stdin, abort.clone(), moved.clone()));
     }
-    tokio::spawn(supervise(child, group, stderr, abort.clone(), held));
+    let watch = Watch {
+        abort: abort.clone(),
+        moved: moved.clone(),
+        idle_timeout: git.idle_timeout,
+    };
+    tokio::spawn(supervise(child, group, stderr, watch, held));
     Ok(GitStdout {
         out: stdout,
         abort: Some(abort.drop_guard()),
+        moved,
     })
 }
 
 /// Copies the request body into stdin, gunzipping it on the way when asked. A body that breaks
 /// off (the client went away) aborts the run.
-async fn feed(input: Input, mut stdin: ChildStdin, abort: CancellationToken) {
+async fn feed(input: Input, mut stdin: ChildStdin, abort: CancellationToken, moved: LastMoved) {
     let mut body = input.body.into_async_read();
     let mut gunzip = input
         .gzip
@@ -599,6 +618,7 @@ async fn feed(input: Input, mut stdin: ChildStdin, abort: CancellationToken) {
         if stdin.write_all(chunk).await.is_err() {
             return;
         }
+        moved.touch();
         if let Some(gz) = gunzip.as_mut() {
             gz.get_mut().clear();
         }
@@ -616,9 +636,14 @@ async fn supervise(
     mut child: Child,
     mut group: ProcessGroup,
     stderr: tokio::process::ChildStderr,
-    abort: CancellationToken,
+    watch: Watch,
     held: Held,
 ) {
+    let Watch {
+        abort,
+        moved,
+        idle_timeout,
+    } = watch;
     let Held {
         permit: _permit,
         push_lock: _push_lock,
@@ -637,9 +662,15 @@ async fn supervise(
     });
     // The abort is checked first: when the client goes away git may die of the closed pipe at
     // the same moment, and that is the client's doing, not git's failure.
+    let mut stalled = false;
     let status = tokio::select! {
         biased;
         () = abort.cancelled() => None,
+        () = moved.idle_for(idle_timeout) => {
+            stalled = true;
+            abort.cancel();
+            None
+        }
         status = child.wait() => Some(status),
     };
     match status {
@@ -648,7 +679,11 @@ async fn supervise(
             group.kill();
             let _ = child.wait().await;
             group.disarm();
-            tracing::info!("the client went away; git stopped");
+            if stalled {
+                tracing::info!(timeout = ?idle_timeout, "the client moved no data for too long; git stopped");
+            } else {
+                tracing::info!("the client went away; git stopped");
+            }
         }
         Some(status) => {
             group.disarm();
@@ -676,6 +711,47 @@ struct GitStdout {
     // Declared first so it is dropped first: the abort is signalled before the pipe closes.
     abort: Option<DropGuard>,
     out: tokio::process::ChildStdout,
+    moved: LastMoved,
+}
+
+/// What the supervisor of a git run watches: the abort, and whether data still moves.
+struct Watch {
+    abort: CancellationToken,
+    moved: LastMoved,
+    idle_timeout: Duration,
+}
+
+/// When data last moved between the client and git (either way).
+#[derive(Clone)]
+struct LastMoved {
+    origin: tokio::time::Instant,
+    /// Milliseconds after `origin`.
+    at_ms: Arc<AtomicU64>,
+}
+
+impl LastMoved {
+    fn new() -> Self {
+        Self {
+            origin: tokio::time::Instant::now(),
+            at_ms: Arc::default(),
+        }
+    }
+
+    fn touch(&self) {
+        let ms = self.origin.elapsed().as_millis() as u64;
+        self.at_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// Resolves once nothing moved for `limit`.
+    async fn idle_for(&self, limit: Duration) {
+        loop {
+            let last = self.origin + Duration::from_millis(self.at_ms.load(Ordering::Relaxed));
+            if last.elapsed() >= limit {
+                return;
+            }
+            tokio::time::sleep_until(last + limit).await;
+        }
+    }
 }
 
 impl AsyncRead for GitStdout {
@@ -688,6 +764,7 @@ impl AsyncRead for GitStdout {
         let this = &mut *self;
         let poll = Pin::new(&mut this.out).poll_read(cx, buf);
         if let Poll::Ready(Ok(())) = poll {
+            this.moved.touch();
             if buf.filled().len() == before && buf.remaining() > 0 {
                 // The end: git wrote everything; let it exit on its own.
                 if let Some(guard) = this.abort.take() {
