@@ -18,7 +18,8 @@ on_both_databases!(
     sign_out_ends_the_session_everywhere,
     user_text_is_escaped_and_pages_are_locked_down,
     forms_show_errors_next_to_their_fields,
-    settings_are_checked_and_saved
+    settings_are_checked_and_saved,
+    users_sign_in_with_a_password_and_see_what_they_may
 );
 
 /// A cookie-keeping client that never follows redirects (they are asserted).
@@ -113,6 +114,21 @@ impl Visitor {
     async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
         let req = self.http.post(format!("{}{path}", self.base)).form(form);
         self.send(req).await
+    }
+
+    /// Signs in as a user with a password.
+    async fn sign_in_as(&mut self, username: &str, password: &str) -> Page {
+        let form = self.get("/-/login").await;
+        self.post(
+            "/-/login",
+            &[
+                ("csrf", &form.csrf()),
+                ("username", username),
+                ("token", password),
+                ("next", "/"),
+            ],
+        )
+        .await
     }
 
     async fn sign_in(&mut self) {
@@ -555,4 +571,121 @@ async fn settings_are_checked_and_saved(db: TestDb) {
         .await
         .body
         .contains("Settings saved."));
+}
+
+async fn users_sign_in_with_a_password_and_see_what_they_may(db: TestDb) {
+    let root = tempfile::tempdir().unwrap();
+    let daemon = upstream(root.path()).await;
+    let hub = Hub::start(&db, &[]).await;
+    mirror_app(&hub, &daemon, json!({"visibility": "private"})).await;
+    for (user, role) in [("ana", "read"), ("bob", "admin"), ("carol", "")] {
+        let (status, body) = hub
+            .post(
+                "/api/v1/users",
+                json!({"username": user, "password": format!("{user}-password-long")}),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+        if !role.is_empty() {
+            let (status, body) = hub
+                .call(
+                    reqwest::Method::PUT,
+                    &format!("/api/v1/orgs/team/members/{user}"),
+                    Some(json!({"role": role})),
+                )
+                .await;
+            assert_eq!(status, 200, "{body}");
+        }
+    }
+
+    // A wrong password: the form again, with what was typed and the reason.
+    let mut ana = Visitor::new(&hub);
+    let page = ana.sign_in_as("ana", "not-her-password").await;
+    assert_eq!(page.status, 200);
+    assert!(
+        page.body.contains("Wrong username or password."),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains(r#"value="ana""#), "{}", page.body);
+    assert!(ana.cookie("mirrorhub_session").is_none());
+
+    // A reader: sees the repository and its history, but no sync, settings, secret or delete.
+    let page = ana.sign_in_as("ana", "ana-password-long").await;
+    assert_eq!(page.status, 303, "{}", page.body);
+    let list = ana.get("/").await;
+    assert!(list.body.contains(r#"id="who">ana<"#), "{}", list.body);
+    assert!(list.body.contains("/team/app"), "{}", list.body);
+    assert!(!list.body.contains("id=\"sync-team-app\""), "{}", list.body);
+    let page = ana.get("/team/app").await;
+    assert_eq!(page.status, 200);
+    for hidden in [
+        "id=\"sync-now\"",
+        "id=\"settings\"",
+        "id=\"delete\"",
+        "id=\"webhook-secret\"",
+        "id=\"promote\"",
+    ] {
+        assert!(!page.body.contains(hidden), "{hidden} shown to a reader");
+    }
+    let csrf = page.csrf();
+    let refused = ana
+        .post("/team/app/-/sync", &[("csrf", &csrf), ("back", "/")])
+        .await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    let refused = ana
+        .post(
+            "/team/app/-/delete",
+            &[("csrf", &csrf), ("confirm", "team/app")],
+        )
+        .await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    let (status, _) = hub.get("/api/v1/repos/team/app").await;
+    assert_eq!(status, 200, "still there");
+
+    // An admin of the organization: everything.
+    let mut bob = Visitor::new(&hub);
+    assert_eq!(bob.sign_in_as("BOB", "bob-password-long").await.status, 303);
+    let page = bob.get("/team/app").await;
+    for shown in ["id=\"settings\"", "id=\"delete\""] {
+        assert!(page.body.contains(shown), "{shown} not shown to an admin");
+    }
+    let synced = bob
+        .post("/team/app/-/sync", &[("csrf", &page.csrf()), ("back", "/")])
+        .await;
+    assert_eq!(synced.status, 303, "{}", synced.body);
+
+    // No member: the private repository does not exist, and is not listed.
+    let mut carol = Visitor::new(&hub);
+    assert_eq!(
+        carol
+            .sign_in_as("carol", "carol-password-long")
+            .await
+            .status,
+        303
+    );
+    assert_eq!(carol.get("/team/app").await.status, 404);
+    assert!(!carol.get("/").await.body.contains("/team/app"));
+    // Nor may she create repositories under the organization.
+    let form = carol.get("/-/new").await;
+    let page = carol
+        .post(
+            "/-/new",
+            &[
+                ("csrf", &form.csrf()),
+                ("url", &daemon.url("project.git")),
+                ("owner", "team"),
+                ("name", "mine"),
+                ("mode", "mirror"),
+                ("visibility", "private"),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, 200);
+    assert!(
+        page.body
+            .contains("you may not create repositories under team"),
+        "{}",
+        page.body
+    );
 }

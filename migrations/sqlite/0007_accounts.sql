@@ -47,3 +47,6 @@ CREATE TABLE access_tokens (
 CREATE UNIQUE INDEX access_tokens_live_name ON access_tokens (user_id, name) WHERE revoked_at IS NULL;
 -- A user's tokens, newest first, and the cascade from accounts.
 CREATE INDEX access_tokens_user ON access_tokens (user_id, created_at, id);
+
+-- A web UI session is a user's (signed in with their password), or the admin token's (NULL).
+ALTER TABLE web_sessions ADD COLUMN user_id INTEGER REFERENCES accounts (id) ON DELETE CASCADE;

@@ -605,7 +605,11 @@ fn prepare_clone_dir(dest: &Path) -> Result<PathBuf, GitError> {
         let name = entry.file_name();
         if name.to_string_lossy().starts_with(&prefix) {
             tracing::info!(path = %entry.path().display(), "removing the leftover of an interrupted clone");
-            remove_dir_if_exists(&entry.path())?;
+            // A git of a hub that was killed may still be writing there: the new clone goes to
+            // a fresh path anyway, so a leftover that cannot be removed yet waits for next time.
+            if let Err(e) = remove_dir_if_exists(&entry.path()) {
+                tracing::warn!(path = %entry.path().display(), error = %e, "the leftover of an interrupted clone could not be removed yet");
+            }
         }
     }
     let mut bytes = [0u8; 6];

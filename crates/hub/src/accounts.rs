@@ -300,6 +300,16 @@ impl Hub {
         }
     }
 
+    /// The actor's access to a repository already in hand (`None`: may not even read it).
+    pub async fn repo_access(
+        &self,
+        actor: &Actor,
+        repo: &Repo,
+    ) -> Result<Option<Access>, HubError> {
+        let role = self.org_role(actor, &repo.owner).await?;
+        Ok(actor.repo_access(&repo.owner, repo.visibility, role))
+    }
+
     /// Checks the actor may create repositories under `owner` (write on it). The hub's admin
     /// token may name an owner that does not exist yet: it is created as an organization.
     pub async fn authorize_owner(&self, actor: &Actor, owner: &str) -> Result<(), HubError> {
@@ -369,7 +379,11 @@ impl Hub {
 
     /// A user with their password checked. A wrong name and a wrong password get the same
     /// answer, after the same work.
-    async fn check_password(&self, username: &str, password: &str) -> Result<Account, HubError> {
+    pub async fn check_password(
+        &self,
+        username: &str,
+        password: &str,
+    ) -> Result<Account, HubError> {
         let wrong = || HubError::Unauthorized("wrong username or password".into());
         let user = match self.store.get_account(username).await? {
             Some(a) if a.kind == AccountKind::User => Some(a),

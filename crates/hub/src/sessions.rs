@@ -3,6 +3,7 @@
 //! the database keeps only its SHA-256, so a copy of the database signs no one in.
 
 use chrono::{TimeDelta, Utc};
+use mirrorhub_core::{Access, Actor};
 use mirrorhub_store::WebSession;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
@@ -17,13 +18,18 @@ pub struct NewWebSession {
 }
 
 impl Hub {
-    /// Starts a session that lasts `ttl`.
-    pub async fn start_web_session(&self, ttl: TimeDelta) -> Result<NewWebSession, HubError> {
+    /// Starts a session that lasts `ttl`, for a user (`user_id`) or the admin token (`None`).
+    pub async fn start_web_session(
+        &self,
+        ttl: TimeDelta,
+        user_id: Option<i64>,
+    ) -> Result<NewWebSession, HubError> {
         let cookie = random_token();
         let now = Utc::now();
         let session = WebSession {
             id_sha256: session_hash(&cookie),
             csrf_token: random_token(),
+            user_id,
             created_at: now,
             expires_at: now + ttl,
         };
@@ -44,6 +50,23 @@ impl Hub {
             .store
             .get_web_session(&session_hash(cookie), Utc::now())
             .await?)
+    }
+
+    /// Who a session acts for: its user with all their rights, or the admin token. A session
+    /// whose user is gone acts for no one.
+    pub async fn session_actor(&self, session: &WebSession) -> Result<Actor, HubError> {
+        let Some(id) = session.user_id else {
+            return Ok(Actor::AdminToken);
+        };
+        Ok(match self.store.get_account_by_id(id).await? {
+            Some(user) => Actor::User {
+                id: user.id,
+                name: user.name,
+                site_admin: user.site_admin,
+                scope: Access::Admin,
+            },
+            None => Actor::Anonymous,
+        })
     }
 
     /// Signs the session out; it is refused from now on, wherever its cookie was copied.

@@ -311,6 +311,8 @@ pub struct WebSession {
     pub id_sha256: String,
     /// The synchronizer token every form of this session carries.
     pub csrf_token: String,
+    /// The user signed in; `None` for the hub's admin token.
+    pub user_id: Option<i64>,
     pub created_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
 }
@@ -527,6 +529,8 @@ pub trait Store: Send + Sync {
     ) -> Result<Account, StoreError>;
     /// The account with this name, ignoring ASCII case.
     async fn get_account(&self, name: &str) -> Result<Option<Account>, StoreError>;
+    /// The account with this id.
+    async fn get_account_by_id(&self, id: i64) -> Result<Option<Account>, StoreError>;
     /// Every account, users and organizations, by name.
     async fn list_accounts(&self) -> Result<Vec<Account>, StoreError>;
     /// A user's password hash (PHC string), if they have a password.

@@ -1005,13 +1005,14 @@ impl Store for PgStore {
 
     async fn create_web_session(&self, session: &WebSession) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO web_sessions (id_sha256, csrf_token, created_at, expires_at) \
-             VALUES ($1, $2, $3, $4)",
+            "INSERT INTO web_sessions (id_sha256, csrf_token, created_at, expires_at, user_id) \
+             VALUES ($1, $2, $3, $4, $5)",
         )
         .bind(&session.id_sha256)
         .bind(&session.csrf_token)
         .bind(session.created_at)
         .bind(session.expires_at)
+        .bind(session.user_id)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -1023,7 +1024,7 @@ impl Store for PgStore {
         now: DateTime<Utc>,
     ) -> Result<Option<WebSession>, StoreError> {
         let row = sqlx::query(
-            "SELECT id_sha256, csrf_token, created_at, expires_at FROM web_sessions \
+            "SELECT id_sha256, csrf_token, created_at, expires_at, user_id FROM web_sessions \
              WHERE id_sha256 = $1 AND expires_at > $2",
         )
         .bind(id_sha256)
@@ -1034,6 +1035,7 @@ impl Store for PgStore {
             Ok(WebSession {
                 id_sha256: row.try_get("id_sha256")?,
                 csrf_token: row.try_get("csrf_token")?,
+                user_id: row.try_get("user_id")?,
                 created_at: row.try_get("created_at")?,
                 expires_at: row.try_get("expires_at")?,
             })
@@ -1081,6 +1083,15 @@ impl Store for PgStore {
         let sql = format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE name_key = lower($1)");
         let row = sqlx::query(&sql)
             .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| account_from_row(&r, "")).transpose()
+    }
+
+    async fn get_account_by_id(&self, id: i64) -> Result<Option<Account>, StoreError> {
+        let sql = format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = $1");
+        let row = sqlx::query(&sql)
+            .bind(id)
             .fetch_optional(&self.pool)
             .await?;
         row.map(|r| account_from_row(&r, "")).transpose()

@@ -1854,6 +1854,7 @@ async fn web_sessions_expire_and_sign_out(db: TestDb) {
     let session = WebSession {
         id_sha256: "ab".repeat(32),
         csrf_token: "csrf-1".into(),
+        user_id: None,
         created_at: t0(),
         expires_at: t0() + secs(3600),
     };
@@ -1885,6 +1886,18 @@ async fn web_sessions_expire_and_sign_out(db: TestDb) {
     assert_eq!(s.prune_web_sessions(t0() + secs(20)).await.unwrap(), 1);
     assert!(s.delete_web_session(&session.id_sha256).await.unwrap());
     assert!(!s.delete_web_session(&session.id_sha256).await.unwrap());
+    // A user's session names the user.
+    let ana = account(s, "ana", AccountKind::User).await;
+    let hers = WebSession {
+        id_sha256: "ef".repeat(32),
+        user_id: Some(ana.id),
+        ..session.clone()
+    };
+    s.create_web_session(&hers).await.unwrap();
+    let found = s.get_web_session(&hers.id_sha256, t0()).await.unwrap();
+    assert_eq!(found.and_then(|f| f.user_id), Some(ana.id));
+    assert_eq!(s.get_account_by_id(ana.id).await.unwrap(), Some(ana));
+    assert_eq!(s.get_account_by_id(-1).await.unwrap(), None);
     assert_eq!(
         s.get_web_session(&session.id_sha256, t0()).await.unwrap(),
         None

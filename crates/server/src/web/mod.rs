@@ -108,7 +108,11 @@ fn message_page(status: StatusCode, title: &str, message: &str, csrf: Option<Str
     render(
         status,
         &pages::MessagePage {
-            layout: view::Layout { csrf, notice: None },
+            layout: view::Layout {
+                csrf,
+                notice: None,
+                who: None,
+            },
             title,
             message,
         },

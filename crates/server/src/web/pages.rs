@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use askama::Template;
 use chrono::{TimeDelta, Utc};
-use mirrorhub_core::{Outcome, RepoState, Trigger};
+use mirrorhub_core::{Access, Actor, Outcome, RepoState, Trigger};
 use mirrorhub_hub::{CreateRepo, Hub, HubError, UpdateRepo};
 use poem::http::{header, StatusCode};
 use poem::web::cookie::CookieJar;
@@ -42,6 +42,8 @@ struct LoginPage {
     layout: Layout,
     login_csrf: String,
     next: String,
+    /// What was typed, shown again after a failure.
+    username: String,
     error: Option<&'static str>,
 }
 
@@ -97,6 +99,8 @@ pub(super) struct SettingsForm {
 #[template(path = "repo.html")]
 struct RepoPage {
     layout: Layout,
+    /// Settings, webhook secret, promote and delete are shown to admins of the repository.
+    can_admin: bool,
     csrf: String,
     repo: RepoView,
     contents: ContentsView,
@@ -121,6 +125,8 @@ pub(super) struct PromoteForm {
 #[serde(default)]
 pub(super) struct LoginForm {
     csrf: String,
+    /// Empty: `token` is the admin token; otherwise `token` is this user's password.
+    username: String,
     token: String,
     next: String,
 }
@@ -173,6 +179,15 @@ fn layout(user: &SignedIn, notice_code: &str) -> Layout {
     Layout {
         csrf: Some(user.session.csrf_token.clone()),
         notice: notice(notice_code),
+        who: Some(who(&user.actor)),
+    }
+}
+
+/// Who is signed in, in the header.
+fn who(actor: &Actor) -> String {
+    match actor.user_name() {
+        Some(name) => name.to_owned(),
+        None => "admin token".to_owned(),
     }
 }
 
@@ -198,14 +213,18 @@ pub(super) async fn list(
     user: SignedIn,
     Query(q): Query<NoticeQuery>,
 ) -> Response {
-    let repos = match hub.list_repos().await {
+    let repos = match hub.visible_repos(&user.actor).await {
         Ok(r) => r,
         Err(e) => return hub_error_page(&e, &user),
     };
     let now = Utc::now();
     let repos = repos
         .iter()
-        .map(|r| RepoRow::new(r, hub.is_stale(r, now), now))
+        .map(|(r, access)| {
+            let mut row = RepoRow::new(r, hub.is_stale(r, now), now);
+            row.can_sync &= access.includes(Access::Write);
+            row
+        })
         .collect();
     render(
         StatusCode::OK,
@@ -233,11 +252,12 @@ pub(super) async fn login_form(
     }
     let page = LoginPage {
         layout: Layout {
-            csrf: None,
             notice: notice(&n.notice),
+            ..Layout::default()
         },
         login_csrf: session::login_token(jar, &config.web),
         next,
+        username: String::new(),
         error: None,
     };
     render(StatusCode::OK, &page)
@@ -253,23 +273,41 @@ pub(super) async fn login(
 ) -> poem::Result<Response> {
     session::check_login_token(jar, &form.csrf)?;
     let next = session::safe_next(&form.next).to_owned();
-    if !admin.verify(form.token.trim()) {
+    let username = form.username.trim();
+    let signed_in = if username.is_empty() {
+        admin.verify(form.token.trim()).then_some(None)
+    } else {
+        match hub.check_password(username, &form.token).await {
+            Ok(user) => Some(Some(user.id)),
+            Err(HubError::Unauthorized(_)) => None,
+            Err(e) => {
+                return Ok(message_page(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Sign-in failed",
+                    &super::view::user_message(&e),
+                    None,
+                ))
+            }
+        }
+    };
+    let Some(user_id) = signed_in else {
         tokio::time::sleep(SIGN_IN_FAILURE_DELAY).await;
-        tracing::warn!("a web sign-in with a wrong token was refused");
+        tracing::warn!("a web sign-in with wrong credentials was refused");
         let page = LoginPage {
             layout: Layout::default(),
             login_csrf: session::login_token(jar, &config.web),
             next,
-            error: Some(if form.token.trim().is_empty() {
-                "Enter the admin token."
-            } else {
-                "That is not the admin token. Use the token set in MIRRORHUB_ADMIN_TOKEN, or the one the hub printed on its first start."
+            username: username.to_owned(),
+            error: Some(match (username.is_empty(), form.token.trim().is_empty()) {
+                (_, true) => "Enter your password, or the admin token.",
+                (true, false) => "That is not the admin token. Use the token set in MIRRORHUB_ADMIN_TOKEN, or the one the hub printed on its first start; or enter your username and password.",
+                (false, false) => "Wrong username or password.",
             }),
         };
         return Ok(render(StatusCode::OK, &page));
-    }
+    };
     let ttl = TimeDelta::from_std(config.web.session_ttl).unwrap_or(TimeDelta::hours(12));
-    match hub.start_web_session(ttl).await {
+    match hub.start_web_session(ttl, user_id).await {
         Ok(new) => {
             session::set_session_cookie(jar, &config.web, new.cookie);
             session::remove_cookie(jar, &config.web, session::LOGIN_COOKIE);
@@ -401,7 +439,11 @@ pub(super) async fn create(
         mode: optional(&form.mode),
         sync_interval: optional(&form.sync_interval),
     };
-    match hub.create_repo(request).await {
+    let created = match hub.authorize_owner(&user.actor, &request.owner).await {
+        Ok(()) => hub.create_repo(request).await,
+        Err(e) => Err(e),
+    };
+    match created {
         Ok(repo) => Ok(redirect(&format!(
             "/{}/{}?notice=created",
             repo.owner, repo.name
@@ -430,8 +472,11 @@ pub(super) async fn repo_page(
         // The clone URL pasted into a browser.
         return redirect(&format!("/{owner}/{}", repo_name(&name)));
     }
-    let repo = match hub.get_repo(&owner, &name).await {
-        Ok(r) => r,
+    let repo = match hub
+        .authorize_repo(&user.actor, &owner, &name, Access::Read)
+        .await
+    {
+        Ok((r, _)) => r,
         Err(e) => return hub_error_page(&e, &user),
     };
     let settings = settings_of(&repo);
@@ -494,11 +539,18 @@ async fn repo_page_with(
     if running && repo.state == RepoState::Ready {
         view.state = StateView::syncing();
     }
+    let access = match hub.repo_access(&user.actor, &repo).await {
+        Ok(a) => a,
+        Err(e) => return hub_error_page(&e, user),
+    };
+    let can = |need: Access| access.is_some_and(|a| a.includes(need));
+    view.can_sync &= can(Access::Write);
     let page = RepoPage {
         layout: Layout {
-            csrf: Some(user.session.csrf_token.clone()),
             notice: extras.notice,
+            ..layout(user, "")
         },
+        can_admin: can(Access::Admin),
         csrf: user.session.csrf_token.clone(),
         repo: view,
         contents: ContentsView::new(&contents, now),
@@ -521,7 +573,14 @@ pub(super) async fn sync(
 ) -> poem::Result<Response> {
     user.check_csrf(&form.csrf)?;
     let name = repo_name(&name);
-    if let Err(e) = hub.request_sync(&owner, name, Trigger::Manual).await {
+    let queued = match hub
+        .authorize_repo(&user.actor, &owner, name, Access::Write)
+        .await
+    {
+        Ok(_) => hub.request_sync(&owner, name, Trigger::Manual).await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = queued {
         return Ok(hub_error_page(&e, &user));
     }
     let back = match session::safe_next(&form.back) {
@@ -532,8 +591,9 @@ pub(super) async fn sync(
     Ok(redirect(&format!("{back}{sep}notice=sync-queued")))
 }
 
-/// The repository a form acts on, once the form's CSRF token is checked; or the page to answer
-/// when it does not exist (or the store failed).
+/// The repository a form acts on, once the form's CSRF token is checked and the user found to
+/// administer it; or the page to answer when it does not exist, they may not (or the store
+/// failed).
 async fn acted_on(
     hub: &Hub,
     user: &SignedIn,
@@ -543,8 +603,9 @@ async fn acted_on(
 ) -> poem::Result<Result<mirrorhub_store::Repo, Response>> {
     user.check_csrf(csrf)?;
     Ok(hub
-        .get_repo(owner, name)
+        .authorize_repo(&user.actor, owner, name, Access::Admin)
         .await
+        .map(|(repo, _)| repo)
         .map_err(|e| hub_error_page(&e, user)))
 }
 
@@ -646,8 +707,10 @@ pub(super) async fn promote(
     Path((owner, name)): Path<(String, String)>,
     Form(form): Form<PromoteForm>,
 ) -> poem::Result<Response> {
-    user.check_csrf(&form.csrf)?;
     let name = repo_name(&name);
+    if let Err(page) = acted_on(&hub, &user, &form.csrf, &owner, name).await? {
+        return Ok(page);
+    }
     let force = form.force.is_some();
     let refusal = if form.confirm.is_none() {
         "Nothing was changed: tick the box to confirm that the hub stops following the upstream for good.".to_owned()

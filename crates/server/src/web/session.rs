@@ -10,6 +10,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use mirrorhub_core::Actor;
 use mirrorhub_hub::Hub;
 use mirrorhub_store::WebSession;
 use poem::http::StatusCode;
@@ -64,6 +65,8 @@ impl WebConfig {
 pub(super) struct SignedIn {
     pub session: WebSession,
     pub cookie: String,
+    /// Who the session acts for: a user with all their rights, or the admin token.
+    pub actor: Actor,
 }
 
 impl SignedIn {
@@ -101,9 +104,24 @@ impl<'a> FromRequest<'a> for SignedIn {
             .get(SESSION_COOKIE)
             .map(|c| c.value_str().to_owned());
         if let Some(cookie) = cookie {
-            match hub.web_session(&cookie).await {
-                Ok(Some(session)) => return Ok(SignedIn { session, cookie }),
-                Ok(None) => {}
+            let found = match hub.web_session(&cookie).await {
+                Ok(Some(session)) => hub
+                    .session_actor(&session)
+                    .await
+                    .map(|actor| Some((session, actor))),
+                Ok(None) => Ok(None),
+                Err(e) => Err(e),
+            };
+            match found {
+                // A session whose user is gone signs in no one.
+                Ok(Some((_, Actor::Anonymous))) | Ok(None) => {}
+                Ok(Some((session, actor))) => {
+                    return Ok(SignedIn {
+                        session,
+                        cookie,
+                        actor,
+                    })
+                }
                 Err(e) => {
                     return Err(poem::Error::from_response(message_page(
                         StatusCode::SERVICE_UNAVAILABLE,

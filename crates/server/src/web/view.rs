@@ -14,6 +14,8 @@ use secrecy::ExposeSecret;
 pub struct Layout {
     pub csrf: Option<String>,
     pub notice: Option<&'static str>,
+    /// Who is signed in, as the header shows it.
+    pub who: Option<String>,
 }
 
 /// Error messages by form field, shown next to the field.
