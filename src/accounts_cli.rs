@@ -27,6 +27,19 @@ pub enum UserCommand {
         #[command(flatten)]
         hub: HubArgs,
     },
+    /// Set a user's password, read from standard input (yourself, or anyone as a site admin).
+    Passwd {
+        username: String,
+        #[command(flatten)]
+        hub: HubArgs,
+    },
+    /// Delete a user with their tokens and memberships (site admins; refused while they own
+    /// repositories).
+    Delete {
+        username: String,
+        #[command(flatten)]
+        hub: HubArgs,
+    },
 }
 
 #[derive(Subcommand)]
@@ -73,6 +86,12 @@ pub enum TokenCommand {
 pub enum OrgCommand {
     /// Create an organization; you become its admin.
     Create {
+        name: String,
+        #[command(flatten)]
+        hub: HubArgs,
+    },
+    /// Delete an organization (its admins; refused while it owns repositories).
+    Delete {
         name: String,
         #[command(flatten)]
         hub: HubArgs,
@@ -172,7 +191,31 @@ pub async fn user(cmd: UserCommand) -> Exit {
             }
             Ok(OK)
         }
+        UserCommand::Passwd { username, hub } => {
+            let password = read_stdin_secret("the new password")?;
+            Client::new(&hub)?
+                .call(
+                    reqwest::Method::PATCH,
+                    &format!("/users/{username}"),
+                    Some(json!({"password": password.expose_secret()})),
+                )
+                .await?;
+            eprintln!("the password of {username} is changed");
+            Ok(OK)
+        }
+        UserCommand::Delete { username, hub } => {
+            delete(&hub, &format!("/users/{username}")).await?;
+            eprintln!("deleted user {username}");
+            Ok(OK)
+        }
     }
+}
+
+async fn delete(hub: &HubArgs, path: &str) -> anyhow::Result<()> {
+    Client::new(hub)?
+        .call(reqwest::Method::DELETE, path, None)
+        .await?;
+    Ok(())
 }
 
 pub async fn token(cmd: TokenCommand) -> Exit {
@@ -267,6 +310,11 @@ pub async fn org(cmd: OrgCommand) -> Exit {
                 "created organization {}",
                 org["name"].as_str().unwrap_or_default()
             );
+            Ok(OK)
+        }
+        OrgCommand::Delete { name, hub } => {
+            delete(&hub, &format!("/orgs/{name}")).await?;
+            eprintln!("deleted organization {name}");
             Ok(OK)
         }
         OrgCommand::Members { org, hub } => {

@@ -397,6 +397,62 @@ async fn users_orgs_and_tokens_through_the_api(db: TestDb) {
         (200, json!(["read", "write"])),
         "{me}"
     );
+
+    // Ana changes her password with her own token; a write-scoped one may not.
+    let change = Some(json!({"password": "a much better passphrase"}));
+    let (status, _) = as_user(
+        &hub,
+        &ci,
+        Method::PATCH,
+        "/api/v1/users/ana",
+        change.clone(),
+    )
+    .await;
+    assert_eq!(status, 403);
+    let (status, body) =
+        as_user(&hub, &ana_token, Method::PATCH, "/api/v1/users/ana", change).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        with_password("correct horse battery")
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    let again = http
+        .post(api("/users/ana/tokens"))
+        .basic_auth("ana", Some("a much better passphrase"))
+        .json(&json!({"name": "desktop", "scopes": ["read"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 201);
+
+    // An organization that owns repositories is not deleted; a user is, with their tokens.
+    let (status, body) = as_user(&hub, &ana_token, Method::DELETE, "/api/v1/orgs/acme", None).await;
+    assert_eq!(status, 409, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("owns 1 repository"),
+        "{body}"
+    );
+    let (status, _) = as_user(
+        &hub,
+        &ana_token,
+        Method::DELETE,
+        "/api/v1/users/carol",
+        None,
+    )
+    .await;
+    assert_eq!(status, 403, "only a site admin deletes users");
+    let (status, _) = hub.call(Method::DELETE, "/api/v1/orgs/carol", None).await;
+    assert_eq!(status, 404, "carol is no organization");
+    let (status, _) = hub.call(Method::DELETE, "/api/v1/users/carol", None).await;
+    assert_eq!(status, 204);
+    let (status, _) = as_user(&hub, &carol, Method::GET, "/api/v1/user", None).await;
+    assert_eq!(status, 401, "her token went with her");
 }
 
 async fn git_access_follows_tokens_and_roles(db: TestDb) {

@@ -167,6 +167,74 @@ impl Hub {
         Ok(org)
     }
 
+    /// Deletes a user (site admins) or an organization (its admins), with their tokens,
+    /// memberships and sessions. Refused while repositories are owned by the name: a later
+    /// account of the same name must never inherit them.
+    pub async fn delete_account(
+        &self,
+        actor: &Actor,
+        name: &str,
+        kind: AccountKind,
+    ) -> Result<(), HubError> {
+        let account = self.account(name).await?;
+        if account.kind != kind {
+            return Err(HubError::AccountNotFound(format!(
+                "{} is a{}, not a{}",
+                account.name,
+                article_kind(account.kind),
+                article_kind(kind)
+            )));
+        }
+        match account.kind {
+            AccountKind::User => require_site(actor, "delete users")?,
+            AccountKind::Org => {
+                self.org_for(actor, &account.name, Access::Admin).await?;
+            }
+        }
+        let owned = self
+            .list_repos()
+            .await?
+            .into_iter()
+            .filter(|r| r.owner.eq_ignore_ascii_case(&account.name))
+            .count();
+        if owned > 0 || !self.store.delete_account(account.id).await? {
+            return Err(HubError::InvalidState(format!(
+                "{} owns {owned} repositor{}: delete them first",
+                account.name,
+                if owned == 1 { "y" } else { "ies" }
+            )));
+        }
+        tracing::info!(account = %account.name, kind = %account.kind, "account deleted");
+        Ok(())
+    }
+
+    /// Changes a user's password (themself with an admin-scoped token, or a site admin;
+    /// `Some(None)` removes it) or whether they are a site admin (site admins only).
+    pub async fn update_user(
+        &self,
+        actor: &Actor,
+        username: &str,
+        password: Option<Option<&str>>,
+        site_admin: Option<bool>,
+    ) -> Result<Account, HubError> {
+        let user = if site_admin.is_some() {
+            require_site(actor, "make or unmake site admins")?;
+            self.user(username).await?
+        } else {
+            self.token_owner(actor, username).await?
+        };
+        let password_hash = match password {
+            None => None,
+            Some(None) => Some(None),
+            Some(Some(p)) => Some(Some(hash_password(p).await?)),
+        };
+        self.store
+            .update_user(user.id, password_hash, site_admin)
+            .await?;
+        tracing::info!(user = %user.name, password_changed = password.is_some(), ?site_admin, "user changed");
+        self.user(username).await
+    }
+
     /// Adds a user to an organization with `role`, or changes their role. Needs admin of the
     /// organization.
     pub async fn set_member(
@@ -600,6 +668,14 @@ fn dummy_hash() -> &'static str {
 /// to make a stolen database useless for signing in.
 pub fn token_hash(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+/// " user" or "n organization", after "a".
+fn article_kind(kind: AccountKind) -> &'static str {
+    match kind {
+        AccountKind::User => " user",
+        AccountKind::Org => "n organization",
+    }
 }
 
 /// Why `have` is not enough for `need` on `what`, saying whether the token or the role falls

@@ -533,6 +533,17 @@ pub trait Store: Send + Sync {
     async fn get_account_by_id(&self, id: i64) -> Result<Option<Account>, StoreError>;
     /// Every account, users and organizations, by name.
     async fn list_accounts(&self) -> Result<Vec<Account>, StoreError>;
+    /// Deletes an account with its memberships, tokens and sessions, unless repositories are
+    /// owned by its name (checked in the same statement). `false` if it was not deleted.
+    async fn delete_account(&self, id: i64) -> Result<bool, StoreError>;
+    /// Changes a user's password hash (`None` removes the password) and, when given, whether
+    /// they are a site admin. `false` if there is no such account.
+    async fn update_user(
+        &self,
+        id: i64,
+        password_hash: Option<Option<String>>,
+        site_admin: Option<bool>,
+    ) -> Result<bool, StoreError>;
     /// A user's password hash (PHC string), if they have a password.
     async fn password_hash(&self, user_id: i64) -> Result<Option<String>, StoreError>;
     /// Makes `user_id` a member of `org_id` with `role`, or changes their role.

@@ -1152,6 +1152,38 @@ impl Store for SqliteStore {
         rows.iter().map(|r| account_from_row(r, "")).collect()
     }
 
+    async fn delete_account(&self, id: i64) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "DELETE FROM accounts WHERE id = ?1 \
+             AND NOT EXISTS (SELECT 1 FROM repos WHERE repos.owner_key = accounts.name_key)",
+        )
+        .bind(id)
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn update_user(
+        &self,
+        id: i64,
+        password_hash: Option<Option<String>>,
+        site_admin: Option<bool>,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE accounts SET \
+             password_hash = CASE WHEN ?2 THEN ?3 ELSE password_hash END, \
+             site_admin = COALESCE(?4, site_admin) \
+             WHERE id = ?1 AND kind = 'user'",
+        )
+        .bind(id)
+        .bind(password_hash.is_some())
+        .bind(password_hash.flatten())
+        .bind(site_admin)
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     async fn password_hash(&self, user_id: i64) -> Result<Option<String>, StoreError> {
         let hash: Option<Option<String>> =
             sqlx::query_scalar("SELECT password_hash FROM accounts WHERE id = ?1")

@@ -2127,6 +2127,44 @@ async fn account_names_are_unique_in_any_case_across_users_and_orgs(db: TestDb) 
         None,
         "no account"
     );
+
+    // Users change: a new password, none, site admin; organizations are not users.
+    assert!(s
+        .update_user(bob.id, Some(Some("$argon2id$new".into())), Some(true))
+        .await
+        .unwrap());
+    assert_eq!(
+        s.password_hash(bob.id).await.unwrap().as_deref(),
+        Some("$argon2id$new")
+    );
+    assert!(
+        s.get_account_by_id(bob.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .site_admin
+    );
+    assert!(s.update_user(bob.id, Some(None), None).await.unwrap());
+    assert_eq!(s.password_hash(bob.id).await.unwrap(), None);
+    assert!(
+        s.get_account_by_id(bob.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .site_admin
+    );
+    assert!(!s.update_user(team.id, None, Some(true)).await.unwrap());
+
+    // An account that owns repositories (under its name, in any case) is not deleted.
+    let repo = s
+        .create_repo(new_repo("TEAM", "app", Mode::Mirror), t0())
+        .await
+        .unwrap();
+    assert!(!s.delete_account(team.id).await.unwrap());
+    assert!(s.delete_repo(repo.id).await.unwrap());
+    assert!(s.delete_account(team.id).await.unwrap());
+    assert_eq!(s.get_account("team").await.unwrap(), None);
+    assert!(!s.delete_account(team.id).await.unwrap(), "gone already");
 }
 
 async fn members_are_upserted_listed_and_removed(db: TestDb) {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use mirrorhub_core::duration::parse_duration;
-use mirrorhub_core::{Access, Actor, ErrorCode};
+use mirrorhub_core::{Access, AccountKind, Actor, ErrorCode};
 use mirrorhub_hub::{Hub, HubError, Member, TokenRequest};
 use mirrorhub_store::{AccessToken, Account};
 use poem_openapi::param::Path;
@@ -68,6 +68,17 @@ pub struct CreateUserBody {
     /// Make the user a site admin (may do everything, like the hub's admin token).
     #[oai(default)]
     pub site_admin: bool,
+}
+
+#[derive(Object)]
+pub struct UpdateUserBody {
+    /// A new password (at least 12 characters).
+    pub password: Option<String>,
+    /// Remove the password: the user signs in with tokens only.
+    #[oai(default)]
+    pub remove_password: bool,
+    /// Make or unmake a site admin (site admins only).
+    pub site_admin: Option<bool>,
 }
 
 #[derive(Object)]
@@ -225,6 +236,45 @@ impl AccountsApi {
         Ok(Json(accounts.iter().map(AccountResource::from).collect()))
     }
 
+    /// Change a user's password (themself with an admin-scoped token, or a site admin), or
+    /// whether they are a site admin (site admins).
+    #[oai(path = "/users/:username", method = "patch")]
+    async fn update_user(
+        &self,
+        auth: ApiToken,
+        username: Path<String>,
+        body: Json<UpdateUserBody>,
+    ) -> ApiResult<Json<AccountResource>> {
+        let password = match (&body.0.password, body.0.remove_password) {
+            (Some(_), true) => {
+                return Err(HubError::invalid(
+                    ErrorCode::InvalidRequest,
+                    "password",
+                    "give a new password or remove_password, not both",
+                )
+                .into())
+            }
+            (Some(p), false) => Some(Some(p.as_str())),
+            (None, true) => Some(None),
+            (None, false) => None,
+        };
+        let user = self
+            .hub
+            .update_user(&auth.0, &username, password, body.0.site_admin)
+            .await?;
+        Ok(Json((&user).into()))
+    }
+
+    /// Delete a user (site admins), with their tokens, memberships and sessions. Refused
+    /// (409) while repositories are owned by the user.
+    #[oai(path = "/users/:username", method = "delete")]
+    async fn delete_user(&self, auth: ApiToken, username: Path<String>) -> ApiResult<Removed> {
+        self.hub
+            .delete_account(&auth.0, &username, AccountKind::User)
+            .await?;
+        Ok(Removed::NoContent)
+    }
+
     /// Create a personal access token. The answer holds the token, once.
     ///
     /// For oneself with an admin-scoped token, for anyone as a site admin, or with one's own
@@ -292,6 +342,15 @@ impl AccountsApi {
     ) -> ApiResult<Created<AccountResource>> {
         let org = self.hub.create_org(&auth.0, body.0.name.trim()).await?;
         Ok(Created::Created(Json((&org).into())))
+    }
+
+    /// Delete an organization (its admins). Refused (409) while it owns repositories.
+    #[oai(path = "/orgs/:org", method = "delete")]
+    async fn delete_org(&self, auth: ApiToken, org: Path<String>) -> ApiResult<Removed> {
+        self.hub
+            .delete_account(&auth.0, &org, AccountKind::Org)
+            .await?;
+        Ok(Removed::NoContent)
     }
 
     /// List an organization's members (members and site admins).
