@@ -384,10 +384,17 @@ impl Hub {
         if *actor == Actor::Anonymous {
             return Err(HubError::Unauthorized(NEED_TOKEN.into()));
         }
-        if actor.site_access().is_some() && self.store.get_account(owner).await?.is_none() {
+        let site_writer = actor
+            .site_access()
+            .is_some_and(|a| a.includes(Access::Write));
+        if site_writer && self.store.get_account(owner).await?.is_none() {
             return Ok(());
         }
-        let account = self.account(owner).await?;
+        let Some(account) = self.store.get_account(owner).await? else {
+            return Err(HubError::AccountNotFound(format!(
+                "no user or organization is named {owner:?}: create the organization first (`mirrorhub org create {owner}`, POST /api/v1/orgs), or use your own name"
+            )));
+        };
         let role = self.org_role(actor, &account.name).await?;
         match actor.owner_access(&account.name, role) {
             Some(have) if have.includes(Access::Write) => Ok(()),
@@ -396,6 +403,10 @@ impl Hub {
                 have,
                 Access::Write,
                 &account.name,
+            ))),
+            None if account.kind == AccountKind::User => Err(HubError::Forbidden(format!(
+                "you may not create repositories under {}: it is another user's name; use your own, or an organization you write to",
+                account.name
             ))),
             None => Err(HubError::Forbidden(format!(
                 "you may not create repositories under {}: ask an admin of the organization to add you as a member with the write role",
@@ -559,11 +570,16 @@ impl Hub {
     }
 
     async fn new_account(&self, new: &NewAccount) -> Result<Account, HubError> {
-        match self.store.create_account(new, Utc::now()).await {
-            Ok(a) => Ok(a),
-            Err(StoreError::Conflict) => Err(HubError::AccountExists(new.name.to_string())),
-            Err(e) => Err(e.into()),
-        }
+        create_account(self.store.as_ref(), new).await
+    }
+}
+
+/// Records a new account; a taken name (in any case) is [`HubError::AccountExists`].
+async fn create_account(store: &dyn Store, new: &NewAccount) -> Result<Account, HubError> {
+    match store.create_account(new, Utc::now()).await {
+        Ok(a) => Ok(a),
+        Err(StoreError::Conflict) => Err(HubError::AccountExists(new.name.to_string())),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -634,11 +650,7 @@ pub async fn bootstrap_user(
         site_admin,
         password_hash: None,
     };
-    let user = match store.create_account(&new, Utc::now()).await {
-        Ok(a) => a,
-        Err(StoreError::Conflict) => return Err(HubError::AccountExists(new.name.to_string())),
-        Err(e) => return Err(e.into()),
-    };
+    let user = create_account(store, &new).await?;
     let request = TokenRequest {
         name: "first token".into(),
         scope: Access::Admin,
