@@ -21,7 +21,8 @@ on_both_databases!(
     pushes_go_to_primaries_with_the_token,
     names_from_the_url_never_reach_the_disk,
     parallel_clones_wait_for_a_pack_slot,
-    clients_that_stall_or_go_away_leave_no_git_behind
+    clients_that_stall_or_go_away_leave_no_git_behind,
+    a_push_cut_off_midway_changes_nothing
 );
 
 /// An upstream with branches and both kinds of tags.
@@ -555,7 +556,7 @@ async fn parallel_clones_wait_for_a_pack_slot(db: TestDb) {
     let clients = tempfile::tempdir().unwrap();
 
     let mut runs = Vec::new();
-    for i in 0..20 {
+    for i in 0..50 {
         let (dir, url) = (clients.path().to_owned(), url.clone());
         let version = if i % 2 == 0 { "2" } else { "0" };
         runs.push(tokio::spawn(async move {
@@ -646,7 +647,7 @@ async fn clients_that_stall_or_go_away_leave_no_git_behind(db: TestDb) {
 
     // A client that stops reading (stopped, its connection open): cut off after the idle
     // timeout, its git stopped.
-    let stalled = StoppedClone::start(clients.path(), &url, "stalled.git", &repos).await;
+    let stalled = StoppedGit::start(clients.path(), &url, "stalled.git", &repos).await;
     wait_until_clean(
         &hub,
         &repos,
@@ -656,7 +657,7 @@ async fn clients_that_stall_or_go_away_leave_no_git_behind(db: TestDb) {
     stalled.kill();
 
     // A client that stops reading, then dies: git stopped at once.
-    let gone = StoppedClone::start(clients.path(), &url, "gone.git", &repos).await;
+    let gone = StoppedGit::start(clients.path(), &url, "gone.git", &repos).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let mid_transfer = processes_under(&repos);
     gone.kill();
@@ -670,12 +671,81 @@ async fn clients_that_stall_or_go_away_leave_no_git_behind(db: TestDb) {
     ok(&git_client(clients.path(), &["clone", "--bare", &url, "again.git"], &[]).await);
 }
 
-/// A `git clone` stopped (SIGSTOP, connection open) as soon as the hub generates its pack.
-struct StoppedClone {
+async fn a_push_cut_off_midway_changes_nothing(db: TestDb) {
+    let root = tempfile::tempdir().unwrap();
+    let (_upstream, work) = small_upstream(root.path());
+    // A history of some 15 MB to push: more than the pipes between the client and the hub hold.
+    let big = root.path().join("big.git");
+    {
+        let big = big.clone();
+        tokio::task::spawn_blocking(move || {
+            mirrorhub_testkit::synthetic_upstream(
+                &big,
+                Spec {
+                    commits: 2000,
+                    dirs: 32,
+                    files_per_dir: 64,
+                    lines_per_file: 256,
+                    ..Spec::small()
+                },
+            )
+        })
+        .await
+        .unwrap();
+    }
+    let server = HttpGitServer::start(root.path(), None).await;
+    let hub = Hub::start(&db, &[]).await;
+    mirror(
+        &hub,
+        &server.url("project.git"),
+        "moved",
+        "public",
+        "migrate",
+    )
+    .await;
+    let repos = hub.data_dir.join("repos");
+    wait_until_clean(&hub, &repos, "").await;
+    let before = refs(&hub.repo_dir(1));
+    let host = hub.base.trim_start_matches("http://");
+    let url = format!("http://x:{TOKEN}@{host}/team/moved.git");
+
+    // The push stops (SIGSTOP) once the hub's git is taking its pack, then dies.
+    let push = {
+        use std::os::unix::process::CommandExt;
+        let mut cmd = git_command(&big);
+        cmd.args(["push", &url, "main:refs/heads/huge"])
+            .env("GIT_TERMINAL_PROMPT", "0")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .process_group(0);
+        cmd.spawn().unwrap()
+    };
+    let stopped = StoppedGit::after(push, &repos, "index-pack").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mid_transfer = processes_under(&repos);
+    stopped.kill();
+    assert!(
+        mid_transfer
+            .iter()
+            .any(|(_, _, cmd)| cmd.contains("receive-pack")),
+        "the push finished before the client went away: the test proves nothing: {mid_transfer:?}"
+    );
+    wait_until_clean(&hub, &repos, "the client went away; git stopped").await;
+    assert_eq!(refs(&hub.repo_dir(1)), before, "no ref moved");
+    fsck(&hub.repo_dir(1));
+
+    // The repository takes the next push.
+    work.commit_file("after.txt", "after\n", "after the cut");
+    ok(&git_client(work.path(), &["push", &url, "main"], &[]).await);
+    assert_ne!(refs(&hub.repo_dir(1)), before);
+}
+
+/// A git client stopped (SIGSTOP, its connection open) mid-transfer.
+struct StoppedGit {
     child: std::process::Child,
 }
 
-impl StoppedClone {
+impl StoppedGit {
     async fn start(dir: &Path, url: &str, into: &str, repos: &Path) -> Self {
         use std::os::unix::process::CommandExt;
         let mut cmd = git_command(dir);
@@ -684,19 +754,23 @@ impl StoppedClone {
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .process_group(0);
-        let mut clone = Self {
-            child: cmd.spawn().unwrap(),
-        };
+        Self::after(cmd.spawn().unwrap(), repos, "pack-objects").await
+    }
+
+    /// Stops `child` (the leader of its own process group) once a process of the hub whose
+    /// command line contains `seen` runs in `repos`.
+    async fn after(child: std::process::Child, repos: &Path, seen: &str) -> Self {
+        let mut clone = Self { child };
         let deadline = Instant::now() + Duration::from_secs(30);
         while !processes_under(repos)
             .iter()
-            .any(|(_, _, cmd)| cmd.contains("pack-objects"))
+            .any(|(_, _, cmd)| cmd.contains(seen))
         {
             assert!(
                 clone.child.try_wait().unwrap().is_none(),
-                "the clone finished before the hub's pack-objects was seen"
+                "git finished before the hub's {seen} was seen"
             );
-            assert!(Instant::now() < deadline, "the hub never generated a pack");
+            assert!(Instant::now() < deadline, "the hub never ran {seen}");
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         clone.signal("-STOP");

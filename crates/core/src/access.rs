@@ -159,10 +159,19 @@ mod tests {
         assert_eq!(Admin.min(Read), Read);
     }
 
+    /// (actor, owner, visibility, the actor's role in the owner, the access expected)
+    type Case = (
+        Actor,
+        &'static str,
+        Visibility,
+        Option<Access>,
+        Option<Access>,
+    );
+
     #[test]
     fn repository_access_table() {
         use Visibility::{Private, Public};
-        let cases: &[(Actor, &str, Visibility, Option<Access>, Option<Access>)] = &[
+        let cases: &[Case] = &[
             (Actor::Anonymous, "team", Public, None, Some(Read)),
             (Actor::Anonymous, "team", Private, None, None),
             (Actor::AdminToken, "team", Private, None, Some(Admin)),
