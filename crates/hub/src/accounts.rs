@@ -40,7 +40,7 @@ pub struct TokenRequest {
     pub expires_in: Option<Duration>,
 }
 
-/// An organization's members, or an account as others see it.
+/// A member of an organization, with their role.
 #[derive(Debug, Clone)]
 pub struct Member {
     pub account: Account,
@@ -90,16 +90,6 @@ impl Hub {
             site_admin: user.site_admin,
             scope: token.scope,
         })
-    }
-
-    /// The user an actor is, with their account.
-    pub async fn whoami(&self, actor: &Actor) -> Result<Account, HubError> {
-        let name = actor.user_name().ok_or_else(|| {
-            HubError::InvalidState(
-                "the hub's admin token belongs to no user: create a user (`mirrorhub admin create-user`) and use their token".into(),
-            )
-        })?;
-        self.account(name).await
     }
 
     /// The organizations the actor (a user) belongs to, with their role.
