@@ -606,28 +606,29 @@ async fn parallel_clones_wait_for_a_pack_slot(db: TestDb) {
     assert!(gzipped, "no clone sent a gzip request body");
 }
 
+/// A bare repository at `path` whose pack is some 15 MB: more than the socket buffers and pipes
+/// between a client that stopped and the hub hold.
+async fn big_repository(path: &Path) {
+    let path = path.to_owned();
+    tokio::task::spawn_blocking(move || {
+        mirrorhub_testkit::synthetic_upstream(
+            &path,
+            Spec {
+                commits: 2000,
+                dirs: 32,
+                files_per_dir: 64,
+                lines_per_file: 256,
+                ..Spec::small()
+            },
+        )
+    })
+    .await
+    .unwrap();
+}
+
 async fn clients_that_stall_or_go_away_leave_no_git_behind(db: TestDb) {
     let root = tempfile::tempdir().unwrap();
-    let upstream = root.path().join("big.git");
-    {
-        let u = upstream.clone();
-        tokio::task::spawn_blocking(move || {
-            mirrorhub_testkit::synthetic_upstream(
-                &u,
-                // A pack of some 15 MB: more than the socket buffers between the hub and a
-                // client that stopped reading.
-                Spec {
-                    commits: 2000,
-                    dirs: 32,
-                    files_per_dir: 64,
-                    lines_per_file: 256,
-                    ..Spec::small()
-                },
-            )
-        })
-        .await
-        .unwrap();
-    }
+    big_repository(&root.path().join("big.git")).await;
     let server = HttpGitServer::start(root.path(), None).await;
     let hub = Hub::start(&db, &[("MIRRORHUB_GIT_IDLE_TIMEOUT", "2s")]).await;
     mirror(&hub, &server.url("big.git"), "big", "public", "mirror").await;
@@ -674,25 +675,8 @@ async fn clients_that_stall_or_go_away_leave_no_git_behind(db: TestDb) {
 async fn a_push_cut_off_midway_changes_nothing(db: TestDb) {
     let root = tempfile::tempdir().unwrap();
     let (_upstream, work) = small_upstream(root.path());
-    // A history of some 15 MB to push: more than the pipes between the client and the hub hold.
     let big = root.path().join("big.git");
-    {
-        let big = big.clone();
-        tokio::task::spawn_blocking(move || {
-            mirrorhub_testkit::synthetic_upstream(
-                &big,
-                Spec {
-                    commits: 2000,
-                    dirs: 32,
-                    files_per_dir: 64,
-                    lines_per_file: 256,
-                    ..Spec::small()
-                },
-            )
-        })
-        .await
-        .unwrap();
-    }
+    big_repository(&big).await;
     let server = HttpGitServer::start(root.path(), None).await;
     let hub = Hub::start(&db, &[]).await;
     mirror(
