@@ -358,16 +358,6 @@ impl Hub {
         }
     }
 
-    /// The actor's access to a repository already in hand (`None`: may not even read it).
-    pub async fn repo_access(
-        &self,
-        actor: &Actor,
-        repo: &Repo,
-    ) -> Result<Option<Access>, HubError> {
-        let role = self.org_role(actor, &repo.owner).await?;
-        Ok(actor.repo_access(&repo.owner, repo.visibility, role))
-    }
-
     /// Checks the actor may create repositories under `owner` (write on it). The hub's admin
     /// token may name an owner that does not exist yet: it is created as an organization.
     pub async fn authorize_owner(&self, actor: &Actor, owner: &str) -> Result<(), HubError> {
@@ -412,16 +402,11 @@ impl Hub {
             Actor::User { id, .. } => self.store.memberships(*id).await?,
             _ => Vec::new(),
         };
-        let role_in = |owner: &str| {
-            memberships
-                .iter()
-                .find(|(org, _)| org.eq_ignore_ascii_case(owner))
-                .map(|(_, role)| *role)
-        };
         Ok(repos
             .into_iter()
             .filter_map(|r| {
-                let access = actor.repo_access(&r.owner, r.visibility, role_in(&r.owner))?;
+                let role = role_in(&memberships, &r.owner);
+                let access = actor.repo_access(&r.owner, r.visibility, role)?;
                 Some((r, access))
             })
             .collect())
@@ -532,13 +517,7 @@ impl Hub {
         let Actor::User { id, .. } = actor else {
             return Ok(None);
         };
-        Ok(self
-            .store
-            .memberships(*id)
-            .await?
-            .into_iter()
-            .find(|(org, _)| org.eq_ignore_ascii_case(owner))
-            .map(|(_, role)| role))
+        Ok(role_in(&self.store.memberships(*id).await?, owner))
     }
 
     async fn account(&self, name: &str) -> Result<Account, HubError> {
@@ -670,6 +649,14 @@ fn dummy_hash() -> &'static str {
 /// to make a stolen database useless for signing in.
 pub fn token_hash(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+/// The role in `owner` among a user's `memberships` (organization names, any case).
+fn role_in(memberships: &[(String, Access)], owner: &str) -> Option<Access> {
+    memberships
+        .iter()
+        .find(|(org, _)| org.eq_ignore_ascii_case(owner))
+        .map(|(_, role)| *role)
 }
 
 /// " user" or "n organization", after "a".

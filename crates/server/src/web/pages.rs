@@ -472,11 +472,11 @@ pub(super) async fn repo_page(
         // The clone URL pasted into a browser.
         return redirect(&format!("/{owner}/{}", repo_name(&name)));
     }
-    let repo = match hub
+    let (repo, access) = match hub
         .authorize_repo(&user.actor, &owner, &name, Access::Read)
         .await
     {
-        Ok((r, _)) => r,
+        Ok(found) => found,
         Err(e) => return hub_error_page(&e, &user),
     };
     let settings = settings_of(&repo);
@@ -484,7 +484,7 @@ pub(super) async fn repo_page(
         &hub,
         &config,
         &user,
-        repo,
+        (repo, access),
         RepoPageExtras {
             notice: notice(&q.notice),
             settings,
@@ -504,11 +504,12 @@ struct RepoPageExtras {
     promote_error: Option<String>,
 }
 
+/// The repository's page for `user`, whose `access` to it the caller has checked.
 async fn repo_page_with(
     hub: &Arc<Hub>,
     config: &ServerConfig,
     user: &SignedIn,
-    repo: mirrorhub_store::Repo,
+    (repo, access): (mirrorhub_store::Repo, Access),
     extras: RepoPageExtras,
 ) -> Response {
     let now = Utc::now();
@@ -539,18 +540,13 @@ async fn repo_page_with(
     if running && repo.state == RepoState::Ready {
         view.state = StateView::syncing();
     }
-    let access = match hub.repo_access(&user.actor, &repo).await {
-        Ok(a) => a,
-        Err(e) => return hub_error_page(&e, user),
-    };
-    let can = |need: Access| access.is_some_and(|a| a.includes(need));
-    view.can_sync &= can(Access::Write);
+    view.can_sync &= access.includes(Access::Write);
     let page = RepoPage {
         layout: Layout {
             notice: extras.notice,
             ..layout(user, "")
         },
-        can_admin: can(Access::Admin),
+        can_admin: access.includes(Access::Admin),
         csrf: user.session.csrf_token.clone(),
         repo: view,
         contents: ContentsView::new(&contents, now),
@@ -600,12 +596,11 @@ async fn acted_on(
     csrf: &str,
     owner: &str,
     name: &str,
-) -> poem::Result<Result<mirrorhub_store::Repo, Response>> {
+) -> poem::Result<Result<(mirrorhub_store::Repo, Access), Response>> {
     user.check_csrf(csrf)?;
     Ok(hub
         .authorize_repo(&user.actor, owner, name, Access::Admin)
         .await
-        .map(|(repo, _)| repo)
         .map_err(|e| hub_error_page(&e, user)))
 }
 
@@ -618,8 +613,8 @@ pub(super) async fn save_settings(
     Form(form): Form<SettingsForm>,
 ) -> poem::Result<Response> {
     let name = repo_name(&name);
-    let repo = match acted_on(&hub, &user, &form.csrf, &owner, name).await? {
-        Ok(repo) => repo,
+    let (repo, access) = match acted_on(&hub, &user, &form.csrf, &owner, name).await? {
+        Ok(found) => found,
         Err(page) => return Ok(page),
     };
     let token = Some(form.token.clone()).filter(|t| !t.is_empty());
@@ -646,7 +641,7 @@ pub(super) async fn save_settings(
                 &hub,
                 &config,
                 &user,
-                repo,
+                (repo, access),
                 RepoPageExtras {
                     settings: SettingsForm {
                         token: String::new(),
@@ -671,8 +666,8 @@ pub(super) async fn delete(
     Form(form): Form<DeleteForm>,
 ) -> poem::Result<Response> {
     let name = repo_name(&name);
-    let repo = match acted_on(&hub, &user, &form.csrf, &owner, name).await? {
-        Ok(repo) => repo,
+    let (repo, access) = match acted_on(&hub, &user, &form.csrf, &owner, name).await? {
+        Ok(found) => found,
         Err(page) => return Ok(page),
     };
     let full_name = format!("{}/{}", repo.owner, repo.name);
@@ -682,7 +677,7 @@ pub(super) async fn delete(
             &hub,
             &config,
             &user,
-            repo,
+            (repo, access),
             RepoPageExtras {
                 settings,
                 delete_error: Some(format!(
@@ -708,9 +703,10 @@ pub(super) async fn promote(
     Form(form): Form<PromoteForm>,
 ) -> poem::Result<Response> {
     let name = repo_name(&name);
-    if let Err(page) = acted_on(&hub, &user, &form.csrf, &owner, name).await? {
-        return Ok(page);
-    }
+    let access = match acted_on(&hub, &user, &form.csrf, &owner, name).await? {
+        Ok((_, access)) => access,
+        Err(page) => return Ok(page),
+    };
     let force = form.force.is_some();
     let refusal = if form.confirm.is_none() {
         "Nothing was changed: tick the box to confirm that the hub stops following the upstream for good.".to_owned()
@@ -735,7 +731,7 @@ pub(super) async fn promote(
         &hub,
         &config,
         &user,
-        repo,
+        (repo, access),
         RepoPageExtras {
             settings,
             promote_error: Some(refusal),
