@@ -69,6 +69,26 @@ fn branches(repo: &Path, prefix: &str) -> BTreeMap<String, String> {
     .collect()
 }
 
+/// Waits until the commit-graph chain of the hub's repository differs from `before` (`""`: none
+/// yet), checks the graph against the repository, and returns the new chain.
+async fn commit_graph_changed(hub: &Hub, repo: &Path, before: &str) -> String {
+    let chain = repo.join("objects/info/commit-graphs/commit-graph-chain");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let now = std::fs::read_to_string(&chain).unwrap_or_default();
+        if !now.is_empty() && now != before {
+            git(repo, ["commit-graph", "verify", "--no-progress"]);
+            return now;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the commit-graph was not written; log:\n{}",
+            hub.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 async fn public_mirror_clones_fetches_and_lists_anonymously(db: TestDb) {
     let root = tempfile::tempdir().unwrap();
     let (upstream, work) = small_upstream(root.path());
@@ -97,6 +117,9 @@ async fn public_mirror_clones_fetches_and_lists_anonymously(db: TestDb) {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // And a commit-graph, which every later sync extends.
+    let repo_dir = hub.repo_dir(1);
+    let first_graph = commit_graph_changed(&hub, &repo_dir, "").await;
     let url = format!("{}/team/project.git", hub.base);
     let clients = tempfile::tempdir().unwrap();
 
@@ -175,6 +198,7 @@ async fn public_mirror_clones_fetches_and_lists_anonymously(db: TestDb) {
     assert_eq!(status, 202);
     let (_, run) = hub.wait_for_run("team/project", before).await;
     assert_eq!(run["outcome"], "success", "{run}");
+    commit_graph_changed(&hub, &repo_dir, &first_graph).await;
     for version in ["0", "2"] {
         ok(&git_client(
             &v0,

@@ -39,7 +39,6 @@ pub(crate) struct Finished {
     /// The last lines git printed on stderr that were not progress (not yet redacted).
     pub stderr_tail: String,
     pub timed_out: bool,
-    pub cancelled: bool,
 }
 
 /// Kills the process group on drop unless disarmed: the future running git may be dropped at
@@ -88,35 +87,10 @@ impl ProcessGroup {
     }
 }
 
-/// Stops a running git on request: the process group is killed and reaped before `run`
-/// returns, so nothing of it is left running (or holding a lock file) afterwards.
-pub(crate) type Cancel = tokio::sync::watch::Receiver<bool>;
-
-/// Waits until `cancel` says stop (never, without one).
-async fn cancelled(cancel: Option<Cancel>) {
-    match cancel {
-        Some(mut rx) => {
-            if rx.wait_for(|stop| *stop).await.is_err() {
-                std::future::pending::<()>().await;
-            }
-        }
-        None => std::future::pending().await,
-    }
-}
-
 pub(crate) async fn run(
     inv: Invocation,
     deadline: Instant,
     progress: Option<ProgressFn>,
-) -> io::Result<Finished> {
-    run_cancellable(inv, deadline, progress, None).await
-}
-
-pub(crate) async fn run_cancellable(
-    inv: Invocation,
-    deadline: Instant,
-    progress: Option<ProgressFn>,
-    cancel: Option<Cancel>,
 ) -> io::Result<Finished> {
     let mut cmd = Command::new(&inv.program);
     cmd.args(&inv.args)
@@ -163,16 +137,10 @@ pub(crate) async fn run_cancellable(
     let stderr_task = tokio::spawn(read_stderr(stderr, progress));
 
     let mut timed_out = false;
-    let mut was_cancelled = false;
     let status = tokio::select! {
         status = child.wait() => status?,
         _ = tokio::time::sleep_until(deadline) => {
             timed_out = true;
-            guard.kill();
-            child.wait().await?
-        }
-        _ = cancelled(cancel) => {
-            was_cancelled = true;
             guard.kill();
             child.wait().await?
         }
@@ -186,11 +154,10 @@ pub(crate) async fn run_cancellable(
     };
     let stderr_tail = join_reader(stderr_task).await.unwrap_or_default();
     Ok(Finished {
-        success: status.success() && !timed_out && !was_cancelled,
+        success: status.success() && !timed_out,
         stdout,
         stderr_tail,
         timed_out,
-        cancelled: was_cancelled,
     })
 }
 

@@ -14,7 +14,8 @@ use async_trait::async_trait;
 use mirrorhub_core::{AddressPolicy, Credentials, Scheme, UpstreamUrl};
 use tokio::time::Instant;
 
-use crate::command::{self, Cancel, Finished, Invocation};
+use crate::advert::{head_from_trace, AdvertisedHead};
+use crate::command::{self, Finished, Invocation};
 use crate::error::{classify_stderr, redact, GitError};
 use crate::progress::ProgressFn;
 use crate::proxy::{resolve_allowed, EgressProxy, ResolveError, Ticket};
@@ -63,27 +64,35 @@ pub(crate) trait Transport: Send + Sync {
     ) -> Result<(), GitError>;
 
     /// Makes the branches and tags of `repo` equal to the upstream's, in one ref transaction:
-    /// dropping the future (or a crash) leaves every ref either as it was or updated. When
-    /// `cancel` turns true the fetch stops and returns `Ok(false)` once nothing of it runs any
-    /// more; `Ok(true)` means it ran to completion. With `keep_nonempty` (the number of
-    /// branches and tags in `repo`), a fetch that would delete all of them and add nothing fails
-    /// instead: an empty advertisement must be confirmed before the mirror is emptied.
+    /// dropping the future (or a crash) leaves every ref either as it was or updated. With
+    /// `keep_nonempty` (the number of branches and tags in `repo`), a fetch that would delete
+    /// all of them and add nothing fails instead: an empty advertisement must be confirmed
+    /// before the mirror is emptied. With `follow_head`, the upstream must have a HEAD (the
+    /// fetch fails otherwise) and the answer says where it points.
     async fn fetch(
         &self,
         remote: &Remote<'_>,
         repo: &Path,
         progress: ProgressFn,
         options: FetchOptions,
-    ) -> Result<bool, GitError>;
+    ) -> Result<Fetched, GitError>;
 }
 
-/// How a fetch may be stopped or held back.
+/// What may hold a fetch back, and what it should find out.
 #[derive(Default)]
 pub(crate) struct FetchOptions {
-    pub cancel: Option<Cancel>,
     /// When non-zero, refuse a ref transaction that deletes this many branches and tags (all of
     /// them) and creates or updates none.
     pub keep_nonempty: usize,
+    /// Learn the upstream's HEAD from the fetch's own ref advertisement.
+    pub follow_head: bool,
+}
+
+/// What a fetch learned besides the objects and refs it brought.
+#[derive(Debug)]
+pub(crate) struct Fetched {
+    /// [`AdvertisedHead::NotSeen`] unless [`FetchOptions::follow_head`] asked.
+    pub head: AdvertisedHead,
 }
 
 /// The `reference-transaction` hook that enforces [`FetchOptions::keep_nonempty`].
@@ -127,7 +136,6 @@ struct RunHow<'a> {
     deadline: Instant,
     capture_stdout: bool,
     progress: Option<ProgressFn>,
-    cancel: Option<Cancel>,
 }
 
 /// A git run prepared for one remote: the URL to give git, its environment, and what to
@@ -313,7 +321,6 @@ impl GitCli {
             deadline,
             capture_stdout,
             progress,
-            cancel,
         } = how;
         let mut env = prepared.env.clone();
         let cwd = match git_dir {
@@ -331,8 +338,8 @@ impl GitCli {
             capture_stdout,
             stdin: None,
         };
-        let finished = command::run_cancellable(inv, deadline, progress, cancel).await?;
-        if finished.success || finished.cancelled {
+        let finished = command::run(inv, deadline, progress).await?;
+        if finished.success {
             return Ok(finished);
         }
         Err(self.failure(remote, prepared, &finished, deadline))
@@ -412,7 +419,6 @@ impl GitCli {
             deadline,
             capture_stdout: true,
             progress: None,
-            cancel: None,
         };
         let result = self.run_remote(remote, &prepared, args, how).await;
         let mut negotiated = false;
@@ -571,7 +577,6 @@ impl Transport for GitCli {
             deadline: remote.deadline,
             capture_stdout: false,
             progress: Some(progress),
-            cancel: None,
         };
         self.run_remote(remote, &prepared, args, how).await?;
         Ok(())
@@ -583,7 +588,7 @@ impl Transport for GitCli {
         repo: &Path,
         progress: ProgressFn,
         options: FetchOptions,
-    ) -> Result<bool, GitError> {
+    ) -> Result<Fetched, GitError> {
         let mut extra = Vec::new();
         if options.keep_nonempty > 0 {
             extra.push((
@@ -598,7 +603,6 @@ impl Transport for GitCli {
                 options.keep_nonempty.to_string().into(),
             ));
         }
-        let cancel = options.cancel;
         let mut args: Vec<OsString> = [
             "fetch",
             "--prune",
@@ -617,21 +621,37 @@ impl Transport for GitCli {
         .collect();
         args.push(prepared.url.clone().into());
         args.extend(MIRROR_REFSPECS.iter().map(OsString::from));
-        let finished = self
-            .run_remote(
-                remote,
-                &prepared,
-                args,
-                RunHow {
-                    git_dir: Some(repo),
-                    deadline: remote.deadline,
-                    capture_stdout: false,
-                    progress: Some(progress),
-                    cancel,
-                },
-            )
-            .await?;
-        Ok(!finished.cancelled)
+        // HEAD as a refspec without a destination stores nothing, but puts HEAD (with its
+        // symref target) into the advertisement the trace records. (A detached upstream HEAD
+        // on a commit no branch holds would bring that commit along, unreferenced.)
+        let trace_file = options.follow_head.then(|| {
+            args.push("HEAD".into());
+            self.private
+                .join("trace")
+                .join(format!("{}.packets", random_hex(8)))
+        });
+        if let Some(file) = &trace_file {
+            prepared
+                .env
+                .push(("GIT_TRACE_PACKET".into(), file.clone().into()));
+        }
+        let how = RunHow {
+            git_dir: Some(repo),
+            deadline: remote.deadline,
+            capture_stdout: false,
+            progress: Some(progress),
+        };
+        let result = self.run_remote(remote, &prepared, args, how).await;
+        let head = match &trace_file {
+            Some(file) => {
+                let trace = tokio::fs::read(file).await.unwrap_or_default();
+                let _ = tokio::fs::remove_file(file).await;
+                head_from_trace(&String::from_utf8_lossy(&trace))
+            }
+            None => AdvertisedHead::NotSeen,
+        };
+        result?;
+        Ok(Fetched { head })
     }
 }
 

@@ -36,6 +36,21 @@ impl Servers {
             Via::Http => url(&self.http.url(repo)),
         }
     }
+
+    /// Checks that the upstream was asked for its refs once since the last check: a sync is
+    /// one fetch, whose own advertisement gives HEAD, with no listing beside it. Counted over
+    /// HTTP only (`GET info/refs` starts every conversation there); the daemon logs nothing.
+    fn assert_one_conversation(&self, via: Via) {
+        if let Via::Http = via {
+            let requests = self.http.requests();
+            self.http.reset_requests();
+            let listings = requests
+                .iter()
+                .filter(|r| r.method == "GET" && r.path.ends_with("/info/refs"))
+                .count();
+            assert_eq!(listings, 1, "{requests:#?}");
+        }
+    }
 }
 
 fn kinds(report: &SyncReport) -> BTreeMap<String, RefChangeKind> {
@@ -98,7 +113,6 @@ async fn exact_mirror(via: Via) {
     assert_journal_matches(&report, "", &refs_of(&up.path));
     assert_eq!((report.branches, report.tags), (3, 5));
     assert_eq!(report.head.as_deref(), Some("refs/heads/main"));
-    assert!(report.transferred);
     assert_eq!(head_of(&mirror), "refs/heads/main");
     assert!(
         git(&mirror, ["for-each-ref", "refs/pull"]).is_empty(),
@@ -116,13 +130,14 @@ async fn exact_mirror(via: Via) {
     assert_eq!(leftovers.len(), 1, "{leftovers:?}");
     assert!(git(&mirror, ["fsck", "--no-progress", "--no-dangling"]).is_empty());
 
-    // Nothing changed: no fetch, no changes.
+    // Nothing changed: no changes.
+    servers.http.reset_requests();
     let noop = engine
         .sync_mirror(&u, None, &mirror, no_progress())
         .await
         .unwrap();
-    assert!(!noop.transferred, "{noop:?}");
-    assert!(noop.changes.is_empty());
+    assert!(noop.changes.is_empty(), "{noop:?}");
+    servers.assert_one_conversation(via);
     assert_eq!(
         (noop.branches, noop.tags, noop.head.as_deref()),
         (3, 5, Some("refs/heads/main"))
@@ -151,7 +166,7 @@ async fn exact_mirror(via: Via) {
         .sync_mirror(&u, None, &mirror, no_progress())
         .await
         .unwrap();
-    assert!(report.transferred);
+    servers.assert_one_conversation(via);
     assert_eq!(refs_of(&mirror), after);
     assert_journal_matches(&report, &before, &after);
     let k = kinds(&report);
@@ -172,13 +187,13 @@ async fn exact_mirror(via: Via) {
     assert_eq!((report.branches, report.tags), (3, 5));
     assert!(git(&mirror, ["fsck", "--no-progress", "--no-dangling"]).is_empty());
 
-    // The default branch changes, and nothing else: no transfer, HEAD follows.
+    // The default branch changes, and nothing else: no changes, HEAD follows.
     up.git(&["symbolic-ref", "HEAD", "refs/heads/topic"]);
     let report = engine
         .sync_mirror(&u, None, &mirror, no_progress())
         .await
         .unwrap();
-    assert!(!report.transferred);
+    servers.assert_one_conversation(via);
     assert!(report.changes.is_empty());
     assert_eq!(report.head.as_deref(), Some("refs/heads/topic"));
     assert_eq!(head_of(&mirror), "refs/heads/topic");
@@ -243,7 +258,7 @@ async fn empty_upstream(via: Via) {
         .sync_mirror(&u, None, &mirror, no_progress())
         .await
         .unwrap();
-    assert!(!report.transferred && report.changes.is_empty());
+    assert!(report.changes.is_empty());
 
     // The upstream gets its first commit.
     up.scratch.commit_file("a", "a\n", "first");
@@ -364,4 +379,52 @@ async fn reports_progress_and_refuses_an_existing_destination() {
         refs_of(&up.path),
         "the existing mirror is untouched"
     );
+}
+
+/// An upstream whose HEAD names a branch that does not exist: the plain fetch (which asks for
+/// HEAD) fails, and the sync takes the careful path, listing first; the mirror still converges
+/// and keeps its own HEAD.
+async fn upstream_with_a_dangling_head(via: Via) {
+    let root = tempfile::tempdir().unwrap();
+    let up = Upstream::rich(root.path(), "dangling.git");
+    let servers = Servers::start(root.path()).await;
+    let engine = engine(loopback()).await;
+    let u = servers.url(via, "dangling.git");
+    let data = tempfile::tempdir().unwrap();
+    let mirror = data.path().join("dangling.git");
+    engine
+        .clone_mirror(&u, None, &mirror, no_progress())
+        .await
+        .unwrap();
+
+    up.git(&["symbolic-ref", "HEAD", "refs/heads/gone"]);
+    let before = refs_of(&up.path);
+    up.scratch.checkout("main");
+    up.scratch.commit_file("late.txt", "late\n", "late");
+    up.push();
+    let after = refs_of(&up.path);
+    let report = engine
+        .sync_mirror(&u, None, &mirror, no_progress())
+        .await
+        .unwrap();
+    assert_eq!(refs_of(&mirror), after);
+    assert_journal_matches(&report, &before, &after);
+    assert_eq!(head_of(&mirror), "refs/heads/main");
+
+    let noop = engine
+        .sync_mirror(&u, None, &mirror, no_progress())
+        .await
+        .unwrap();
+    assert!(noop.changes.is_empty(), "{noop:?}");
+    assert_eq!(refs_of(&mirror), after);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn syncs_an_upstream_whose_head_is_dangling_over_git_daemon() {
+    upstream_with_a_dangling_head(Via::Daemon).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn syncs_an_upstream_whose_head_is_dangling_over_http() {
+    upstream_with_a_dangling_head(Via::Http).await;
 }

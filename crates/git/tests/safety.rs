@@ -428,7 +428,7 @@ async fn an_interrupted_sync_leaves_all_refs_old_or_all_new() {
         .await
         .unwrap();
     assert_eq!(refs_of(&mirror), new);
-    assert!(report.transferred);
+    assert!(!report.changes.is_empty());
 }
 
 fn daemon_addr(daemon: &GitDaemon) -> std::net::SocketAddr {

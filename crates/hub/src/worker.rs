@@ -210,7 +210,7 @@ async fn try_run_job(
     let duration_ms = started.elapsed().as_millis() as u64;
     let sync_result = match result {
         Ok(report) => {
-            let outcome = if report.transferred || !report.changes.is_empty() {
+            let outcome = if !report.changes.is_empty() {
                 Outcome::Success
             } else {
                 Outcome::Unchanged
@@ -263,19 +263,8 @@ async fn try_run_job(
     };
     store.finish_run(run_id, repo.id, &sync_result).await?;
     store.complete_job(job.id, worker_id).await?;
-    if first_copy && sync_result.outcome != Outcome::Failed {
-        // Housekeeping after the first copy, outside the measured sync: clones from the hub
-        // count objects with bitmaps instead of walking the whole history.
-        let started = Instant::now();
-        match hub.engine.write_bitmaps(&hub.repo_path(repo.id)).await {
-            Ok(()) => tracing::info!(
-                duration_ms = started.elapsed().as_millis() as u64,
-                "reachability bitmaps written"
-            ),
-            Err(e) => {
-                tracing::warn!(error = %e, "reachability bitmaps could not be written; clones from the hub will be slower")
-            }
-        }
+    if sync_result.outcome == Outcome::Success {
+        housekeeping(hub, repo.id, first_copy).await;
     }
     if sync_result.promote {
         tracing::info!(
@@ -289,6 +278,37 @@ async fn try_run_job(
         let _ = hub.remove_repo_files(repo.id).await;
     }
     Ok(())
+}
+
+/// Indexes a repository after a sync that changed it, outside the measured sync (its run is
+/// already recorded): new commits go into the commit-graph, which makes the next sync and every
+/// clone from the hub cheaper; after the first copy, reachability bitmaps are written too, so
+/// clones from the hub count objects with bitmaps instead of walking the whole history. A
+/// failure costs only speed, and is logged.
+async fn housekeeping(hub: &Hub, repo_id: i64, first_copy: bool) {
+    let path = hub.repo_path(repo_id);
+    let started = Instant::now();
+    match hub.engine.write_commit_graph(&path).await {
+        Ok(()) => tracing::debug!(
+            duration_ms = started.elapsed().as_millis() as u64,
+            "commit-graph updated"
+        ),
+        Err(e) => {
+            tracing::warn!(error = %e, "the commit-graph could not be updated; syncs and clones of this repository will be slower until the next sync writes it")
+        }
+    }
+    if first_copy {
+        let started = Instant::now();
+        match hub.engine.write_bitmaps(&path).await {
+            Ok(()) => tracing::info!(
+                duration_ms = started.elapsed().as_millis() as u64,
+                "reachability bitmaps written"
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, "reachability bitmaps could not be written; clones from the hub will be slower")
+            }
+        }
+    }
 }
 
 /// After a promotion's final sync: promote only if every branch and tag now equals the
