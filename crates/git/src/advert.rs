@@ -19,16 +19,12 @@ pub(crate) enum AdvertisedHead {
     NotSeen,
 }
 
-/// Finds HEAD in a packet trace. The last advertisement wins (a fetch lists once; a retry
-/// would list again).
+/// Finds HEAD's advertisement in a packet trace (a fetch lists the upstream's refs once).
 pub(crate) fn head_from_trace(trace: &str) -> AdvertisedHead {
-    let mut head = AdvertisedHead::NotSeen;
-    for line in trace.lines() {
-        if let Some(found) = received_payload(line).and_then(head_in_payload) {
-            head = found;
-        }
-    }
-    head
+    trace
+        .lines()
+        .find_map(|line| received_payload(line).and_then(head_in_payload))
+        .unwrap_or(AdvertisedHead::NotSeen)
 }
 
 /// The payload of a trace line for a packet git read (`<who>< <payload>`).

@@ -507,6 +507,27 @@ pub(crate) fn random_hex(bytes: usize) -> String {
     buf.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// HEAD's advertisement from a fetch's packet trace. Only the start of the trace is read: the
+/// advertisement comes first (HEAD leads it), and an old server's v0 advertisement of a
+/// repository with very many refs can make the whole trace large.
+async fn read_trace_head(file: &Path) -> AdvertisedHead {
+    use tokio::io::AsyncReadExt;
+    const MAX: u64 = 4 * 1024 * 1024;
+    let Ok(trace) = tokio::fs::File::open(file).await else {
+        return AdvertisedHead::NotSeen;
+    };
+    let mut bytes = Vec::new();
+    if trace.take(MAX).read_to_end(&mut bytes).await.is_err() {
+        return AdvertisedHead::NotSeen;
+    }
+    if bytes.len() as u64 == MAX {
+        // Cut: the last line may be incomplete.
+        let end = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+        bytes.truncate(end);
+    }
+    head_from_trace(&String::from_utf8_lossy(&bytes))
+}
+
 /// IPv4 first: a host's IPv6 address is more often unroutable from a server than its IPv4 one.
 fn pick_address(addrs: &[SocketAddr]) -> SocketAddr {
     *addrs.iter().find(|a| a.is_ipv4()).unwrap_or(&addrs[0])
@@ -644,9 +665,9 @@ impl Transport for GitCli {
         let result = self.run_remote(remote, &prepared, args, how).await;
         let head = match &trace_file {
             Some(file) => {
-                let trace = tokio::fs::read(file).await.unwrap_or_default();
+                let head = read_trace_head(file).await;
                 let _ = tokio::fs::remove_file(file).await;
-                head_from_trace(&String::from_utf8_lossy(&trace))
+                head
             }
             None => AdvertisedHead::NotSeen,
         };
