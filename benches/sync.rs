@@ -3,7 +3,7 @@
 //!
 //! `cargo bench --bench sync`. Knobs: `MIRRORHUB_BENCH_COMMITS` (default 100000),
 //! `MIRRORHUB_BENCH_RUNS` (measured runs per sync scenario, default 7),
-//! `MIRRORHUB_BENCH_CLONE_RUNS` (per initial clone, default 3). The upstream is generated once
+//! `MIRRORHUB_BENCH_CLONE_RUNS` (per initial clone, default 5). The upstream is generated once
 //! under `target/bench-data/` and reused by later runs.
 //!
 //! Every scenario starts both tools from identical state: each syncs its own fresh copy of a
@@ -71,7 +71,7 @@ fn ms(d: Duration) -> String {
 async fn run() {
     let commits = env_number("MIRRORHUB_BENCH_COMMITS", 100_000);
     let sync_runs = env_number("MIRRORHUB_BENCH_RUNS", 7).max(1);
-    let clone_runs = env_number("MIRRORHUB_BENCH_CLONE_RUNS", 3).max(1);
+    let clone_runs = env_number("MIRRORHUB_BENCH_CLONE_RUNS", 5).max(1);
 
     let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-data");
     let served = data.join(format!("upstream-{commits}"));
