@@ -39,8 +39,7 @@ pub use progress::{no_progress, Progress, ProgressFn};
 
 use advert::AdvertisedHead;
 use proxy::EgressProxy;
-use refs::LocalState;
-use refs::RefMap;
+use refs::{LocalState, RefMap};
 use transport::{FetchOptions, GitCli, Remote, RemoteRefs, Transport};
 
 /// How the engine runs git.
@@ -52,7 +51,7 @@ pub struct EngineConfig {
     pub policy: AddressPolicy,
     /// The longest a whole clone or sync may take.
     pub timeout: Duration,
-    /// The longest a ref listing (probe, a sync's no-op check) may take.
+    /// The longest a ref listing (a probe, or a sync's listing after a failed fetch) may take.
     pub probe_timeout: Duration,
     /// An http(s) transfer slower than this many bytes per second for `low_speed_time` is
     /// aborted as stalled. 0 turns the check off.

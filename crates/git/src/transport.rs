@@ -387,9 +387,8 @@ impl GitCli {
     /// once, and HEAD's symref is needed to follow the default branch.
     async fn ls_remote(&self, remote: &Remote<'_>, trace: bool) -> Result<RemoteRefs, GitError> {
         // Over HTTP, protocol v0 lists every ref (with HEAD's target) in the one GET of
-        // info/refs; v2 needs a second request (ls-refs), which doubles the upstream's work and
-        // the round trips of the listing each sync makes beside its fetch. The traced listing
-        // stays on v2: only its handshake records a negotiated version.
+        // info/refs; v2 needs a second request (ls-refs) for the same unfiltered listing. The
+        // traced listing stays on v2: only its handshake records a negotiated version.
         let over_http = matches!(remote.url.scheme(), Scheme::Http | Scheme::Https);
         let config = if over_http && !trace {
             vec![("protocol.version".to_owned(), "0".to_owned())]
