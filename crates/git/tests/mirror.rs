@@ -4,9 +4,10 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use mirrorhub_core::RefChangeKind;
+use mirrorhub_core::UpstreamUrl;
 use mirrorhub_git::{no_progress, GitEngine, SyncReport};
 use mirrorhub_testkit::{git, GitDaemon, HttpGitServer};
 use support::{engine, head_of, loopback, refs_of, url, Upstream};
@@ -53,6 +54,47 @@ impl Servers {
     }
 }
 
+/// An upstream served by both servers, an engine allowed to reach them, and where the mirror
+/// goes. Fields drop in order: the servers stop before their directory goes.
+struct Case {
+    up: Upstream,
+    servers: Servers,
+    engine: GitEngine,
+    url: UpstreamUrl,
+    mirror: PathBuf,
+    _data: tempfile::TempDir,
+    _root: tempfile::TempDir,
+}
+
+impl Case {
+    async fn new(upstream: fn(&Path, &str) -> Upstream, name: &str, via: Via) -> Self {
+        let root = tempfile::tempdir().unwrap();
+        let up = upstream(root.path(), name);
+        let servers = Servers::start(root.path()).await;
+        let url = servers.url(via, name);
+        let data = tempfile::tempdir().unwrap();
+        Case {
+            up,
+            servers,
+            engine: engine(loopback()).await,
+            url,
+            mirror: data.path().join("mirrors").join(name),
+            _data: data,
+            _root: root,
+        }
+    }
+
+    /// A case whose mirror has been cloned already.
+    async fn cloned(upstream: fn(&Path, &str) -> Upstream, name: &str, via: Via) -> Self {
+        let case = Self::new(upstream, name, via).await;
+        case.engine
+            .clone_mirror(&case.url, None, &case.mirror, no_progress())
+            .await
+            .unwrap();
+        case
+    }
+}
+
 fn kinds(report: &SyncReport) -> BTreeMap<String, RefChangeKind> {
     report
         .changes
@@ -92,20 +134,22 @@ fn assert_journal_matches(report: &SyncReport, before: &str, after: &str) {
 }
 
 async fn exact_mirror(via: Via) {
-    let root = tempfile::tempdir().unwrap();
-    let up = Upstream::rich(root.path(), "rich.git");
-    let servers = Servers::start(root.path()).await;
-    let engine = engine(loopback()).await;
-    let u = servers.url(via, "rich.git");
-    let data = tempfile::tempdir().unwrap();
-    let mirror = data.path().join("mirrors").join("rich.git");
+    let case = Case::new(Upstream::rich, "rich.git", via).await;
+    let Case {
+        up,
+        servers,
+        engine,
+        url: u,
+        mirror,
+        ..
+    } = &case;
 
     // Initial copy: every branch and tag, nothing else, HEAD as upstream.
     let report = engine
-        .clone_mirror(&u, None, &mirror, no_progress())
+        .clone_mirror(u, None, mirror, no_progress())
         .await
         .unwrap();
-    assert_eq!(refs_of(&mirror), refs_of(&up.path));
+    assert_eq!(refs_of(mirror), refs_of(&up.path));
     assert!(report
         .changes
         .iter()
@@ -113,13 +157,13 @@ async fn exact_mirror(via: Via) {
     assert_journal_matches(&report, "", &refs_of(&up.path));
     assert_eq!((report.branches, report.tags), (3, 5));
     assert_eq!(report.head.as_deref(), Some("refs/heads/main"));
-    assert_eq!(head_of(&mirror), "refs/heads/main");
+    assert_eq!(head_of(mirror), "refs/heads/main");
     assert!(
-        git(&mirror, ["for-each-ref", "refs/pull"]).is_empty(),
+        git(mirror, ["for-each-ref", "refs/pull"]).is_empty(),
         "pull-request refs are not mirrored"
     );
     assert!(
-        !git(&mirror, ["config", "-l"]).contains("remote.origin"),
+        !git(mirror, ["config", "-l"]).contains("remote.origin"),
         "no remote left in the config"
     );
     let leftovers: Vec<_> = std::fs::read_dir(mirror.parent().unwrap())
@@ -128,12 +172,12 @@ async fn exact_mirror(via: Via) {
         .map(|e| e.file_name())
         .collect();
     assert_eq!(leftovers.len(), 1, "{leftovers:?}");
-    assert!(git(&mirror, ["fsck", "--no-progress", "--no-dangling"]).is_empty());
+    assert!(git(mirror, ["fsck", "--no-progress", "--no-dangling"]).is_empty());
 
     // Nothing changed: no changes.
     servers.http.reset_requests();
     let noop = engine
-        .sync_mirror(&u, None, &mirror, no_progress())
+        .sync_mirror(u, None, mirror, no_progress())
         .await
         .unwrap();
     assert!(noop.changes.is_empty(), "{noop:?}");
@@ -163,11 +207,11 @@ async fn exact_mirror(via: Via) {
     let after = refs_of(&up.path);
 
     let report = engine
-        .sync_mirror(&u, None, &mirror, no_progress())
+        .sync_mirror(u, None, mirror, no_progress())
         .await
         .unwrap();
     servers.assert_one_conversation(via);
-    assert_eq!(refs_of(&mirror), after);
+    assert_eq!(refs_of(mirror), after);
     assert_journal_matches(&report, &before, &after);
     let k = kinds(&report);
     let expected: BTreeMap<String, RefChangeKind> = [
@@ -185,18 +229,18 @@ async fn exact_mirror(via: Via) {
     .collect();
     assert_eq!(k, expected);
     assert_eq!((report.branches, report.tags), (3, 5));
-    assert!(git(&mirror, ["fsck", "--no-progress", "--no-dangling"]).is_empty());
+    assert!(git(mirror, ["fsck", "--no-progress", "--no-dangling"]).is_empty());
 
     // The default branch changes, and nothing else: no changes, HEAD follows.
     up.git(&["symbolic-ref", "HEAD", "refs/heads/topic"]);
     let report = engine
-        .sync_mirror(&u, None, &mirror, no_progress())
+        .sync_mirror(u, None, mirror, no_progress())
         .await
         .unwrap();
     servers.assert_one_conversation(via);
     assert!(report.changes.is_empty());
     assert_eq!(report.head.as_deref(), Some("refs/heads/topic"));
-    assert_eq!(head_of(&mirror), "refs/heads/topic");
+    assert_eq!(head_of(mirror), "refs/heads/topic");
 
     // The default branch changes along with refs.
     s.checkout("feature");
@@ -204,22 +248,22 @@ async fn exact_mirror(via: Via) {
     up.push();
     up.git(&["symbolic-ref", "HEAD", "refs/heads/feature"]);
     let report = engine
-        .sync_mirror(&u, None, &mirror, no_progress())
+        .sync_mirror(u, None, mirror, no_progress())
         .await
         .unwrap();
     assert_eq!(
         kinds(&report).get("refs/heads/feature"),
         Some(&RefChangeKind::FastForward)
     );
-    assert_eq!(head_of(&mirror), "refs/heads/feature");
-    assert_eq!(refs_of(&mirror), refs_of(&up.path));
+    assert_eq!(head_of(mirror), "refs/heads/feature");
+    assert_eq!(refs_of(mirror), refs_of(&up.path));
 
-    let summary = engine.inspect(&mirror).await.unwrap();
+    let summary = engine.inspect(mirror).await.unwrap();
     assert_eq!(
         (summary.branches, summary.tags, summary.head.as_deref()),
         (3, 5, Some("refs/heads/feature"))
     );
-    let info = engine.probe(&u, None).await.unwrap();
+    let info = engine.probe(u, None).await.unwrap();
     assert_eq!(
         (info.branches, info.tags, info.head.as_deref()),
         (3, 5, Some("refs/heads/feature"))
@@ -237,25 +281,26 @@ async fn mirrors_exactly_over_http() {
 }
 
 async fn empty_upstream(via: Via) {
-    let root = tempfile::tempdir().unwrap();
-    let up = Upstream::empty(root.path(), "empty.git");
-    let servers = Servers::start(root.path()).await;
-    let engine = engine(loopback()).await;
-    let u = servers.url(via, "empty.git");
-    let data = tempfile::tempdir().unwrap();
-    let mirror = data.path().join("empty.git");
+    let case = Case::new(Upstream::empty, "empty.git", via).await;
+    let Case {
+        up,
+        engine,
+        url: u,
+        mirror,
+        ..
+    } = &case;
 
-    let info = engine.probe(&u, None).await.unwrap();
+    let info = engine.probe(u, None).await.unwrap();
     assert_eq!((info.branches, info.tags), (0, 0));
     let report = engine
-        .clone_mirror(&u, None, &mirror, no_progress())
+        .clone_mirror(u, None, mirror, no_progress())
         .await
         .unwrap();
     assert!(report.changes.is_empty());
     assert_eq!((report.branches, report.tags), (0, 0));
-    assert_eq!(refs_of(&mirror), "");
+    assert_eq!(refs_of(mirror), "");
     let report = engine
-        .sync_mirror(&u, None, &mirror, no_progress())
+        .sync_mirror(u, None, mirror, no_progress())
         .await
         .unwrap();
     assert!(report.changes.is_empty());
@@ -265,18 +310,18 @@ async fn empty_upstream(via: Via) {
     up.scratch.tag("v0");
     up.push();
     let report = engine
-        .sync_mirror(&u, None, &mirror, no_progress())
+        .sync_mirror(u, None, mirror, no_progress())
         .await
         .unwrap();
     assert_eq!(report.changes.len(), 2);
-    assert_eq!(refs_of(&mirror), refs_of(&up.path));
-    assert_eq!(head_of(&mirror), "refs/heads/main");
+    assert_eq!(refs_of(mirror), refs_of(&up.path));
+    assert_eq!(head_of(mirror), "refs/heads/main");
 
     // Everything deleted upstream: the mirror follows (the listing said so, and it succeeded).
     up.git(&["update-ref", "-d", "refs/heads/main"]);
     up.git(&["update-ref", "-d", "refs/tags/v0"]);
     let report = engine
-        .sync_mirror(&u, None, &mirror, no_progress())
+        .sync_mirror(u, None, mirror, no_progress())
         .await
         .unwrap();
     assert!(
@@ -287,7 +332,7 @@ async fn empty_upstream(via: Via) {
         "{report:?}"
     );
     assert_eq!(report.changes.len(), 2);
-    assert_eq!(refs_of(&mirror), "");
+    assert_eq!(refs_of(mirror), "");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -304,17 +349,14 @@ async fn mirrors_an_empty_upstream_over_http() {
 /// transaction; the engine still converges.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn follows_a_branch_replaced_by_a_directory_of_branches() {
-    let root = tempfile::tempdir().unwrap();
-    let up = Upstream::rich(root.path(), "df.git");
-    let servers = Servers::start(root.path()).await;
-    let engine = engine(loopback()).await;
-    let u = servers.url(Via::Http, "df.git");
-    let data = tempfile::tempdir().unwrap();
-    let mirror = data.path().join("df.git");
-    engine
-        .clone_mirror(&u, None, &mirror, no_progress())
-        .await
-        .unwrap();
+    let case = Case::cloned(Upstream::rich, "df.git", Via::Http).await;
+    let Case {
+        up,
+        engine,
+        url: u,
+        mirror,
+        ..
+    } = &case;
 
     let s = &up.scratch;
     s.git(["branch", "-D", "dev"]);
@@ -323,10 +365,10 @@ async fn follows_a_branch_replaced_by_a_directory_of_branches() {
     s.git(["tag", "v1/final", "main"]);
     up.push();
     let report = engine
-        .sync_mirror(&u, None, &mirror, no_progress())
+        .sync_mirror(u, None, mirror, no_progress())
         .await
         .unwrap();
-    assert_eq!(refs_of(&mirror), refs_of(&up.path));
+    assert_eq!(refs_of(mirror), refs_of(&up.path));
     let k = kinds(&report);
     assert_eq!(k.get("refs/heads/dev"), Some(&RefChangeKind::Deleted));
     assert_eq!(k.get("refs/heads/dev/one"), Some(&RefChangeKind::Created));
@@ -337,28 +379,29 @@ async fn follows_a_branch_replaced_by_a_directory_of_branches() {
     s.git(["branch", "dev", "main"]);
     up.push();
     engine
-        .sync_mirror(&u, None, &mirror, no_progress())
+        .sync_mirror(u, None, mirror, no_progress())
         .await
         .unwrap();
-    assert_eq!(refs_of(&mirror), refs_of(&up.path));
+    assert_eq!(refs_of(mirror), refs_of(&up.path));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn reports_progress_and_refuses_an_existing_destination() {
-    let root = tempfile::tempdir().unwrap();
-    let up = Upstream::rich(root.path(), "p.git");
+    let case = Case::new(Upstream::rich, "p.git", Via::Http).await;
+    let Case {
+        up,
+        engine,
+        url: u,
+        mirror,
+        ..
+    } = &case;
     up.add_bulk(256 * 1024);
-    let servers = Servers::start(root.path()).await;
-    let engine: GitEngine = engine(loopback()).await;
-    let u = servers.url(Via::Http, "p.git");
-    let data = tempfile::tempdir().unwrap();
-    let mirror = data.path().join("p.git");
     let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let s = std::sync::Arc::clone(&seen);
     let progress: mirrorhub_git::ProgressFn =
         std::sync::Arc::new(move |p| s.lock().unwrap().push(p));
     engine
-        .clone_mirror(&u, None, &mirror, progress)
+        .clone_mirror(u, None, mirror, progress)
         .await
         .unwrap();
     let seen = seen.lock().unwrap().clone();
@@ -369,13 +412,13 @@ async fn reports_progress_and_refuses_an_existing_destination() {
     );
 
     let err = engine
-        .clone_mirror(&u, None, &mirror, no_progress())
+        .clone_mirror(u, None, mirror, no_progress())
         .await
         .unwrap_err();
     assert_eq!(err.code(), mirrorhub_core::ErrorCode::Internal, "{err}");
     assert!(err.to_string().contains("exists already"), "{err}");
     assert_eq!(
-        refs_of(&mirror),
+        refs_of(mirror),
         refs_of(&up.path),
         "the existing mirror is untouched"
     );
@@ -385,17 +428,14 @@ async fn reports_progress_and_refuses_an_existing_destination() {
 /// HEAD) fails, and the sync takes the careful path, listing first; the mirror still converges
 /// and keeps its own HEAD.
 async fn upstream_with_a_dangling_head(via: Via) {
-    let root = tempfile::tempdir().unwrap();
-    let up = Upstream::rich(root.path(), "dangling.git");
-    let servers = Servers::start(root.path()).await;
-    let engine = engine(loopback()).await;
-    let u = servers.url(via, "dangling.git");
-    let data = tempfile::tempdir().unwrap();
-    let mirror = data.path().join("dangling.git");
-    engine
-        .clone_mirror(&u, None, &mirror, no_progress())
-        .await
-        .unwrap();
+    let case = Case::cloned(Upstream::rich, "dangling.git", via).await;
+    let Case {
+        up,
+        engine,
+        url: u,
+        mirror,
+        ..
+    } = &case;
 
     up.git(&["symbolic-ref", "HEAD", "refs/heads/gone"]);
     let before = refs_of(&up.path);
@@ -404,19 +444,19 @@ async fn upstream_with_a_dangling_head(via: Via) {
     up.push();
     let after = refs_of(&up.path);
     let report = engine
-        .sync_mirror(&u, None, &mirror, no_progress())
+        .sync_mirror(u, None, mirror, no_progress())
         .await
         .unwrap();
-    assert_eq!(refs_of(&mirror), after);
+    assert_eq!(refs_of(mirror), after);
     assert_journal_matches(&report, &before, &after);
-    assert_eq!(head_of(&mirror), "refs/heads/main");
+    assert_eq!(head_of(mirror), "refs/heads/main");
 
     let noop = engine
-        .sync_mirror(&u, None, &mirror, no_progress())
+        .sync_mirror(u, None, mirror, no_progress())
         .await
         .unwrap();
     assert!(noop.changes.is_empty(), "{noop:?}");
-    assert_eq!(refs_of(&mirror), after);
+    assert_eq!(refs_of(mirror), after);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
