@@ -309,6 +309,19 @@ impl GitCli {
         })
     }
 
+    /// Points git's trace `variable` at a new file in the private trace directory, and returns
+    /// the file (the caller reads and removes it).
+    fn trace_into(&self, prepared: &mut Prepared, variable: &str, extension: &str) -> PathBuf {
+        let file = self
+            .private
+            .join("trace")
+            .join(format!("{}.{extension}", random_hex(8)));
+        prepared
+            .env
+            .push((variable.into(), file.clone().into_os_string()));
+        file
+    }
+
     async fn run_remote(
         &self,
         remote: &Remote<'_>,
@@ -403,16 +416,7 @@ impl GitCli {
             prepared.url.clone().into(),
         ];
         let deadline = remote.deadline.min(Instant::now() + self.probe_timeout);
-        let trace_file = trace.then(|| {
-            self.private
-                .join("trace")
-                .join(format!("{}.json", random_hex(8)))
-        });
-        if let Some(file) = &trace_file {
-            prepared
-                .env
-                .push(("GIT_TRACE2_EVENT".into(), file.clone().into()));
-        }
+        let trace_file = trace.then(|| self.trace_into(&mut prepared, "GIT_TRACE2_EVENT", "json"));
         let how = RunHow {
             git_dir: None,
             deadline,
@@ -646,15 +650,8 @@ impl Transport for GitCli {
         // on a commit no branch holds would bring that commit along, unreferenced.)
         let trace_file = options.follow_head.then(|| {
             args.push("HEAD".into());
-            self.private
-                .join("trace")
-                .join(format!("{}.packets", random_hex(8)))
+            self.trace_into(&mut prepared, "GIT_TRACE_PACKET", "packets")
         });
-        if let Some(file) = &trace_file {
-            prepared
-                .env
-                .push(("GIT_TRACE_PACKET".into(), file.clone().into()));
-        }
         let how = RunHow {
             git_dir: Some(repo),
             deadline: remote.deadline,
