@@ -398,7 +398,7 @@ mod engine {
     use std::time::{Duration, Instant};
 
     use mirrorhub_core::{AddressPolicy, Credentials, UpstreamUrl};
-    use mirrorhub_git::{no_progress, EngineConfig, GitEngine};
+    use mirrorhub_git::{no_progress, CopyEngine, EngineConfig, GitEngine};
 
     pub struct Engine(GitEngine);
 
@@ -416,6 +416,7 @@ mod engine {
                 probe_timeout: Duration::from_secs(60),
                 low_speed_limit: 1000,
                 low_speed_time: Duration::from_secs(60),
+                first_copy: CopyEngine::Gix,
             };
             Engine(GitEngine::start(config).await.expect("start the engine"))
         }
@@ -423,11 +424,15 @@ mod engine {
         pub async fn clone_mirror(&self, url: &str, dest: &Path) -> Duration {
             let (url, creds) = parse(url);
             let started = Instant::now();
-            self.0
+            let report = self
+                .0
                 .clone_mirror(&url, creds.as_ref(), dest, no_progress())
                 .await
                 .unwrap_or_else(|e| panic!("mirrorhub clone of {url} failed: {e:?}"));
-            started.elapsed()
+            let took = started.elapsed();
+            // The row is about the hub's first-copy engine, not its fallback.
+            assert_eq!(report.engine, CopyEngine::Gix, "gix made the copy of {url}");
+            took
         }
 
         /// What the hub does after a first copy, once the mirror is ready (not part of the

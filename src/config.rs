@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::Args;
 use mirrorhub_core::duration::parse_duration;
 use mirrorhub_core::{AddressPolicy, SyncInterval};
+use mirrorhub_git::CopyEngine;
 use secrecy::{ExposeSecret, SecretString};
 
 #[derive(Args, Clone)]
@@ -48,6 +49,10 @@ pub struct ServeArgs {
     pub low_speed_limit: u32,
     #[arg(long, env = "MIRRORHUB_LOW_SPEED_TIME", default_value = "60s", value_parser = parse_duration)]
     pub low_speed_time: Duration,
+    /// What makes a repository's first copy: `gix` (multi-threaded indexing, about twice as
+    /// fast; `git clone` takes over whenever gix cannot be sure of an exact copy) or `git`.
+    #[arg(long, env = "MIRRORHUB_FIRST_COPY", default_value = "gix", value_parser = parse_copy_engine)]
+    pub first_copy: CopyEngine,
     /// Sync interval of new mirrors when none is given.
     #[arg(long, env = "MIRRORHUB_DEFAULT_SYNC_INTERVAL", default_value = "24h")]
     pub default_sync_interval: SyncInterval,
@@ -223,4 +228,14 @@ fn parse_owner_map(s: &str) -> Result<OwnerMap, String> {
 
 fn parse_policy(s: &str) -> Result<AddressPolicy, String> {
     AddressPolicy::parse_list(s)
+}
+
+fn parse_copy_engine(value: &str) -> Result<CopyEngine, String> {
+    match value {
+        "gix" => Ok(CopyEngine::Gix),
+        "git" => Ok(CopyEngine::Git),
+        other => Err(format!(
+            "{other:?} is not a first-copy engine: use gix or git"
+        )),
+    }
 }

@@ -38,6 +38,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<std::process::ExitCode> {
         probe_timeout: args.probe_timeout,
         low_speed_limit: args.low_speed_limit,
         low_speed_time: args.low_speed_time,
+        first_copy: args.first_copy,
     })
     .await
     .context("could not start the git engine")?;

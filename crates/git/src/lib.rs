@@ -1,8 +1,11 @@
 //! mirrorhub's sync engine: exact mirrors of Git repositories.
 //!
 //! - Transfers run the git command line ([`transport`]): exact on every transport, protocol v2,
-//!   the fastest syncs measured. git2 only reads local repositories ([`refs`]): before/after
-//!   snapshots, the journal of ref changes, counts and HEAD.
+//!   the fastest syncs measured. The first copy of a repository is made with gix
+//!   ([`first_copy`]), whose multi-threaded pack indexing is about twice as fast, whenever it
+//!   can be sure of an exact copy; otherwise with `git clone`. git2 only reads local
+//!   repositories ([`refs`]): before/after snapshots, the journal of ref changes, counts and
+//!   HEAD.
 //! - Every git process gets a hardened environment (nothing inherited, no prompts, credentials
 //!   only through a helper scoped to the upstream's origin) and runs in its own process group
 //!   under a deadline.
@@ -19,6 +22,7 @@ mod advert;
 mod browse;
 mod command;
 mod error;
+mod first_copy;
 mod progress;
 mod proxy;
 mod refs;
@@ -38,6 +42,7 @@ pub use error::GitError;
 pub use progress::{no_progress, Progress, ProgressFn};
 
 use advert::AdvertisedHead;
+use first_copy::{Attempt, GixCopier};
 use proxy::EgressProxy;
 use refs::{LocalState, RefMap};
 use transport::{FetchOptions, GitCli, Remote, RemoteRefs, Transport};
@@ -58,6 +63,18 @@ pub struct EngineConfig {
     pub low_speed_limit: u32,
     /// Rounded to whole seconds (at least one).
     pub low_speed_time: Duration,
+    /// Which program makes the first copy of a repository.
+    pub first_copy: CopyEngine,
+}
+
+/// What makes a repository's first copy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CopyEngine {
+    /// gix when it can be sure of an exact copy, `git clone` otherwise.
+    #[default]
+    Gix,
+    /// Always `git clone`.
+    Git,
 }
 
 impl Default for EngineConfig {
@@ -69,6 +86,7 @@ impl Default for EngineConfig {
             probe_timeout: Duration::from_secs(30),
             low_speed_limit: 1000,
             low_speed_time: Duration::from_secs(60),
+            first_copy: CopyEngine::default(),
         }
     }
 }
@@ -104,6 +122,8 @@ pub struct SyncReport {
     pub branches: usize,
     pub tags: usize,
     pub head: Option<String>,
+    /// What made the copy (a sync is always `git fetch`).
+    pub engine: CopyEngine,
 }
 
 /// The sync engine. Cheap to clone; the egress proxy stops when the last clone is dropped.
@@ -116,6 +136,8 @@ struct Inner {
     config: EngineConfig,
     cli: Arc<GitCli>,
     transport: Arc<dyn Transport>,
+    /// Makes first copies when [`EngineConfig::first_copy`] asks for gix.
+    gix: Option<GixCopier>,
     /// Keeps the private HOME and template directories alive.
     _private: tempfile::TempDir,
 }
@@ -148,11 +170,19 @@ impl GitEngine {
         let version = cli.version().await?;
         tracing::info!(git = %version, "git engine started");
         let transport: Arc<dyn Transport> = Arc::clone(&cli) as Arc<dyn Transport>;
+        let gix = (config.first_copy == CopyEngine::Gix).then(|| GixCopier {
+            policy: config.policy.clone(),
+            proxy: Arc::clone(&cli.proxy),
+            probe_timeout: config.probe_timeout,
+            low_speed_limit: config.low_speed_limit,
+            low_speed_time: config.low_speed_time,
+        });
         Ok(Self {
             inner: Arc::new(Inner {
                 config,
                 cli,
                 transport,
+                gix,
                 _private: private,
             }),
         })
@@ -237,31 +267,34 @@ impl GitEngine {
         })
         .await?;
         let transport = &self.inner.transport;
-        let checked = match transport.clone_bare(&remote, &tmp, progress).await {
+        let checked = match self.copy(&remote, &tmp, progress).await {
             Err(e) => Err(e),
-            Ok(()) => {
+            Ok(engine) => {
                 let tmp = tmp.clone();
                 match blocking(move || refs::read_state(&tmp)).await {
                     // An empty clone: an empty repository (which speaks git's protocol), or a
                     // web page git took for an empty "dumb" one. Only a listing tells.
                     Ok(state) if state.refs.is_empty() => match transport.list(&remote).await {
-                        Ok(l) if l.smart => Ok(()),
+                        Ok(l) if l.smart => Ok(engine),
                         Ok(_) => Err(GitError::NotARepository),
                         Err(e) => Err(e),
                     },
-                    Ok(_) => Ok(()),
+                    Ok(_) => Ok(engine),
                     Err(e) => Err(e),
                 }
             }
         };
-        if let Err(e) = checked {
-            let _ = blocking({
-                let tmp = tmp.clone();
-                move || remove_dir_if_exists(&tmp).map_err(GitError::from)
-            })
-            .await;
-            return Err(e);
-        }
+        let engine = match checked {
+            Ok(engine) => engine,
+            Err(e) => {
+                let _ = blocking({
+                    let tmp = tmp.clone();
+                    move || remove_dir_if_exists(&tmp).map_err(GitError::from)
+                })
+                .await;
+                return Err(e);
+            }
+        };
         let state = blocking(move || {
             refs::forget_origin(&tmp)?;
             let state = refs::read_state(&tmp)?;
@@ -286,12 +319,42 @@ impl GitEngine {
                 kind: RefChangeKind::Created,
             })
             .collect();
+        tracing::info!(engine = ?engine, refs = state.refs.len(), "first copy made");
         Ok(SyncReport {
             changes,
             branches: state.branches(),
             tags: state.tags(),
             head: state.head,
+            engine,
         })
+    }
+
+    /// Makes the first copy at `tmp` (which must not exist): with gix when configured and it
+    /// can, else with `git clone`.
+    async fn copy(
+        &self,
+        remote: &Remote<'_>,
+        tmp: &Path,
+        progress: ProgressFn,
+    ) -> Result<CopyEngine, GitError> {
+        if let Some(gix) = &self.inner.gix {
+            match gix.clone_bare(remote, tmp, Arc::clone(&progress)).await? {
+                Attempt::Copied => return Ok(CopyEngine::Gix),
+                Attempt::Fallback(why) => {
+                    tracing::info!(why = %why, "gix could not make the first copy; using git clone");
+                    blocking({
+                        let tmp = tmp.to_path_buf();
+                        move || remove_dir_if_exists(&tmp).map_err(GitError::from)
+                    })
+                    .await?;
+                }
+            }
+        }
+        self.inner
+            .transport
+            .clone_bare(remote, tmp, progress)
+            .await?;
+        Ok(CopyEngine::Git)
     }
 
     /// Makes `repo` exactly equal to the upstream: branches and tags created, moved and pruned
@@ -364,6 +427,7 @@ impl GitEngine {
             branches: after.branches(),
             tags: after.tags(),
             head: after.head,
+            engine: CopyEngine::Git,
         })
     }
 

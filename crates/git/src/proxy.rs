@@ -8,7 +8,9 @@
 //! (rewritten to origin-form with `Connection: close`, then piped both ways). Each git
 //! invocation gets its own [`Ticket`]: a random token that git sends as proxy credentials, under
 //! which the proxy records why that invocation's connections were refused or failed, so the
-//! engine can report "refused: loopback address" instead of git's generic "403".
+//! engine can report "refused: loopback address" instead of git's generic "403". A ticket's
+//! connections end when it is cut or dropped: an in-process client that hangs in a read is
+//! freed that way.
 
 use std::collections::HashMap;
 use std::io;
@@ -23,6 +25,7 @@ use rand::RngCore;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::{JoinHandle, JoinSet};
+use tokio_util::sync::CancellationToken;
 
 /// The most a request or response header block may take.
 const MAX_HEAD: usize = 64 * 1024;
@@ -111,7 +114,15 @@ pub(crate) async fn resolve_allowed(
 struct Shared {
     policy: AddressPolicy,
     connect_timeout: Duration,
-    tickets: Mutex<HashMap<String, Arc<Mutex<ConnectLog>>>>,
+    tickets: Mutex<HashMap<String, Arc<TicketState>>>,
+}
+
+/// What the proxy keeps per ticket.
+#[derive(Default)]
+struct TicketState {
+    log: Mutex<ConnectLog>,
+    /// Ends every connection made under the ticket.
+    cut: CancellationToken,
 }
 
 /// The running proxy. Stops (with every connection it carries) when dropped.
@@ -142,13 +153,13 @@ impl EgressProxy {
         let mut bytes = [0u8; 16];
         rand::thread_rng().fill_bytes(&mut bytes);
         let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-        let log = Arc::new(Mutex::new(ConnectLog::default()));
-        lock(&self.shared.tickets).insert(token.clone(), Arc::clone(&log));
+        let state = Arc::new(TicketState::default());
+        lock(&self.shared.tickets).insert(token.clone(), Arc::clone(&state));
         let url = format!("http://mirrorhub:{token}@{}", self.addr);
         Ticket {
             token,
             url,
-            log,
+            state,
             shared: Arc::clone(&self.shared),
         }
     }
@@ -164,7 +175,7 @@ impl Drop for EgressProxy {
 pub(crate) struct Ticket {
     token: String,
     url: String,
-    log: Arc<Mutex<ConnectLog>>,
+    state: Arc<TicketState>,
     shared: Arc<Shared>,
 }
 
@@ -180,13 +191,19 @@ impl Ticket {
     }
 
     pub(crate) fn log(&self) -> ConnectLog {
-        lock(&self.log).clone()
+        lock(&self.state.log).clone()
+    }
+
+    /// Ends every connection made under this ticket, now and later.
+    pub(crate) fn cut(&self) {
+        self.state.cut.cancel();
     }
 }
 
 impl Drop for Ticket {
     fn drop(&mut self) {
         lock(&self.shared.tickets).remove(&self.token);
+        self.state.cut.cancel();
     }
 }
 
@@ -295,7 +312,7 @@ async fn serve(shared: Arc<Shared>, mut client: TcpStream) -> io::Result<()> {
     let Some(req) = parse_head(&head) else {
         return respond(&mut client, "400 Bad Request", "").await;
     };
-    let Some(log) = authenticate(&shared, &req) else {
+    let Some(ticket) = authenticate(&shared, &req) else {
         return respond(
             &mut client,
             "407 Proxy Authentication Required",
@@ -303,6 +320,21 @@ async fn serve(shared: Arc<Shared>, mut client: TcpStream) -> io::Result<()> {
         )
         .await;
     };
+    let cut = ticket.cut.clone();
+    tokio::select! {
+        r = forward(&shared, &ticket.log, client, req, rest) => r,
+        () = cut.cancelled() => Ok(()),
+    }
+}
+
+/// Connects to the request's target, if the policy allows it, and relays the connection.
+async fn forward(
+    shared: &Shared,
+    log: &Mutex<ConnectLog>,
+    mut client: TcpStream,
+    req: RequestHead,
+    rest: Vec<u8>,
+) -> io::Result<()> {
     let connect = req.method.eq_ignore_ascii_case("CONNECT");
     let (host, port, origin_form) = if connect {
         match split_authority(&req.target) {
@@ -329,15 +361,15 @@ async fn serve(shared: Arc<Shared>, mut client: TcpStream) -> io::Result<()> {
         }
     };
 
-    let mut upstream = match connect_allowed(&shared, &host, port).await {
+    let mut upstream = match connect_allowed(shared, &host, port).await {
         Ok(s) => s,
         Err(ResolveError::Refused(refused)) => {
             tracing::warn!(host = %refused.host, addr = %refused.addr, reason = refused.refusal.describe(), "egress refused by the address policy");
-            lock(&log).refused.get_or_insert(refused);
+            lock(log).refused.get_or_insert(refused);
             return respond(&mut client, "403 Forbidden", "").await;
         }
         Err(ResolveError::Unresolvable(detail)) => {
-            lock(&log).unreachable = Some(detail);
+            lock(log).unreachable = Some(detail);
             return respond(&mut client, "502 Bad Gateway", "").await;
         }
     };
@@ -371,7 +403,7 @@ async fn serve(shared: Arc<Shared>, mut client: TcpStream) -> io::Result<()> {
     }
 }
 
-fn authenticate(shared: &Shared, req: &RequestHead) -> Option<Arc<Mutex<ConnectLog>>> {
+fn authenticate(shared: &Shared, req: &RequestHead) -> Option<Arc<TicketState>> {
     let value = req
         .headers
         .iter()

@@ -233,20 +233,7 @@ impl GitCli {
             Scheme::Git => {
                 // git:// has no proxy support worth the name: resolve and check here, and give
                 // git the checked address so it cannot resolve anything else.
-                let timeout = self
-                    .probe_timeout
-                    .min(remote.deadline.saturating_duration_since(Instant::now()));
-                let addrs = resolve_allowed(&self.policy, url.host(), url.port(), timeout)
-                    .await
-                    .map_err(|e| match e {
-                        ResolveError::Refused(r) => GitError::UrlRefused {
-                            host: r.host,
-                            addr: r.addr,
-                            refusal: r.refusal,
-                        },
-                        ResolveError::Unresolvable(detail) => GitError::Unreachable { detail },
-                    })?;
-                let addr = pick_address(&addrs);
+                let addr = pin_git_address(&self.policy, url, self.probe_timeout, remote).await?;
                 (
                     url.with_host(&addr.ip().to_string()).to_string(),
                     None,
@@ -529,6 +516,28 @@ async fn read_trace_head(file: &Path) -> AdvertisedHead {
         bytes.truncate(end);
     }
     head_from_trace(&String::from_utf8_lossy(&bytes))
+}
+
+/// Resolves a git:// upstream's host and returns the address to connect to, checked against
+/// the policy.
+pub(crate) async fn pin_git_address(
+    policy: &AddressPolicy,
+    url: &UpstreamUrl,
+    probe_timeout: Duration,
+    remote: &Remote<'_>,
+) -> Result<SocketAddr, GitError> {
+    let timeout = probe_timeout.min(remote.deadline.saturating_duration_since(Instant::now()));
+    let addrs = resolve_allowed(policy, url.host(), url.port(), timeout)
+        .await
+        .map_err(|e| match e {
+            ResolveError::Refused(r) => GitError::UrlRefused {
+                host: r.host,
+                addr: r.addr,
+                refusal: r.refusal,
+            },
+            ResolveError::Unresolvable(detail) => GitError::Unreachable { detail },
+        })?;
+    Ok(pick_address(&addrs))
 }
 
 /// IPv4 first: a host's IPv6 address is more often unroutable from a server than its IPv4 one.

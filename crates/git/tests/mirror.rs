@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use mirrorhub_core::RefChangeKind;
 use mirrorhub_core::UpstreamUrl;
-use mirrorhub_git::{no_progress, GitEngine, SyncReport};
+use mirrorhub_git::{no_progress, CopyEngine, GitEngine, SyncReport};
 use mirrorhub_testkit::{git, GitDaemon, HttpGitServer};
 use support::{engine, head_of, loopback, refs_of, url, Upstream};
 
@@ -150,6 +150,7 @@ async fn exact_mirror(via: Via) {
         .await
         .unwrap();
     assert_eq!(refs_of(mirror), refs_of(&up.path));
+    assert_eq!(report.engine, CopyEngine::Gix, "gix makes the first copy");
     assert!(report
         .changes
         .iter()
@@ -298,6 +299,7 @@ async fn empty_upstream(via: Via) {
         .unwrap();
     assert!(report.changes.is_empty());
     assert_eq!((report.branches, report.tags), (0, 0));
+    assert_eq!(report.engine, CopyEngine::Git, "nothing for gix to copy");
     assert_eq!(refs_of(mirror), "");
     let report = engine
         .sync_mirror(u, None, mirror, no_progress())
@@ -457,6 +459,37 @@ async fn upstream_with_a_dangling_head(via: Via) {
         .unwrap();
     assert!(noop.changes.is_empty(), "{noop:?}");
     assert_eq!(refs_of(mirror), after);
+}
+
+/// gix copies only an upstream whose HEAD names one of its branches; `git clone` copies the
+/// rest, exactly.
+async fn first_copy_of_an_upstream_with_a_dangling_head(via: Via) {
+    let case = Case::new(Upstream::rich, "dangling-first.git", via).await;
+    let Case {
+        up,
+        engine,
+        url: u,
+        mirror,
+        ..
+    } = &case;
+    up.git(&["symbolic-ref", "HEAD", "refs/heads/gone"]);
+    let report = engine
+        .clone_mirror(u, None, mirror, no_progress())
+        .await
+        .unwrap();
+    assert_eq!(report.engine, CopyEngine::Git);
+    assert_eq!(refs_of(mirror), refs_of(&up.path));
+    assert!(git(mirror, ["fsck", "--no-progress", "--no-dangling"]).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn copies_an_upstream_with_a_dangling_head_over_git_daemon() {
+    first_copy_of_an_upstream_with_a_dangling_head(Via::Daemon).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn copies_an_upstream_with_a_dangling_head_over_http() {
+    first_copy_of_an_upstream_with_a_dangling_head(Via::Http).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mirrorhub_core::{AddressPolicy, Credentials, ErrorCode, Refusal};
-use mirrorhub_git::{no_progress, EngineConfig, GitError, ProgressFn};
+use mirrorhub_git::{no_progress, CopyEngine, EngineConfig, GitError, ProgressFn};
 use mirrorhub_testkit::{git, try_git, GitDaemon, HttpGitServer};
 use support::{engine, engine_with, loopback, processes_mentioning, refs_of, url, Upstream};
 
@@ -31,10 +31,11 @@ async fn private_http_upstream_needs_the_right_credentials() {
 
     let info = engine.probe(&u, Some(&creds(TOKEN))).await.unwrap();
     assert_eq!(info.branches, 3);
-    engine
+    let report = engine
         .clone_mirror(&u, Some(&creds(TOKEN)), &mirror, no_progress())
         .await
         .unwrap();
+    assert_eq!(report.engine, CopyEngine::Gix, "gix gave the credentials");
     assert_eq!(refs_of(&mirror), refs_of(&up.path));
     up.scratch.commit_file("new.txt", "n\n", "new");
     up.push();
