@@ -494,3 +494,63 @@ fn make_durable(dest: &Path) -> io::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gix::progress::{Count, Progress as _};
+    use std::sync::Mutex;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("reading the pack")]
+    struct Outer(#[source] io::Error);
+
+    #[test]
+    fn a_timed_out_read_anywhere_in_the_chain_is_a_stall() {
+        for kind in [io::ErrorKind::TimedOut, io::ErrorKind::WouldBlock] {
+            let failure = Failure::from(Outer(io::Error::new(kind, "no data")));
+            assert!(
+                matches!(&failure, Failure::Stalled(t) if t == "reading the pack: no data"),
+                "{kind:?}"
+            );
+        }
+        let failure = Failure::from(Outer(io::Error::other("HTTP 500")));
+        assert!(matches!(failure, Failure::Other(t) if t.contains("HTTP 500")));
+    }
+
+    #[test]
+    fn progress_is_reported_in_git_terms() {
+        let root = Root::new();
+        let mut top = root.add_child("first copy");
+        let mut indexing = top.add_child("indexing");
+        indexing.init(Some(200), None);
+        indexing.set(50);
+        let mut other = top.add_child("read pack");
+        other.init(Some(10), None);
+        other.set(10);
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let s = Arc::clone(&seen);
+        let mut throttle = Throttle::new(Arc::new(move |p| s.lock().unwrap().push(p)));
+        report_progress(&root, &mut throttle);
+        assert_eq!(
+            *seen.lock().unwrap(),
+            vec![Progress {
+                phase: "receiving objects".into(),
+                percent: 25
+            }]
+        );
+        drop(indexing);
+        let mut resolving = top.add_child("Resolving");
+        resolving.init(Some(4), None);
+        resolving.set(4);
+        report_progress(&root, &mut throttle);
+        assert_eq!(
+            seen.lock().unwrap().last(),
+            Some(&Progress {
+                phase: "resolving deltas".into(),
+                percent: 100
+            })
+        );
+        drop(other);
+    }
+}
