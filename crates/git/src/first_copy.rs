@@ -339,6 +339,10 @@ fn copy(job: Job) -> Result<(), Failure> {
         open,
     )?
     .to_thread_local();
+    // gix's template (sample hooks, description): git's runs use an empty one.
+    std::fs::remove_dir_all(dest.join("hooks"))?;
+    std::fs::remove_dir_all(dest.join("info"))?;
+    std::fs::remove_file(dest.join("description"))?;
     let remote = repo
         .remote_at(url.as_str())?
         .with_refspecs(MIRROR_REFSPECS, Direction::Fetch)?

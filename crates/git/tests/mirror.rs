@@ -151,6 +151,10 @@ async fn exact_mirror(via: Via) {
         .unwrap();
     assert_eq!(refs_of(mirror), refs_of(&up.path));
     assert_eq!(report.engine, CopyEngine::Gix, "gix makes the first copy");
+    assert!(
+        !mirror.join("hooks").exists(),
+        "no sample hooks from a template"
+    );
     assert!(report
         .changes
         .iter()
