@@ -368,6 +368,7 @@ async fn pushes_go_to_primaries_with_the_token(db: TestDb) {
     assert_eq!(refs(&hub.repo_dir(2)), before);
 
     // With it: the push lands, atomically with a new branch and tag, and is recorded.
+    let graph = commit_graph_changed(&hub, &hub.repo_dir(2), "").await;
     work.branch("topic")
         .commit_file("t.txt", "t\n", "topic work");
     work.checkout("main");
@@ -392,6 +393,8 @@ async fn pushes_go_to_primaries_with_the_token(db: TestDb) {
     );
     fsck(&hub.repo_dir(2));
     let run = wait_for_push_run(&hub, "team/moved", 1).await;
+    // The pushed commits are in the commit-graph, which still verifies.
+    commit_graph_changed(&hub, &hub.repo_dir(2), &graph).await;
     let changes: Vec<(String, String)> = run["ref_changes"]
         .as_array()
         .unwrap()

@@ -224,6 +224,21 @@ async fn the_address_policy_applies_at_connect_time() {
     assert_refused(&err, "127.0.0.1");
     assert_eq!(http.request_count(), 0);
     assert!(!err.to_string().contains(TOKEN));
+    // The first copy (gix) follows the same rule.
+    let dest = data.path().join("redirected.git");
+    let err = only_redirector
+        .clone_mirror(
+            &url(&redirect.url("http", "r.git")),
+            Some(&creds(TOKEN)),
+            &dest,
+            no_progress(),
+        )
+        .await
+        .unwrap_err();
+    assert_refused(&err, "127.0.0.1");
+    assert_eq!(http.request_count(), 0);
+    assert!(!format!("{err} {err:?}").contains(TOKEN));
+    assert!(!dest.exists());
     // The same redirect is followed when its target is allowed too.
     let both = engine(loopback()).await;
     let info = both
@@ -231,6 +246,17 @@ async fn the_address_policy_applies_at_connect_time() {
         .await
         .unwrap();
     assert_eq!(info.branches, 3);
+    let report = both
+        .clone_mirror(
+            &url(&redirect.url("http", "r.git")),
+            None,
+            &dest,
+            no_progress(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(report.engine, CopyEngine::Gix);
+    assert_eq!(report.branches, 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

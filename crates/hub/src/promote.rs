@@ -116,6 +116,8 @@ impl Hub {
             changes = result.ref_changes.len(),
             "push recorded"
         );
+        // The pushed commits join the commit-graph, as a sync's do.
+        crate::worker::housekeeping(self, repo.id, false).await;
         Ok(())
     }
 }

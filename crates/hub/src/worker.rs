@@ -280,12 +280,12 @@ async fn try_run_job(
     Ok(())
 }
 
-/// Indexes a repository after a sync that changed it, outside the measured sync (its run is
-/// already recorded): new commits go into the commit-graph, which makes the next sync and every
+/// Indexes a repository after a sync or a push that changed it, outside the measured sync
+/// (its run is already recorded): new commits go into the commit-graph, which makes the next sync and every
 /// clone from the hub cheaper; after the first copy, reachability bitmaps are written too, so
 /// clones from the hub count objects with bitmaps instead of walking the whole history. A
 /// failure costs only speed, and is logged.
-async fn housekeeping(hub: &Hub, repo_id: i64, first_copy: bool) {
+pub(crate) async fn housekeeping(hub: &Hub, repo_id: i64, first_copy: bool) {
     let path = hub.repo_path(repo_id);
     let started = Instant::now();
     match hub.engine.write_commit_graph(&path).await {
