@@ -502,7 +502,6 @@ fn make_durable(dest: &Path) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use gix::progress::{Count, Progress as _};
     use std::sync::Mutex;
 
     #[derive(Debug, thiserror::Error)]
@@ -526,10 +525,10 @@ mod tests {
     fn progress_is_reported_in_git_terms() {
         let root = Root::new();
         let mut top = root.add_child("first copy");
-        let mut indexing = top.add_child("indexing");
+        let indexing = top.add_child("indexing");
         indexing.init(Some(200), None);
         indexing.set(50);
-        let mut other = top.add_child("read pack");
+        let other = top.add_child("read pack");
         other.init(Some(10), None);
         other.set(10);
         let seen = Arc::new(Mutex::new(Vec::new()));
@@ -544,7 +543,7 @@ mod tests {
             }]
         );
         drop(indexing);
-        let mut resolving = top.add_child("Resolving");
+        let resolving = top.add_child("Resolving");
         resolving.init(Some(4), None);
         resolving.set(4);
         report_progress(&root, &mut throttle);
