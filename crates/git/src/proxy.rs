@@ -537,6 +537,55 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn cutting_a_ticket_ends_its_connections() {
+        // An upstream that accepts and never says anything.
+        let silent = TcpListener::bind(("127.0.0.1", 0)).await.unwrap();
+        let port = silent.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            loop {
+                let (s, _) = silent.accept().await.unwrap();
+                held.push(s);
+            }
+        });
+        let policy = AddressPolicy::parse_list(&format!("127.0.0.1:{port}")).unwrap();
+        let proxy = EgressProxy::start(policy, Duration::from_secs(5))
+            .await
+            .unwrap();
+        let ticket = proxy.ticket();
+        let target = format!("CONNECT 127.0.0.1:{port} HTTP/1.1");
+        let (head, mut cut_one) = roundtrip(&proxy, Some(ticket.token()), &target).await;
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        let other = proxy.ticket();
+        let (_, mut other_one) = roundtrip(&proxy, Some(other.token()), &target).await;
+
+        ticket.cut();
+        let mut buf = [0u8; 16];
+        let n = tokio::time::timeout(Duration::from_secs(5), cut_one.read(&mut buf))
+            .await
+            .expect("the cut connection ends at once")
+            .unwrap_or(0);
+        assert_eq!(n, 0);
+        // Another ticket's connection is untouched, and the cut ticket gets no new ones.
+        assert!(
+            tokio::time::timeout(Duration::from_millis(200), other_one.read(&mut buf))
+                .await
+                .is_err()
+        );
+        let mut again = TcpStream::connect(proxy.addr).await.unwrap();
+        let auth = BASE64.encode(format!("mirrorhub:{}", ticket.token()));
+        again
+            .write_all(format!("{target}\r\nProxy-Authorization: Basic {auth}\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        let n = tokio::time::timeout(Duration::from_secs(5), again.read(&mut buf))
+            .await
+            .expect("a new connection under a cut ticket ends at once")
+            .unwrap_or(0);
+        assert_eq!(n, 0, "{:?}", String::from_utf8_lossy(&buf[..n]));
+    }
+
+    #[tokio::test]
     async fn tunnels_only_with_a_valid_ticket_to_allowed_addresses() {
         let echo = TcpListener::bind(("127.0.0.1", 0)).await.unwrap();
         let echo_port = echo.local_addr().unwrap().port();
