@@ -49,8 +49,8 @@ pub struct ServeArgs {
     pub low_speed_limit: u32,
     #[arg(long, env = "MIRRORHUB_LOW_SPEED_TIME", default_value = "60s", value_parser = parse_duration)]
     pub low_speed_time: Duration,
-    /// What makes a repository's first copy: `gix` (multi-threaded indexing, about twice as
-    /// fast; `git clone` takes over whenever gix cannot be sure of an exact copy) or `git`.
+    /// What makes a repository's first copy: `gix` (multi-threaded indexing, 1.4-2.6x as fast;
+    /// `git clone` takes over whenever gix cannot be sure of an exact copy) or `git`.
     #[arg(long, env = "MIRRORHUB_FIRST_COPY", default_value = "gix", value_parser = parse_copy_engine)]
     pub first_copy: CopyEngine,
     /// Sync interval of new mirrors when none is given.

@@ -2,7 +2,7 @@
 //!
 //! - Transfers run the git command line ([`transport`]): exact on every transport, protocol v2,
 //!   the fastest syncs measured. The first copy of a repository is made with gix
-//!   ([`first_copy`]), whose multi-threaded pack indexing is about twice as fast, whenever it
+//!   ([`first_copy`]), whose multi-threaded pack indexing is 1.4-2.6x as fast, whenever it
 //!   can be sure of an exact copy; otherwise with `git clone`. git2 only reads local
 //!   repositories ([`refs`]): before/after snapshots, the journal of ref changes, counts and
 //!   HEAD.
