@@ -370,12 +370,12 @@ impl GitEngine {
     ) -> Result<SyncReport, GitError> {
         let remote = self.remote(url, creds, self.inner.config.timeout);
         let repo = std::path::absolute(repo)?;
-        let before = blocking({
+        let (before, stamp) = blocking({
             let repo = repo.clone();
             move || {
                 refs::open(&repo)?;
                 refs::remove_leftovers(&repo)?;
-                refs::read_state(&repo)
+                Ok((refs::read_state(&repo)?, refs::stamp(&repo)?))
             }
         })
         .await?;
@@ -385,7 +385,13 @@ impl GitEngine {
         // emptied upstream, a ref in the way of a new one, no HEAD) is the upstream listed.
         let transport = &self.inner.transport;
         let options = FetchOptions {
-            keep_nonempty: before.refs.len(),
+            // A fetch that asks for HEAD fails before touching a ref when the advertisement
+            // has no HEAD, and an empty advertisement never has one: a git server's (smart) or
+            // a web page's (git cannot read one). Only a "dumb" HTTP server with a detached
+            // HEAD and no refs would empty the mirror here, which is then what it advertises.
+            // So the keep-nonempty hook, which git runs twice per fetch, is left to the
+            // careful path.
+            keep_nonempty: 0,
             follow_head: true,
         };
         let head = match transport
@@ -405,23 +411,40 @@ impl GitEngine {
             Err(e) => return Err(e),
         };
 
-        let after = blocking({
+        let head = head.filter(|h| h.starts_with("refs/heads/"));
+        let read = blocking({
             let repo = repo.clone();
-            let head = head.filter(|h| h.starts_with("refs/heads/"));
+            let head = head.clone();
             move || {
                 if let Some(head) = head {
                     refs::set_head(&repo, &head)?;
                 }
-                refs::read_state(&repo)
+                // git writes every ref update by renaming a new file into place: an unchanged
+                // stamp means the refs read before are still the refs.
+                if refs::stamp(&repo)? == stamp {
+                    return Ok(None);
+                }
+                refs::read_state(&repo).map(Some)
             }
         })
         .await?;
-        let changes = blocking({
-            let repo = repo.clone();
-            let (old, new) = (before.refs, after.refs.clone());
-            move || refs::journal(&repo, &old, &new)
-        })
-        .await?;
+        let after = match read {
+            Some(state) => state,
+            None => LocalState {
+                refs: before.refs.clone(),
+                head: head.or(before.head),
+            },
+        };
+        let changes = if after.refs == before.refs {
+            Vec::new()
+        } else {
+            blocking({
+                let repo = repo.clone();
+                let (old, new) = (before.refs, after.refs.clone());
+                move || refs::journal(&repo, &old, &new)
+            })
+            .await?
+        };
         Ok(SyncReport {
             changes,
             branches: after.branches(),

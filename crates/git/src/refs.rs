@@ -2,7 +2,7 @@
 //! changes, HEAD. Blocking: call these from `spawn_blocking`.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use git2::{Oid, Repository};
 use mirrorhub_core::{RefChange, RefChangeKind};
@@ -77,6 +77,41 @@ fn read_state_of(repo: &Repository) -> Result<LocalState, GitError> {
     }
     let head = read_head(repo);
     Ok(LocalState { refs, head })
+}
+
+/// The files behind a repository's refs as the file system sees them: `packed-refs` and every
+/// file under `refs/`, each with inode, size and modification time. git writes a ref by
+/// renaming a new file into place (and deletes a packed one by rewriting `packed-refs`), so
+/// any ref update changes the stamp; equal stamps mean the refs are as they were.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct RefsStamp(Vec<StampedFile>);
+
+/// Path, inode, size, modification time (seconds, nanoseconds).
+type StampedFile = (PathBuf, u64, u64, i64, i64);
+
+pub(crate) fn stamp(repo: &Path) -> std::io::Result<RefsStamp> {
+    fn add(path: PathBuf, out: &mut Vec<StampedFile>) -> std::io::Result<()> {
+        use std::os::unix::fs::MetadataExt;
+        match std::fs::symlink_metadata(&path) {
+            Ok(m) if m.is_dir() => {
+                for entry in std::fs::read_dir(&path)? {
+                    add(entry?.path(), out)?;
+                }
+                Ok(())
+            }
+            Ok(m) => {
+                out.push((path, m.ino(), m.size(), m.mtime(), m.mtime_nsec()));
+                Ok(())
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+    let mut out = Vec::new();
+    add(repo.join("packed-refs"), &mut out)?;
+    add(repo.join("refs"), &mut out)?;
+    out.sort();
+    Ok(RefsStamp(out))
 }
 
 /// HEAD's target when it is symbolic (`refs/heads/main`).
@@ -309,6 +344,64 @@ mod tests {
             .iter()
             .map(|(a, b)| (a.to_string(), b.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn any_ref_update_changes_the_stamp() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repository::init_bare(dir.path()).unwrap();
+        let sig = git2::Signature::now("t", "t@example.org").unwrap();
+        let tree = repo.treebuilder(None).unwrap().write().unwrap();
+        let tree = repo.find_tree(tree).unwrap();
+        let one = repo
+            .commit(Some("refs/heads/main"), &sig, &sig, "one", &tree, &[])
+            .unwrap();
+        let git = |args: &[&str]| {
+            let out = std::process::Command::new("git")
+                .arg("--git-dir")
+                .arg(dir.path())
+                .args(args)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{out:?}");
+        };
+        git(&["tag", "v1", "main"]);
+        git(&["pack-refs", "--all"]);
+        let packed = stamp(dir.path()).unwrap();
+        assert_eq!(
+            stamp(dir.path()).unwrap(),
+            packed,
+            "reading changes nothing"
+        );
+
+        // Writing the value a ref already has: git leaves it alone.
+        git(&["update-ref", "refs/heads/main", &one.to_string()]);
+        assert_eq!(stamp(dir.path()).unwrap(), packed);
+
+        let two = repo
+            .commit(
+                None,
+                &sig,
+                &sig,
+                "two",
+                &tree,
+                &[&repo.find_commit(one).unwrap()],
+            )
+            .unwrap();
+        let mut seen = vec![packed];
+        for args in [
+            vec!["update-ref", "refs/heads/main", &two.to_string()],
+            vec!["update-ref", "refs/heads/main", &one.to_string()],
+            vec!["update-ref", "-d", "refs/tags/v1"],
+            vec!["update-ref", "refs/heads/new/branch", &one.to_string()],
+            vec!["pack-refs", "--all"],
+        ] {
+            let args: Vec<&str> = args.iter().map(|a| a.as_ref()).collect();
+            git(&args);
+            let now = stamp(dir.path()).unwrap();
+            assert!(!seen.contains(&now), "{args:?} left the stamp as it was");
+            seen.push(now);
+        }
     }
 
     #[test]

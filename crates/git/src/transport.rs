@@ -68,9 +68,7 @@ pub(crate) trait Transport: Send + Sync {
     /// `keep_nonempty` (the number of branches and tags in `repo`), a fetch that would delete
     /// all of them and add nothing fails instead: an empty advertisement must be confirmed
     /// before the mirror is emptied. With `follow_head`, the upstream must have a HEAD (the
-    /// fetch fails otherwise) and the answer says where it points; over git:// that alone
-    /// keeps an empty advertisement from emptying the mirror, as only a smart server answers
-    /// there (one with a detached HEAD and no branches or tags is emptied, as a listing would).
+    /// fetch fails otherwise) and the answer says where it points.
     async fn fetch(
         &self,
         remote: &Remote<'_>,
@@ -624,21 +622,15 @@ impl Transport for GitCli {
         progress: ProgressFn,
         options: FetchOptions,
     ) -> Result<Fetched, GitError> {
-        // git runs the hook twice per fetch, no-ops included (~2 ms). A git:// server always
-        // speaks the smart protocol, where an empty advertisement has no HEAD: a fetch that
-        // asks for HEAD then fails before touching a ref, so there the hook adds nothing. Over
-        // http(s) a "dumb" server can advertise a HEAD and no refs, and the hook stays.
-        let guard = options.keep_nonempty > 0
-            && !(options.follow_head && remote.url.scheme() == Scheme::Git);
         let mut extra = Vec::new();
-        if guard {
+        if options.keep_nonempty > 0 {
             extra.push((
                 "core.hooksPath".to_owned(),
                 self.hooks().to_string_lossy().into_owned(),
             ));
         }
         let mut prepared = self.prepare(remote, &extra).await?;
-        if guard {
+        if options.keep_nonempty > 0 {
             prepared.env.push((
                 "MIRRORHUB_KEEP_NONEMPTY".into(),
                 options.keep_nonempty.to_string().into(),
