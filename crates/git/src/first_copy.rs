@@ -24,22 +24,18 @@ use gix::credentials::helper::Action;
 use gix::progress::prodash::tree::Root;
 use gix::protocol::handshake::Ref;
 use gix::remote::Direction;
-use mirrorhub_core::{AddressPolicy, Credentials, Scheme};
+use mirrorhub_core::{Credentials, Scheme};
 use tokio::time::Instant;
 
 use crate::error::{classify_stderr, redact, GitError};
 use crate::progress::{Progress, ProgressFn, Throttle};
-use crate::proxy::{EgressProxy, Ticket};
+use crate::proxy::Ticket;
 use crate::refs::{is_mirrored, RefMap};
-use crate::transport::{pin_git_address, Remote, MIRROR_REFSPECS};
+use crate::transport::{GitCli, Remote, MIRROR_REFSPECS};
 
-/// Copies repositories with gix.
+/// Copies repositories with gix, under the command line's policy, proxy and limits.
 pub(crate) struct GixCopier {
-    pub policy: AddressPolicy,
-    pub proxy: Arc<EgressProxy>,
-    pub probe_timeout: Duration,
-    pub low_speed_limit: u32,
-    pub low_speed_time: Duration,
+    pub cli: Arc<GitCli>,
 }
 
 /// How a copy attempt ended, when it did not fail for good.
@@ -108,6 +104,7 @@ impl GixCopier {
         progress: ProgressFn,
     ) -> Result<Attempt, GitError> {
         let url = remote.url;
+        let cli = &self.cli;
         let interrupt = Arc::new(AtomicBool::new(false));
         let mut overrides = vec![
             "protocol.version=2".to_owned(),
@@ -124,7 +121,7 @@ impl GixCopier {
         };
         let (gix_url, daemon) = match url.scheme() {
             Scheme::Git => {
-                let addr = pin_git_address(&self.policy, url, self.probe_timeout, remote).await?;
+                let addr = cli.pin_git_address(remote).await?;
                 let socket = match self.connect(addr, remote).await {
                     Ok(s) => s,
                     Err(e) => return Ok(Attempt::Fallback(format!("connecting to {addr}: {e}"))),
@@ -139,27 +136,22 @@ impl GixCopier {
                 )
             }
             Scheme::Http | Scheme::Https => {
-                let ticket = self.proxy.ticket();
+                let ticket = cli.proxy.ticket();
                 secrets.push(ticket.token().to_owned());
+                overrides.extend(
+                    cli.http_config(&ticket)
+                        .into_iter()
+                        .map(|(k, v)| format!("{k}={v}")),
+                );
                 overrides.extend([
-                    format!("http.proxy={}", ticket.proxy_url()),
-                    "http.proxyAuthMethod=basic".to_owned(),
                     // curl would otherwise read no_proxy from the hub's environment and go
                     // around the proxy for the hosts it names.
                     "gitoxide.http.noProxy=".to_owned(),
-                    "http.followRedirects=initial".to_owned(),
                     format!(
                         "gitoxide.http.connectTimeout={}",
-                        self.probe_timeout.as_millis()
+                        cli.probe_timeout.as_millis()
                     ),
                 ]);
-                if self.low_speed_limit > 0 {
-                    overrides.push(format!("http.lowSpeedLimit={}", self.low_speed_limit));
-                    overrides.push(format!(
-                        "http.lowSpeedTime={}",
-                        self.low_speed_time.as_secs().max(1)
-                    ));
-                }
                 cutter.ticket = Some(ticket);
                 (url.to_string(), None)
             }
@@ -207,11 +199,7 @@ impl GixCopier {
             });
         }
         if let Some(r) = log.refused {
-            return Err(GitError::UrlRefused {
-                host: r.host,
-                addr: r.addr,
-                refusal: r.refusal,
-            });
+            return Err(r.into());
         }
         let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
         match joined {
@@ -227,12 +215,12 @@ impl GixCopier {
             Ok(Err(Failure::Stalled(detail))) => {
                 tracing::debug!(detail = %redact(&detail, &secrets), "the first copy stalled");
                 Err(GitError::Timeout {
-                    after: self.low_speed_time,
+                    after: cli.low_speed_time,
                 })
             }
             Ok(Err(Failure::Other(detail))) => {
                 let detail = redact(&detail, &secrets);
-                match classify_stderr(&detail, self.low_speed_time) {
+                match classify_stderr(&detail, cli.low_speed_time) {
                     e @ GitError::Timeout { .. } => Err(e),
                     _ => Ok(Attempt::Fallback(detail)),
                 }
@@ -244,7 +232,8 @@ impl GixCopier {
     /// Connects to a checked git:// address, with the low-speed time as read and write timeout
     /// (a silent daemon is a stalled one).
     async fn connect(&self, addr: SocketAddr, remote: &Remote<'_>) -> io::Result<TcpStream> {
-        let timeout = self
+        let cli = &self.cli;
+        let timeout = cli
             .probe_timeout
             .min(remote.deadline.saturating_duration_since(Instant::now()));
         let stream = tokio::time::timeout(timeout, tokio::net::TcpStream::connect(addr))
@@ -254,7 +243,7 @@ impl GixCopier {
         stream.set_nonblocking(false)?;
         stream.set_nodelay(true)?;
         let idle =
-            (self.low_speed_limit > 0).then_some(self.low_speed_time.max(Duration::from_secs(1)));
+            (cli.low_speed_limit > 0).then_some(cli.low_speed_time.max(Duration::from_secs(1)));
         stream.set_read_timeout(idle)?;
         stream.set_write_timeout(idle)?;
         Ok(stream)
@@ -353,7 +342,7 @@ fn copy(job: Job) -> Result<(), Failure> {
         extra_refspecs: vec![head_spec],
         ..Default::default()
     };
-    let mut progress = root.add_child("first copy");
+    let progress = root.add_child("first copy");
     // The result type is gix's, as its credential callback must return it.
     #[allow(clippy::result_large_err)]
     let authenticate = move |action: Action| -> gix::credentials::protocol::Result {
@@ -388,15 +377,13 @@ fn copy(job: Job) -> Result<(), Failure> {
         }))
     };
     let outcome = match daemon {
-        None => {
-            let connection = remote
-                .connect(Direction::Fetch)?
-                .with_credentials(authenticate);
-            connection
-                .prepare_fetch(progress.add_child("refs"), options)?
-                .with_write_packed_refs_only(true)
-                .receive(progress, &interrupt)?
-        }
+        None => fetch_all(
+            remote.connect(Direction::Fetch)?,
+            authenticate,
+            progress,
+            options,
+            &interrupt,
+        )?,
         Some((socket, host, port)) => {
             let path = remote
                 .url(Direction::Fetch)
@@ -411,13 +398,13 @@ fn copy(job: Job) -> Result<(), Failure> {
                 gix::protocol::transport::client::git::ConnectMode::Daemon,
                 false,
             );
-            let connection = remote
-                .to_connection_with_transport(transport)
-                .with_credentials(authenticate);
-            connection
-                .prepare_fetch(progress.add_child("refs"), options)?
-                .with_write_packed_refs_only(true)
-                .receive(progress, &interrupt)?
+            fetch_all(
+                remote.to_connection_with_transport(transport),
+                authenticate,
+                progress,
+                options,
+                &interrupt,
+            )?
         }
     };
 
@@ -476,6 +463,25 @@ fn copy(job: Job) -> Result<(), Failure> {
     }
     make_durable(&dest)?;
     Ok(())
+}
+
+/// Fetches what the remote's refspecs and `options` ask for over `connection`, refs written
+/// packed (as `git clone` writes them).
+fn fetch_all<T>(
+    connection: gix::remote::Connection<'_, '_, T>,
+    authenticate: impl FnMut(Action) -> gix::credentials::protocol::Result,
+    mut progress: gix::progress::prodash::tree::Item,
+    options: gix::remote::ref_map::Options,
+    interrupt: &AtomicBool,
+) -> Result<gix::remote::fetch::Outcome, Failure>
+where
+    T: gix::protocol::transport::client::blocking_io::Transport,
+{
+    Ok(connection
+        .with_credentials(authenticate)
+        .prepare_fetch(progress.add_child("refs"), options)?
+        .with_write_packed_refs_only(true)
+        .receive(progress, interrupt)?)
 }
 
 /// Packs read-only, as git makes them; data, then directory entries, on disk before the

@@ -171,11 +171,7 @@ impl GitEngine {
         tracing::info!(git = %version, "git engine started");
         let transport: Arc<dyn Transport> = Arc::clone(&cli) as Arc<dyn Transport>;
         let gix = (config.first_copy == CopyEngine::Gix).then(|| GixCopier {
-            policy: config.policy.clone(),
-            proxy: Arc::clone(&cli.proxy),
-            probe_timeout: config.probe_timeout,
-            low_speed_limit: config.low_speed_limit,
-            low_speed_time: config.low_speed_time,
+            cli: Arc::clone(&cli),
         });
         Ok(Self {
             inner: Arc::new(Inner {

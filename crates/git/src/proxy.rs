@@ -21,6 +21,8 @@ use std::time::Duration;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use mirrorhub_core::{AddressPolicy, Refusal};
+
+use crate::error::GitError;
 use rand::RngCore;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -38,6 +40,16 @@ pub(crate) struct RefusedConnect {
     pub host: String,
     pub addr: IpAddr,
     pub refusal: Refusal,
+}
+
+impl From<RefusedConnect> for GitError {
+    fn from(r: RefusedConnect) -> Self {
+        GitError::UrlRefused {
+            host: r.host,
+            addr: r.addr,
+            refusal: r.refusal,
+        }
+    }
 }
 
 /// What happened to one invocation's connections, as far as the engine needs to know.

@@ -233,7 +233,7 @@ impl GitCli {
             Scheme::Git => {
                 // git:// has no proxy support worth the name: resolve and check here, and give
                 // git the checked address so it cannot resolve anything else.
-                let addr = pin_git_address(&self.policy, url, self.probe_timeout, remote).await?;
+                let addr = self.pin_git_address(remote).await?;
                 (
                     url.with_host(&addr.ip().to_string()).to_string(),
                     None,
@@ -243,19 +243,7 @@ impl GitCli {
             scheme @ (Scheme::Http | Scheme::Https) => {
                 let ticket = self.proxy.ticket();
                 secrets.push(ticket.token().to_owned());
-                config.push(("http.proxy".into(), ticket.proxy_url().to_owned()));
-                config.push(("http.proxyAuthMethod".into(), "basic".into()));
-                config.push(("http.followRedirects".into(), "initial".into()));
-                if self.low_speed_limit > 0 {
-                    config.push((
-                        "http.lowSpeedLimit".into(),
-                        self.low_speed_limit.to_string(),
-                    ));
-                    config.push((
-                        "http.lowSpeedTime".into(),
-                        self.low_speed_time.as_secs().max(1).to_string(),
-                    ));
-                }
+                config.extend(self.http_config(&ticket));
                 // No helper from anywhere else, and ours only for the upstream's own origin: a
                 // redirect to another host never gets the credentials.
                 config.push(("credential.helper".into(), String::new()));
@@ -294,6 +282,47 @@ impl GitCli {
             secrets,
             ticket,
         })
+    }
+
+    /// Resolves a git:// upstream's host and returns the address to connect to, checked against
+    /// the policy.
+    pub(crate) async fn pin_git_address(
+        &self,
+        remote: &Remote<'_>,
+    ) -> Result<SocketAddr, GitError> {
+        let url = remote.url;
+        let timeout = self
+            .probe_timeout
+            .min(remote.deadline.saturating_duration_since(Instant::now()));
+        let addrs = resolve_allowed(&self.policy, url.host(), url.port(), timeout)
+            .await
+            .map_err(|e| match e {
+                ResolveError::Refused(r) => GitError::from(r),
+                ResolveError::Unresolvable(detail) => GitError::Unreachable { detail },
+            })?;
+        Ok(pick_address(&addrs))
+    }
+
+    /// How a client reaches an http(s) upstream: through the egress proxy under `ticket`,
+    /// following only the first request's redirects, with the low-speed limit. git's own
+    /// configuration keys, which gix reads too.
+    pub(crate) fn http_config(&self, ticket: &Ticket) -> Vec<(String, String)> {
+        let mut config = vec![
+            ("http.proxy".to_owned(), ticket.proxy_url().to_owned()),
+            ("http.proxyAuthMethod".to_owned(), "basic".to_owned()),
+            ("http.followRedirects".to_owned(), "initial".to_owned()),
+        ];
+        if self.low_speed_limit > 0 {
+            config.push((
+                "http.lowSpeedLimit".to_owned(),
+                self.low_speed_limit.to_string(),
+            ));
+            config.push((
+                "http.lowSpeedTime".to_owned(),
+                self.low_speed_time.as_secs().max(1).to_string(),
+            ));
+        }
+        config
     }
 
     /// Points git's trace `variable` at a new file in the private trace directory, and returns
@@ -358,11 +387,7 @@ impl GitCli {
             .map(Ticket::log)
             .unwrap_or_default();
         if let Some(r) = log.refused {
-            return GitError::UrlRefused {
-                host: r.host,
-                addr: r.addr,
-                refusal: r.refusal,
-            };
+            return r.into();
         }
         if finished.timed_out {
             let after = if deadline < remote.deadline {
@@ -516,28 +541,6 @@ async fn read_trace_head(file: &Path) -> AdvertisedHead {
         bytes.truncate(end);
     }
     head_from_trace(&String::from_utf8_lossy(&bytes))
-}
-
-/// Resolves a git:// upstream's host and returns the address to connect to, checked against
-/// the policy.
-pub(crate) async fn pin_git_address(
-    policy: &AddressPolicy,
-    url: &UpstreamUrl,
-    probe_timeout: Duration,
-    remote: &Remote<'_>,
-) -> Result<SocketAddr, GitError> {
-    let timeout = probe_timeout.min(remote.deadline.saturating_duration_since(Instant::now()));
-    let addrs = resolve_allowed(policy, url.host(), url.port(), timeout)
-        .await
-        .map_err(|e| match e {
-            ResolveError::Refused(r) => GitError::UrlRefused {
-                host: r.host,
-                addr: r.addr,
-                refusal: r.refusal,
-            },
-            ResolveError::Unresolvable(detail) => GitError::Unreachable { detail },
-        })?;
-    Ok(pick_address(&addrs))
 }
 
 /// IPv4 first: a host's IPv6 address is more often unroutable from a server than its IPv4 one.
