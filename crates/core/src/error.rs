@@ -52,6 +52,12 @@ pub enum ErrorCode {
     MalformedPayload,
     /// A webhook endpoint the operator has not configured a secret for.
     WebhookNotEnabled,
+    /// The SSH server's host key is not the one pinned for the repository.
+    HostKeyMismatch,
+    /// No SSH key with this id (for this owner, or the caller may not see it).
+    SshKeyNotFound,
+    /// The SSH key is still used by a repository.
+    SshKeyInUse,
 }
 
 impl ErrorCode {
@@ -80,6 +86,9 @@ impl ErrorCode {
             Self::Unavailable => "unavailable",
             Self::MalformedPayload => "malformed_payload",
             Self::WebhookNotEnabled => "webhook_not_enabled",
+            Self::HostKeyMismatch => "host_key_mismatch",
+            Self::SshKeyNotFound => "ssh_key_not_found",
+            Self::SshKeyInUse => "ssh_key_in_use",
         }
     }
 
@@ -100,7 +109,7 @@ impl ErrorCode {
     }
 }
 
-const ALL: [ErrorCode; 23] = [
+const ALL: [ErrorCode; 26] = [
     ErrorCode::InvalidRequest,
     ErrorCode::InvalidUrl,
     ErrorCode::UnsupportedScheme,
@@ -124,6 +133,9 @@ const ALL: [ErrorCode; 23] = [
     ErrorCode::Unavailable,
     ErrorCode::MalformedPayload,
     ErrorCode::WebhookNotEnabled,
+    ErrorCode::HostKeyMismatch,
+    ErrorCode::SshKeyNotFound,
+    ErrorCode::SshKeyInUse,
 ];
 
 impl std::fmt::Display for ErrorCode {

@@ -11,6 +11,7 @@ pub mod names;
 pub mod policy;
 pub mod repo_key;
 pub mod schedule;
+pub mod ssh;
 pub mod url;
 
 pub use access::{Access, AccountKind, Actor};
@@ -19,4 +20,5 @@ pub use error::ErrorCode;
 pub use model::{Mode, Outcome, RefChange, RefChangeKind, RepoState, Trigger, Visibility};
 pub use names::{NameError, OwnerName, RepoName};
 pub use policy::{AddressPolicy, AllowEntry, Refusal};
+pub use ssh::{known_hosts_text, parse_known_hosts, HostKey, KnownHostsError};
 pub use url::{Credentials, Scheme, UpstreamUrl, UrlError};

@@ -11,6 +11,8 @@ pub enum Scheme {
     Http,
     Https,
     Git,
+    /// `ssh://` or git's scp-like `user@host:path`.
+    Ssh,
 }
 
 impl Scheme {
@@ -19,6 +21,7 @@ impl Scheme {
             Scheme::Http => "http",
             Scheme::Https => "https",
             Scheme::Git => "git",
+            Scheme::Ssh => "ssh",
         }
     }
 
@@ -27,6 +30,7 @@ impl Scheme {
             Scheme::Http => 80,
             Scheme::Https => 443,
             Scheme::Git => 9418,
+            Scheme::Ssh => 22,
         }
     }
 }
@@ -40,12 +44,18 @@ pub enum UrlError {
     ControlCharacter,
     #[error("the URL must not start with '-'")]
     LeadingDash,
-    #[error("the {scheme:?} scheme is not supported: use an http://, https:// or git:// URL")]
+    #[error("the {scheme:?} scheme is not supported: use an http://, https://, git:// or ssh:// URL (or user@host:path)")]
     UnsupportedScheme { scheme: String },
-    #[error("local paths and file:// URLs are not accepted: give the address of a Git server (http://, https:// or git://)")]
+    #[error("local paths and file:// URLs are not accepted: give the address of a Git server (http://, https://, git:// or ssh://)")]
     LocalPath,
-    #[error("SSH and scp-style addresses (user@host:path) are not supported yet: use the server's https:// URL")]
-    Ssh,
+    #[error("an SSH URL takes no password: create a deploy key (POST /api/v1/ssh-keys) or upload a private key instead")]
+    SshPassword,
+    #[error("the SSH user name {0:?} is not valid: use letters, digits, '.', '_' and '-', not starting with '-'")]
+    SshUser(String),
+    #[error("the host must not start with '-'")]
+    HostDash,
+    #[error("the SSH repository path may hold only letters, digits and . _ ~ / + @ = , - (and must not start with '-')")]
+    SshPath,
     #[error("the URL is not valid ({reason}); write it as scheme://host/path, such as https://example.org/group/project.git")]
     Malformed { reason: String },
     #[error("the URL has no host")]
@@ -101,10 +111,16 @@ impl fmt::Debug for Credentials {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct UpstreamUrl {
     scheme: Scheme,
+    /// The SSH login (`git` in `git@host:path`); never set for other schemes.
+    user: Option<String>,
+    /// Written in git's scp-like form (`user@host:path`), whose path is relative to the
+    /// login's home unless it starts with '/': kept in that form, since `ssh://` would change
+    /// what it names.
+    scp: bool,
     /// Lowercase domain, dotted IPv4, or IPv6 without brackets.
     host: String,
     port: Option<u16>,
-    /// Starts with '/', percent-encoded as in the URL.
+    /// Starts with '/', percent-encoded as in the URL (scp-like: as written, maybe relative).
     path: String,
 }
 
@@ -130,13 +146,18 @@ impl UpstreamUrl {
             return Err(UrlError::LocalPath);
         }
         let Some((scheme_text, _)) = input.split_once("://") else {
+            let after_user = input.split_once('@').map_or(input, |(_, rest)| rest);
+            if after_user.starts_with('[') {
+                // `user@[v6]:path`: the brackets hold the colons.
+                return parse_scp(input).map(|url| (url, None));
+            }
             if input.contains("::") {
                 // git's `<transport>::<address>` helper syntax, e.g. ext::sh -c ...
                 let scheme = input.split("::").next().unwrap_or_default().to_owned();
                 return Err(UrlError::UnsupportedScheme { scheme });
             }
             if looks_like_scp(input) {
-                return Err(UrlError::Ssh);
+                return parse_scp(input).map(|url| (url, None));
             }
             return Err(UrlError::Malformed {
                 reason: "it has no scheme://".into(),
@@ -146,8 +167,8 @@ impl UpstreamUrl {
             "http" => Scheme::Http,
             "https" => Scheme::Https,
             "git" => Scheme::Git,
+            "ssh" | "git+ssh" | "ssh+git" => Scheme::Ssh,
             "file" => return Err(UrlError::LocalPath),
-            "ssh" | "git+ssh" | "ssh+git" => return Err(UrlError::Ssh),
             other => {
                 return Err(UrlError::UnsupportedScheme {
                     scheme: other.to_owned(),
@@ -185,10 +206,34 @@ impl UpstreamUrl {
         if host.is_empty() {
             return Err(UrlError::NoHost);
         }
+        if host.starts_with('-') {
+            return Err(UrlError::HostDash);
+        }
         let port = url.port().filter(|p| *p != scheme.default_port());
         let path = url.path().to_owned();
         if path.trim_matches('/').is_empty() {
             return Err(UrlError::NoPath);
+        }
+        if scheme == Scheme::Ssh {
+            if url.password().is_some() {
+                return Err(UrlError::SshPassword);
+            }
+            let user = match url.username() {
+                "" => None,
+                u => Some(ssh_user(&decode(u)?)?),
+            };
+            check_ssh_path(&path)?;
+            return Ok((
+                Self {
+                    scheme,
+                    user,
+                    scp: false,
+                    host,
+                    port,
+                    path,
+                },
+                None,
+            ));
         }
         let credentials = if url.username().is_empty() && url.password().is_none() {
             None
@@ -200,6 +245,8 @@ impl UpstreamUrl {
         Ok((
             Self {
                 scheme,
+                user: None,
+                scp: false,
                 host,
                 port,
                 path,
@@ -223,6 +270,19 @@ impl UpstreamUrl {
 
     pub fn path(&self) -> &str {
         &self.path
+    }
+
+    /// The SSH login, if the URL names one.
+    pub fn user(&self) -> Option<&str> {
+        self.user.as_deref()
+    }
+
+    /// The host as ssh's known_hosts names it: `host`, or `[host]:port` off port 22.
+    pub fn known_hosts_name(&self) -> String {
+        match self.port {
+            Some(p) => format!("[{}]:{p}", self.host),
+            None => self.host.clone(),
+        }
     }
 
     /// `host` or `host:port` as it appears in the URL (IPv6 bracketed).
@@ -249,6 +309,22 @@ impl UpstreamUrl {
 
 impl fmt::Display for UpstreamUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let user = self
+            .user
+            .as_deref()
+            .map(|u| format!("{u}@"))
+            .unwrap_or_default();
+        if self.scp {
+            let host = if self.host.contains(':') {
+                format!("[{}]", self.host)
+            } else {
+                self.host.clone()
+            };
+            return write!(f, "{user}{host}:{}", self.path);
+        }
+        if self.scheme == Scheme::Ssh {
+            return write!(f, "ssh://{user}{}{}", self.authority(), self.path);
+        }
         write!(
             f,
             "{}://{}{}",
@@ -284,6 +360,97 @@ fn percent_decode(s: &str) -> Option<String> {
         }
     }
     String::from_utf8(out).ok()
+}
+
+/// An SSH login as git passes it to ssh: nothing ssh could take for an option.
+fn ssh_user(user: &str) -> Result<String, UrlError> {
+    let ok = !user.is_empty()
+        && !user.starts_with('-')
+        && user.len() <= 64
+        && user
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if ok {
+        Ok(user.to_owned())
+    } else {
+        Err(UrlError::SshUser(user.to_owned()))
+    }
+}
+
+/// The path git asks the SSH server's `git-upload-pack` for: a narrow character set, so what
+/// the server's shell gets is exactly what was written.
+fn check_ssh_path(path: &str) -> Result<(), UrlError> {
+    if path.trim_matches('/').is_empty() {
+        return Err(UrlError::NoPath);
+    }
+    if path.starts_with('-') {
+        return Err(UrlError::SshPath);
+    }
+    if path.split('/').any(is_dot_segment) {
+        return Err(UrlError::DotSegment);
+    }
+    let ok = path.bytes().all(|b| {
+        b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'.' | b'_' | b'~' | b'/' | b'+' | b'@' | b'=' | b',' | b'-'
+            )
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(UrlError::SshPath)
+    }
+}
+
+/// git's scp-like form: `[user@]host:path`, `[user@][v6]:path`. No port can be written in it.
+fn parse_scp(input: &str) -> Result<UpstreamUrl, UrlError> {
+    let (user, rest) = match input.split_once('@') {
+        Some((user, rest)) if !user.contains(':') && !user.contains('/') => {
+            (Some(ssh_user(user)?), rest)
+        }
+        _ => (None, input),
+    };
+    let (host_text, path) = if let Some(v6) = rest.strip_prefix('[') {
+        let (host, after) = v6.split_once(']').ok_or_else(|| UrlError::Malformed {
+            reason: "an unclosed '[' in the host".into(),
+        })?;
+        let path = after.strip_prefix(':').ok_or_else(|| UrlError::Malformed {
+            reason: "no ':' after the host".into(),
+        })?;
+        (format!("[{host}]"), path)
+    } else {
+        let (host, path) = rest.split_once(':').ok_or(UrlError::NoPath)?;
+        (host.to_owned(), path)
+    };
+    if host_text.is_empty() {
+        return Err(UrlError::NoHost);
+    }
+    if host_text.starts_with('-') {
+        return Err(UrlError::HostDash);
+    }
+    let host = match Host::parse(&host_text).map_err(|e| UrlError::Malformed {
+        reason: e.to_string(),
+    })? {
+        Host::Domain(d) => d.to_ascii_lowercase(),
+        Host::Ipv4(ip) => ip.to_string(),
+        Host::Ipv6(ip) => ip.to_string(),
+    };
+    if host.is_empty() {
+        return Err(UrlError::NoHost);
+    }
+    if host.starts_with('-') {
+        return Err(UrlError::HostDash);
+    }
+    check_ssh_path(path)?;
+    Ok(UpstreamUrl {
+        scheme: Scheme::Ssh,
+        user,
+        scp: true,
+        host,
+        port: None,
+        path: path.to_owned(),
+    })
 }
 
 /// `user@host:path` or `host:path`, git's scp-like SSH syntax.
@@ -356,8 +523,10 @@ mod tests {
             err("ftp://x/y"),
             UrlError::UnsupportedScheme { .. }
         ));
-        assert_eq!(err("git@github.com:a/b.git"), UrlError::Ssh);
-        assert_eq!(err("ssh://git@github.com/a/b.git"), UrlError::Ssh);
+        assert_eq!(
+            err("ssh://git:pw@github.com/a/b.git"),
+            UrlError::SshPassword
+        );
         assert_eq!(err("https://example.org"), UrlError::NoPath);
         assert_eq!(err("https://example.org/"), UrlError::NoPath);
         assert_eq!(err("https://example.org/a?x=1"), UrlError::QueryOrFragment);
@@ -365,6 +534,90 @@ mod tests {
         assert_eq!(err("git://example.org/a/../b"), UrlError::DotSegment);
         assert_eq!(err("git://example.org/a/%2e%2e/b"), UrlError::DotSegment);
         assert!(matches!(err("not a url"), UrlError::Malformed { .. }));
+    }
+
+    #[test]
+    fn accepts_ssh_in_both_forms() {
+        let table = [
+            (
+                "ssh://git@GitHub.com/a/b.git",
+                "ssh://git@github.com/a/b.git",
+            ),
+            (
+                "ssh://git@github.com:22/a/b.git",
+                "ssh://git@github.com/a/b.git",
+            ),
+            (
+                "git+ssh://git@bb.local:7999/~me/r.git",
+                "ssh://git@bb.local:7999/~me/r.git",
+            ),
+            (
+                "ssh://gerrit.example.org:29418/project",
+                "ssh://gerrit.example.org:29418/project",
+            ),
+            ("git@github.com:a/b.git", "git@github.com:a/b.git"),
+            ("Git.Example.org:srv/r.git", "git.example.org:srv/r.git"),
+            (
+                "deploy@[2001:db8::1]:/srv/r.git",
+                "deploy@[2001:db8::1]:/srv/r.git",
+            ),
+            ("ssh://u@[::1]:2222/r", "ssh://u@[::1]:2222/r"),
+        ];
+        for (input, want) in table {
+            let url = ok(input);
+            assert_eq!(url.scheme(), Scheme::Ssh, "{input}");
+            assert_eq!(url.to_string(), want, "{input}");
+            assert_eq!(ok(want), url, "{want} parses to itself");
+        }
+        let url = ok("ssh://git@bb.local:7999/x/r.git");
+        assert_eq!((url.user(), url.port()), (Some("git"), 7999));
+        assert_eq!(url.known_hosts_name(), "[bb.local]:7999");
+        assert_eq!(ok("git@h.org:r").known_hosts_name(), "h.org");
+        let pinned = ok("git@h.org:r").with_host("192.0.2.7");
+        assert_eq!(pinned.to_string(), "git@192.0.2.7:r");
+    }
+
+    #[test]
+    fn refuses_ssh_option_injection() {
+        for bad in [
+            "ssh://-oProxyCommand=touch%20x/a/b",
+            "-oProxyCommand=x@host:path",
+            "ssh://-l@host/a",
+        ] {
+            let e = UpstreamUrl::parse(bad).unwrap_err();
+            assert!(
+                matches!(
+                    e,
+                    UrlError::HostDash
+                        | UrlError::LeadingDash
+                        | UrlError::SshUser(_)
+                        | UrlError::Malformed { .. }
+                ),
+                "{bad}: {e:?}"
+            );
+        }
+        assert!(matches!(err("-x@host:path"), UrlError::LeadingDash));
+        assert!(matches!(
+            err("git@-oProxyCommand=sh:path"),
+            UrlError::HostDash
+        ));
+        assert!(matches!(
+            err("ssh://git@-host/a"),
+            UrlError::HostDash | UrlError::Malformed { .. }
+        ));
+        assert!(matches!(
+            err("git@host:-upload-pack=touch"),
+            UrlError::SshPath
+        ));
+        assert!(matches!(err("git@host:a b"), UrlError::SshPath));
+        assert!(matches!(err("ssh://git@host/a%20b"), UrlError::SshPath));
+        assert!(matches!(err("git@host:a;rm"), UrlError::SshPath));
+        assert!(matches!(err("git@host:a/$(id)"), UrlError::SshPath));
+        assert!(matches!(err("a%20b@host:r"), UrlError::SshUser(_)));
+        assert_eq!(err("git@host:a/../b"), UrlError::DotSegment);
+        assert_eq!(err("git@host:\tx"), UrlError::ControlCharacter);
+        assert_eq!(err("git@host:r\n"), UrlError::ControlCharacter);
+        assert_eq!(err("git@host:"), UrlError::NoPath);
     }
 
     #[test]
@@ -387,12 +640,27 @@ mod tests {
         }
 
         #[test]
+        fn accepted_ssh_urls_give_ssh_no_option(s in "(ssh://)?[a-zA-Z0-9.@:%\\[\\] -]{0,20}[:/][a-zA-Z0-9./%_ ;$-]{0,20}") {
+            if let Ok((url, creds)) = UpstreamUrl::parse(&s) {
+                proptest::prop_assert!(creds.is_none() || url.scheme() != Scheme::Ssh);
+                if url.scheme() == Scheme::Ssh {
+                    proptest::prop_assert!(!url.host().starts_with('-'));
+                    proptest::prop_assert!(!url.user().unwrap_or_default().starts_with('-'));
+                    proptest::prop_assert!(!url.path().starts_with('-'));
+                    proptest::prop_assert!(!url.to_string().contains(' '));
+                    let again = UpstreamUrl::parse(&url.to_string()).unwrap().0;
+                    proptest::prop_assert_eq!(again, url);
+                }
+            }
+        }
+
+        #[test]
         fn accepted_urls_are_safe_for_git(s in "(https?|git|HTTP|Git)://[a-zA-Z0-9.:@%\\[\\]-]{0,30}/[a-zA-Z0-9./%_-]{0,30}") {
             if let Ok((url, _)) = UpstreamUrl::parse(&s) {
                 let text = url.to_string();
                 proptest::prop_assert!(!text.starts_with('-'));
                 proptest::prop_assert!(!text.chars().any(char::is_control));
-                proptest::prop_assert!(!text.contains('@'), "credentials left in {}", text);
+                proptest::prop_assert!(url.scheme() == Scheme::Ssh || !text.contains('@'), "credentials left in {}", text);
                 proptest::prop_assert!(!url.path().split('/').any(|s| s == ".."));
                 // Normalisation is idempotent: the normalised form parses to itself.
                 let again = UpstreamUrl::parse(&text).unwrap().0;

@@ -32,6 +32,26 @@ pub enum GitError {
     )]
     AuthFailed,
     #[error(
+        "the SSH server refused the hub's key: add the deploy key's public key to the \
+         repository on the server (read access is enough for a mirror), or check the uploaded \
+         private key"
+    )]
+    SshAuthFailed,
+    #[error(
+        "the SSH server {host} did not show the host key pinned for this repository (expected \
+         {}; the server sent {}). This happens when the server was reinstalled or moved, or \
+         when someone is in between: confirm the new key with the server's administrators, \
+         then accept it by giving it as `known_hosts` (PATCH the repository). The mirror is \
+         paused until then",
+        expected.join(" or "),
+        seen.as_deref().unwrap_or("a key of another type")
+    )]
+    HostKeyMismatch {
+        host: String,
+        expected: Vec<String>,
+        seen: Option<String>,
+    },
+    #[error(
         "the upstream has no repository at this address: check the URL's path (owner and \
          repository name); a private repository can also look missing without valid credentials"
     )]
@@ -63,7 +83,8 @@ impl GitError {
         match self {
             GitError::UrlRefused { .. } => ErrorCode::UrlNotAllowed,
             GitError::Unreachable { .. } => ErrorCode::UpstreamUnreachable,
-            GitError::AuthFailed => ErrorCode::UpstreamAuthFailed,
+            GitError::AuthFailed | GitError::SshAuthFailed => ErrorCode::UpstreamAuthFailed,
+            GitError::HostKeyMismatch { .. } => ErrorCode::HostKeyMismatch,
             GitError::NotFound => ErrorCode::UpstreamNotFound,
             GitError::NotARepository => ErrorCode::NotAGitRepository,
             GitError::Timeout { .. } => ErrorCode::Timeout,

@@ -120,6 +120,8 @@ impl GixCopier {
             socket: None,
         };
         let (gix_url, daemon) = match url.scheme() {
+            // ssh runs as git runs it (pinned keys, checked address): git clone.
+            Scheme::Ssh => return Ok(Attempt::Fallback("an ssh:// upstream".to_owned())),
             Scheme::Git => {
                 let addr = cli.pin_git_address(remote).await?;
                 let socket = match self.connect(addr, remote).await {

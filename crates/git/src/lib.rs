@@ -26,13 +26,14 @@ mod first_copy;
 mod progress;
 mod proxy;
 mod refs;
+mod ssh;
 mod transport;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use mirrorhub_core::{AddressPolicy, Credentials, RefChange, RefChangeKind, UpstreamUrl};
+use mirrorhub_core::{AddressPolicy, Credentials, HostKey, RefChange, RefChangeKind, UpstreamUrl};
 use rand::RngCore;
 use tokio::time::Instant;
 
@@ -40,6 +41,7 @@ pub use browse::{CommitEntry, RefEntry, RepoContents};
 pub use command::ProcessGroup;
 pub use error::GitError;
 pub use progress::{no_progress, Progress, ProgressFn};
+pub use ssh::SshAccess;
 
 use advert::AdvertisedHead;
 use first_copy::{Attempt, GixCopier};
@@ -65,6 +67,31 @@ pub struct EngineConfig {
     pub low_speed_time: Duration,
     /// Which program makes the first copy of a repository.
     pub first_copy: CopyEngine,
+    /// The OpenSSH client for ssh:// upstreams (`ssh-keyscan` is looked up beside it).
+    pub ssh_program: PathBuf,
+}
+
+/// What the engine logs in to an upstream with: http(s) credentials, or for ssh:// a key and
+/// the pinned host keys. Each is used only with its own kind of URL.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Auth<'a> {
+    pub basic: Option<&'a Credentials>,
+    pub ssh: Option<SshAccess<'a>>,
+}
+
+impl<'a> From<Option<&'a Credentials>> for Auth<'a> {
+    fn from(basic: Option<&'a Credentials>) -> Self {
+        Self { basic, ssh: None }
+    }
+}
+
+impl<'a> From<SshAccess<'a>> for Auth<'a> {
+    fn from(ssh: SshAccess<'a>) -> Self {
+        Self {
+            basic: None,
+            ssh: Some(ssh),
+        }
+    }
 }
 
 /// What makes a repository's first copy.
@@ -87,6 +114,7 @@ impl Default for EngineConfig {
             low_speed_limit: 1000,
             low_speed_time: Duration::from_secs(60),
             first_copy: CopyEngine::default(),
+            ssh_program: PathBuf::from("ssh"),
         }
     }
 }
@@ -157,6 +185,12 @@ impl GitEngine {
             .prefix("mirrorhub-git-")
             .tempdir()?;
         transport::ensure_private_dirs(private.path())?;
+        // Marks the directory as this process's, so a later engine can tell it from the
+        // leftovers of a killed one (whose ssh key files it removes).
+        std::fs::write(private.path().join("pid"), std::process::id().to_string())?;
+        if let Some(tmp) = private.path().parent() {
+            ssh::sweep_dead_engines(tmp, private.path());
+        }
         let proxy = EgressProxy::start(config.policy.clone(), config.probe_timeout).await?;
         let cli = Arc::new(GitCli {
             program: config.git_program.clone(),
@@ -166,6 +200,7 @@ impl GitEngine {
             probe_timeout: config.probe_timeout,
             low_speed_limit: config.low_speed_limit,
             low_speed_time: config.low_speed_time,
+            ssh_program: config.ssh_program.clone(),
         });
         let version = cli.version().await?;
         tracing::info!(git = %version, "git engine started");
@@ -205,15 +240,11 @@ impl GitEngine {
         cmd
     }
 
-    fn remote<'a>(
-        &self,
-        url: &'a UpstreamUrl,
-        creds: Option<&'a Credentials>,
-        timeout: Duration,
-    ) -> Remote<'a> {
+    fn remote<'a>(&self, url: &'a UpstreamUrl, auth: Auth<'a>, timeout: Duration) -> Remote<'a> {
         Remote {
             url,
-            creds,
+            creds: auth.basic,
+            ssh: auth.ssh,
             deadline: Instant::now() + timeout,
             timeout,
         }
@@ -221,12 +252,12 @@ impl GitEngine {
 
     /// Can we reach it, do the credentials work, is it a Git repository? No writes anywhere.
     #[tracing::instrument(skip_all, fields(url = %url))]
-    pub async fn probe(
+    pub async fn probe<'a>(
         &self,
-        url: &UpstreamUrl,
-        creds: Option<&Credentials>,
+        url: &'a UpstreamUrl,
+        auth: impl Into<Auth<'a>>,
     ) -> Result<RemoteInfo, GitError> {
-        let remote = self.remote(url, creds, self.inner.config.probe_timeout);
+        let remote = self.remote(url, auth.into(), self.inner.config.probe_timeout);
         let listed = self.inner.transport.list(&remote).await?;
         if !listed.smart {
             // No refs, from a server that does not speak git's protocol: a web page.
@@ -243,19 +274,27 @@ impl GitEngine {
         })
     }
 
+    /// The host keys the SSH server of an `ssh://` URL offers ("detect host keys"), read from
+    /// the address the policy allows. Trusts nothing and writes nothing.
+    #[tracing::instrument(skip_all, fields(url = %url))]
+    pub async fn scan_host_keys(&self, url: &UpstreamUrl) -> Result<Vec<HostKey>, GitError> {
+        let remote = self.remote(url, Auth::default(), self.inner.config.probe_timeout);
+        self.inner.cli.scan_host_keys(&remote).await
+    }
+
     /// Initial full copy. `dest` must not exist. The clone is made in a temporary sibling
     /// directory (`<dest>.tmp-<random>`) and renamed into place only when complete, so a crash
     /// or a cancelled future never leaves a half repository at `dest`; leftovers of earlier
     /// attempts for the same `dest` are removed first.
     #[tracing::instrument(skip_all, fields(url = %url, dest = %dest.display()))]
-    pub async fn clone_mirror(
+    pub async fn clone_mirror<'a>(
         &self,
-        url: &UpstreamUrl,
-        creds: Option<&Credentials>,
+        url: &'a UpstreamUrl,
+        auth: impl Into<Auth<'a>>,
         dest: &Path,
         progress: ProgressFn,
     ) -> Result<SyncReport, GitError> {
-        let remote = self.remote(url, creds, self.inner.config.timeout);
+        let remote = self.remote(url, auth.into(), self.inner.config.timeout);
         let dest = std::path::absolute(dest)?;
         let tmp = blocking({
             let dest = dest.clone();
@@ -357,14 +396,14 @@ impl GitEngine {
     /// as upstream, HEAD following the upstream's default branch. Requires that nothing else
     /// writes to `repo` meanwhile (the sync queue runs one sync per repository).
     #[tracing::instrument(skip_all, fields(url = %url, repo = %repo.display()))]
-    pub async fn sync_mirror(
+    pub async fn sync_mirror<'a>(
         &self,
-        url: &UpstreamUrl,
-        creds: Option<&Credentials>,
+        url: &'a UpstreamUrl,
+        auth: impl Into<Auth<'a>>,
         repo: &Path,
         progress: ProgressFn,
     ) -> Result<SyncReport, GitError> {
-        let remote = self.remote(url, creds, self.inner.config.timeout);
+        let remote = self.remote(url, auth.into(), self.inner.config.timeout);
         let repo = std::path::absolute(repo)?;
         let (before, stamp) = blocking({
             let repo = repo.clone();
@@ -620,13 +659,13 @@ impl GitEngine {
     /// and the local bare repository at `repo`, or that exist on one side only. Empty when the
     /// mirror equals the upstream. Reads the upstream's listing only: no transfer.
     #[tracing::instrument(skip_all, fields(url = %url))]
-    pub async fn differences(
+    pub async fn differences<'a>(
         &self,
-        url: &UpstreamUrl,
-        creds: Option<&Credentials>,
+        url: &'a UpstreamUrl,
+        auth: impl Into<Auth<'a>>,
         repo: &Path,
     ) -> Result<Vec<String>, GitError> {
-        let remote = self.remote(url, creds, self.inner.config.probe_timeout);
+        let remote = self.remote(url, auth.into(), self.inner.config.probe_timeout);
         let upstream = self.inner.transport.list(&remote).await?.refs;
         let repo = repo.to_path_buf();
         let local = blocking(move || refs::read_state(&repo)).await?.refs;

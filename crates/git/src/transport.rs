@@ -20,6 +20,7 @@ use crate::error::{classify_stderr, redact, GitError};
 use crate::progress::ProgressFn;
 use crate::proxy::{resolve_allowed, EgressProxy, ResolveError, Ticket};
 use crate::refs::{is_mirrored, RefMap};
+use crate::ssh::{self, SshAccess, SshFiles};
 
 /// The refspecs of a mirror: branches and tags, force-updated. Nothing else (no pull-request
 /// refs, notes, or remote-tracking refs).
@@ -30,6 +31,8 @@ pub(crate) const MIRROR_REFSPECS: [&str; 2] =
 pub(crate) struct Remote<'a> {
     pub url: &'a UpstreamUrl,
     pub creds: Option<&'a Credentials>,
+    /// How to log in to an `ssh://` upstream and which host keys to trust.
+    pub ssh: Option<SshAccess<'a>>,
     /// When the whole operation must have finished.
     pub deadline: Instant,
     /// What the deadline came from, for the error message.
@@ -127,6 +130,8 @@ pub(crate) struct GitCli {
     pub probe_timeout: Duration,
     pub low_speed_limit: u32,
     pub low_speed_time: Duration,
+    /// The OpenSSH client for ssh:// upstreams.
+    pub ssh_program: PathBuf,
 }
 
 /// How to run one git process against a remote.
@@ -145,6 +150,8 @@ struct Prepared {
     env: Vec<(OsString, OsString)>,
     secrets: Vec<String>,
     ticket: Option<Ticket>,
+    /// The key and known_hosts files of an ssh run, removed when the run is over.
+    _ssh_files: Option<SshFiles>,
 }
 
 impl GitCli {
@@ -229,7 +236,35 @@ impl GitCli {
         let mut config: Vec<(String, String)> = extra_config.to_vec();
         let mut secrets = Vec::new();
         let mut extra_env: Vec<(OsString, OsString)> = Vec::new();
+        let mut ssh_files = None;
         let (git_url, ticket, protocols) = match url.scheme() {
+            Scheme::Ssh => {
+                // Resolved and checked here; ssh dials the checked address and checks the
+                // pinned keys under the URL's host name.
+                let addr = self.pin_git_address(remote).await?;
+                let access = remote.ssh.unwrap_or(SshAccess {
+                    key: None,
+                    known_hosts: &[],
+                });
+                if access.known_hosts.is_empty() {
+                    return Err(GitError::failed(
+                        "no host key is pinned for this SSH upstream: give its known_hosts",
+                    ));
+                }
+                let alias = ssh::host_alias(url);
+                let files = ssh::write_files(&self.private.join("ssh"), &access, &alias)?;
+                extra_env.push((
+                    "GIT_SSH_COMMAND".into(),
+                    ssh::ssh_command(&self.ssh_program, &files, &alias, self.probe_timeout).into(),
+                ));
+                extra_env.push(("GIT_SSH_VARIANT".into(), "ssh".into()));
+                ssh_files = Some(files);
+                (
+                    url.with_host(&addr.ip().to_string()).to_string(),
+                    None,
+                    "ssh",
+                )
+            }
             Scheme::Git => {
                 // git:// has no proxy support worth the name: resolve and check here, and give
                 // git the checked address so it cannot resolve anything else.
@@ -281,6 +316,7 @@ impl GitCli {
             env,
             secrets,
             ticket,
+            _ssh_files: ssh_files,
         })
     }
 
@@ -371,7 +407,68 @@ impl GitCli {
         if finished.success {
             return Ok(finished);
         }
-        Err(self.failure(remote, prepared, &finished, deadline))
+        match self.failure(remote, prepared, &finished, deadline) {
+            GitError::HostKeyMismatch {
+                host,
+                expected,
+                seen: None,
+            } => {
+                // ssh names the key it was sent only when it had one of that type pinned:
+                // ask the server for the others.
+                let seen = match self.scan_host_keys(remote).await {
+                    Ok(keys) => keys
+                        .iter()
+                        .map(mirrorhub_core::HostKey::fingerprint)
+                        .find(|f| !expected.contains(f)),
+                    Err(_) => None,
+                };
+                Err(GitError::HostKeyMismatch {
+                    host,
+                    expected,
+                    seen,
+                })
+            }
+            e => Err(e),
+        }
+    }
+
+    /// The host keys the SSH server at `remote` offers, read with `ssh-keyscan` from the
+    /// address the policy allows (never through the machine's known_hosts).
+    pub(crate) async fn scan_host_keys(
+        &self,
+        remote: &Remote<'_>,
+    ) -> Result<Vec<mirrorhub_core::HostKey>, GitError> {
+        ensure_private_dirs(&self.private)?;
+        let addr = self.pin_git_address(remote).await?;
+        let timeout = self
+            .probe_timeout
+            .min(remote.deadline.saturating_duration_since(Instant::now()));
+        let inv = Invocation {
+            program: ssh::keyscan_program(&self.ssh_program),
+            args: vec![
+                "-T".into(),
+                timeout.as_secs().max(1).to_string().into(),
+                "-p".into(),
+                addr.port().to_string().into(),
+                addr.ip().to_string().into(),
+            ],
+            env: self.local_env(),
+            cwd: self.home(),
+            capture_stdout: true,
+            stdin: None,
+        };
+        let finished =
+            command::run(inv, Instant::now() + timeout + Duration::from_secs(5), None).await?;
+        let keys = ssh::parse_keyscan(&finished.stdout);
+        if keys.is_empty() {
+            return Err(GitError::Unreachable {
+                detail: format!(
+                    "no SSH server answered at {} ({addr}) with a host key",
+                    remote.url.known_hosts_name()
+                ),
+            });
+        }
+        Ok(keys)
     }
 
     fn failure(
@@ -400,6 +497,12 @@ impl GitCli {
         let secrets: Vec<&str> = prepared.secrets.iter().map(String::as_str).collect();
         let stderr = redact(&finished.stderr_tail, &secrets);
         tracing::debug!(url = %remote.url, stderr = %stderr, "git failed");
+        if remote.url.scheme() == Scheme::Ssh {
+            let pinned = remote.ssh.map_or(&[][..], |a| a.known_hosts);
+            if let Some(e) = ssh::classify(&stderr, remote.url, pinned) {
+                return e;
+            }
+        }
         if let Some(detail) = log.unreachable {
             return GitError::Unreachable {
                 detail: redact(&detail, &secrets),

@@ -78,9 +78,13 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
             StatusCode::BAD_REQUEST
         }
         UrlNotAllowed | UpstreamUnreachable | UpstreamAuthFailed | UpstreamNotFound
-        | NotAGitRepository | Timeout | GitFailed => StatusCode::UNPROCESSABLE_ENTITY,
-        RepoExists | AccountExists | InvalidState => StatusCode::CONFLICT,
-        RepoNotFound | AccountNotFound | TokenNotFound | WebhookNotEnabled => StatusCode::NOT_FOUND,
+        | NotAGitRepository | Timeout | GitFailed | HostKeyMismatch => {
+            StatusCode::UNPROCESSABLE_ENTITY
+        }
+        RepoExists | AccountExists | InvalidState | SshKeyInUse => StatusCode::CONFLICT,
+        RepoNotFound | AccountNotFound | TokenNotFound | WebhookNotEnabled | SshKeyNotFound => {
+            StatusCode::NOT_FOUND
+        }
         Unauthorized => StatusCode::UNAUTHORIZED,
         Forbidden => StatusCode::FORBIDDEN,
         Internal => StatusCode::INTERNAL_SERVER_ERROR,

@@ -3,6 +3,8 @@
 //! - [`GitDaemon`]: `git daemon` serving a directory over git://.
 //! - [`HttpGitServer`]: `git http-backend` behind a small HTTP/1.1 server, optionally with basic
 //!   auth (git's smart HTTP, as forges serve it).
+//! - [`SshServer`]: a real OpenSSH `sshd` serving a directory over ssh:// (git only, through
+//!   `git-shell`), with its own host key and `authorized_keys`; [`SshKeyPair`]: client keys.
 //! - [`git`], [`init_bare`], [`Scratch`], [`for_each_ref`], [`RefSnapshot`]: building and
 //!   comparing repositories with a clean, deterministic git environment.
 //! - [`synthetic_upstream`]: a large deterministic repository for benchmarks, and the upstream
@@ -15,6 +17,7 @@ mod daemon;
 pub mod forge_api;
 mod http;
 mod repo;
+mod ssh;
 mod synthetic;
 
 pub use daemon::GitDaemon;
@@ -24,6 +27,7 @@ pub use repo::{
     clean_git_env, for_each_ref, git, git_command, git_with_stdin, init_bare, try_git, RefSnapshot,
     Scratch, AUTHOR_EMAIL, AUTHOR_NAME, FIXED_DATE,
 };
+pub use ssh::{SshKeyPair, SshServer};
 pub use synthetic::{
     add_commit, delete_branch, delete_tag, rewrite_branch, synthetic_upstream, Spec, Synthetic,
     MUTATION_FILE,

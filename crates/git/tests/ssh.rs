@@ -1,0 +1,199 @@
+//! SSH upstreams against a real OpenSSH server on 127.0.0.1: deploy keys, pinned host keys,
+//! the address policy, and exact syncs.
+
+mod support;
+
+use mirrorhub_core::{AddressPolicy, ErrorCode, HostKey, UpstreamUrl};
+use mirrorhub_git::{no_progress, GitEngine, GitError, SshAccess};
+use mirrorhub_testkit::{SshKeyPair, SshServer};
+use secrecy::SecretString;
+use support::{engine, loopback, refs_of, url, Upstream};
+
+/// An upstream served by sshd, a key it accepts, and an engine allowed to reach it. Fields
+/// drop in order: the server stops before its directory goes.
+struct Case {
+    up: Upstream,
+    server: SshServer,
+    key: SshKeyPair,
+    engine: GitEngine,
+    url: UpstreamUrl,
+    mirror: std::path::PathBuf,
+    _data: tempfile::TempDir,
+    _root: tempfile::TempDir,
+}
+
+impl Case {
+    async fn new() -> Self {
+        let root = tempfile::tempdir().unwrap();
+        let up = Upstream::rich(root.path(), "r.git");
+        let server = SshServer::start(root.path()).await;
+        let key = SshKeyPair::generate("mirrorhub test");
+        server.authorize(&key.public_key);
+        let data = tempfile::tempdir().unwrap();
+        Case {
+            url: url(&server.url("r.git")),
+            up,
+            server,
+            key,
+            engine: engine(loopback()).await,
+            mirror: data.path().join("m.git"),
+            _data: data,
+            _root: root,
+        }
+    }
+
+    fn secret(&self) -> SecretString {
+        SecretString::from(self.key.private_key.clone())
+    }
+}
+
+fn pinned(server: &SshServer) -> Vec<HostKey> {
+    let line = server.host_public_key();
+    let (t, k) = line.split_once(' ').unwrap();
+    vec![HostKey::new(t, k.trim()).unwrap()]
+}
+
+#[tokio::test]
+async fn mirrors_and_syncs_over_ssh_with_a_deploy_key() {
+    let case = Case::new().await;
+    let keys = case.engine.scan_host_keys(&case.url).await.unwrap();
+    assert!(
+        keys.iter()
+            .any(|k| k.fingerprint() == case.server.host_key_fingerprint()),
+        "{keys:?}"
+    );
+    let secret = case.secret();
+    let access = SshAccess {
+        key: Some(&secret),
+        known_hosts: &keys,
+    };
+    let info = case.engine.probe(&case.url, access).await.unwrap();
+    assert_eq!(info.head.as_deref(), Some("refs/heads/main"));
+    case.engine
+        .clone_mirror(&case.url, access, &case.mirror, no_progress())
+        .await
+        .unwrap();
+    assert_eq!(refs_of(&case.mirror), refs_of(&case.up.path));
+
+    // A new commit, a force-push, a deleted branch and tag.
+    let s = &case.up.scratch;
+    s.commit_file("new.txt", "n\n", "new on main");
+    s.checkout("feature");
+    s.git(["reset", "--hard", "HEAD~1"]);
+    s.commit_file("feature2.txt", "g\n", "rewritten feature");
+    s.checkout("main");
+    s.git(["branch", "-D", "dev"]);
+    s.git(["tag", "-d", "v1"]);
+    case.up.push();
+    let report = case
+        .engine
+        .sync_mirror(&case.url, access, &case.mirror, no_progress())
+        .await
+        .unwrap();
+    assert_eq!(refs_of(&case.mirror), refs_of(&case.up.path));
+    assert_eq!(report.changes.len(), 4, "{:?}", report.changes);
+    let noop = case
+        .engine
+        .sync_mirror(&case.url, access, &case.mirror, no_progress())
+        .await
+        .unwrap();
+    assert!(noop.changes.is_empty());
+    // git ran with the address, never the machine's ssh config or the key in its config.
+    let config = std::fs::read_to_string(case.mirror.join("config")).unwrap();
+    assert!(
+        !config.contains("ssh") && !config.contains("BEGIN"),
+        "{config}"
+    );
+}
+
+#[tokio::test]
+async fn a_key_the_server_does_not_know_is_refused_as_auth_failed() {
+    let case = Case::new().await;
+    let stranger = SshKeyPair::generate("not authorized");
+    let secret = SecretString::from(stranger.private_key.clone());
+    let keys = pinned(&case.server);
+    let access = SshAccess {
+        key: Some(&secret),
+        known_hosts: &keys,
+    };
+    let e = case.engine.probe(&case.url, access).await.unwrap_err();
+    assert_eq!(e.code(), ErrorCode::UpstreamAuthFailed, "{e}");
+    assert!(e.to_string().contains("deploy key"), "{e}");
+    // No key at all: the same.
+    let none = SshAccess {
+        key: None,
+        known_hosts: &keys,
+    };
+    let e = case.engine.probe(&case.url, none).await.unwrap_err();
+    assert_eq!(e.code(), ErrorCode::UpstreamAuthFailed, "{e}");
+    assert!(!e.to_string().contains("BEGIN"));
+}
+
+#[tokio::test]
+async fn a_changed_host_key_fails_with_both_fingerprints_and_touches_nothing() {
+    let mut case = Case::new().await;
+    let old = pinned(&case.server);
+    let secret = case.secret();
+    case.engine
+        .clone_mirror(
+            &case.url,
+            SshAccess {
+                key: Some(&secret),
+                known_hosts: &old,
+            },
+            &case.mirror,
+            no_progress(),
+        )
+        .await
+        .unwrap();
+    let before = refs_of(&case.mirror);
+    case.server.replace_host_key().await;
+    case.up
+        .scratch
+        .commit_file("x.txt", "x\n", "after the key change");
+    case.up.push();
+    let access = SshAccess {
+        key: Some(&secret),
+        known_hosts: &old,
+    };
+    let e = case
+        .engine
+        .sync_mirror(&case.url, access, &case.mirror, no_progress())
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), ErrorCode::HostKeyMismatch, "{e}");
+    match &e {
+        GitError::HostKeyMismatch { expected, seen, .. } => {
+            assert_eq!(expected, &vec![old[0].fingerprint()]);
+            assert_eq!(
+                seen.as_deref(),
+                Some(case.server.host_key_fingerprint().as_str())
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(e.to_string().contains(&old[0].fingerprint()), "{e}");
+    assert_eq!(refs_of(&case.mirror), before, "refs untouched");
+}
+
+#[tokio::test]
+async fn the_address_policy_holds_for_ssh() {
+    let case = Case::new().await;
+    let strict = engine(AddressPolicy::default()).await;
+    let e = strict.scan_host_keys(&case.url).await.unwrap_err();
+    assert_eq!(e.code(), ErrorCode::UrlNotAllowed, "{e}");
+    let keys = pinned(&case.server);
+    let secret = case.secret();
+    let access = SshAccess {
+        key: Some(&secret),
+        known_hosts: &keys,
+    };
+    let e = strict.probe(&case.url, access).await.unwrap_err();
+    assert_eq!(e.code(), ErrorCode::UrlNotAllowed, "{e}");
+    // A name that resolves to loopback is refused as well: the resolved address is checked.
+    let by_name = url(&case.url.to_string().replace("127.0.0.1", "localhost"));
+    let e = strict.probe(&by_name, access).await.unwrap_err();
+    assert_eq!(e.code(), ErrorCode::UrlNotAllowed, "{e}");
+    // Allowed by the operator: it works.
+    assert!(case.engine.probe(&case.url, access).await.is_ok());
+}
