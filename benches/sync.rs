@@ -417,6 +417,7 @@ mod engine {
                 low_speed_limit: 1000,
                 low_speed_time: Duration::from_secs(60),
                 first_copy: CopyEngine::Gix,
+                ssh_program: "ssh".into(),
             };
             Engine(GitEngine::start(config).await.expect("start the engine"))
         }

@@ -38,6 +38,10 @@ pub struct ServeArgs {
     /// The git program used for transfers.
     #[arg(long, env = "MIRRORHUB_GIT", default_value = "git")]
     pub git: PathBuf,
+    /// The OpenSSH client used for ssh:// upstreams (it never reads ~/.ssh: the hub gives it
+    /// its own key and known_hosts files for each run).
+    #[arg(long, env = "MIRRORHUB_SSH", default_value = "ssh")]
+    pub ssh: PathBuf,
     /// Longest a clone or sync may take before it is stopped with `timeout`.
     #[arg(long, env = "MIRRORHUB_SYNC_TIMEOUT", default_value = "1h", value_parser = parse_duration)]
     pub sync_timeout: Duration,

@@ -39,6 +39,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<std::process::ExitCode> {
         low_speed_limit: args.low_speed_limit,
         low_speed_time: args.low_speed_time,
         first_copy: args.first_copy,
+        ssh_program: args.ssh.clone(),
     })
     .await
     .context("could not start the git engine")?;

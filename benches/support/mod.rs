@@ -162,6 +162,8 @@ pub fn new_repo(i: usize) -> NewRepo {
         upstream_url: format!("https://git.example.org/bench/{name}.git"),
         credentials: None,
         sync_interval_secs: 86_400,
+        ssh_key_id: None,
+        known_hosts: None,
     }
 }
 

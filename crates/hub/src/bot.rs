@@ -319,6 +319,7 @@ impl Hub {
             )),
             mode: Some(mode.as_str().to_owned()),
             sync_interval: interval,
+            ..CreateRepo::default()
         };
         let result = match self.create_repo(request).await {
             Ok(repo) => self.wait_for_sync(repo.id, None).await,

@@ -32,6 +32,10 @@ pub enum HubError {
     AccountExists(String),
     #[error("{0}")]
     TokenNotFound(String),
+    #[error("{0}")]
+    SshKeyNotFound(String),
+    #[error("{0}")]
+    SshKeyInUse(String),
     #[error(transparent)]
     Upstream(#[from] GitError),
     /// A promotion was refused because the upstream could not be checked.
@@ -63,6 +67,8 @@ impl HubError {
             Self::AccountNotFound(_) => ErrorCode::AccountNotFound,
             Self::AccountExists(_) => ErrorCode::AccountExists,
             Self::TokenNotFound(_) => ErrorCode::TokenNotFound,
+            Self::SshKeyNotFound(_) => ErrorCode::SshKeyNotFound,
+            Self::SshKeyInUse(_) => ErrorCode::SshKeyInUse,
             Self::Upstream(e) | Self::PromoteRefused(e) => e.code(),
             Self::Store(_) | Self::Io(_) => ErrorCode::Internal,
         }
@@ -73,6 +79,8 @@ impl HubError {
         match self {
             Self::Invalid { field, .. } => *field,
             Self::Exists(_) => Some("name"),
+            Self::Upstream(GitError::SshAuthFailed) => Some("ssh_key_id"),
+            Self::Upstream(GitError::HostKeyMismatch { .. }) => Some("known_hosts"),
             Self::Upstream(e) => match e.code() {
                 ErrorCode::UpstreamAuthFailed => Some("token"),
                 _ => Some("url"),

@@ -8,6 +8,7 @@ mod error;
 mod promote;
 mod request;
 mod sessions;
+mod ssh;
 pub mod webhooks;
 pub mod worker;
 
@@ -30,6 +31,7 @@ pub use bot::BotConfig;
 pub use error::HubError;
 pub use request::{CreateRepo, UpdateRepo, ValidCreateRepo};
 pub use sessions::{random_token, NewWebSession};
+pub use ssh::pinned_host_keys;
 pub use webhooks::{IncomingWebhook, WebhookConfig, WebhookReceipt, WebhookRefusal};
 
 /// Settings of the application layer, read once by the binary.
@@ -113,7 +115,7 @@ impl Hub {
     /// copy runs on a worker. Nothing is recorded when any check fails.
     #[tracing::instrument(skip_all, fields(owner = %request.owner, name = ?request.name))]
     pub async fn create_repo(&self, request: CreateRepo) -> Result<Repo, HubError> {
-        let valid = request.validate(
+        let mut valid = request.validate(
             self.config.default_sync_interval,
             self.config.min_sync_interval,
         )?;
@@ -125,14 +127,37 @@ impl Hub {
         {
             return Err(HubError::Exists(format!("{}/{}", valid.owner, valid.name)));
         }
-        self.engine
-            .probe(&valid.url, valid.credentials.as_ref())
-            .await?;
-        self.ensure_owner(&valid.owner).await?;
         let full_name = format!("{}/{}", valid.owner, valid.name);
+        let ssh = match valid.ssh.take() {
+            Some(ssh) => Some(
+                self.check_ssh(&valid.url, valid.owner.as_str(), ssh)
+                    .await?
+                    .0,
+            ),
+            None => {
+                self.engine
+                    .probe(&valid.url, valid.credentials.as_ref())
+                    .await?;
+                None
+            }
+        };
+        self.ensure_owner(&valid.owner).await?;
+        let owner = valid.owner.clone();
+        let mut new = valid.into_new_repo();
+        if let Some(checked) = ssh {
+            new.known_hosts = Some(mirrorhub_core::known_hosts_text(&checked.known_hosts));
+            new.ssh_key_id = match checked.key {
+                ssh::CheckedKey::None => None,
+                ssh::CheckedKey::Stored(id) => Some(id),
+                ssh::CheckedKey::Upload(material) => {
+                    let title = format!("uploaded for {full_name}");
+                    Some(self.store_key(&owner, title, material).await?.id)
+                }
+            };
+        }
         let repo = self
             .store
-            .create_repo(valid.into_new_repo(), Utc::now())
+            .create_repo(new, Utc::now())
             .await
             .map_err(|e| HubError::from_store_create(e, full_name))?;
         if let Err(e) = self
@@ -231,9 +256,13 @@ impl Hub {
     ) -> Result<Repo, HubError> {
         let repo = self.get_repo(owner, name).await?;
         let mut update = RepoUpdate::default();
+        self.update_ssh(&repo, &change, &mut update).await?;
         if change.remove_credentials {
             update.credentials = Some(None);
         } else if let Some(token) = change.token.filter(|t| !t.is_empty()) {
+            if repo.upstream_url.starts_with("ssh://") || !repo.upstream_url.contains("://") {
+                return Err(HubError::invalid(ErrorCode::InvalidRequest, "token", "an SSH upstream logs in with a key, not a token: give ssh_key_id or ssh_private_key"));
+            }
             let creds = request::credentials(change.username.as_deref(), &token)?;
             if repo.mode == Mode::Mirror || repo.state != RepoState::Ready {
                 let (url, _) = UpstreamUrl::parse(&repo.upstream_url)

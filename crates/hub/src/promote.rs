@@ -64,7 +64,8 @@ impl Hub {
                 "the stored upstream URL is no longer valid ({e}): promote with force"
             ))
         })?;
-        if let Err(e) = self.engine.probe(&url, repo.credentials.as_ref()).await {
+        let login = self.login_for(&repo).await?;
+        if let Err(e) = self.engine.probe(&url, login.auth()).await {
             return Err(HubError::PromoteRefused(e));
         }
         self.store

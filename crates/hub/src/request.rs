@@ -2,8 +2,8 @@
 //! into typed values. All messages here are shown to users as they are.
 
 use mirrorhub_core::{
-    Credentials, ErrorCode, Mode, OwnerName, RepoName, SyncInterval, UpstreamUrl, UrlError,
-    Visibility,
+    Credentials, ErrorCode, HostKey, Mode, OwnerName, RepoName, Scheme, SyncInterval, UpstreamUrl,
+    UrlError, Visibility,
 };
 use mirrorhub_store::NewRepo;
 
@@ -23,6 +23,15 @@ pub struct CreateRepo {
     pub description: Option<String>,
     pub mode: Option<String>,
     pub sync_interval: Option<String>,
+    /// SSH upstreams: a deploy key of the owner's (`POST /api/v1/ssh-keys`)...
+    pub ssh_key_id: Option<i64>,
+    /// ...or an OpenSSH private key to store for it (never logged).
+    pub ssh_private_key: Option<String>,
+    /// The uploaded key's passphrase, when it has one (used once to open it, never stored).
+    pub ssh_key_passphrase: Option<String>,
+    /// The host keys to pin, as known_hosts lines; without them, the keys the server shows at
+    /// creation are pinned.
+    pub known_hosts: Option<String>,
 }
 
 /// A change of settings, as it arrives from an edge. `None` leaves a field as it is.
@@ -36,6 +45,41 @@ pub struct UpdateRepo {
     pub sync_interval: Option<String>,
     pub description: Option<String>,
     pub visibility: Option<String>,
+    /// SSH upstreams: use this deploy key of the owner's from now on.
+    pub ssh_key_id: Option<i64>,
+    /// SSH upstreams: store this private key and use it from now on.
+    pub ssh_private_key: Option<String>,
+    pub ssh_key_passphrase: Option<String>,
+    /// SSH upstreams: pin these host keys instead (accepting a changed server key).
+    pub known_hosts: Option<String>,
+}
+
+/// Which key an SSH upstream is reached with.
+pub(crate) enum SshKeyChoice {
+    /// None: the server must let the hub in without a key.
+    None,
+    /// A stored key of the owner's.
+    Existing(i64),
+    /// A key uploaded with the request, stored when the repository is created.
+    Upload(crate::ssh::KeyMaterial),
+}
+
+impl std::fmt::Debug for SshKeyChoice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::None => f.write_str("None"),
+            Self::Existing(id) => write!(f, "Existing({id})"),
+            Self::Upload(m) => write!(f, "Upload({})", m.fingerprint),
+        }
+    }
+}
+
+/// How a request reaches an SSH upstream.
+#[derive(Debug)]
+pub(crate) struct ValidSsh {
+    pub key: SshKeyChoice,
+    /// Pinned by the request; `None`: pin what the server shows now.
+    pub known_hosts: Option<Vec<HostKey>>,
 }
 
 /// A request that passed every check that needs no network.
@@ -49,6 +93,8 @@ pub struct ValidCreateRepo {
     pub description: String,
     pub mode: Mode,
     pub sync_interval: SyncInterval,
+    /// For SSH upstreams (and only for them).
+    pub(crate) ssh: Option<ValidSsh>,
 }
 
 const MAX_DESCRIPTION: usize = 2000;
@@ -61,6 +107,15 @@ impl CreateRepo {
     ) -> Result<ValidCreateRepo, HubError> {
         let (url, credentials) =
             upstream(&self.url, self.username.as_deref(), self.token.as_deref())?;
+        let ssh = ssh_settings(
+            &url,
+            &SshFields {
+                key_id: self.ssh_key_id,
+                private_key: self.ssh_private_key.as_deref(),
+                passphrase: self.ssh_key_passphrase.as_deref(),
+                known_hosts: self.known_hosts.as_deref(),
+            },
+        )?;
         let owner = OwnerName::parse(self.owner.trim())
             .map_err(|e| HubError::invalid(ErrorCode::InvalidName, "owner", e.to_string()))?;
         let name = match self
@@ -109,8 +164,79 @@ impl CreateRepo {
             description,
             mode,
             sync_interval,
+            ssh,
         })
     }
+}
+
+/// The SSH fields of a create or update request, as text.
+pub(crate) struct SshFields<'a> {
+    pub key_id: Option<i64>,
+    pub private_key: Option<&'a str>,
+    pub passphrase: Option<&'a str>,
+    pub known_hosts: Option<&'a str>,
+}
+
+impl SshFields<'_> {
+    fn any(&self) -> Option<&'static str> {
+        if self.key_id.is_some() {
+            Some("ssh_key_id")
+        } else if self.private_key.is_some_and(|k| !k.trim().is_empty()) {
+            Some("ssh_private_key")
+        } else if self.passphrase.is_some_and(|p| !p.is_empty()) {
+            Some("ssh_key_passphrase")
+        } else if self.known_hosts.is_some_and(|k| !k.trim().is_empty()) {
+            Some("known_hosts")
+        } else {
+            None
+        }
+    }
+}
+
+/// Checks that SSH settings come with SSH URLs only, and parses them. `None` for other URLs.
+pub(crate) fn ssh_settings(
+    url: &UpstreamUrl,
+    fields: &SshFields<'_>,
+) -> Result<Option<ValidSsh>, HubError> {
+    if url.scheme() != Scheme::Ssh {
+        if let Some(field) = fields.any() {
+            return Err(HubError::invalid(
+                ErrorCode::InvalidRequest,
+                field,
+                "SSH keys and host keys are for ssh:// (or user@host:path) upstreams: for an http(s) or git:// URL give a username and token instead",
+            ));
+        }
+        return Ok(None);
+    }
+    let private_key = fields.private_key.filter(|k| !k.trim().is_empty());
+    let key = match (fields.key_id, private_key) {
+        (Some(_), Some(_)) => {
+            return Err(HubError::invalid(
+                ErrorCode::InvalidRequest,
+                "ssh_private_key",
+                "give either ssh_key_id (a stored deploy key) or ssh_private_key, not both",
+            ))
+        }
+        (Some(id), None) => SshKeyChoice::Existing(id),
+        (None, Some(text)) => {
+            SshKeyChoice::Upload(crate::ssh::import_key(text, fields.passphrase)?)
+        }
+        (None, None) if fields.passphrase.is_some_and(|p| !p.is_empty()) => {
+            return Err(HubError::invalid(
+                ErrorCode::InvalidRequest,
+                "ssh_key_passphrase",
+                "a passphrase was given without ssh_private_key",
+            ))
+        }
+        (None, None) => SshKeyChoice::None,
+    };
+    let known_hosts = match fields.known_hosts.filter(|k| !k.trim().is_empty()) {
+        Some(text) => Some(mirrorhub_core::parse_known_hosts(text, url).map_err(|e| {
+            HubError::invalid(ErrorCode::InvalidRequest, "known_hosts", e.to_string())
+        })?),
+        None => None,
+    };
+    Ok(Some(ValidSsh { key, known_hosts }))
 }
 
 impl ValidCreateRepo {
@@ -124,6 +250,8 @@ impl ValidCreateRepo {
             upstream_url: self.url.to_string(),
             credentials: self.credentials,
             sync_interval_secs: self.sync_interval.as_secs() as i64,
+            ssh_key_id: None,
+            known_hosts: None,
         }
     }
 }
@@ -138,6 +266,14 @@ pub(crate) fn upstream(
     let (url, url_credentials) = UpstreamUrl::parse(url).map_err(url_error)?;
     let token = token.filter(|t| !t.is_empty());
     let username = username.filter(|u| !u.trim().is_empty());
+    if url.scheme() == Scheme::Ssh {
+        if token.is_some() {
+            return Err(HubError::invalid(ErrorCode::InvalidRequest, "token", "an SSH upstream logs in with a key, not a token: give ssh_key_id (a deploy key from POST /api/v1/ssh-keys) or ssh_private_key"));
+        }
+        if username.is_some() {
+            return Err(HubError::invalid(ErrorCode::InvalidRequest, "username", "an SSH upstream's login is part of its URL (git@host:path): leave the username empty"));
+        }
+    }
     let credentials = match (token, url_credentials) {
         (Some(token), _) => Some(credentials(username, token)?),
         (None, Some(from_url)) => Some(from_url),
@@ -204,9 +340,7 @@ pub(crate) fn parse_interval(
 
 fn url_error(e: UrlError) -> HubError {
     let code = match e {
-        UrlError::UnsupportedScheme { .. } | UrlError::Ssh | UrlError::LocalPath => {
-            ErrorCode::UnsupportedScheme
-        }
+        UrlError::UnsupportedScheme { .. } | UrlError::LocalPath => ErrorCode::UnsupportedScheme,
         _ => ErrorCode::InvalidUrl,
     };
     HubError::invalid(code, "url", e.to_string())

@@ -226,9 +226,12 @@ async fn try_run_job(
                 tracing::warn!(duration_ms, %code, error = %e, "sync failed");
             }
             let failures = repo.consecutive_failures.max(0) as u32 + 1;
+            // A changed host key is paused at once: only a person accepting the new key can
+            // make the next sync different, and retrying would only knock on the door again.
             let pause = repo.mode == mirrorhub_core::Mode::Mirror
                 && schedule::classify(code) == schedule::FailureClass::Permanent
-                && failures >= hub.config.pause_after;
+                && (failures >= hub.config.pause_after
+                    || code == mirrorhub_core::ErrorCode::HostKeyMismatch);
             if pause {
                 tracing::warn!(%code, failures, "paused after repeated permanent failures: no more scheduled syncs until someone syncs it or changes its settings");
             }
@@ -331,11 +334,16 @@ async fn check_promotion(hub: &Hub, repo: &Repo, result: SyncResult) -> SyncResu
         };
     }
     let checked = match mirrorhub_core::UpstreamUrl::parse(&repo.upstream_url) {
-        Ok((url, _)) => {
-            hub.engine
-                .differences(&url, repo.credentials.as_ref(), &hub.repo_path(repo.id))
-                .await
-        }
+        Ok((url, _)) => match hub.login_for(repo).await {
+            Ok(login) => {
+                hub.engine
+                    .differences(&url, login.auth(), &hub.repo_path(repo.id))
+                    .await
+            }
+            Err(e) => Err(mirrorhub_git::GitError::Failed {
+                detail: format!("the upstream's key could not be read: {e}"),
+            }),
+        },
         Err(e) => Err(mirrorhub_git::GitError::Failed {
             detail: format!("the stored upstream URL is no longer valid: {e}"),
         }),
@@ -408,13 +416,17 @@ async fn transfer(
     let progress: mirrorhub_git::ProgressFn = Arc::new(move |p| {
         progress_tx.send_replace(Some(p));
     });
+    let login = hub.login_for(repo).await.map_err(|e| {
+        tracing::error!(error = ?e, "could not read the repository's upstream login");
+        mirrorhub_git::GitError::Io(std::io::Error::other("reading the upstream login"))
+    })?;
     if tokio::fs::try_exists(&path).await.unwrap_or(false) {
         hub.engine
-            .sync_mirror(&url, repo.credentials.as_ref(), &path, progress)
+            .sync_mirror(&url, login.auth(), &path, progress)
             .await
     } else {
         hub.engine
-            .clone_mirror(&url, repo.credentials.as_ref(), &path, progress)
+            .clone_mirror(&url, login.auth(), &path, progress)
             .await
     }
 }

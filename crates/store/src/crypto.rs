@@ -18,6 +18,7 @@ const NONCE_LEN: usize = 24;
 const CREDENTIALS_AAD: &[u8] = b"mirrorhub/credentials/v1";
 const KEY_CHECK_AAD: &[u8] = b"mirrorhub/key-check/v1";
 const WEBHOOK_SECRET_AAD: &[u8] = b"mirrorhub/webhook-secret/v1";
+const SSH_KEY_AAD: &[u8] = b"mirrorhub/ssh-key/v1";
 const KEY_CHECK_PLAINTEXT: &[u8] = b"mirrorhub";
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -159,6 +160,19 @@ impl SecretKey {
         Ok(SecretString::from(text))
     }
 
+    /// Seals an SSH private key (its OpenSSH text) for the `ssh_keys.private_key` column.
+    pub(crate) fn seal_ssh_key(&self, private_key: &SecretString) -> Result<Vec<u8>, CryptoError> {
+        self.seal(SSH_KEY_AAD, private_key.expose_secret().as_bytes())
+    }
+
+    /// Opens what [`SecretKey::seal_ssh_key`] sealed.
+    pub(crate) fn open_ssh_key(&self, sealed: &[u8]) -> Result<SecretString, CryptoError> {
+        let plain = self.open(SSH_KEY_AAD, sealed)?;
+        // Copied once, from the buffer that is wiped when dropped, into the secret.
+        let text = std::str::from_utf8(&plain).map_err(|_| CryptoError::Decrypt)?;
+        Ok(SecretString::from(text))
+    }
+
     /// A value sealed with this key, kept in the settings to recognise the key later.
     pub(crate) fn seal_check_value(&self) -> Result<String, CryptoError> {
         Ok(STANDARD.encode(self.seal(KEY_CHECK_AAD, KEY_CHECK_PLAINTEXT)?))
@@ -241,6 +255,51 @@ mod tests {
             key.verify_check_value(&STANDARD.encode(sealed)),
             Err(CryptoError::WrongKey)
         );
+    }
+
+    const SSH_KEY: &str = "-----BEGIN OPENSSH PRIVATE KEY-----\n\
+        b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW\n\
+        -----END OPENSSH PRIVATE KEY-----\n";
+
+    #[test]
+    fn ssh_keys_round_trip_and_hide_their_text() {
+        let key = SecretKey::generate();
+        let sealed = key
+            .seal_ssh_key(&SecretString::from(SSH_KEY.to_owned()))
+            .unwrap();
+        for needle in [&b"OPENSSH PRIVATE KEY"[..], b"b3BlbnNzaC1rZXktdjEA"] {
+            assert!(!sealed.windows(needle.len()).any(|w| w == needle));
+        }
+        assert!(sealed.len() >= 1 + NONCE_LEN + 16 + SSH_KEY.len());
+        assert_eq!(key.open_ssh_key(&sealed).unwrap().expose_secret(), SSH_KEY);
+        assert_ne!(
+            sealed,
+            key.seal_ssh_key(&SecretString::from(SSH_KEY.to_owned()))
+                .unwrap(),
+            "a fresh nonce"
+        );
+    }
+
+    #[test]
+    fn an_ssh_key_opens_only_with_its_key_and_for_its_purpose() {
+        let key = SecretKey::generate();
+        let sealed = key
+            .seal_ssh_key(&SecretString::from(SSH_KEY.to_owned()))
+            .unwrap();
+        assert_eq!(
+            SecretKey::generate().open_ssh_key(&sealed).unwrap_err(),
+            CryptoError::Decrypt
+        );
+        let mut damaged = sealed.clone();
+        *damaged.last_mut().unwrap() ^= 0x01;
+        assert_eq!(
+            key.open_ssh_key(&damaged).unwrap_err(),
+            CryptoError::Decrypt
+        );
+        assert!(key.open_credentials(&sealed).is_err());
+        assert!(key.open_webhook_secret(&sealed).is_err());
+        let webhook = key.new_sealed_webhook_secret().unwrap();
+        assert!(key.open_ssh_key(&webhook).is_err());
     }
 
     #[test]

@@ -102,6 +102,11 @@ pub struct NewRepo {
     pub upstream_url: String,
     pub credentials: Option<Credentials>,
     pub sync_interval_secs: i64,
+    /// The SSH key (an [`SshKey`]'s id) to reach an SSH upstream with; a missing key makes
+    /// [`Store::create_repo`] fail with [`StoreError::NotFound`].
+    pub ssh_key_id: Option<i64>,
+    /// The SSH upstream's pinned host keys, as OpenSSH `known_hosts` lines (not secret).
+    pub known_hosts: Option<String>,
 }
 
 /// A repository as stored. `Debug` shows no secret (`Credentials` redacts its own).
@@ -115,6 +120,10 @@ pub struct Repo {
     pub description: String,
     pub upstream_url: String,
     pub credentials: Option<Credentials>,
+    /// The SSH key the upstream is reached with. A key in use cannot be deleted.
+    pub ssh_key_id: Option<i64>,
+    /// The SSH upstream's pinned host keys, as OpenSSH `known_hosts` lines.
+    pub known_hosts: Option<String>,
     pub state: RepoState,
     pub progress_phase: Option<String>,
     pub progress_percent: Option<i32>,
@@ -233,7 +242,8 @@ pub struct SyncResult {
     /// until a person syncs it or changes its settings. A success always un-pauses.
     pub pause: bool,
     /// On success: the mirror becomes the primary (mode `migrate`) in the same transaction,
-    /// and its upstream credentials are forgotten.
+    /// and its upstream credentials are forgotten (also its SSH key, which can then be
+    /// deleted; the pinned host keys stay).
     pub promote: bool,
 }
 
@@ -258,6 +268,50 @@ pub struct RepoUpdate {
     pub next_sync_at: Option<DateTime<Utc>>,
     pub description: Option<String>,
     pub visibility: Option<Visibility>,
+    /// `Some(None)` stops using an SSH key; `Some(Some(id))` of a missing key makes
+    /// [`Store::update_repo`] fail with [`StoreError::NotFound`].
+    pub ssh_key_id: Option<Option<i64>>,
+    /// `Some(None)` forgets the pinned host keys.
+    pub known_hosts: Option<Option<String>>,
+}
+
+/// A new SSH key pair of an owner (a deploy key the hub made, or an uploaded private key).
+#[derive(Debug, Clone)]
+pub struct NewSshKey {
+    pub owner_id: i64,
+    pub title: String,
+    /// One OpenSSH public key line (`ssh-ed25519 AAAA... comment`).
+    pub public_key: String,
+    /// `SHA256:...`, as `ssh-keygen -l` shows it.
+    pub fingerprint: String,
+    /// The OpenSSH private key text, unencrypted. Sealed at rest like credentials; `Debug`
+    /// shows nothing of it.
+    pub private_key: SecretString,
+}
+
+/// An SSH key as listed: never the private key ([`Store::ssh_private_key`] opens that).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SshKey {
+    pub id: i64,
+    pub owner_id: i64,
+    /// The owner account's name.
+    pub owner: String,
+    pub title: String,
+    pub public_key: String,
+    pub fingerprint: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// What [`Store::delete_ssh_key`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SshKeyDeletion {
+    Deleted,
+    NotFound,
+    /// Repositories (full names `owner/name`, ordered as [`Store::list_repos`] orders them)
+    /// still use it; nothing was deleted.
+    InUse {
+        repos: Vec<String>,
+    },
 }
 
 /// A user or an organization. Owners of repositories share one namespace: a name is unique
@@ -533,8 +587,9 @@ pub trait Store: Send + Sync {
     async fn get_account_by_id(&self, id: i64) -> Result<Option<Account>, StoreError>;
     /// Every account, users and organizations, by name.
     async fn list_accounts(&self) -> Result<Vec<Account>, StoreError>;
-    /// Deletes an account with its memberships, tokens and sessions, unless repositories are
-    /// owned by its name (checked in the same statement). `false` if it was not deleted.
+    /// Deletes an account with its memberships, tokens, sessions and SSH keys, unless
+    /// repositories are owned by its name or use one of its SSH keys (checked in the same
+    /// statement). `false` if it was not deleted.
     async fn delete_account(&self, id: i64) -> Result<bool, StoreError>;
     /// Changes a user's password hash (`None` removes the password) and, when given, whether
     /// they are a site admin. `false` if there is no such account.
@@ -582,6 +637,22 @@ pub trait Store: Send + Sync {
     /// Notes that a token was used at `now`.
     async fn touch_access_token(&self, token_id: i64, now: DateTime<Utc>)
         -> Result<(), StoreError>;
+
+    /// Records an owner's SSH key pair, the private key sealed with the store's key.
+    /// [`NotFound`](StoreError::NotFound) if the owner account does not exist.
+    async fn create_ssh_key(
+        &self,
+        new: NewSshKey,
+        now: DateTime<Utc>,
+    ) -> Result<SshKey, StoreError>;
+    /// An owner's SSH keys, oldest first.
+    async fn list_ssh_keys(&self, owner_id: i64) -> Result<Vec<SshKey>, StoreError>;
+    async fn get_ssh_key(&self, id: i64) -> Result<Option<SshKey>, StoreError>;
+    /// The key's private key text, opened; `None` if there is no such key.
+    async fn ssh_private_key(&self, id: i64) -> Result<Option<SecretString>, StoreError>;
+    /// Deletes an SSH key unless a repository uses it (checked atomically with the delete:
+    /// no repository can take the key up meanwhile).
+    async fn delete_ssh_key(&self, id: i64) -> Result<SshKeyDeletion, StoreError>;
 }
 
 /// Opens the database named by the URL (`sqlite:PATH`, `sqlite::memory:`, `postgres://...`

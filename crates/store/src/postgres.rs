@@ -14,9 +14,10 @@ use sqlx::{PgConnection, Postgres, QueryBuilder, Row};
 use crate::{
     check_final, hook_columns, hook_from_columns, lease_end, match_key, parse_kind, parse_mode,
     parse_outcome, parse_state, parse_text, parse_trigger, parse_visibility, AccessToken, Account,
-    Delivery, DeliveryOutcome, Job, NewAccessToken, NewAccount, NewDelivery, NewRepo, Repo,
-    RepoCounts, RepoUpdate, SecretKey, Store, StoreError, SyncResult, SyncRun, WebSession,
-    WebhookHook, WebhookState, INTERRUPTED_CODE, INTERRUPTED_MESSAGE, REF_CHANGES_PER_INSERT,
+    Delivery, DeliveryOutcome, Job, NewAccessToken, NewAccount, NewDelivery, NewRepo, NewSshKey,
+    Repo, RepoCounts, RepoUpdate, SecretKey, SecretString, SshKey, SshKeyDeletion, Store,
+    StoreError, SyncResult, SyncRun, WebSession, WebhookHook, WebhookState, INTERRUPTED_CODE,
+    INTERRUPTED_MESSAGE, REF_CHANGES_PER_INSERT,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
@@ -30,12 +31,29 @@ const REPO_COLUMNS: &str = "id, owner, name, mode, visibility, description, upst
      progress_phase, progress_percent, sync_interval_secs, last_sync_at, last_success_at, next_sync_at, \
      last_error_code, last_error_message, consecutive_failures, branches, tags, head_ref, created_at, \
      paused_reason, webhook_secret, webhook_last_delivery_at, webhook_last_forge, webhook_hook_forge, \
-     webhook_hook_id, webhook_hook_error";
+     webhook_hook_id, webhook_hook_error, ssh_key_id, known_hosts";
 
 const ACCOUNT_COLUMNS: &str = "id, name, kind, site_admin, created_at";
 
 const TOKEN_COLUMNS: &str =
     "id, user_id, name, scope, created_at, expires_at, last_used_at, revoked_at";
+
+/// The columns of an [`SshKey`], from `ssh_keys k JOIN accounts a` (never the private key).
+const SSH_KEY_COLUMNS: &str =
+    "k.id, k.owner_id, a.name AS owner, k.title, k.public_key, k.fingerprint, k.created_at";
+
+/// An SSH key from a row with [`SSH_KEY_COLUMNS`].
+fn ssh_key_from_row(row: &PgRow) -> Result<SshKey, StoreError> {
+    Ok(SshKey {
+        id: row.try_get("id")?,
+        owner_id: row.try_get("owner_id")?,
+        owner: row.try_get("owner")?,
+        title: row.try_get("title")?,
+        public_key: row.try_get("public_key")?,
+        fingerprint: row.try_get("fingerprint")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
 
 /// An account from a row whose account columns are named `{prefix}id`, `{prefix}name`, ...
 /// (`prefix` is empty unless a join renamed them).
@@ -170,6 +188,8 @@ impl PgStore {
             credentials: credentials
                 .map(|c| self.key.open_credentials(&c))
                 .transpose()?,
+            ssh_key_id: row.try_get("ssh_key_id")?,
+            known_hosts: row.try_get("known_hosts")?,
             state: parse_state(row.try_get("state")?)?,
             progress_phase: row.try_get("progress_phase")?,
             progress_percent: row.try_get("progress_percent")?,
@@ -301,8 +321,8 @@ impl Store for PgStore {
             .transpose()?;
         let sql = format!(
             "INSERT INTO repos (owner, name, mode, visibility, description, upstream_url, credentials, state, \
-             sync_interval_secs, created_at, match_key, webhook_secret) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING {REPO_COLUMNS}"
+             sync_interval_secs, created_at, match_key, webhook_secret, ssh_key_id, known_hosts) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING {REPO_COLUMNS}"
         );
         let row = sqlx::query(&sql)
             .bind(new.owner.as_str())
@@ -317,6 +337,8 @@ impl Store for PgStore {
             .bind(now)
             .bind(match_key(&new.upstream_url))
             .bind(self.key.new_sealed_webhook_secret()?)
+            .bind(new.ssh_key_id)
+            .bind(new.known_hosts.as_deref())
             .fetch_one(&self.pool)
             .await?;
         self.repo_from_row(&row)
@@ -684,7 +706,8 @@ impl Store for PgStore {
                  last_error_code = NULL, last_error_message = NULL, consecutive_failures = 0, \
                  progress_phase = NULL, progress_percent = NULL, next_sync_at = $6, paused_reason = NULL, \
                  mode = CASE WHEN $8 THEN 'migrate' ELSE mode END, \
-                 credentials = CASE WHEN $8 THEN NULL ELSE credentials END \
+                 credentials = CASE WHEN $8 THEN NULL ELSE credentials END, \
+                 ssh_key_id = CASE WHEN $8 THEN NULL ELSE ssh_key_id END \
                  WHERE id = $7",
             )
             .bind(RepoState::Ready.as_str())
@@ -825,6 +848,8 @@ impl Store for PgStore {
             "UPDATE repos SET credentials = CASE WHEN $1 THEN $2 ELSE credentials END, \
              sync_interval_secs = COALESCE($3, sync_interval_secs), next_sync_at = COALESCE($4, next_sync_at), \
              description = COALESCE($5, description), visibility = COALESCE($6, visibility), \
+             ssh_key_id = CASE WHEN $8 THEN $9 ELSE ssh_key_id END, \
+             known_hosts = CASE WHEN $10 THEN $11 ELSE known_hosts END, \
              paused_reason = NULL WHERE id = $7 RETURNING {REPO_COLUMNS}"
         );
         let row = sqlx::query(&sql)
@@ -835,6 +860,10 @@ impl Store for PgStore {
             .bind(update.description.as_deref())
             .bind(update.visibility.map(|v| v.as_str()))
             .bind(id)
+            .bind(update.ssh_key_id.is_some())
+            .bind(update.ssh_key_id.flatten())
+            .bind(update.known_hosts.is_some())
+            .bind(update.known_hosts.as_ref().and_then(|h| h.as_deref()))
             .fetch_optional(&self.pool)
             .await?;
         row.map(|r| self.repo_from_row(&r)).transpose()
@@ -1106,7 +1135,9 @@ impl Store for PgStore {
     async fn delete_account(&self, id: i64) -> Result<bool, StoreError> {
         let done = sqlx::query(
             "DELETE FROM accounts WHERE id = $1 \
-             AND NOT EXISTS (SELECT 1 FROM repos WHERE repos.owner_key = accounts.name_key)",
+             AND NOT EXISTS (SELECT 1 FROM repos WHERE repos.owner_key = accounts.name_key) \
+             AND NOT EXISTS (SELECT 1 FROM ssh_keys k JOIN repos r ON r.ssh_key_id = k.id \
+                             WHERE k.owner_id = accounts.id)",
         )
         .bind(id)
         .execute(&self.pool)
@@ -1273,5 +1304,96 @@ impl Store for PgStore {
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+
+    async fn create_ssh_key(
+        &self,
+        new: NewSshKey,
+        now: DateTime<Utc>,
+    ) -> Result<SshKey, StoreError> {
+        let sealed = self.key.seal_ssh_key(&new.private_key)?;
+        // A missing owner fails the foreign key: NotFound.
+        let row = sqlx::query(
+            "INSERT INTO ssh_keys (owner_id, title, public_key, fingerprint, private_key, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) \
+             RETURNING id, owner_id, (SELECT name FROM accounts WHERE accounts.id = ssh_keys.owner_id) AS owner, \
+             title, public_key, fingerprint, created_at",
+        )
+        .bind(new.owner_id)
+        .bind(&new.title)
+        .bind(&new.public_key)
+        .bind(&new.fingerprint)
+        .bind(sealed)
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await?;
+        ssh_key_from_row(&row)
+    }
+
+    async fn list_ssh_keys(&self, owner_id: i64) -> Result<Vec<SshKey>, StoreError> {
+        let sql = format!(
+            "SELECT {SSH_KEY_COLUMNS} FROM ssh_keys k JOIN accounts a ON a.id = k.owner_id \
+             WHERE k.owner_id = $1 ORDER BY k.created_at, k.id"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(owner_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(ssh_key_from_row).collect()
+    }
+
+    async fn get_ssh_key(&self, id: i64) -> Result<Option<SshKey>, StoreError> {
+        let sql = format!(
+            "SELECT {SSH_KEY_COLUMNS} FROM ssh_keys k JOIN accounts a ON a.id = k.owner_id \
+             WHERE k.id = $1"
+        );
+        let row = sqlx::query(&sql)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| ssh_key_from_row(&r)).transpose()
+    }
+
+    async fn ssh_private_key(&self, id: i64) -> Result<Option<SecretString>, StoreError> {
+        let sealed: Option<Vec<u8>> =
+            sqlx::query_scalar("SELECT private_key FROM ssh_keys WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(sealed.map(|s| self.key.open_ssh_key(&s)).transpose()?)
+    }
+
+    async fn delete_ssh_key(&self, id: i64) -> Result<SshKeyDeletion, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        // FOR UPDATE conflicts with the KEY SHARE lock that the foreign-key check of a
+        // repository taking the key up holds until it commits: such a writer has committed
+        // before this returns (and the next statement, under READ COMMITTED, sees it), or it
+        // waits for this transaction and then finds the key gone.
+        let locked: Option<i64> =
+            sqlx::query_scalar("SELECT id FROM ssh_keys WHERE id = $1 FOR UPDATE")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if locked.is_none() {
+            tx.rollback().await?;
+            return Ok(SshKeyDeletion::NotFound);
+        }
+        let repos: Vec<String> = sqlx::query_scalar(
+            "SELECT owner || '/' || name FROM repos WHERE ssh_key_id = $1 \
+             ORDER BY owner_key, name_key",
+        )
+        .bind(id)
+        .fetch_all(&mut *tx)
+        .await?;
+        if !repos.is_empty() {
+            tx.rollback().await?;
+            return Ok(SshKeyDeletion::InUse { repos });
+        }
+        sqlx::query("DELETE FROM ssh_keys WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(SshKeyDeletion::Deleted)
     }
 }

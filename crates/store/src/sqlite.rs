@@ -19,9 +19,10 @@ use tokio::sync::{mpsc, oneshot};
 use crate::{
     check_final, hook_columns, hook_from_columns, lease_end, match_key, parse_kind, parse_mode,
     parse_outcome, parse_state, parse_text, parse_trigger, parse_visibility, AccessToken, Account,
-    Delivery, DeliveryOutcome, Job, NewAccessToken, NewAccount, NewDelivery, NewRepo, Repo,
-    RepoCounts, RepoUpdate, SecretKey, Store, StoreError, SyncResult, SyncRun, WebSession,
-    WebhookHook, WebhookState, INTERRUPTED_CODE, INTERRUPTED_MESSAGE, REF_CHANGES_PER_INSERT,
+    Delivery, DeliveryOutcome, Job, NewAccessToken, NewAccount, NewDelivery, NewRepo, NewSshKey,
+    Repo, RepoCounts, RepoUpdate, SecretKey, SecretString, SshKey, SshKeyDeletion, Store,
+    StoreError, SyncResult, SyncRun, WebSession, WebhookHook, WebhookState, INTERRUPTED_CODE,
+    INTERRUPTED_MESSAGE, REF_CHANGES_PER_INSERT,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
@@ -32,7 +33,7 @@ const REPO_COLUMNS: &str = "id, owner, name, mode, visibility, description, upst
      progress_phase, progress_percent, sync_interval_secs, last_sync_at, last_success_at, next_sync_at, \
      last_error_code, last_error_message, consecutive_failures, branches, tags, head_ref, created_at, \
      paused_reason, webhook_secret, webhook_last_delivery_at, webhook_last_forge, webhook_hook_forge, \
-     webhook_hook_id, webhook_hook_error";
+     webhook_hook_id, webhook_hook_error, ssh_key_id, known_hosts";
 
 const ACCOUNT_COLUMNS: &str = "id, name, kind, site_admin, created_at";
 
@@ -42,6 +43,14 @@ const ACCOUNT_BY_NAME_SQL: &str =
 
 const TOKEN_COLUMNS: &str =
     "id, user_id, name, scope, created_at, expires_at, last_used_at, revoked_at";
+
+/// The columns of an [`SshKey`], from `ssh_keys k JOIN accounts a` (never the private key).
+const SSH_KEY_COLUMNS: &str =
+    "k.id, k.owner_id, a.name AS owner, k.title, k.public_key, k.fingerprint, k.created_at";
+
+/// The full names of the repositories that use a key, as list_repos orders them. Binds: key id.
+const REPOS_USING_SSH_KEY_SQL: &str = "SELECT owner || '/' || name FROM repos \
+     WHERE ssh_key_id = ?1 ORDER BY owner_key, name_key";
 
 /// Claims one job; a single statement, so the candidate and the claim are one write.
 /// Binds: worker, lease end, now.
@@ -124,6 +133,19 @@ fn token_from_row(row: &SqliteRow) -> Result<AccessToken, StoreError> {
         expires_at: from_opt_ms(row.try_get("expires_at")?)?,
         last_used_at: from_opt_ms(row.try_get("last_used_at")?)?,
         revoked_at: from_opt_ms(row.try_get("revoked_at")?)?,
+    })
+}
+
+/// An SSH key from a row with [`SSH_KEY_COLUMNS`].
+fn ssh_key_from_row(row: &SqliteRow) -> Result<SshKey, StoreError> {
+    Ok(SshKey {
+        id: row.try_get("id")?,
+        owner_id: row.try_get("owner_id")?,
+        owner: row.try_get("owner")?,
+        title: row.try_get("title")?,
+        public_key: row.try_get("public_key")?,
+        fingerprint: row.try_get("fingerprint")?,
+        created_at: from_ms(row.try_get("created_at")?)?,
     })
 }
 
@@ -355,6 +377,8 @@ impl SqliteStore {
             credentials: credentials
                 .map(|c| self.key.open_credentials(&c))
                 .transpose()?,
+            ssh_key_id: row.try_get("ssh_key_id")?,
+            known_hosts: row.try_get("known_hosts")?,
             state: parse_state(row.try_get("state")?)?,
             progress_phase: row.try_get("progress_phase")?,
             progress_percent: row.try_get("progress_percent")?,
@@ -402,8 +426,8 @@ impl Store for SqliteStore {
             .transpose()?;
         let sql = format!(
             "INSERT INTO repos (owner, name, mode, visibility, description, upstream_url, credentials, state, \
-             sync_interval_secs, created_at, match_key, webhook_secret) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING {REPO_COLUMNS}"
+             sync_interval_secs, created_at, match_key, webhook_secret, ssh_key_id, known_hosts) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING {REPO_COLUMNS}"
         );
         let row = sqlx::query(&sql)
             .bind(new.owner.as_str())
@@ -418,6 +442,8 @@ impl Store for SqliteStore {
             .bind(ms(now))
             .bind(match_key(&new.upstream_url))
             .bind(self.key.new_sealed_webhook_secret()?)
+            .bind(new.ssh_key_id)
+            .bind(new.known_hosts.as_deref())
             .fetch_one(&self.writer)
             .await?;
         self.repo_from_row(&row)
@@ -782,7 +808,8 @@ impl Store for SqliteStore {
                  last_error_code = NULL, last_error_message = NULL, consecutive_failures = 0, \
                  progress_phase = NULL, progress_percent = NULL, next_sync_at = ?, paused_reason = NULL, \
                  mode = CASE WHEN ? THEN 'migrate' ELSE mode END, \
-                 credentials = CASE WHEN ? THEN NULL ELSE credentials END \
+                 credentials = CASE WHEN ? THEN NULL ELSE credentials END, \
+                 ssh_key_id = CASE WHEN ? THEN NULL ELSE ssh_key_id END \
                  WHERE id = ?",
             )
             .bind(RepoState::Ready.as_str())
@@ -791,6 +818,7 @@ impl Store for SqliteStore {
             .bind(result.tags)
             .bind(&result.head_ref)
             .bind(result.next_sync_at.map(ms))
+            .bind(result.promote)
             .bind(result.promote)
             .bind(result.promote)
             .bind(repo_id)
@@ -920,6 +948,8 @@ impl Store for SqliteStore {
             "UPDATE repos SET credentials = CASE WHEN ?1 THEN ?2 ELSE credentials END, \
              sync_interval_secs = COALESCE(?3, sync_interval_secs), next_sync_at = COALESCE(?4, next_sync_at), \
              description = COALESCE(?5, description), visibility = COALESCE(?6, visibility), \
+             ssh_key_id = CASE WHEN ?8 THEN ?9 ELSE ssh_key_id END, \
+             known_hosts = CASE WHEN ?10 THEN ?11 ELSE known_hosts END, \
              paused_reason = NULL WHERE id = ?7 RETURNING {REPO_COLUMNS}"
         );
         let row = sqlx::query(&sql)
@@ -930,6 +960,10 @@ impl Store for SqliteStore {
             .bind(update.description.as_deref())
             .bind(update.visibility.map(|v| v.as_str()))
             .bind(id)
+            .bind(update.ssh_key_id.is_some())
+            .bind(update.ssh_key_id.flatten())
+            .bind(update.known_hosts.is_some())
+            .bind(update.known_hosts.as_ref().and_then(|h| h.as_deref()))
             .fetch_optional(&self.writer)
             .await?;
         row.map(|r| self.repo_from_row(&r)).transpose()
@@ -1155,7 +1189,9 @@ impl Store for SqliteStore {
     async fn delete_account(&self, id: i64) -> Result<bool, StoreError> {
         let done = sqlx::query(
             "DELETE FROM accounts WHERE id = ?1 \
-             AND NOT EXISTS (SELECT 1 FROM repos WHERE repos.owner_key = accounts.name_key)",
+             AND NOT EXISTS (SELECT 1 FROM repos WHERE repos.owner_key = accounts.name_key) \
+             AND NOT EXISTS (SELECT 1 FROM ssh_keys k JOIN repos r ON r.ssh_key_id = k.id \
+                             WHERE k.owner_id = accounts.id)",
         )
         .bind(id)
         .execute(&self.writer)
@@ -1323,6 +1359,87 @@ impl Store for SqliteStore {
             .await?;
         Ok(())
     }
+
+    async fn create_ssh_key(
+        &self,
+        new: NewSshKey,
+        now: DateTime<Utc>,
+    ) -> Result<SshKey, StoreError> {
+        let sealed = self.key.seal_ssh_key(&new.private_key)?;
+        // A missing owner fails the foreign key: NotFound.
+        let row = sqlx::query(
+            "INSERT INTO ssh_keys (owner_id, title, public_key, fingerprint, private_key, created_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+             RETURNING id, owner_id, (SELECT name FROM accounts WHERE accounts.id = ssh_keys.owner_id) AS owner, \
+             title, public_key, fingerprint, created_at",
+        )
+        .bind(new.owner_id)
+        .bind(&new.title)
+        .bind(&new.public_key)
+        .bind(&new.fingerprint)
+        .bind(sealed)
+        .bind(ms(now))
+        .fetch_one(&self.writer)
+        .await?;
+        ssh_key_from_row(&row)
+    }
+
+    async fn list_ssh_keys(&self, owner_id: i64) -> Result<Vec<SshKey>, StoreError> {
+        let sql = format!(
+            "SELECT {SSH_KEY_COLUMNS} FROM ssh_keys k JOIN accounts a ON a.id = k.owner_id \
+             WHERE k.owner_id = ?1 ORDER BY k.created_at, k.id"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(owner_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(ssh_key_from_row).collect()
+    }
+
+    async fn get_ssh_key(&self, id: i64) -> Result<Option<SshKey>, StoreError> {
+        let sql = format!(
+            "SELECT {SSH_KEY_COLUMNS} FROM ssh_keys k JOIN accounts a ON a.id = k.owner_id \
+             WHERE k.id = ?1"
+        );
+        let row = sqlx::query(&sql)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| ssh_key_from_row(&r)).transpose()
+    }
+
+    async fn ssh_private_key(&self, id: i64) -> Result<Option<SecretString>, StoreError> {
+        let sealed: Option<Vec<u8>> =
+            sqlx::query_scalar("SELECT private_key FROM ssh_keys WHERE id = ?1")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(sealed.map(|s| self.key.open_ssh_key(&s)).transpose()?)
+    }
+
+    async fn delete_ssh_key(&self, id: i64) -> Result<SshKeyDeletion, StoreError> {
+        // One write transaction: no repository can take the key up between the look and the
+        // delete.
+        let mut tx = self.begin_write().await?;
+        let repos: Vec<String> = sqlx::query_scalar(REPOS_USING_SSH_KEY_SQL)
+            .bind(id)
+            .fetch_all(&mut *tx)
+            .await?;
+        if !repos.is_empty() {
+            tx.rollback().await?;
+            return Ok(SshKeyDeletion::InUse { repos });
+        }
+        let done = sqlx::query("DELETE FROM ssh_keys WHERE id = ?1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(if done.rows_affected() == 1 {
+            SshKeyDeletion::Deleted
+        } else {
+            SshKeyDeletion::NotFound
+        })
+    }
 }
 
 #[cfg(test)]
@@ -1359,6 +1476,19 @@ mod tests {
             "{claim}"
         );
         assert!(!claim.contains("SCAN o"), "{claim}");
+    }
+
+    /// The repositories that use a key are found through the (partial) index, not a scan.
+    #[tokio::test]
+    async fn ssh_key_users_are_found_through_their_index() {
+        let store = SqliteStore::connect("sqlite::memory:", SecretKey::generate())
+            .await
+            .unwrap();
+        let using = plan(&store, REPOS_USING_SSH_KEY_SQL).await;
+        assert!(
+            using.contains("SEARCH repos USING INDEX repos_ssh_key"),
+            "{using}"
+        );
     }
 
     /// Names are looked up on every request that names an owner: through the unique index.

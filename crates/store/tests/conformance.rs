@@ -20,8 +20,9 @@ use mirrorhub_core::{
 };
 use mirrorhub_store::{
     connect, AccessToken, Account, CryptoError, DeliveryEntry, DeliveryOutcome, NewAccessToken,
-    NewAccount, NewDelivery, NewRepo, SecretKey, Store, StoreError, SyncResult, WebSession,
-    WebhookHook, INTERRUPTED_CODE, INTERRUPTED_MESSAGE,
+    NewAccount, NewDelivery, NewRepo, NewSshKey, RepoUpdate, SecretKey, SecretString, SshKey,
+    SshKeyDeletion, Store, StoreError, SyncResult, WebSession, WebhookHook, INTERRUPTED_CODE,
+    INTERRUPTED_MESSAGE,
 };
 use secrecy::ExposeSecret;
 
@@ -46,6 +47,8 @@ fn new_repo(owner: &str, name: &str, mode: Mode) -> NewRepo {
         upstream_url: format!("https://example.org/{owner}/{name}.git"),
         credentials: None,
         sync_interval_secs: 86_400,
+        ssh_key_id: None,
+        known_hosts: None,
     }
 }
 
@@ -1396,6 +1399,8 @@ async fn update_repo_changes_settings_and_resumes(db: TestDb) {
         next_sync_at: Some(t0() + secs(3600)),
         description: Some("changed".into()),
         visibility: Some(Visibility::Private),
+        ssh_key_id: None,
+        known_hosts: None,
     };
     let repo = s.update_repo(id, &update).await.unwrap().unwrap();
     assert_eq!(repo.paused_reason, None);
@@ -2354,7 +2359,417 @@ async fn access_tokens_are_found_by_hash_revoked_and_named_again(db: TestDb) {
     assert_eq!(s.list_access_tokens(bob.id + 1000).await.unwrap(), []);
 }
 
+// ---- SSH keys -------------------------------------------------------------------------------
+
+/// The private key text of test key `n` (not a real key: the store never parses it).
+fn private_key_text(n: &str) -> String {
+    format!(
+        "-----BEGIN OPENSSH PRIVATE KEY-----\n\
+         b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW{n}\n\
+         -----END OPENSSH PRIVATE KEY-----\n"
+    )
+}
+
+const HOSTS: &str = "git.example.org ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHostKey\n\
+                     [git.example.org]:2222 ssh-rsa AAAAB3NzaC1yc2EAAAADAQABHostKey\n";
+
+fn new_ssh_key(owner_id: i64, title: &str) -> NewSshKey {
+    NewSshKey {
+        owner_id,
+        title: title.into(),
+        public_key: format!("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI{title} mirrorhub"),
+        fingerprint: format!("SHA256:{title}Fingerprint"),
+        private_key: SecretString::from(private_key_text(title)),
+    }
+}
+
+async fn ssh_key(s: &dyn Store, owner_id: i64, title: &str, at: DateTime<Utc>) -> SshKey {
+    s.create_ssh_key(new_ssh_key(owner_id, title), at)
+        .await
+        .unwrap()
+}
+
+async fn ssh_keys_are_listed_per_owner_and_hide_the_private_key(db: TestDb) {
+    let s = db.store.as_ref();
+    let ana = account(s, "Ana", AccountKind::User).await;
+    let team = account(s, "team", AccountKind::Org).await;
+
+    let laptop = ssh_key(s, ana.id, "laptop", t0()).await;
+    assert_eq!(
+        laptop,
+        SshKey {
+            id: laptop.id,
+            owner_id: ana.id,
+            owner: "Ana".into(),
+            title: "laptop".into(),
+            public_key: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIlaptop mirrorhub".into(),
+            fingerprint: "SHA256:laptopFingerprint".into(),
+            created_at: t0(),
+        }
+    );
+    let deploy = ssh_key(s, team.id, "deploy", t0()).await;
+    assert_eq!(deploy.owner, "team");
+    // At the same instant as `laptop`, later: listed after it; an older one comes first.
+    let ci = ssh_key(s, ana.id, "ci", t0()).await;
+    let old = ssh_key(s, ana.id, "old", t0() - secs(10)).await;
+    assert_eq!(
+        s.list_ssh_keys(ana.id).await.unwrap(),
+        [old.clone(), laptop.clone(), ci.clone()],
+        "oldest first"
+    );
+    assert_eq!(
+        s.list_ssh_keys(team.id).await.unwrap(),
+        std::slice::from_ref(&deploy)
+    );
+    assert_eq!(s.list_ssh_keys(team.id + 1000).await.unwrap(), []);
+    assert_eq!(
+        s.get_ssh_key(laptop.id).await.unwrap(),
+        Some(laptop.clone())
+    );
+    assert_eq!(
+        s.get_ssh_key(deploy.id).await.unwrap(),
+        Some(deploy.clone())
+    );
+    assert_eq!(s.get_ssh_key(old.id + 1000).await.unwrap(), None);
+
+    // No owner, no key.
+    let err = s
+        .create_ssh_key(new_ssh_key(team.id + 1000, "orphan"), t0())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound), "{err:?}");
+    assert_eq!(db.count("ssh_keys").await, 4);
+
+    // The private key opens back exactly; it shows nowhere else.
+    let text = private_key_text("laptop");
+    assert_eq!(
+        s.ssh_private_key(laptop.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .expose_secret(),
+        text
+    );
+    assert_eq!(
+        s.ssh_private_key(deploy.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .expose_secret(),
+        private_key_text("deploy")
+    );
+    assert!(s.ssh_private_key(old.id + 1000).await.unwrap().is_none());
+    let secret_part = "AAAAtzc2gtZWlaptop";
+    assert!(text.contains(secret_part));
+    for shown in [
+        format!("{laptop:?}"),
+        format!("{:?}", s.list_ssh_keys(ana.id).await.unwrap()),
+        format!("{:?}", new_ssh_key(ana.id, "laptop")),
+    ] {
+        assert!(!shown.contains(secret_part), "{shown}");
+        assert!(!shown.contains("PRIVATE KEY"), "{shown}");
+    }
+
+    // Sealed at rest: nothing of the text in the column, and a fresh nonce per key.
+    let raw = db.raw_ssh_private_key(laptop.id).await;
+    let contains = |needle: &[u8]| raw.windows(needle.len()).any(|w| w == needle);
+    assert!(
+        !contains(b"PRIVATE KEY"),
+        "the private key is stored in plaintext"
+    );
+    assert!(!contains(secret_part.as_bytes()));
+    assert!(raw.len() >= 1 + 24 + 16 + text.len());
+    let twin = ssh_key(s, ana.id, "laptop", t0()).await;
+    assert_ne!(db.raw_ssh_private_key(twin.id).await, raw);
+
+    // Another store with the same key opens it; the account's keys go with the account.
+    let again = db.reopen().await;
+    assert_eq!(
+        again
+            .ssh_private_key(old.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .expose_secret(),
+        private_key_text("old")
+    );
+    assert!(s.delete_account(ana.id).await.unwrap());
+    assert_eq!(s.get_ssh_key(laptop.id).await.unwrap(), None);
+    assert_eq!(s.list_ssh_keys(ana.id).await.unwrap(), []);
+    assert_eq!(s.list_ssh_keys(team.id).await.unwrap(), [deploy]);
+}
+
+async fn repos_use_ssh_keys_and_a_key_in_use_is_not_deleted(db: TestDb) {
+    let s = db.store.as_ref();
+    let ana = account(s, "ana", AccountKind::User).await;
+    let deploy = ssh_key(s, ana.id, "deploy", t0()).await;
+    let spare = ssh_key(s, ana.id, "spare", t0()).await;
+
+    // Created with a key and pinned host keys, read back everywhere.
+    let with_key = |owner: &str, name: &str| NewRepo {
+        upstream_url: format!("ssh://git@git.example.org/{owner}/{name}.git"),
+        ssh_key_id: Some(deploy.id),
+        known_hosts: Some(HOSTS.into()),
+        ..new_repo(owner, name, Mode::Mirror)
+    };
+    let b = s.create_repo(with_key("ana", "b-app"), t0()).await.unwrap();
+    assert_eq!(
+        (b.ssh_key_id, b.known_hosts.as_deref()),
+        (Some(deploy.id), Some(HOSTS))
+    );
+    let got = s.get_repo("ana", "b-app").await.unwrap().unwrap();
+    assert_eq!(
+        (got.ssh_key_id, got.known_hosts.as_deref()),
+        (Some(deploy.id), Some(HOSTS))
+    );
+    let a = s
+        .create_repo(with_key("Team", "a-app"), t0())
+        .await
+        .unwrap();
+    let plain = s
+        .create_repo(new_repo("ana", "plain", Mode::Mirror), t0())
+        .await
+        .unwrap();
+    assert_eq!((plain.ssh_key_id, plain.known_hosts), (None, None));
+    let listed: Vec<(String, Option<i64>)> = s
+        .list_repos()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.name, r.ssh_key_id))
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            ("b-app".to_owned(), Some(deploy.id)),
+            ("plain".to_owned(), None),
+            ("a-app".to_owned(), Some(deploy.id)),
+        ]
+    );
+
+    // A key that does not exist is refused, and nothing is created.
+    let mut missing = with_key("ana", "missing");
+    missing.ssh_key_id = Some(spare.id + 1000);
+    let err = s.create_repo(missing, t0()).await.unwrap_err();
+    assert!(matches!(err, StoreError::NotFound), "{err:?}");
+    assert!(s.get_repo("ana", "missing").await.unwrap().is_none());
+
+    // Updates set and clear each independently; untouched fields stay.
+    let update = |ssh_key_id, known_hosts| RepoUpdate {
+        ssh_key_id,
+        known_hosts,
+        ..Default::default()
+    };
+    let r = s
+        .update_repo(
+            plain.id,
+            &update(Some(Some(spare.id)), Some(Some(HOSTS.into()))),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (r.ssh_key_id, r.known_hosts.as_deref()),
+        (Some(spare.id), Some(HOSTS))
+    );
+    let r = s
+        .update_repo(plain.id, &update(Some(Some(deploy.id)), None))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (r.ssh_key_id, r.known_hosts.as_deref()),
+        (Some(deploy.id), Some(HOSTS)),
+        "the host keys stay"
+    );
+    let r = s
+        .update_repo(plain.id, &update(None, Some(None)))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (r.ssh_key_id, r.known_hosts.as_deref()),
+        (Some(deploy.id), None)
+    );
+    let r = s
+        .update_repo(
+            plain.id,
+            &update(None, Some(Some("h ssh-ed25519 AAAA\n".into()))),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(r.known_hosts.as_deref(), Some("h ssh-ed25519 AAAA\n"));
+    let r = s
+        .update_repo(plain.id, &update(Some(None), None))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (r.ssh_key_id, r.known_hosts.as_deref()),
+        (None, Some("h ssh-ed25519 AAAA\n"))
+    );
+    assert_eq!(r.description, plain.description);
+    let err = s
+        .update_repo(plain.id, &update(Some(Some(spare.id + 1000)), Some(None)))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound), "{err:?}");
+    let r = s.get_repo_by_id(plain.id).await.unwrap().unwrap();
+    assert_eq!(
+        (r.ssh_key_id, r.known_hosts.as_deref()),
+        (None, Some("h ssh-ed25519 AAAA\n")),
+        "a refused update changes nothing"
+    );
+
+    // A key in use stays, and says who uses it (as list_repos orders them).
+    assert_eq!(
+        s.delete_ssh_key(deploy.id).await.unwrap(),
+        SshKeyDeletion::InUse {
+            repos: vec!["ana/b-app".into(), "Team/a-app".into()]
+        }
+    );
+    assert_eq!(
+        s.get_ssh_key(deploy.id).await.unwrap(),
+        Some(deploy.clone())
+    );
+    assert!(s.ssh_private_key(deploy.id).await.unwrap().is_some());
+    // Nor does the account that owns it go, while another owner's repository uses it.
+    assert!(s.delete_repo(b.id).await.unwrap());
+    assert!(s.delete_repo(plain.id).await.unwrap());
+    assert!(!s.delete_account(ana.id).await.unwrap());
+    assert_eq!(
+        s.delete_ssh_key(deploy.id).await.unwrap(),
+        SshKeyDeletion::InUse {
+            repos: vec!["Team/a-app".into()]
+        }
+    );
+
+    // Once its last repository stops using it, it is deleted, once.
+    s.update_repo(a.id, &update(Some(None), None))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        s.delete_ssh_key(deploy.id).await.unwrap(),
+        SshKeyDeletion::Deleted
+    );
+    assert_eq!(s.get_ssh_key(deploy.id).await.unwrap(), None);
+    assert!(s.ssh_private_key(deploy.id).await.unwrap().is_none());
+    assert_eq!(
+        s.delete_ssh_key(deploy.id).await.unwrap(),
+        SshKeyDeletion::NotFound
+    );
+    assert_eq!(
+        s.delete_ssh_key(spare.id + 1000).await.unwrap(),
+        SshKeyDeletion::NotFound
+    );
+    // The id of a deleted key is not handed out again.
+    let next = ssh_key(s, ana.id, "next", t0()).await;
+    assert!(next.id > spare.id);
+
+    // A deleted repository no longer holds its key.
+    let c = s
+        .create_repo(
+            NewRepo {
+                ssh_key_id: Some(spare.id),
+                ..new_repo("ana", "c-app", Mode::Mirror)
+            },
+            t0(),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.delete_ssh_key(spare.id).await.unwrap(),
+        SshKeyDeletion::InUse { .. }
+    ));
+    assert!(s.delete_repo(c.id).await.unwrap());
+    assert_eq!(
+        s.delete_ssh_key(spare.id).await.unwrap(),
+        SshKeyDeletion::Deleted
+    );
+}
+
+async fn a_promoted_mirror_forgets_its_ssh_key(db: TestDb) {
+    let s = db.store.as_ref();
+    let ana = account(s, "ana", AccountKind::User).await;
+    let key = ssh_key(s, ana.id, "deploy", t0()).await;
+    let repo = s
+        .create_repo(
+            NewRepo {
+                ssh_key_id: Some(key.id),
+                known_hosts: Some(HOSTS.into()),
+                ..new_repo("team", "moving", Mode::Mirror)
+            },
+            t0(),
+        )
+        .await
+        .unwrap();
+
+    // A plain success keeps the key.
+    let run = s.start_run(repo.id, Trigger::Create, t0()).await.unwrap();
+    s.finish_run(run, repo.id, &success(t0(), Vec::new()))
+        .await
+        .unwrap();
+    let r = s.get_repo_by_id(repo.id).await.unwrap().unwrap();
+    assert_eq!(r.ssh_key_id, Some(key.id));
+
+    let run = s.start_run(repo.id, Trigger::Promote, t0()).await.unwrap();
+    let mut result = success(t0() + secs(1), Vec::new());
+    result.promote = true;
+    s.finish_run(run, repo.id, &result).await.unwrap();
+    let r = s.get_repo_by_id(repo.id).await.unwrap().unwrap();
+    assert_eq!(r.mode, Mode::Migrate);
+    assert_eq!(
+        (r.ssh_key_id, r.known_hosts.as_deref()),
+        (None, Some(HOSTS)),
+        "the key is forgotten, the pinned host keys stay"
+    );
+    assert_eq!(
+        s.delete_ssh_key(key.id).await.unwrap(),
+        SshKeyDeletion::Deleted
+    );
+}
+
+async fn deleting_a_key_races_a_repository_taking_it_up_consistently(db: TestDb) {
+    let ana = account(db.store.as_ref(), "ana", AccountKind::User).await;
+    let other = db.reopen().await;
+    for i in 0..20 {
+        let key = ssh_key(db.store.as_ref(), ana.id, &format!("k{i}"), t0()).await;
+        let repo = mirror(db.store.as_ref(), "ana", &format!("r{i}")).await;
+        let take_up = {
+            let s = Arc::clone(&db.store);
+            tokio::spawn(async move {
+                let update = RepoUpdate {
+                    ssh_key_id: Some(Some(key.id)),
+                    ..Default::default()
+                };
+                s.update_repo(repo, &update).await
+            })
+        };
+        let deleted = other.delete_ssh_key(key.id).await.unwrap();
+        let taken = take_up.await.unwrap();
+        let now = db.store.get_repo_by_id(repo).await.unwrap().unwrap();
+        match deleted {
+            SshKeyDeletion::Deleted => {
+                assert!(matches!(taken, Err(StoreError::NotFound)), "{taken:?}");
+                assert_eq!(now.ssh_key_id, None);
+            }
+            SshKeyDeletion::InUse { repos } => {
+                assert_eq!(repos, [format!("ana/r{i}")]);
+                assert_eq!(taken.unwrap().unwrap().ssh_key_id, Some(key.id));
+                assert_eq!(now.ssh_key_id, Some(key.id));
+            }
+            SshKeyDeletion::NotFound => panic!("the key existed"),
+        }
+    }
+}
+
 conformance!(
+    deleting_a_key_races_a_repository_taking_it_up_consistently,
+    ssh_keys_are_listed_per_owner_and_hide_the_private_key,
+    repos_use_ssh_keys_and_a_key_in_use_is_not_deleted,
+    a_promoted_mirror_forgets_its_ssh_key,
     account_names_are_unique_in_any_case_across_users_and_orgs,
     members_are_upserted_listed_and_removed,
     access_tokens_are_found_by_hash_revoked_and_named_again,

@@ -27,6 +27,16 @@ pub struct CreateRepoBody {
     pub mode: Option<String>,
     /// How often the scheduler syncs a mirror, e.g. `24h` (default), `90m`.
     pub sync_interval: Option<String>,
+    /// SSH upstreams: a deploy key of the owner's, made with `POST /api/v1/ssh-keys`.
+    pub ssh_key_id: Option<i64>,
+    /// SSH upstreams: an OpenSSH private key to store for this repository (encrypted; never
+    /// shown again).
+    pub ssh_private_key: Option<String>,
+    /// The uploaded private key's passphrase, when it has one (used once, never stored).
+    pub ssh_key_passphrase: Option<String>,
+    /// SSH upstreams: the host keys to pin, as OpenSSH known_hosts lines. Without it, the keys
+    /// the server shows at creation are pinned and returned in `host_keys`.
+    pub known_hosts: Option<String>,
 }
 
 impl From<CreateRepoBody> for CreateRepo {
@@ -41,6 +51,10 @@ impl From<CreateRepoBody> for CreateRepo {
             description: b.description,
             mode: b.mode,
             sync_interval: b.sync_interval,
+            ssh_key_id: b.ssh_key_id,
+            ssh_private_key: b.ssh_private_key,
+            ssh_key_passphrase: b.ssh_key_passphrase,
+            known_hosts: b.known_hosts,
         }
     }
 }
@@ -60,6 +74,14 @@ pub struct UpdateRepoBody {
     pub description: Option<String>,
     /// `public` or `private`.
     pub visibility: Option<String>,
+    /// SSH upstreams: reach the upstream with this deploy key of the owner's from now on.
+    pub ssh_key_id: Option<i64>,
+    /// SSH upstreams: store this OpenSSH private key and use it from now on.
+    pub ssh_private_key: Option<String>,
+    pub ssh_key_passphrase: Option<String>,
+    /// SSH upstreams: pin these host keys (known_hosts lines) instead, e.g. to accept a server's
+    /// new key after `host_key_mismatch`. Resumes a mirror paused for it.
+    pub known_hosts: Option<String>,
 }
 
 impl From<UpdateRepoBody> for UpdateRepo {
@@ -71,6 +93,10 @@ impl From<UpdateRepoBody> for UpdateRepo {
             sync_interval: b.sync_interval,
             description: b.description,
             visibility: b.visibility,
+            ssh_key_id: b.ssh_key_id,
+            ssh_private_key: b.ssh_private_key,
+            ssh_key_passphrase: b.ssh_key_passphrase,
+            known_hosts: b.known_hosts,
         }
     }
 }

@@ -438,6 +438,7 @@ pub(super) async fn create(
         description: optional(&form.description),
         mode: optional(&form.mode),
         sync_interval: optional(&form.sync_interval),
+        ..CreateRepo::default()
     };
     let created = match hub.authorize_owner(&user.actor, &request.owner).await {
         Ok(()) => hub.create_repo(request).await,
@@ -626,6 +627,7 @@ pub(super) async fn save_settings(
             .filter(|_| repo.mode == mirrorhub_core::Mode::Mirror),
         description: Some(form.description.clone()),
         visibility: optional(&form.visibility),
+        ..UpdateRepo::default()
     };
     match hub.update_repo(&owner, name, update).await {
         Ok(repo) => Ok(redirect(&format!(

@@ -96,6 +96,16 @@ impl TestDb {
         .unwrap_or_else(|e| panic!("{sql}: {e}"))
     }
 
+    /// The bytes stored in the SSH key's private_key column.
+    pub async fn raw_ssh_private_key(&self, key_id: i64) -> Vec<u8> {
+        let sql = format!("SELECT private_key FROM ssh_keys WHERE id = {key_id}");
+        match &self.raw {
+            Raw::Sqlite(p) => sqlx::query_scalar(&sql).fetch_one(p).await,
+            Raw::Postgres(p) => sqlx::query_scalar(&sql).fetch_one(p).await,
+        }
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
     /// The `concurrent_at_start` record of each run, in the order given.
     pub async fn concurrent_at_start(&self, runs: &[i64]) -> Vec<i64> {
         let mut out = Vec::new();
