@@ -25,7 +25,7 @@ pub struct HubArgs {
 pub enum RepoCommand {
     /// Mirror or migrate a repository from a Git server.
     Create {
-        /// The Git server address (http://, https:// or git://).
+        /// The Git server address (http://, https://, git://, ssh:// or user@host:path).
         url: String,
         /// `owner/name` on the hub; the name defaults to the URL's last segment.
         #[arg(long = "as", value_name = "OWNER[/NAME]")]
@@ -47,9 +47,32 @@ pub enum RepoCommand {
         /// e.g. 24h, 90m.
         #[arg(long)]
         interval: Option<String>,
+        /// SSH upstreams: connect with this deploy key (`mirrorhub ssh-key create`).
+        #[arg(long, value_name = "ID")]
+        ssh_key: Option<i64>,
+        /// SSH upstreams: store this OpenSSH private key file for the repository instead
+        /// (a passphrase, if it has one, from MIRRORHUB_SSH_KEY_PASSPHRASE).
+        #[arg(long, value_name = "FILE", conflicts_with = "ssh_key")]
+        ssh_private_key_file: Option<std::path::PathBuf>,
+        /// SSH upstreams: pin the host keys in this known_hosts file (`-`: standard input).
+        /// Without it, the keys the server shows now are pinned and printed.
+        #[arg(long, value_name = "FILE")]
+        known_hosts: Option<std::path::PathBuf>,
         /// Wait until the initial copy is done and print the result.
         #[arg(long)]
         wait: bool,
+        #[command(flatten)]
+        hub: HubArgs,
+    },
+    /// Show an SSH mirror's pinned host keys, or accept new ones (after `host_key_mismatch`:
+    /// check the new fingerprints with the server's administrator first).
+    HostKeys {
+        /// owner/name
+        repo: String,
+        /// Pin the host keys in this known_hosts file instead (`-`: standard input); resumes
+        /// a mirror paused for a changed host key.
+        #[arg(long, value_name = "FILE")]
+        accept: Option<std::path::PathBuf>,
         #[command(flatten)]
         hub: HubArgs,
     },
@@ -208,6 +231,19 @@ pub fn read_stdin_secret(what: &str) -> anyhow::Result<SecretString> {
     ))
 }
 
+/// A file's text, or standard input's for `-`.
+fn read_text(path: &std::path::Path, what: &str) -> anyhow::Result<String> {
+    if path.as_os_str() == "-" {
+        let mut text = String::new();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .with_context(|| format!("could not read {what} from standard input"))?;
+        return Ok(text);
+    }
+    std::fs::read_to_string(path)
+        .with_context(|| format!("could not read {what} from {}", path.display()))
+}
+
 fn split_repo(repo: &str) -> anyhow::Result<(&str, &str)> {
     repo.split_once('/')
         .filter(|(o, n)| !o.is_empty() && !n.is_empty() && !n.contains('/'))
@@ -225,6 +261,9 @@ pub async fn run(cmd: RepoCommand) -> anyhow::Result<std::process::ExitCode> {
             visibility,
             description,
             interval,
+            ssh_key,
+            ssh_private_key_file,
+            known_hosts,
             wait,
             hub,
         } => {
@@ -238,9 +277,22 @@ pub async fn run(cmd: RepoCommand) -> anyhow::Result<std::process::ExitCode> {
             } else {
                 std::env::var("MIRRORHUB_UPSTREAM_TOKEN").ok()
             };
+            let ssh_private_key = ssh_private_key_file
+                .as_deref()
+                .map(|path| read_text(path, "the private key"))
+                .transpose()?;
+            let ssh_key_passphrase = ssh_private_key
+                .as_ref()
+                .and_then(|_| std::env::var("MIRRORHUB_SSH_KEY_PASSPHRASE").ok());
+            let known_hosts = known_hosts
+                .as_deref()
+                .map(|path| read_text(path, "the known_hosts file"))
+                .transpose()?;
             let body = json!({
                 "url": url, "owner": owner, "name": name, "mode": mode, "username": username, "token": token,
                 "visibility": visibility, "description": description, "sync_interval": interval,
+                "ssh_key_id": ssh_key, "ssh_private_key": ssh_private_key,
+                "ssh_key_passphrase": ssh_key_passphrase, "known_hosts": known_hosts,
             });
             let repo = client
                 .call(reqwest::Method::POST, "/repos", Some(body))
@@ -256,6 +308,30 @@ pub async fn run(cmd: RepoCommand) -> anyhow::Result<std::process::ExitCode> {
                 return print_repo(&repo, hub.json);
             }
             print_repo(&repo, hub.json)
+        }
+        RepoCommand::HostKeys { repo, accept, hub } => {
+            let (owner, name) = split_repo(&repo)?;
+            let client = Client::new(&hub)?;
+            let r = match accept {
+                Some(path) => {
+                    let known_hosts = read_text(&path, "the known_hosts file")?;
+                    client
+                        .call(
+                            reqwest::Method::PATCH,
+                            &format!("/repos/{owner}/{name}"),
+                            Some(json!({"known_hosts": known_hosts})),
+                        )
+                        .await?
+                        .unwrap_or_default()
+                }
+                None => client.get(&format!("/repos/{owner}/{name}")).await?,
+            };
+            if hub.json {
+                println!("{}", serde_json::to_string_pretty(&r["host_keys"])?);
+            } else {
+                crate::ssh_cli::print_host_keys(&r["host_keys"]);
+            }
+            Ok(std::process::ExitCode::SUCCESS)
         }
         RepoCommand::List { hub } => {
             let client = Client::new(&hub)?;
@@ -387,6 +463,13 @@ fn print_repo(r: &Value, as_json: bool) -> anyhow::Result<std::process::ExitCode
         s("visibility")
     );
     println!("  upstream:     {}", s("upstream_url"));
+    for k in r["host_keys"].as_array().into_iter().flatten() {
+        println!(
+            "  host key:     {} {}",
+            k["type"].as_str().unwrap_or_default(),
+            k["fingerprint"].as_str().unwrap_or_default()
+        );
+    }
     println!("  clone:        {}", s("clone_url"));
     let progress = match &r["progress"] {
         Value::Null => String::new(),

@@ -6,6 +6,7 @@ mod accounts_cli;
 mod cli;
 mod config;
 mod serve;
+mod ssh_cli;
 
 use clap::{Parser, Subcommand};
 
@@ -40,6 +41,16 @@ enum Command {
     /// Create organizations and manage their members (through the API).
     #[command(subcommand)]
     Org(accounts_cli::OrgCommand),
+    /// Make, list and delete deploy keys for SSH upstreams (through the API).
+    #[command(subcommand, name = "ssh-key")]
+    SshKey(ssh_cli::SshKeyCommand),
+    /// Show the host keys an SSH server offers (fetched by the hub, through its address policy).
+    HostKeys {
+        /// ssh://user@host[:port]/path or user@host:path
+        url: String,
+        #[command(flatten)]
+        hub: cli::HubArgs,
+    },
     /// Administer the hub's database directly (run on the hub's machine).
     #[command(subcommand)]
     Admin(serve::AdminCommand),
@@ -67,6 +78,8 @@ fn main() -> std::process::ExitCode {
             Command::User(cmd) => accounts_cli::user(cmd).await,
             Command::Token(cmd) => accounts_cli::token(cmd).await,
             Command::Org(cmd) => accounts_cli::org(cmd).await,
+            Command::SshKey(cmd) => ssh_cli::ssh_key(cmd).await,
+            Command::HostKeys { url, hub } => ssh_cli::host_keys(url, hub).await,
             Command::Admin(cmd) => serve::admin(cmd).await,
         }
     });

@@ -629,7 +629,7 @@ pub async fn bootstrap_user(
     Ok((user, token))
 }
 
-const NEED_TOKEN: &str =
+pub(crate) const NEED_TOKEN: &str =
     "authentication required: give a personal access token as `Authorization: Bearer <token>`";
 
 /// The argon2id hash of a random password, made once: checked against when the user does not

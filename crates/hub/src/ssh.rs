@@ -414,7 +414,15 @@ impl Hub {
 
     /// "Detect host keys": the host keys the SSH server of `url` offers, read from the address
     /// the policy allows. Trusts and records nothing.
-    pub async fn detect_host_keys(&self, url: &str) -> Result<Vec<HostKey>, HubError> {
+    pub async fn detect_host_keys(
+        &self,
+        actor: &mirrorhub_core::Actor,
+        url: &str,
+    ) -> Result<Vec<HostKey>, HubError> {
+        // It connects out on the caller's behalf: not for anonymous callers.
+        if *actor == mirrorhub_core::Actor::Anonymous {
+            return Err(HubError::Unauthorized(crate::accounts::NEED_TOKEN.into()));
+        }
         let url = ssh_url(url)?;
         Ok(self.engine.scan_host_keys(&url).await?)
     }

@@ -46,6 +46,7 @@ pub fn app(hub: Arc<Hub>, config: ServerConfig) -> impl poem::Endpoint + 'static
             public_url: config.public_url.clone(),
         },
         api::AccountsApi { hub: hub.clone() },
+        api::SshApi { hub: hub.clone() },
     );
     let service = OpenApiService::new(api, "mirrorhub", env!("CARGO_PKG_VERSION"))
         .description(

@@ -3,6 +3,7 @@
 //! hub decides what the caller may see and do.
 
 mod accounts;
+mod ssh;
 mod types;
 
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, OpenApi, Tags};
 
 pub use accounts::AccountsApi;
+pub use ssh::SshApi;
 
 use crate::auth::ApiToken;
 use crate::errors::ApiError;
@@ -25,6 +27,8 @@ enum ApiTags {
     Repos,
     /// Users, organizations and their members, personal access tokens.
     Accounts,
+    /// Deploy keys for SSH upstreams, and detecting an SSH server's host keys.
+    Ssh,
 }
 
 pub struct ReposApi {

@@ -10,7 +10,8 @@ use secrecy::ExposeSecret;
 /// What the seed's import form asks for.
 #[derive(Object)]
 pub struct CreateRepoBody {
-    /// The Git server address: an http://, https:// or git:// URL.
+    /// The Git server address: an http://, https://, git:// or ssh:// URL, or scp-like
+    /// `user@host:path`.
     pub url: String,
     /// Username for the upstream, when it needs one (defaults to `git` when only a token is given).
     pub username: Option<String>,
@@ -128,6 +129,12 @@ pub struct RepoResource {
     pub upstream_url: String,
     /// Whether credentials for the upstream are stored (they are never shown).
     pub has_credentials: bool,
+    /// SSH upstreams: the deploy key the hub connects with (`/api/v1/ssh-keys/{id}`), or null.
+    pub ssh_key_id: Option<i64>,
+    /// SSH upstreams: the pinned host keys. Every connection checks the server against these
+    /// only; a server showing another key fails with `host_key_mismatch` until a PATCH of
+    /// `known_hosts` accepts it. Empty for other upstreams.
+    pub host_keys: Vec<super::ssh::HostKeyResource>,
     /// Where to clone the repository from the hub.
     pub clone_url: String,
     /// `cloning`, `ready` or `failed`.
@@ -259,6 +266,11 @@ impl RepoResource {
             description: r.description.clone(),
             upstream_url: r.upstream_url.clone(),
             has_credentials: r.credentials.is_some(),
+            ssh_key_id: r.ssh_key_id,
+            host_keys: mirrorhub_hub::pinned_host_keys(r)
+                .iter()
+                .map(super::ssh::HostKeyResource::from)
+                .collect(),
             clone_url: format!("{public_url}/{}/{}.git", r.owner, r.name),
             state: r.state.to_string(),
             progress,
