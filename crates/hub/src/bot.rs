@@ -286,15 +286,27 @@ impl Hub {
                 mirrorhub_bot::reply_working(line, &format!("{verb} {url} into {shown_target}")),
             )
             .await;
-        // The bot's own token reads private repositories on its forge.
+        let is_ssh = mirrorhub_core::UpstreamUrl::parse(&url)
+            .is_ok_and(|(u, _)| u.scheme() == mirrorhub_core::Scheme::Ssh);
+        // The bot's own token reads private repositories on its forge; SSH upstreams are
+        // reached with the owner's newest deploy key instead (a comment cannot carry a key).
         let token = match url::Url::parse(&url)
             .ok()
+            .filter(|_| !is_ssh)
             .and_then(|u| self.forges.forge_for(&u))
         {
             Some(repo) if repo.kind == thread.repo.kind => {
                 self.forges.bot_token(&repo).await.ok().flatten()
             }
             _ => None,
+        };
+        let ssh_key_id = if is_ssh {
+            self.list_ssh_keys(&owner)
+                .await
+                .ok()
+                .and_then(|keys| keys.last().map(|k| k.id))
+        } else {
+            None
         };
         let started = Instant::now();
         let request = CreateRepo {
@@ -319,6 +331,7 @@ impl Hub {
             )),
             mode: Some(mode.as_str().to_owned()),
             sync_interval: interval,
+            ssh_key_id,
             ..CreateRepo::default()
         };
         let result = match self.create_repo(request).await {
