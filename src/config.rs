@@ -120,11 +120,10 @@ pub struct ServeArgs {
     /// Secret of `/hooks/generic`, for any server that can only POST.
     #[arg(long, env = "MIRRORHUB_GENERIC_WEBHOOK_SECRET", hide_env_values = true)]
     pub generic_webhook_secret: Option<SecretString>,
-    /// A webhook-triggered sync starts no sooner than this after the repository's previous
-    /// sync started, so a burst of pushes is one or two syncs; a push after a quiet spell
-    /// syncs at once.
-    #[arg(long, env = "MIRRORHUB_WEBHOOK_SYNC_SPACING", default_value = "2s", value_parser = parse_duration)]
-    pub webhook_sync_spacing: Duration,
+    /// No longer used: a push syncs at once, and one arriving while a sync runs makes one
+    /// follow-up that starts when it ends. Accepted (with a warning) for one release.
+    #[arg(long, env = "MIRRORHUB_WEBHOOK_SYNC_SPACING", hide = true, value_parser = parse_duration)]
+    pub webhook_sync_spacing: Option<Duration>,
     /// Create push webhooks on GitHub, GitLab and Gitea upstreams with the mirror's token.
     #[arg(long, env = "MIRRORHUB_WEBHOOK_AUTO_REGISTER", default_value_t = true, action = clap::ArgAction::Set)]
     pub webhook_auto_register: bool,

@@ -84,7 +84,6 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<std::process::ExitCode> {
                 gitea_secrets: secret_list(args.gitea_webhook_secret.as_ref()),
                 bitbucket_secrets: secret_list(args.bitbucket_webhook_secret.as_ref()),
                 generic_secrets: secret_list(args.generic_webhook_secret.as_ref()),
-                sync_spacing: args.webhook_sync_spacing,
                 auto_register: args.webhook_auto_register,
                 forges: ForgeApis {
                     github_api: args.github_api_url.clone(),
@@ -110,6 +109,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<std::process::ExitCode> {
 
     let shutdown = CancellationToken::new();
     let mut workers = mirrorhub_hub::worker::spawn(hub.clone(), shutdown.clone());
+    if args.webhook_sync_spacing.is_some() {
+        tracing::warn!("MIRRORHUB_WEBHOOK_SYNC_SPACING is no longer used and is ignored: a push syncs at once, and pushes arriving while a sync runs merge into one follow-up that starts when it ends; remove the setting");
+    }
     let web = WebConfig::for_public_url(&public_url, args.web_session_ttl);
     if !web.secure_cookies {
         tracing::warn!(public_url = %public_url, "MIRRORHUB_PUBLIC_URL is plain http on another host: web UI session cookies cannot be marked Secure; serve the hub behind TLS (https) for the web UI");

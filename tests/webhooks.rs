@@ -509,8 +509,12 @@ async fn a_burst_of_deliveries_gives_at_most_two_syncs(db: TestDb) {
 
     let commit = work.commit_file("file.txt", "burst\n", "burst");
     work.push(upstream_path.to_str().unwrap(), &["main"]);
-    // 200 deliveries, 20 senders at a time.
-    let body = fixture("gitlab/push.json");
+    // 200 deliveries of that push (as the forge sends it: its ref and new tip), 20 senders
+    // at a time.
+    let mut payload: Value = serde_json::from_slice(&fixture("gitlab/push.json")).unwrap();
+    payload["ref"] = json!("refs/heads/main");
+    payload["after"] = json!(commit);
+    let body = serde_json::to_vec(&payload).unwrap();
     let client = reqwest::Client::new();
     let url = format!("{}/hooks/repos/team/project", hub.base);
     let mut senders = tokio::task::JoinSet::new();

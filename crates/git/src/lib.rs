@@ -625,6 +625,27 @@ impl GitEngine {
         }
     }
 
+    /// Whether the local repository at `repo` has the ref `name` pointing at `target` (`None`:
+    /// has no such ref). False when the repository cannot be read (not copied yet).
+    pub async fn has_ref_at(&self, repo: &Path, name: &str, target: Option<&str>) -> bool {
+        let (repo, name, target) = (
+            repo.to_path_buf(),
+            name.to_owned(),
+            target.map(str::to_owned),
+        );
+        blocking(move || {
+            let repo = refs::open(&repo)?;
+            let found = match repo.find_reference(&name) {
+                Ok(r) => r.target().map(|id| id.to_string()),
+                Err(e) if e.code() == git2::ErrorCode::NotFound => None,
+                Err(e) => return Err(GitError::from(e)),
+            };
+            Ok(found == target)
+        })
+        .await
+        .unwrap_or(false)
+    }
+
     /// Reads the branches and tags of the local repository at `repo` now.
     pub async fn snapshot(&self, repo: &Path) -> Result<RefSnapshot, GitError> {
         let repo = repo.to_path_buf();

@@ -34,10 +34,6 @@ pub struct WebhookConfig {
     pub gitea_secrets: Vec<SecretString>,
     pub bitbucket_secrets: Vec<SecretString>,
     pub generic_secrets: Vec<SecretString>,
-    /// A webhook sync starts no sooner than this after the repository's previous sync
-    /// started: a burst of pushes makes one or two syncs. A push after a quiet spell syncs at
-    /// once.
-    pub sync_spacing: Duration,
     /// Create the push webhook on GitHub, GitLab and Gitea upstreams when the mirror's token
     /// may, and remove it with the mirror.
     pub auto_register: bool,
@@ -170,10 +166,31 @@ impl Hub {
                     .await?
             }
         };
-        let entries: Vec<DeliveryEntry> = targets
+        let mut entries: Vec<DeliveryEntry> = targets
             .iter()
             .map(|repo| entry_for(repo, is_push, is_ping, &event_name))
             .collect();
+        // A push the mirror already holds (a redelivery, or one a sync already fetched) needs
+        // no sync: that is what keeps a burst of deliveries to one sync and one follow-up.
+        if let Some(tip) = is_push
+            .then(|| mirrorhub_webhooks::pushed_tip(&payload))
+            .flatten()
+        {
+            for entry in entries.iter_mut().filter(|e| e.sync) {
+                let path = self.repo_path(entry.repo_id);
+                if self
+                    .engine
+                    .has_ref_at(&path, &tip.name, tip.new.as_deref())
+                    .await
+                {
+                    entry.sync = false;
+                    entry.result = match &tip.new {
+                        Some(id) => format!("already mirrored: {} is at {}", tip.name, &id[..12]),
+                        None => format!("already mirrored: {} is deleted", tip.name),
+                    };
+                }
+            }
+        }
         let now = Utc::now();
         let outcome = self
             .store
@@ -183,7 +200,6 @@ impl Hub {
                     delivery_id: delivery_id.clone(),
                     event: event_name.clone(),
                     entries,
-                    sync_spacing: self.config.webhooks.sync_spacing,
                 },
                 now,
             )

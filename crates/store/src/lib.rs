@@ -177,9 +177,6 @@ pub struct NewDelivery {
     pub event: String,
     /// The repositories it concerns, each with what was done; may be empty (nothing matched).
     pub entries: Vec<DeliveryEntry>,
-    /// A sync it queues starts no sooner than this after the repository's previous sync
-    /// started, so that a burst of pushes makes one or two syncs, not one per push.
-    pub sync_spacing: Duration,
 }
 
 /// What [`Store::record_delivery`] did.

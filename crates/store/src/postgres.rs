@@ -904,11 +904,11 @@ impl Store for PgStore {
         for entry in &delivery.entries {
             if entry.sync {
                 // One statement: the job is inserted, or merged into the pending one (the
-                // earlier start wins), spaced after the repository's previous sync started.
+                // earlier start wins). Due at once: while a sync of the repository runs, the
+                // claim refuses it, so it is the one follow-up that starts when that sync ends.
                 let due: DateTime<Utc> = sqlx::query_scalar(
                     "INSERT INTO sync_jobs (repo_id, trigger, run_after, created_at) \
-                     VALUES ($1, $2, GREATEST($3, COALESCE((SELECT MAX(started_at) FROM sync_runs WHERE repo_id = $1) \
-                         + $4::bigint * interval '1 millisecond', $3)), now()) \
+                     VALUES ($1, $2, $3, now()) \
                      ON CONFLICT (repo_id) WHERE claimed_by IS NULL DO UPDATE SET \
                          trigger = CASE WHEN sync_jobs.trigger <> 'promote' AND EXCLUDED.run_after < sync_jobs.run_after THEN EXCLUDED.trigger ELSE sync_jobs.trigger END, \
                          run_after = LEAST(sync_jobs.run_after, EXCLUDED.run_after) \
@@ -917,7 +917,6 @@ impl Store for PgStore {
                 .bind(entry.repo_id)
                 .bind(Trigger::Webhook.as_str())
                 .bind(now)
-                .bind(i64::try_from(delivery.sync_spacing.as_millis()).unwrap_or(i64::MAX))
                 .fetch_one(&mut *tx)
                 .await?;
                 syncs_due.push(due);

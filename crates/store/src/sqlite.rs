@@ -262,10 +262,11 @@ async fn record_delivery_in(
     for entry in &delivery.entries {
         if entry.sync {
             // One statement: the job is inserted, or merged into the pending one (the
-            // earlier start wins), spaced after the repository's previous sync started.
+            // earlier start wins). Due at once: while a sync of the repository runs, the claim
+            // refuses it, so it is the one follow-up that starts as soon as that sync ends.
             let due: i64 = sqlx::query_scalar(
                     "INSERT INTO sync_jobs (repo_id, trigger, run_after, created_at) \
-                     SELECT ?1, ?2, MAX(?3, COALESCE((SELECT MAX(started_at) FROM sync_runs WHERE repo_id = ?1) + ?4, ?3)), ?3 \
+                     SELECT ?1, ?2, ?3, ?3 \
                      WHERE true \
                      ON CONFLICT (repo_id) WHERE claimed_by IS NULL DO UPDATE SET \
                          trigger = CASE WHEN sync_jobs.trigger <> 'promote' AND excluded.run_after < sync_jobs.run_after THEN excluded.trigger ELSE sync_jobs.trigger END, \
@@ -275,7 +276,6 @@ async fn record_delivery_in(
                 .bind(entry.repo_id)
                 .bind(Trigger::Webhook.as_str())
                 .bind(ms(now))
-                .bind(i64::try_from(delivery.sync_spacing.as_millis()).unwrap_or(i64::MAX))
                 .fetch_one(&mut *conn)
                 .await?;
             syncs_due.push(from_ms(due)?);

@@ -1570,7 +1570,6 @@ fn delivery(id: Option<&str>, entries: Vec<DeliveryEntry>) -> NewDelivery {
         delivery_id: id.map(str::to_owned),
         event: "push".into(),
         entries,
-        sync_spacing: Duration::from_secs(2),
     }
 }
 
@@ -1669,7 +1668,8 @@ async fn deliveries_queue_syncs_log_and_refuse_replays(db: TestDb) {
     assert_eq!(db.count_jobs(b).await, (0, 0));
     let job = s.claim_job("w", t0(), LEASE).await.unwrap().unwrap();
     assert_eq!((job.repo_id, job.trigger), (a, Trigger::Webhook));
-    // A push while that sync runs: the follow-up waits out the spacing after its start.
+    // A push while that sync runs: one follow-up, due at once, which the claim refuses until
+    // the running sync ends.
     s.start_run(a, Trigger::Webhook, t0() + secs(1))
         .await
         .unwrap();
@@ -1678,7 +1678,7 @@ async fn deliveries_queue_syncs_log_and_refuse_replays(db: TestDb) {
             .await
             .unwrap(),
     );
-    assert_eq!(due, vec![t0() + secs(3)]);
+    assert_eq!(due, vec![t0() + secs(2)]);
     assert_eq!(db.count_jobs(a).await, (1, 1));
     assert!(s
         .claim_job("w2", t0() + secs(2), LEASE)
@@ -1691,7 +1691,20 @@ async fn deliveries_queue_syncs_log_and_refuse_replays(db: TestDb) {
             .await
             .unwrap(),
     );
-    assert_eq!(due, vec![t0() + secs(3)]);
+    assert_eq!(due, vec![t0() + secs(2)]);
+    assert_eq!(
+        db.count_jobs(a).await,
+        (1, 1),
+        "merged: still one follow-up"
+    );
+    // The running sync ends: the follow-up is claimed at once.
+    s.complete_job(job.id, "w").await.unwrap();
+    let follow_up = s
+        .claim_job("w2", t0() + secs(61), LEASE)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(follow_up.repo_id, a);
     // Long after the previous start, with nothing pending: at once.
     let c = mirror(s, "team", "c").await;
     s.start_run(c, Trigger::Webhook, t0()).await.unwrap();
@@ -1937,7 +1950,6 @@ async fn a_promotion_is_never_merged_away_and_is_recorded_with_its_run(db: TestD
             sync: true,
             result: "sync queued".into(),
         }],
-        sync_spacing: Duration::ZERO,
     };
     s.record_delivery(&push, t0() - secs(10)).await.unwrap();
     assert_eq!(db.count("sync_jobs").await, 1);
@@ -2010,7 +2022,6 @@ async fn concurrent_deliveries_each_get_their_own_outcome(db: TestDb) {
             sync: true,
             result: "sync queued".into(),
         }],
-        sync_spacing: Duration::ZERO,
     };
     // A burst: the same delivery twenty times (one is recorded), twenty distinct ones (all
     // are), and one for a repository that does not exist (it alone fails).

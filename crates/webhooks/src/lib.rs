@@ -14,12 +14,14 @@
 mod detect;
 mod json;
 mod parse;
+mod tip;
 mod verify;
 
 use std::fmt;
 
 pub use detect::{delivery_id, detect, event_name};
 pub use parse::parse;
+pub use tip::{pushed_tip, PushedTip};
 pub use verify::verify;
 
 /// Which forge sent a delivery.
