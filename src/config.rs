@@ -96,6 +96,12 @@ pub struct ServeArgs {
     /// process; further requests wait for a slot.
     #[arg(long, env = "MIRRORHUB_MAX_UPLOAD_PACKS", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_upload_packs: u32,
+    /// Git LFS downloads from an upstream at once, per sync.
+    #[arg(long, env = "MIRRORHUB_LFS_CONCURRENCY", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub lfs_concurrency: u32,
+    /// The largest Git LFS object the hub fetches or accepts, in bytes.
+    #[arg(long, env = "MIRRORHUB_LFS_MAX_OBJECT_BYTES", default_value_t = 10 << 30)]
+    pub lfs_max_object_bytes: u64,
     /// A git client whose clone, fetch or push moves no data for this long is cut off, and its
     /// git stopped (freeing its pack slot or push lock).
     #[arg(long, env = "MIRRORHUB_GIT_IDLE_TIMEOUT", default_value = "10m", value_parser = parse_duration)]

@@ -7,7 +7,7 @@ use anyhow::{bail, Context};
 use clap::Subcommand;
 use mirrorhub_forges::{BotCredentials, ForgeApis, GitHubAuth};
 use mirrorhub_git::{EngineConfig, GitEngine};
-use mirrorhub_hub::{BotConfig, Hub, HubConfig, WebhookConfig};
+use mirrorhub_hub::{BotConfig, Hub, HubConfig, LfsConfig, WebhookConfig};
 use mirrorhub_server::{AdminAuth, ServerConfig, WebConfig};
 use mirrorhub_store::{SecretKey, Store};
 use poem::listener::{Acceptor, Listener, TcpListener};
@@ -29,6 +29,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<std::process::ExitCode> {
         )
     })?;
     let store = open_store(&args).await?;
+    let lfs_dir = args.data_dir.join("lfs");
+    let lfs_objects = mirrorhub_lfs::ObjectStore::open(&lfs_dir, args.lfs_max_object_bytes)
+        .with_context(|| format!("could not open the LFS object store {}", lfs_dir.display()))?;
     let admin = admin_auth(&args, store.as_ref()).await?;
 
     let engine = GitEngine::start(EngineConfig {
@@ -98,6 +101,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<std::process::ExitCode> {
                 owner_map: args.bot_owner_map.0.clone(),
             },
             bot_credentials: bot_credentials(&args)?,
+            lfs: LfsConfig {
+                objects: lfs_objects,
+                concurrency: args.lfs_concurrency as usize,
+            },
         },
     ));
     hub.recover()

@@ -58,6 +58,14 @@ pub enum ErrorCode {
     SshKeyNotFound,
     /// The SSH key is still used by a repository.
     SshKeyInUse,
+    /// An LFS object's content does not match its id or size: refused, never stored or served.
+    LfsObjectInvalid,
+    /// An LFS object is over the hub's size limit.
+    LfsObjectTooLarge,
+    /// An upstream's LFS batch answer cannot be used (malformed, hostile, unsupported).
+    LfsBatchInvalid,
+    /// The upstream's (or the hub's) LFS server does not have the object.
+    LfsObjectMissing,
 }
 
 impl ErrorCode {
@@ -89,6 +97,10 @@ impl ErrorCode {
             Self::HostKeyMismatch => "host_key_mismatch",
             Self::SshKeyNotFound => "ssh_key_not_found",
             Self::SshKeyInUse => "ssh_key_in_use",
+            Self::LfsObjectInvalid => "lfs_object_invalid",
+            Self::LfsObjectTooLarge => "lfs_object_too_large",
+            Self::LfsBatchInvalid => "lfs_batch_invalid",
+            Self::LfsObjectMissing => "lfs_object_missing",
         }
     }
 
@@ -109,7 +121,7 @@ impl ErrorCode {
     }
 }
 
-const ALL: [ErrorCode; 26] = [
+const ALL: [ErrorCode; 30] = [
     ErrorCode::InvalidRequest,
     ErrorCode::InvalidUrl,
     ErrorCode::UnsupportedScheme,
@@ -136,6 +148,10 @@ const ALL: [ErrorCode; 26] = [
     ErrorCode::HostKeyMismatch,
     ErrorCode::SshKeyNotFound,
     ErrorCode::SshKeyInUse,
+    ErrorCode::LfsObjectInvalid,
+    ErrorCode::LfsObjectTooLarge,
+    ErrorCode::LfsBatchInvalid,
+    ErrorCode::LfsObjectMissing,
 ];
 
 impl std::fmt::Display for ErrorCode {

@@ -154,6 +154,21 @@ pub struct SyncReport {
     pub engine: CopyEngine,
 }
 
+/// One request's credential of the engine's egress proxy. Its connections end when it drops.
+pub struct EgressPass(proxy::Ticket);
+
+impl EgressPass {
+    /// `http://mirrorhub:<token>@127.0.0.1:<port>`: the proxy for one request.
+    pub fn proxy_url(&self) -> &str {
+        self.0.proxy_url()
+    }
+
+    /// Why the policy refused a connection made under this pass (a user-facing sentence).
+    pub fn refused(&self) -> Option<String> {
+        self.0.log().refused.map(|r| GitError::from(r).to_string())
+    }
+}
+
 /// The sync engine. Cheap to clone; the egress proxy stops when the last clone is dropped.
 #[derive(Clone)]
 pub struct GitEngine {
@@ -541,6 +556,13 @@ impl GitEngine {
             transport.fetch(remote, repo, progress, options).await?;
         }
         Ok(listed.head)
+    }
+
+    /// A credential of the egress proxy for one HTTP request the hub makes itself (Git LFS):
+    /// a client using [`EgressPass::proxy_url`] as its proxy reaches only addresses the policy
+    /// allows, checked where it connects, redirects included.
+    pub fn egress_pass(&self) -> EgressPass {
+        EgressPass(self.inner.cli.proxy.ticket())
     }
 
     /// Stops every git process still working in `repo`: after a hub was killed mid-sync, its

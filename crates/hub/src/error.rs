@@ -45,6 +45,17 @@ pub enum HubError {
     Store(#[from] StoreError),
     #[error("a file operation failed")]
     Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Lfs(mirrorhub_lfs::LfsError),
+}
+
+impl From<mirrorhub_lfs::LfsError> for HubError {
+    fn from(e: mirrorhub_lfs::LfsError) -> Self {
+        match e {
+            mirrorhub_lfs::LfsError::Io(io) => Self::Io(io),
+            other => Self::Lfs(other),
+        }
+    }
 }
 
 impl HubError {
@@ -71,6 +82,7 @@ impl HubError {
             Self::SshKeyInUse(_) => ErrorCode::SshKeyInUse,
             Self::Upstream(e) | Self::PromoteRefused(e) => e.code(),
             Self::Store(_) | Self::Io(_) => ErrorCode::Internal,
+            Self::Lfs(e) => e.code(),
         }
     }
 

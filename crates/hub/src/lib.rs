@@ -5,6 +5,7 @@
 mod accounts;
 pub mod bot;
 mod error;
+mod lfs;
 mod promote;
 mod request;
 mod sessions;
@@ -29,6 +30,7 @@ pub use accounts::{
 };
 pub use bot::BotConfig;
 pub use error::HubError;
+pub use lfs::{LfsBatchRequest, LfsConfig};
 pub use request::{CreateRepo, UpdateRepo, ValidCreateRepo};
 pub use sessions::{random_token, NewWebSession};
 pub use ssh::pinned_host_keys;
@@ -64,6 +66,7 @@ pub struct HubConfig {
     pub bot: BotConfig,
     /// The bot's credentials on the forges (reply, react, check permissions).
     pub bot_credentials: mirrorhub_forges::BotCredentials,
+    pub lfs: LfsConfig,
 }
 
 /// The hub's services. Cheap to share behind an `Arc`.
@@ -79,6 +82,8 @@ pub struct Hub {
     forges: mirrorhub_forges::Forges,
     /// One semaphore per upstream host:port, created on first use.
     host_slots: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Semaphore>>>,
+    /// Signs the hrefs of the hub's own LFS batch answers; loaded on first use.
+    lfs_signer: tokio::sync::OnceCell<mirrorhub_lfs::ActionSigner>,
 }
 
 impl Hub {
@@ -93,6 +98,7 @@ impl Hub {
             wake: Arc::new(Notify::new()),
             host_slots: Default::default(),
             held: Default::default(),
+            lfs_signer: Default::default(),
         }
     }
 
@@ -115,6 +121,15 @@ impl Hub {
     /// copy runs on a worker. Nothing is recorded when any check fails.
     #[tracing::instrument(skip_all, fields(owner = %request.owner, name = ?request.name))]
     pub async fn create_repo(&self, request: CreateRepo) -> Result<Repo, HubError> {
+        let lfs_url = match request.lfs_url.as_deref() {
+            Some(text) => request::parse_lfs_url(text)?,
+            None => None,
+        };
+        let lfs_update = RepoUpdate {
+            lfs_enabled: request.lfs.filter(|on| !on),
+            lfs_url: lfs_url.map(Some),
+            ..RepoUpdate::default()
+        };
         let mut valid = request.validate(
             self.config.default_sync_interval,
             self.config.min_sync_interval,
@@ -160,6 +175,19 @@ impl Hub {
             .create_repo(new, Utc::now())
             .await
             .map_err(|e| HubError::from_store_create(e, full_name))?;
+        // LFS settings other than the defaults, before the first copy is queued.
+        let repo = if lfs_update.lfs_enabled.is_some() || lfs_update.lfs_url.is_some() {
+            match self.store.update_repo(repo.id, &lfs_update).await {
+                Ok(Some(updated)) => updated,
+                Ok(None) => repo,
+                Err(e) => {
+                    let _ = self.store.delete_repo(repo.id).await;
+                    return Err(e.into());
+                }
+            }
+        } else {
+            repo
+        };
         if let Err(e) = self
             .store
             .enqueue_sync(repo.id, Trigger::Create, Utc::now())
@@ -287,6 +315,12 @@ impl Hub {
                 update.next_sync_at = Some(next.max(Utc::now()));
             }
         }
+        if let Some(on) = change.lfs {
+            update.lfs_enabled = Some(on);
+        }
+        if let Some(text) = change.lfs_url.as_deref() {
+            update.lfs_url = Some(request::parse_lfs_url(text)?);
+        }
         if let Some(d) = change.description {
             update.description = Some(request::check_description(d)?);
         }
@@ -380,10 +414,12 @@ impl Hub {
     pub async fn delete_repo(&self, owner: &str, name: &str) -> Result<(), HubError> {
         let repo = self.get_repo(owner, name).await?;
         self.unregister_webhook(&repo).await;
+        let lfs_objects = self.store.lfs_repo_oids(repo.id).await?;
         if !self.store.delete_repo(repo.id).await? {
             return Err(HubError::NotFound(format!("{owner}/{name}")));
         }
         self.remove_repo_files(repo.id).await?;
+        self.release_lfs(lfs_objects).await;
         tracing::info!(repo_id = repo.id, "repository deleted");
         Ok(())
     }

@@ -32,6 +32,10 @@ pub struct CreateRepo {
     /// The host keys to pin, as known_hosts lines; without them, the keys the server shows at
     /// creation are pinned.
     pub known_hosts: Option<String>,
+    /// Mirror Git LFS objects (default true).
+    pub lfs: Option<bool>,
+    /// The upstream's LFS endpoint, when git-lfs would not find it.
+    pub lfs_url: Option<String>,
 }
 
 /// A change of settings, as it arrives from an edge. `None` leaves a field as it is.
@@ -52,6 +56,26 @@ pub struct UpdateRepo {
     pub ssh_key_passphrase: Option<String>,
     /// SSH upstreams: pin these host keys instead (accepting a changed server key).
     pub known_hosts: Option<String>,
+    pub lfs: Option<bool>,
+    /// An empty string forgets a set endpoint.
+    pub lfs_url: Option<String>,
+}
+
+/// A user's LFS endpoint: http(s), a host, no credentials (they come from the repository's).
+pub(crate) fn parse_lfs_url(text: &str) -> Result<Option<String>, HubError> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    mirrorhub_lfs::batch::parse_href(text)
+        .map(|u| Some(u.to_string().trim_end_matches('/').to_owned()))
+        .map_err(|why| {
+            HubError::invalid(
+                ErrorCode::InvalidUrl,
+                "lfs_url",
+                format!("the LFS endpoint cannot be used: {why}; give the server's https://…/info/lfs address"),
+            )
+        })
 }
 
 /// Which key an SSH upstream is reached with.

@@ -194,7 +194,12 @@ async fn try_run_job(
         .unwrap_or(false);
     let started = Instant::now();
     let outcome = tokio::select! {
-        r = transfer(hub, &repo, progress_tx) => Some(r),
+        r = async {
+            let report = transfer(hub, &repo, progress_tx).await?;
+            // LFS objects of the commits this run brought; never fails the run.
+            let warning = hub.mirror_lfs(&repo, &report).await;
+            Ok::<_, mirrorhub_git::GitError>((report, warning))
+        } => Some(r),
         _ = lost_lease.cancelled() => None,
     };
     lease_keeper.abort();
@@ -209,7 +214,11 @@ async fn try_run_job(
     let finished_at = Utc::now();
     let duration_ms = started.elapsed().as_millis() as u64;
     let sync_result = match result {
-        Ok(report) => {
+        Ok((report, warning)) => {
+            if let Some(warning) = &warning {
+                tracing::warn!(%warning, "the sync succeeded with warnings");
+                store.set_run_warnings(run_id, warning).await?;
+            }
             let outcome = if !report.changes.is_empty() {
                 Outcome::Success
             } else {

@@ -78,13 +78,11 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
             StatusCode::BAD_REQUEST
         }
         UrlNotAllowed | UpstreamUnreachable | UpstreamAuthFailed | UpstreamNotFound
-        | NotAGitRepository | Timeout | GitFailed | HostKeyMismatch => {
-            StatusCode::UNPROCESSABLE_ENTITY
-        }
+        | NotAGitRepository | Timeout | GitFailed | HostKeyMismatch | LfsObjectInvalid
+        | LfsObjectTooLarge | LfsBatchInvalid => StatusCode::UNPROCESSABLE_ENTITY,
         RepoExists | AccountExists | InvalidState | SshKeyInUse => StatusCode::CONFLICT,
-        RepoNotFound | AccountNotFound | TokenNotFound | WebhookNotEnabled | SshKeyNotFound => {
-            StatusCode::NOT_FOUND
-        }
+        RepoNotFound | AccountNotFound | TokenNotFound | WebhookNotEnabled | SshKeyNotFound
+        | LfsObjectMissing => StatusCode::NOT_FOUND,
         Unauthorized => StatusCode::UNAUTHORIZED,
         Forbidden => StatusCode::FORBIDDEN,
         Internal => StatusCode::INTERNAL_SERVER_ERROR,

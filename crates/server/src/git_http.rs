@@ -113,12 +113,12 @@ const RECEIVE_PACK: &str = "git-receive-pack";
 /// A refusal git shows to its user: a one-line `text/plain` body, and for `401` the
 /// `WWW-Authenticate` that makes git ask for credentials.
 #[derive(Debug)]
-struct Refusal {
-    status: StatusCode,
-    message: String,
+pub(crate) struct Refusal {
+    pub(crate) status: StatusCode,
+    pub(crate) message: String,
 }
 
-fn refusal(status: StatusCode, message: impl Into<String>) -> Refusal {
+pub(crate) fn refusal(status: StatusCode, message: impl Into<String>) -> Refusal {
     Refusal {
         status,
         message: message.into(),
@@ -175,7 +175,7 @@ fn unavailable(e: &HubError) -> Refusal {
 
 /// The repository named by the URL, if the caller may do `need` with it; otherwise the answer
 /// to give. A repository the caller may not read looks exactly like a missing one.
-async fn authorized_repo(
+pub(crate) async fn authorized_repo(
     req: &Request,
     hub: &Hub,
     admin: &AdminAuth,

@@ -8,6 +8,7 @@ mod errors;
 mod git_http;
 mod health;
 mod hooks;
+mod lfs_http;
 mod web;
 
 use std::sync::Arc;
@@ -57,7 +58,10 @@ pub fn app(hub: Arc<Hub>, config: ServerConfig) -> impl poem::Endpoint + 'static
     let docs = service.swagger_ui();
     let api_limit = errors::BodyLimit(config.max_body_bytes);
     let git = Arc::new(git_http::GitService::new(config.git.clone()));
-    let routes = web::mount(git_http::mount(Route::new()), config.max_body_bytes);
+    let routes = web::mount(
+        lfs_http::mount(git_http::mount(Route::new())),
+        config.max_body_bytes,
+    );
     routes
         .nest("/api/v1", service.with(api_limit))
         .at("/api/v1/openapi.json", spec)

@@ -144,7 +144,30 @@ pub struct Repo {
     /// is created); `None` only if a row predates it and the start-up backfill has not run.
     pub webhook_secret: Option<SecretString>,
     pub webhook: WebhookState,
+    pub lfs: RepoLfs,
 }
+
+/// A repository's Git LFS settings and the last fetch's trouble.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepoLfs {
+    pub enabled: bool,
+    /// The upstream LFS endpoint a user set; `None`: found from the upstream.
+    pub url: Option<String>,
+    /// Why objects are missing since the last fetch; `None` when none are.
+    pub last_error: Option<String>,
+}
+
+/// How many LFS objects a repository's refs need, and how many of them the hub lacks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LfsCounts {
+    pub objects: i64,
+    /// Bytes of the objects the hub has.
+    pub bytes: i64,
+    pub missing: i64,
+}
+
+/// One LFS object a repository needs: `(oid, size)`.
+pub type LfsObject = (String, i64);
 
 /// What the hub knows about a repository's push webhook.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -270,6 +293,9 @@ pub struct RepoUpdate {
     pub ssh_key_id: Option<Option<i64>>,
     /// `Some(None)` forgets the pinned host keys.
     pub known_hosts: Option<Option<String>>,
+    pub lfs_enabled: Option<bool>,
+    /// `Some(None)`: find the LFS endpoint from the upstream again.
+    pub lfs_url: Option<Option<String>>,
 }
 
 /// A new SSH key pair of an owner (a deploy key the hub made, or an uploaded private key).
@@ -380,6 +406,8 @@ pub struct SyncRun {
     pub error_code: Option<String>,
     pub error_message: Option<String>,
     pub ref_changes: Vec<RefChange>,
+    /// What went wrong beside a successful run (LFS objects that could not be fetched).
+    pub warnings: Option<String>,
 }
 
 /// mirrorhub's storage. Both implementations pass the same conformance suite.
@@ -650,6 +678,35 @@ pub trait Store: Send + Sync {
     /// Deletes an SSH key unless a repository uses it (checked atomically with the delete:
     /// no repository can take the key up meanwhile).
     async fn delete_ssh_key(&self, id: i64) -> Result<SshKeyDeletion, StoreError>;
+
+    // Git LFS.
+    /// Records that the repository's refs need these objects; ones already recorded stay as
+    /// they are. Returns how many were new.
+    async fn lfs_need(
+        &self,
+        repo_id: i64,
+        objects: &[LfsObject],
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError>;
+    /// Objects the repository needs and the hub lacks, at most `limit`.
+    async fn lfs_missing(&self, repo_id: i64, limit: i64) -> Result<Vec<LfsObject>, StoreError>;
+    /// Marks objects present (recording them first if they were not).
+    async fn lfs_mark_present(
+        &self,
+        repo_id: i64,
+        objects: &[LfsObject],
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+    /// One object of a repository: its size and whether the hub has it.
+    async fn lfs_object(&self, repo_id: i64, oid: &str) -> Result<Option<(i64, bool)>, StoreError>;
+    async fn lfs_counts(&self, repo_id: i64) -> Result<LfsCounts, StoreError>;
+    async fn lfs_set_error(&self, repo_id: i64, error: Option<&str>) -> Result<(), StoreError>;
+    /// Every object id the repository references (to release them when it is deleted).
+    async fn lfs_repo_oids(&self, repo_id: i64) -> Result<Vec<String>, StoreError>;
+    /// Of `oids`, those no repository references.
+    async fn lfs_unreferenced(&self, oids: &[String]) -> Result<Vec<String>, StoreError>;
+    /// Attaches warnings to a run (before it is finished).
+    async fn set_run_warnings(&self, run_id: i64, warnings: &str) -> Result<(), StoreError>;
 }
 
 /// Opens the database named by the URL (`sqlite:PATH`, `sqlite::memory:`, `postgres://...`

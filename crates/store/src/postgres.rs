@@ -14,10 +14,10 @@ use sqlx::{PgConnection, Postgres, QueryBuilder, Row};
 use crate::{
     check_final, hook_columns, hook_from_columns, lease_end, match_key, parse_kind, parse_mode,
     parse_outcome, parse_state, parse_text, parse_trigger, parse_visibility, AccessToken, Account,
-    Delivery, DeliveryOutcome, Job, NewAccessToken, NewAccount, NewDelivery, NewRepo, NewSshKey,
-    Repo, RepoCounts, RepoUpdate, SecretKey, SecretString, SshKey, SshKeyDeletion, Store,
-    StoreError, SyncResult, SyncRun, WebSession, WebhookHook, WebhookState, INTERRUPTED_CODE,
-    INTERRUPTED_MESSAGE, REF_CHANGES_PER_INSERT,
+    Delivery, DeliveryOutcome, Job, LfsCounts, LfsObject, NewAccessToken, NewAccount, NewDelivery,
+    NewRepo, NewSshKey, Repo, RepoCounts, RepoLfs, RepoUpdate, SecretKey, SecretString, SshKey,
+    SshKeyDeletion, Store, StoreError, SyncResult, SyncRun, WebSession, WebhookHook, WebhookState,
+    INTERRUPTED_CODE, INTERRUPTED_MESSAGE, REF_CHANGES_PER_INSERT,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
@@ -31,7 +31,7 @@ const REPO_COLUMNS: &str = "id, owner, name, mode, visibility, description, upst
      progress_phase, progress_percent, sync_interval_secs, last_sync_at, last_success_at, next_sync_at, \
      last_error_code, last_error_message, consecutive_failures, branches, tags, head_ref, created_at, \
      paused_reason, webhook_secret, webhook_last_delivery_at, webhook_last_forge, webhook_hook_forge, \
-     webhook_hook_id, webhook_hook_error, ssh_key_id, known_hosts";
+     webhook_hook_id, webhook_hook_error, ssh_key_id, known_hosts, lfs_enabled, lfs_url, lfs_last_error";
 
 const ACCOUNT_COLUMNS: &str = "id, name, kind, site_admin, created_at";
 
@@ -217,6 +217,11 @@ impl PgStore {
                     row.try_get("webhook_hook_id")?,
                     row.try_get("webhook_hook_error")?,
                 ),
+            },
+            lfs: RepoLfs {
+                enabled: row.try_get("lfs_enabled")?,
+                url: row.try_get("lfs_url")?,
+                last_error: row.try_get("lfs_last_error")?,
             },
         })
     }
@@ -735,7 +740,7 @@ impl Store for PgStore {
             .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
             .await?;
         let rows = sqlx::query(
-            "SELECT id, repo_id, trigger, started_at, finished_at, outcome, error_code, error_message \
+            "SELECT id, repo_id, trigger, started_at, finished_at, outcome, error_code, error_message, warnings \
              FROM sync_runs WHERE repo_id = $1 ORDER BY started_at DESC, id DESC LIMIT $2",
         )
         .bind(repo_id)
@@ -755,6 +760,7 @@ impl Store for PgStore {
                     error_code: r.try_get("error_code")?,
                     error_message: r.try_get("error_message")?,
                     ref_changes: Vec::new(),
+                    warnings: r.try_get("warnings")?,
                 })
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
@@ -850,6 +856,8 @@ impl Store for PgStore {
              description = COALESCE($5, description), visibility = COALESCE($6, visibility), \
              ssh_key_id = CASE WHEN $8 THEN $9 ELSE ssh_key_id END, \
              known_hosts = CASE WHEN $10 THEN $11 ELSE known_hosts END, \
+             lfs_enabled = COALESCE($12, lfs_enabled), \
+             lfs_url = CASE WHEN $13 THEN $14 ELSE lfs_url END, \
              paused_reason = NULL WHERE id = $7 RETURNING {REPO_COLUMNS}"
         );
         let row = sqlx::query(&sql)
@@ -864,6 +872,9 @@ impl Store for PgStore {
             .bind(update.ssh_key_id.flatten())
             .bind(update.known_hosts.is_some())
             .bind(update.known_hosts.as_ref().and_then(|h| h.as_deref()))
+            .bind(update.lfs_enabled)
+            .bind(update.lfs_url.is_some())
+            .bind(update.lfs_url.as_ref().and_then(|u| u.as_deref()))
             .fetch_optional(&self.pool)
             .await?;
         row.map(|r| self.repo_from_row(&r)).transpose()
@@ -1395,4 +1406,135 @@ impl Store for PgStore {
         tx.commit().await?;
         Ok(SshKeyDeletion::Deleted)
     }
+
+    async fn lfs_need(
+        &self,
+        repo_id: i64,
+        objects: &[LfsObject],
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        let mut added = 0;
+        for chunk in objects.chunks(LFS_ROWS_PER_INSERT) {
+            let mut insert = QueryBuilder::<Postgres>::new(
+                "INSERT INTO repo_lfs_objects (repo_id, oid, size, present, added_at) ",
+            );
+            insert.push_values(chunk, |mut b, (oid, size)| {
+                b.push_bind(repo_id)
+                    .push_bind(oid)
+                    .push_bind(*size)
+                    .push_bind(false)
+                    .push_bind(now);
+            });
+            insert.push(" ON CONFLICT (repo_id, oid) DO NOTHING");
+            added += insert.build().execute(&self.pool).await?.rows_affected();
+        }
+        Ok(added)
+    }
+
+    async fn lfs_missing(&self, repo_id: i64, limit: i64) -> Result<Vec<LfsObject>, StoreError> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT oid, size FROM repo_lfs_objects WHERE repo_id = $1 AND present = FALSE \
+             ORDER BY added_at, oid LIMIT $2",
+        )
+        .bind(repo_id)
+        .bind(limit.max(0))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows)
+    }
+
+    async fn lfs_mark_present(
+        &self,
+        repo_id: i64,
+        objects: &[LfsObject],
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        for chunk in objects.chunks(LFS_ROWS_PER_INSERT) {
+            let mut insert = QueryBuilder::<Postgres>::new(
+                "INSERT INTO repo_lfs_objects (repo_id, oid, size, present, added_at) ",
+            );
+            insert.push_values(chunk, |mut b, (oid, size)| {
+                b.push_bind(repo_id)
+                    .push_bind(oid)
+                    .push_bind(*size)
+                    .push_bind(true)
+                    .push_bind(now);
+            });
+            insert.push(" ON CONFLICT (repo_id, oid) DO UPDATE SET present = TRUE");
+            insert.build().execute(&self.pool).await?;
+        }
+        Ok(())
+    }
+
+    async fn lfs_object(&self, repo_id: i64, oid: &str) -> Result<Option<(i64, bool)>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT size, present FROM repo_lfs_objects WHERE repo_id = $1 AND oid = $2",
+        )
+        .bind(repo_id)
+        .bind(oid)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    async fn lfs_counts(&self, repo_id: i64) -> Result<LfsCounts, StoreError> {
+        let (objects, bytes, missing): (i64, i64, i64) = sqlx::query_as(
+            "SELECT COUNT(*), COALESCE(SUM(CASE WHEN present THEN size ELSE 0 END), 0)::BIGINT, COUNT(*) FILTER (WHERE NOT present) \
+             FROM repo_lfs_objects WHERE repo_id = $1",
+        )
+        .bind(repo_id)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(LfsCounts {
+            objects,
+            bytes,
+            missing,
+        })
+    }
+
+    async fn lfs_set_error(&self, repo_id: i64, error: Option<&str>) -> Result<(), StoreError> {
+        sqlx::query("UPDATE repos SET lfs_last_error = $1 WHERE id = $2")
+            .bind(error)
+            .bind(repo_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn lfs_repo_oids(&self, repo_id: i64) -> Result<Vec<String>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT oid FROM repo_lfs_objects WHERE repo_id = $1")
+                .bind(repo_id)
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn lfs_unreferenced(&self, oids: &[String]) -> Result<Vec<String>, StoreError> {
+        let mut gone = Vec::new();
+        for chunk in oids.chunks(LFS_ROWS_PER_INSERT) {
+            let mut query = QueryBuilder::<Postgres>::new(
+                "SELECT DISTINCT oid FROM repo_lfs_objects WHERE oid IN (",
+            );
+            let mut list = query.separated(", ");
+            for oid in chunk {
+                list.push_bind(oid);
+            }
+            query.push(")");
+            let referenced: Vec<String> = query.build_query_scalar().fetch_all(&self.pool).await?;
+            gone.extend(chunk.iter().filter(|o| !referenced.contains(o)).cloned());
+        }
+        Ok(gone)
+    }
+
+    async fn set_run_warnings(&self, run_id: i64, warnings: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE sync_runs SET warnings = $1 WHERE id = $2")
+            .bind(warnings)
+            .bind(run_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
 }
+
+/// Rows per multi-row statement for LFS objects (5 binds each; SQLite allows 32766).
+const LFS_ROWS_PER_INSERT: usize = 500;

@@ -66,7 +66,9 @@ impl ReposApi {
             .authorize_owner(&auth.0, body.0.owner.trim())
             .await?;
         let repo = self.hub.create_repo(body.0.into()).await?;
-        Ok(Accepted::Repo(Json(self.resource(&repo, Access::Admin))))
+        Ok(Accepted::Repo(Json(
+            self.resource(&repo, Access::Admin).await,
+        )))
     }
 
     /// List the repositories the caller may see: public ones, and private ones of the caller
@@ -74,9 +76,11 @@ impl ReposApi {
     #[oai(path = "/repos", method = "get")]
     async fn list_repos(&self, auth: ApiToken) -> ApiResult<Json<Vec<RepoResource>>> {
         let repos = self.hub.visible_repos(&auth.0).await?;
-        Ok(Json(
-            repos.iter().map(|(r, a)| self.resource(r, *a)).collect(),
-        ))
+        let mut resources = Vec::with_capacity(repos.len());
+        for (r, a) in &repos {
+            resources.push(self.resource(r, *a).await);
+        }
+        Ok(Json(resources))
     }
 
     /// Show one repository: mode, state, progress, last sync and last error, counts.
@@ -88,7 +92,7 @@ impl ReposApi {
         name: Path<String>,
     ) -> ApiResult<Json<RepoResource>> {
         let (repo, access) = self.authorize(&auth, &owner, &name, Access::Read).await?;
-        Ok(Json(self.resource(&repo, access)))
+        Ok(Json(self.resource(&repo, access).await))
     }
 
     /// Sync now.
@@ -107,7 +111,7 @@ impl ReposApi {
             .hub
             .request_sync(&owner, strip_git(&name), Trigger::Manual)
             .await?;
-        Ok(Accepted::Repo(Json(self.resource(&repo, access))))
+        Ok(Accepted::Repo(Json(self.resource(&repo, access).await)))
     }
 
     /// Sync history, newest first, each run with its journal of ref changes.
@@ -164,7 +168,7 @@ impl ReposApi {
             .hub
             .update_repo(&owner, strip_git(&name), body.0.into())
             .await?;
-        Ok(Json(self.resource(&repo, Access::Admin)))
+        Ok(Json(self.resource(&repo, Access::Admin).await))
     }
 
     /// Promote a mirror to primary.
@@ -188,7 +192,9 @@ impl ReposApi {
             .hub
             .promote(&owner, strip_git(&name), force.0.unwrap_or(false))
             .await?;
-        Ok(Accepted::Repo(Json(self.resource(&repo, Access::Admin))))
+        Ok(Accepted::Repo(Json(
+            self.resource(&repo, Access::Admin).await,
+        )))
     }
 
     /// Delete a repository and its bare copy on disk.
@@ -221,14 +227,16 @@ impl ReposApi {
             .await?)
     }
 
-    fn resource(&self, repo: &mirrorhub_store::Repo, access: Access) -> RepoResource {
-        RepoResource::new(
+    async fn resource(&self, repo: &mirrorhub_store::Repo, access: Access) -> RepoResource {
+        let mut resource = RepoResource::new(
             repo,
             &self.public_url,
             self.hub.webhook_url(repo),
             self.hub.is_stale(repo, chrono::Utc::now()),
             access == Access::Admin,
-        )
+        );
+        resource.lfs = types::LfsResource::new(repo, self.hub.lfs_counts(repo.id).await);
+        resource
     }
 }
 

@@ -38,6 +38,11 @@ pub struct CreateRepoBody {
     /// SSH upstreams: the host keys to pin, as OpenSSH known_hosts lines. Without it, the keys
     /// the server shows at creation are pinned and returned in `host_keys`.
     pub known_hosts: Option<String>,
+    /// Mirror the upstream's Git LFS objects (default true); `false` copies pointer files only.
+    pub lfs: Option<bool>,
+    /// The upstream's LFS endpoint (`…/info/lfs`), when it is not where git-lfs would find it
+    /// (the `.lfsconfig` of the default branch, else `<url>/info/lfs`).
+    pub lfs_url: Option<String>,
 }
 
 impl From<CreateRepoBody> for CreateRepo {
@@ -56,6 +61,8 @@ impl From<CreateRepoBody> for CreateRepo {
             ssh_private_key: b.ssh_private_key,
             ssh_key_passphrase: b.ssh_key_passphrase,
             known_hosts: b.known_hosts,
+            lfs: b.lfs,
+            lfs_url: b.lfs_url,
         }
     }
 }
@@ -83,6 +90,10 @@ pub struct UpdateRepoBody {
     /// SSH upstreams: pin these host keys (known_hosts lines) instead, e.g. to accept a server's
     /// new key after `host_key_mismatch`. Resumes a mirror paused for it.
     pub known_hosts: Option<String>,
+    /// Turn LFS mirroring on or off.
+    pub lfs: Option<bool>,
+    /// The upstream's LFS endpoint; an empty string goes back to finding it.
+    pub lfs_url: Option<String>,
 }
 
 impl From<UpdateRepoBody> for UpdateRepo {
@@ -98,6 +109,8 @@ impl From<UpdateRepoBody> for UpdateRepo {
             ssh_private_key: b.ssh_private_key,
             ssh_key_passphrase: b.ssh_key_passphrase,
             known_hosts: b.known_hosts,
+            lfs: b.lfs,
+            lfs_url: b.lfs_url,
         }
     }
 }
@@ -161,6 +174,38 @@ pub struct RepoResource {
     pub created_at: DateTime<Utc>,
     /// Where the upstream sends push webhooks for this repository, and with which secret.
     pub webhook: WebhookResource,
+    /// Git LFS objects of the repository.
+    pub lfs: LfsResource,
+}
+
+/// A repository's Git LFS objects.
+#[derive(Object)]
+pub struct LfsResource {
+    /// Whether syncs mirror LFS objects.
+    pub enabled: bool,
+    /// The upstream LFS endpoint set for this repository, or null (found from the upstream).
+    pub url: Option<String>,
+    /// Objects the repository's refs point to.
+    pub objects: i64,
+    /// Bytes of those the hub holds.
+    pub bytes: i64,
+    /// Objects the hub could not fetch yet (retried by every sync); clones get a 404 for each.
+    pub missing: i64,
+    /// Why objects are missing, or null.
+    pub last_error: Option<String>,
+}
+
+impl LfsResource {
+    pub fn new(r: &Repo, counts: mirrorhub_store::LfsCounts) -> Self {
+        Self {
+            enabled: r.lfs.enabled,
+            url: r.lfs.url.clone(),
+            objects: counts.objects,
+            bytes: counts.bytes,
+            missing: counts.missing,
+            last_error: r.lfs.last_error.clone(),
+        }
+    }
 }
 
 /// A repository's push webhook.
@@ -287,6 +332,7 @@ impl RepoResource {
             paused_reason: r.paused_reason.clone(),
             created_at: r.created_at,
             webhook: WebhookResource::new(r, webhook_url, show_secret),
+            lfs: LfsResource::new(r, mirrorhub_store::LfsCounts::default()),
         }
     }
 }
