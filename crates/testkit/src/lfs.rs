@@ -433,7 +433,10 @@ impl Shared {
                 format!("{storage}/objects/{oid}"),
                 Some(json!({ "Authorization": self.storage_authorization })),
             ),
-            None => (format!("{}/{repo}/info/lfs/objects/{oid}", self.api_url), None),
+            None => (
+                format!("{}/{repo}/info/lfs/objects/{oid}", self.api_url),
+                None,
+            ),
         }
     }
 }
@@ -495,11 +498,7 @@ async fn serve_connection(stream: TcpStream, which: Listener, shared: Arc<Shared
         .await;
 }
 
-async fn handle(
-    request: Request<Incoming>,
-    which: Listener,
-    shared: &Shared,
-) -> Response<LfsBody> {
+async fn handle(request: Request<Incoming>, which: Listener, shared: &Shared) -> Response<LfsBody> {
     let method = request.method().to_string();
     let path = request.uri().path().to_owned();
     let authorization = request
@@ -549,7 +548,10 @@ async fn api_request(
 ) -> Response<LfsBody> {
     if !shared.basic_auth_ok(&request) {
         let mut refusal = message(StatusCode::UNAUTHORIZED, "credentials needed");
-        for name in [header::WWW_AUTHENTICATE, "lfs-authenticate".parse().unwrap()] {
+        for name in [
+            header::WWW_AUTHENTICATE,
+            "lfs-authenticate".parse().unwrap(),
+        ] {
             refusal
                 .headers_mut()
                 .insert(name, HeaderValue::from_static("Basic realm=\"lfs\""));
@@ -566,9 +568,7 @@ async fn api_request(
         );
     }
     match rest {
-        "objects/batch" if request.method() == Method::POST => {
-            batch(request, repo, shared).await
-        }
+        "objects/batch" if request.method() == Method::POST => batch(request, repo, shared).await,
         "verify" if request.method() == Method::POST => verify(request, shared).await,
         "objects/batch" | "verify" => message(StatusCode::METHOD_NOT_ALLOWED, "use POST"),
         _ => match rest.strip_prefix("objects/") {
@@ -582,7 +582,11 @@ async fn api_request(
 }
 
 /// `GET` or `PUT` of one object.
-async fn object_request(request: Request<Incoming>, oid: &str, shared: &Shared) -> Response<LfsBody> {
+async fn object_request(
+    request: Request<Incoming>,
+    oid: &str,
+    shared: &Shared,
+) -> Response<LfsBody> {
     if !valid_oid(oid) {
         return message(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -613,7 +617,10 @@ struct BatchObject {
 }
 
 async fn read_api_body(request: Request<Incoming>) -> Result<Bytes, Response<LfsBody>> {
-    match Limited::new(request.into_body(), MAX_API_BODY).collect().await {
+    match Limited::new(request.into_body(), MAX_API_BODY)
+        .collect()
+        .await
+    {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(_) => Err(message(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -726,10 +733,7 @@ fn batch_object(
     if let Some(stored) = stored.filter(|stored| *stored != object.size) {
         answer["error"] = error(
             422,
-            format!(
-                "object {oid} has {stored} bytes here, not {}",
-                object.size
-            ),
+            format!("object {oid} has {stored} bytes here, not {}", object.size),
         );
         return answer;
     }
@@ -812,7 +816,10 @@ async fn verify(request: Request<Incoming>, shared: &Shared) -> Response<LfsBody
         Some(size) if size == object.size => lfs_json(StatusCode::OK, LfsBody::full("{}")),
         Some(size) => message(
             StatusCode::UNPROCESSABLE_ENTITY,
-            &format!("object {} has {size} bytes here, not {}", object.oid, object.size),
+            &format!(
+                "object {} has {size} bytes here, not {}",
+                object.oid, object.size
+            ),
         ),
         None => message(
             StatusCode::NOT_FOUND,
@@ -825,7 +832,12 @@ async fn download(oid: &str, shared: &Shared) -> Response<LfsBody> {
     let path = shared.path_of(oid);
     let file = match tokio::fs::File::open(&path).await {
         Ok(file) => file,
-        Err(_) => return message(StatusCode::NOT_FOUND, &format!("object {oid} does not exist")),
+        Err(_) => {
+            return message(
+                StatusCode::NOT_FOUND,
+                &format!("object {oid} does not exist"),
+            )
+        }
     };
     let size = match file.metadata().await {
         Ok(meta) => meta.len(),
@@ -1071,9 +1083,7 @@ impl Body for LfsBody {
                     )))),
                 }
             }
-            LfsBody::Forwarded(body) => Pin::new(body)
-                .poll_frame(cx)
-                .map_err(io::Error::other),
+            LfsBody::Forwarded(body) => Pin::new(body).poll_frame(cx).map_err(io::Error::other),
         }
     }
 

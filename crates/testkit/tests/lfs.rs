@@ -184,9 +184,10 @@ async fn git_lfs_pushes_to_and_clones_from_the_server_beside_git() {
     for oid in every_oid() {
         let path = lfs_path(&format!("objects/{oid}"));
         assert!(
-            requests
-                .iter()
-                .any(|r| r.listener == "api" && r.method == "PUT" && r.path == path && r.status == 200),
+            requests.iter().any(|r| r.listener == "api"
+                && r.method == "PUT"
+                && r.path == path
+                && r.status == 200),
             "no upload of {oid}: {requests:#?}"
         );
     }
@@ -221,10 +222,7 @@ async fn basic_auth_is_required_and_git_lfs_uses_the_credentials_in_the_url() {
         }
         let answer = request.send().await.unwrap();
         assert_eq!(answer.status(), 401, "{auth:?}");
-        assert_eq!(
-            answer.headers()["www-authenticate"],
-            "Basic realm=\"lfs\""
-        );
+        assert_eq!(answer.headers()["www-authenticate"], "Basic realm=\"lfs\"");
         let message: Value = answer.json().await.unwrap();
         assert!(message["message"].is_string());
     }
@@ -239,10 +237,7 @@ async fn basic_auth_is_required_and_git_lfs_uses_the_credentials_in_the_url() {
     up.lfs.clear_requests();
     clone_and_compare(&LfsHome::new(), &url).await;
     let requests = up.lfs.requests();
-    let basic = format!(
-        "Basic {}",
-        base64_encode(b"alice:s3cret")
-    );
+    let basic = format!("Basic {}", base64_encode(b"alice:s3cret"));
     // git-lfs tries each object without credentials first (401), then with them.
     let downloads: Vec<_> = requests
         .iter()
@@ -259,7 +254,10 @@ async fn basic_auth_is_required_and_git_lfs_uses_the_credentials_in_the_url() {
 
     // Wrong credentials: the push is refused.
     let work = TempDir::new().unwrap();
-    let bad = format!("{}/up.git", up.lfs.url().replace("http://", "http://alice:nope@"));
+    let bad = format!(
+        "{}/up.git",
+        up.lfs.url().replace("http://", "http://alice:nope@")
+    );
     let dir = work.path();
     assert_ok(&lfs_git(&home, dir, &["init", "--quiet", "--initial-branch=main"]).await);
     assert_ok(&lfs_git(&home, dir, &["lfs", "track", "*.bin"]).await);
@@ -267,7 +265,10 @@ async fn basic_auth_is_required_and_git_lfs_uses_the_credentials_in_the_url() {
     assert_ok(&lfs_git(&home, dir, &["add", "--all"]).await);
     assert_ok(&lfs_git(&home, dir, &["commit", "--quiet", "-m", "x"]).await);
     let lfs_only = lfs_git(&home, dir, &["lfs", "push", &bad, "main"]).await;
-    assert!(!lfs_only.status.success(), "git lfs push with a wrong password succeeded");
+    assert!(
+        !lfs_only.status.success(),
+        "git lfs push with a wrong password succeeded"
+    );
     let stderr = String::from_utf8_lossy(&lfs_only.stderr);
     assert!(stderr.contains("credentials needed"), "{stderr}");
     assert!(!up.lfs.has(&sha256_hex(b"refused")));
@@ -292,7 +293,10 @@ async fn separate_storage_wants_the_action_header_and_gets_no_basic_credentials(
     clone_and_compare(&LfsHome::new(), &url).await;
 
     let requests = up.lfs.requests();
-    let on_storage: Vec<_> = requests.iter().filter(|r| r.listener == "storage").collect();
+    let on_storage: Vec<_> = requests
+        .iter()
+        .filter(|r| r.listener == "storage")
+        .collect();
     // Three uploads, three downloads.
     assert_eq!(on_storage.len(), 6, "{requests:#?}");
     for r in &on_storage {
@@ -301,7 +305,11 @@ async fn separate_storage_wants_the_action_header_and_gets_no_basic_credentials(
             r.authorization.as_deref(),
             Some(up.lfs.storage_authorization().as_str())
         );
-        assert!(r.authorization.as_deref().unwrap().starts_with("RemoteAuth "));
+        assert!(r
+            .authorization
+            .as_deref()
+            .unwrap()
+            .starts_with("RemoteAuth "));
     }
     assert!(requests
         .iter()
@@ -328,7 +336,10 @@ async fn separate_storage_wants_the_action_header_and_gets_no_basic_credentials(
         .await
         .unwrap();
     assert_eq!(answer.status(), 200);
-    assert_eq!(answer.bytes().await.unwrap().as_ref(), b"a small LFS object\n");
+    assert_eq!(
+        answer.bytes().await.unwrap().as_ref(),
+        b"a small LFS object\n"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -353,7 +364,10 @@ async fn git_lfs_fetch_refuses_a_corrupt_object() {
         .await,
     );
     let fetch = lfs_git(&home, &clone, &["lfs", "fetch"]).await;
-    assert!(!fetch.status.success(), "git lfs fetch took a corrupt object");
+    assert!(
+        !fetch.status.success(),
+        "git lfs fetch took a corrupt object"
+    );
     // git-lfs checks the SHA-256 of what it got against the oid.
     let stderr = String::from_utf8_lossy(&fetch.stderr);
     assert!(
@@ -435,8 +449,16 @@ async fn the_batch_api_answers_per_object_as_the_spec_shows() {
     assert_eq!(answer["hash_algo"], "sha256");
     let objects = answer["objects"].as_array().unwrap();
     let href = objects[0]["actions"]["download"]["href"].as_str().unwrap();
-    assert_eq!(href, format!("{}/org/up.git/info/lfs/objects/{oid}", raw.lfs.url()));
-    assert!(objects[0]["actions"]["download"]["expires_in"].as_u64().unwrap() > 0);
+    assert_eq!(
+        href,
+        format!("{}/org/up.git/info/lfs/objects/{oid}", raw.lfs.url())
+    );
+    assert!(
+        objects[0]["actions"]["download"]["expires_in"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
     assert!(objects[0].get("error").is_none());
     assert_eq!(objects[1]["error"]["code"], 404);
     assert!(objects[1].get("actions").is_none());
@@ -444,7 +466,10 @@ async fn the_batch_api_answers_per_object_as_the_spec_shows() {
     assert_eq!(objects[3]["error"]["code"], 422);
     let answer = raw.get(href).await;
     assert_eq!(answer.status(), 200);
-    assert_eq!(answer.headers()["content-length"], content.len().to_string());
+    assert_eq!(
+        answer.headers()["content-length"],
+        content.len().to_string()
+    );
     assert_eq!(answer.bytes().await.unwrap().as_ref(), content.as_slice());
 
     // Upload: nothing to do for what it has; upload and verify for what it lacks.
@@ -459,16 +484,40 @@ async fn the_batch_api_answers_per_object_as_the_spec_shows() {
     let upload = objects[1]["actions"]["upload"]["href"].as_str().unwrap();
     let verify = objects[1]["actions"]["verify"]["href"].as_str().unwrap();
     let verify_body = json!({"oid": missing, "size": 12}).to_string();
-    let answer = raw.http.post(verify).body(verify_body.clone()).send().await.unwrap();
+    let answer = raw
+        .http
+        .post(verify)
+        .body(verify_body.clone())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(answer.status(), 404);
     // Wrong bytes are refused and not stored.
-    let answer = raw.http.put(upload).body("wrong bytes!").send().await.unwrap();
+    let answer = raw
+        .http
+        .put(upload)
+        .body("wrong bytes!")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(answer.status(), 422);
     assert!(!raw.lfs.has(&missing));
-    let answer = raw.http.put(upload).body("never stored").send().await.unwrap();
+    let answer = raw
+        .http
+        .put(upload)
+        .body("never stored")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(answer.status(), 200);
     assert!(raw.lfs.has(&missing));
-    let answer = raw.http.post(verify).body(verify_body).send().await.unwrap();
+    let answer = raw
+        .http
+        .post(verify)
+        .body(verify_body)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(answer.status(), 200);
     raw.lfs.remove(&missing);
     assert!(!raw.lfs.has(&missing) && raw.lfs.object_path(&missing).is_none());
@@ -482,7 +531,9 @@ async fn the_batch_api_answers_per_object_as_the_spec_shows() {
         .await
         .unwrap();
     assert_eq!(answer.status(), 406, "no Accept header");
-    let answer = raw.batch(json!({"operation": "delete", "objects": []})).await;
+    let answer = raw
+        .batch(json!({"operation": "delete", "objects": []}))
+        .await;
     assert_eq!(answer.status(), 422);
     let answer = raw.batch(json!({"operation": "download"})).await;
     assert_eq!(answer.status(), 422);
@@ -510,7 +561,9 @@ async fn the_batch_api_answers_per_object_as_the_spec_shows() {
     assert_eq!(answer.status(), 404);
     let message: Value = answer.json().await.unwrap();
     assert!(message["message"].as_str().unwrap().contains("locking"));
-    let answer = raw.get(&format!("{}/up.git/info/refs", raw.lfs.url())).await;
+    let answer = raw
+        .get(&format!("{}/up.git/info/refs", raw.lfs.url()))
+        .await;
     assert_eq!(answer.status(), 404);
 
     let logged = raw.lfs.requests();
@@ -528,8 +581,14 @@ async fn insert_file_streams_a_file_in() {
     let content = noise(1_000_003, 9);
     std::fs::write(&path, &content).unwrap();
     let (oid, size) = raw.lfs.insert_file(&path);
-    assert_eq!((oid.as_str(), size), (sha256_hex(&content).as_str(), 1_000_003));
-    assert_eq!(std::fs::read(raw.lfs.object_path(&oid).unwrap()).unwrap(), content);
+    assert_eq!(
+        (oid.as_str(), size),
+        (sha256_hex(&content).as_str(), 1_000_003)
+    );
+    assert_eq!(
+        std::fs::read(raw.lfs.object_path(&oid).unwrap()).unwrap(),
+        content
+    );
 }
 
 #[tokio::test]
@@ -554,8 +613,9 @@ async fn faults_in_the_batch_answer() {
     let href = download(&answer)["href"].as_str().unwrap().to_owned();
     assert!(href.ends_with("\r\nX-Evil: 1"), "{href:?}");
 
-    raw.lfs
-        .set_fault(LfsFault::HrefTo("http://169.254.169.254/latest/meta-data/".into()));
+    raw.lfs.set_fault(LfsFault::HrefTo(
+        "http://169.254.169.254/latest/meta-data/".into(),
+    ));
     let answer = raw.batch_json("download", objects.clone()).await;
     assert_eq!(
         download(&answer)["href"],
@@ -631,4 +691,13 @@ async fn faults_in_object_downloads() {
     raw.lfs.set_fault(LfsFault::None);
     let whole = raw.get(&url).await.bytes().await.unwrap();
     assert!(whole.as_ref() == content.as_slice());
+
+    // Dropping the server ends the stalled download and closes the port.
+    let addr = raw.lfs.addr();
+    drop(raw);
+    let ended = tokio::time::timeout(Duration::from_secs(10), answer.chunk())
+        .await
+        .expect("the stalled download ends when the server is dropped");
+    assert!(ended.is_err(), "{ended:?}");
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err());
 }
