@@ -115,7 +115,9 @@ pub enum LfsFault {
     /// The batch answer says 404 for this oid (per-object error, as the spec shows), though the
     /// object is stored.
     ObjectError(String),
-    /// Batch answers 503 with Retry-After: 1 this many times, then normally.
+    /// Batch answers 503 with Retry-After: 1 this many times, then normally (the fault then
+    /// clears itself). git-lfs 3.3 itself takes a 503 from the batch API as fatal: it does not
+    /// wait and retry.
     Unavailable(u32),
     /// Object downloads stall after sending this many bytes (the connection stays open and
     /// nothing more is sent until the client leaves or the server is dropped).

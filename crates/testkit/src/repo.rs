@@ -78,6 +78,12 @@ impl LfsHome {
             .tempdir()
             .expect("create LFS home");
         let home = Self { dir };
+        let version = home.try_git(home.path(), ["lfs", "version"]);
+        assert!(
+            version.status.success(),
+            "git-lfs is not installed (Debian: apt-get install git-lfs): {}",
+            String::from_utf8_lossy(&version.stderr)
+        );
         home.git(home.path(), ["lfs", "install", "--skip-repo"]);
         home
     }
