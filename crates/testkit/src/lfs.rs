@@ -4,10 +4,14 @@
 //!
 //! - `POST /{repo}/info/lfs/objects/batch`: download and upload actions (basic transfer) for
 //!   one object store shared by every repository path. Per-object errors as the spec shows
-//!   (`404` for an object it lacks, `422` for a malformed oid or a size that does not match).
+//!   (`404` for an object it lacks, `422` for a malformed oid or a size that does not match);
+//!   `406` without `Accept: application/vnd.git-lfs+json`, `422` for a body that is not a batch
+//!   request or offers no `basic` transfer, `409` for a `hash_algo` other than `sha256`.
 //! - Objects are files on disk in a temporary directory: a download streams from its file, an
 //!   upload streams to a temporary file, is checked against its SHA-256 id and size, then
-//!   renamed into place. No object is ever held whole in memory.
+//!   renamed into place. No object is ever held whole in memory. Their `href`s:
+//!   `{url}/{repo}/info/lfs/objects/{oid}` (GET, PUT; no `header`: the basic credentials), or
+//!   `{storage_url}/objects/{oid}` with separate storage.
 //! - `POST /{repo}/info/lfs/verify`: the verify action (`200` when the object is stored with
 //!   that size, `404` when not).
 //! - `/{repo}/info/lfs/locks…`: `404` (no locking; git-lfs warns and pushes anyway).
