@@ -49,7 +49,7 @@ use base64::Engine as _;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
-use hyper::header::{self, HeaderValue};
+use hyper::header::{self, HeaderName, HeaderValue};
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
@@ -556,7 +556,7 @@ async fn api_request(
         let mut refusal = message(StatusCode::UNAUTHORIZED, "credentials needed");
         for name in [
             header::WWW_AUTHENTICATE,
-            "lfs-authenticate".parse().unwrap(),
+            HeaderName::from_static("lfs-authenticate"),
         ] {
             refusal
                 .headers_mut()
