@@ -5,6 +5,10 @@
 //!   auth (git's smart HTTP, as forges serve it).
 //! - [`SshServer`]: a real OpenSSH `sshd` serving a directory over ssh:// (git only, through
 //!   `git-shell`), with its own host key and `authorized_keys`; [`SshKeyPair`]: client keys.
+//! - [`LfsServer`]: a Git LFS server (batch API, basic transfer) that the real `git-lfs` client
+//!   uses, optionally in front of a git server, with separate object storage, and with faults
+//!   on request ([`LfsFault`]); [`LfsHome`] and [`lfs_git_command`]: git-lfs isolated from the
+//!   machine's config.
 //! - [`git`], [`init_bare`], [`Scratch`], [`for_each_ref`], [`RefSnapshot`]: building and
 //!   comparing repositories with a clean, deterministic git environment.
 //! - [`synthetic_upstream`]: a large deterministic repository for benchmarks, and the upstream
@@ -16,6 +20,7 @@
 mod daemon;
 pub mod forge_api;
 mod http;
+mod lfs;
 mod repo;
 mod ssh;
 mod synthetic;
@@ -23,9 +28,10 @@ mod synthetic;
 pub use daemon::GitDaemon;
 pub use forge_api::{ForgeApiServer, RecordedRequest, Reply};
 pub use http::{HttpGitServer, RequestRecord};
+pub use lfs::{LfsFault, LfsOptions, LfsRequest, LfsServer, LFS_MEDIA_TYPE};
 pub use repo::{
-    clean_git_env, for_each_ref, git, git_command, git_with_stdin, init_bare, try_git, RefSnapshot,
-    Scratch, AUTHOR_EMAIL, AUTHOR_NAME, FIXED_DATE,
+    clean_git_env, for_each_ref, git, git_command, git_with_stdin, init_bare, lfs_git_command,
+    try_git, LfsHome, RefSnapshot, Scratch, AUTHOR_EMAIL, AUTHOR_NAME, FIXED_DATE,
 };
 pub use ssh::{SshKeyPair, SshServer};
 pub use synthetic::{

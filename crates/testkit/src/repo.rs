@@ -45,6 +45,84 @@ pub fn git_command(dir: &Path) -> Command {
     cmd
 }
 
+/// A `git` command for `git lfs` work in `dir`: [`git_command`], with `HOME` (and the global
+/// config, `$HOME/.gitconfig`) in `home` instead of the machine's, so git-lfs sees only the
+/// filter settings and credentials a test put there. See [`LfsHome`].
+pub fn lfs_git_command(dir: &Path, home: &Path) -> Command {
+    let mut cmd = git_command(dir);
+    cmd.env("HOME", home)
+        .env("XDG_CONFIG_HOME", home.join(".config"))
+        .env("GIT_CONFIG_GLOBAL", home.join(".gitconfig"));
+    cmd
+}
+
+/// A throwaway `HOME` in which `git lfs install --skip-repo` has run: git commands from
+/// [`command`](Self::command) have git-lfs's filters (clean, smudge, process; required) and
+/// nothing else from the machine. `git lfs install` in a work tree adds its hooks (pre-push
+/// uploads objects).
+pub struct LfsHome {
+    dir: TempDir,
+}
+
+impl Default for LfsHome {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl LfsHome {
+    /// Panics if git-lfs is not installed.
+    pub fn new() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("mirrorhub-lfs-home")
+            .tempdir()
+            .expect("create LFS home");
+        let home = Self { dir };
+        let version = home.try_git(home.path(), ["lfs", "version"]);
+        assert!(
+            version.status.success(),
+            "git-lfs is not installed (Debian: apt-get install git-lfs): {}",
+            String::from_utf8_lossy(&version.stderr)
+        );
+        home.git(home.path(), ["lfs", "install", "--skip-repo"]);
+        home
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// A git command in `dir` that uses this home ([`lfs_git_command`]).
+    pub fn command(&self, dir: &Path) -> Command {
+        lfs_git_command(dir, self.path())
+    }
+
+    /// Runs git in `dir` with this home and returns its stdout; panics with git's stderr when
+    /// it fails.
+    pub fn git<I, S>(&self, dir: &Path, args: I) -> String
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let mut cmd = self.command(dir);
+        cmd.args(args);
+        let output = run_with_stdin(&mut cmd, &[]);
+        check(&cmd, &output);
+        String::from_utf8(output.stdout).expect("git printed non-UTF-8 output")
+    }
+
+    /// Runs git in `dir` with this home and returns its output whatever its exit status.
+    pub fn try_git<I, S>(&self, dir: &Path, args: I) -> Output
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let mut cmd = self.command(dir);
+        cmd.args(args);
+        run_with_stdin(&mut cmd, &[])
+    }
+}
+
 /// Where git keeps its programs (`git --exec-path`): `git-http-backend`, `git-daemon`.
 pub(crate) fn git_exec_path() -> PathBuf {
     let output = git_command(&std::env::temp_dir())
