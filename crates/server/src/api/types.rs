@@ -362,6 +362,9 @@ pub struct SyncRunResource {
     pub outcome: String,
     pub error: Option<LastError>,
     pub ref_changes: Vec<RefChangeResource>,
+    /// What went wrong beside a successful run, e.g. `lfs_missing: 2 (first: <oid>
+    /// (lfs_object_invalid), …)`: LFS objects that could not be fetched yet.
+    pub warnings: Option<String>,
 }
 
 impl From<SyncRun> for SyncRunResource {
@@ -377,6 +380,7 @@ impl From<SyncRun> for SyncRunResource {
             finished_at: run.finished_at,
             outcome: run.outcome.to_string(),
             error,
+            warnings: run.warnings,
             ref_changes: run
                 .ref_changes
                 .into_iter()
