@@ -17,7 +17,8 @@ use tempfile::TempDir;
 on_both_databases!(
     a_mirror_copies_every_lfs_object_and_serves_them_alone,
     bad_objects_are_refused_reported_and_retried,
-    a_migrated_repository_takes_lfs_pushes_from_writers_only
+    a_migrated_repository_takes_lfs_pushes_from_writers_only,
+    a_hub_killed_during_a_download_leaves_no_partial_object
 );
 
 const GIT_DEADLINE: Duration = Duration::from_secs(120);
@@ -473,4 +474,58 @@ async fn a_migrated_repository_takes_lfs_pushes_from_writers_only(db: TestDb) {
         .unwrap();
     assert_eq!(put.status(), 422);
     assert_eq!(object_files(&hub), 2);
+}
+
+async fn a_hub_killed_during_a_download_leaves_no_partial_object(db: TestDb) {
+    let up = Upstream::start().await;
+    let big = noise(2 * 1024 * 1024, 30);
+    up.commit(&[("big.bin", &big)], "big").await;
+    up.push(&["main"]).await;
+    up.lfs.set_fault(LfsFault::StallAfter(200_000));
+
+    let mut hub = Hub::start(&db, &[("MIRRORHUB_SYNC_LEASE", "3s")]).await;
+    let (status, created) = hub
+        .post(
+            "/api/v1/repos",
+            json!({"url": up.url(), "owner": "team", "name": "big", "mode": "mirror", "username": USER, "token": PASSWORD}),
+        )
+        .await;
+    assert_eq!(status, 202, "{created}");
+    // Wait until the download has written part of the object, then kill the hub.
+    let tmp = hub.data_dir.join("lfs/tmp");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !std::fs::read_dir(&tmp)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|e| e.metadata().is_ok_and(|m| m.len() > 0))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the download never started:\n{}",
+            hub.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    hub.kill9();
+    assert_eq!(object_files(&hub), 0, "a partial object is visible");
+
+    // Restarted, the interrupted run is taken again and completes the object.
+    up.lfs.set_fault(LfsFault::None);
+    hub.spawn();
+    let repo = wait_until(
+        &hub,
+        "team/big",
+        "holding the object after the restart",
+        |r| r["lfs"]["objects"] == 1 && r["lfs"]["missing"] == 0,
+    )
+    .await;
+    assert_eq!(repo["state"], "ready", "{repo}");
+    let stored = hub
+        .data_dir
+        .join("lfs/objects")
+        .join(&oid(&big)[0..2])
+        .join(&oid(&big)[2..4])
+        .join(oid(&big));
+    assert!(std::fs::read(stored).unwrap() == big);
 }

@@ -171,9 +171,12 @@ impl Hub {
         report: &SyncReport,
     ) -> Result<Option<String>, HubError> {
         let path = self.repo_path(repo.id);
-        if !report.changes.is_empty() {
+        // Until a run has succeeded, every ref is read: a first copy whose run was cut short
+        // (the hub killed after the copy was in place) is found again by a later no-op sync.
+        let whole = repo.last_success_at.is_none();
+        if whole || !report.changes.is_empty() {
             let started = std::time::Instant::now();
-            let (tips, exclude) = self.walk_bounds(&path, report).await?;
+            let (tips, exclude) = self.walk_bounds(&path, report, whole).await?;
             let git = || self.engine.local_command(&path);
             let pointers = mirrorhub_lfs::scan::pointers(git, &tips, &exclude).await?;
             let objects: Vec<(String, i64)> = pointers
@@ -270,14 +273,15 @@ impl Hub {
     }
 
     /// The commits to walk after a run: every ref's new tip, minus what the repository had
-    /// before (the changed refs' old tips and every unchanged ref).
+    /// before (the changed refs' old tips and every unchanged ref); with `whole`, every ref.
     async fn walk_bounds(
         &self,
         path: &std::path::Path,
         report: &SyncReport,
+        whole: bool,
     ) -> Result<(Vec<String>, Vec<String>), HubError> {
         let changed: BTreeSet<&str> = report.changes.iter().map(|c| c.name.as_str()).collect();
-        let tips: Vec<String> = report
+        let mut tips: Vec<String> = report
             .changes
             .iter()
             .filter_map(|c| c.new.clone())
@@ -287,6 +291,9 @@ impl Hub {
             .iter()
             .filter_map(|c| c.old.clone())
             .collect();
+        if whole {
+            exclude.clear();
+        }
         let out = self
             .engine
             .local_command(path)
@@ -298,7 +305,9 @@ impl Hub {
         if out.status.success() {
             for line in String::from_utf8_lossy(&out.stdout).lines() {
                 if let Some((id, name)) = line.split_once(' ') {
-                    if !changed.contains(name) {
+                    if whole {
+                        tips.push(id.to_owned());
+                    } else if !changed.contains(name) {
                         exclude.push(id.to_owned());
                     }
                 }
