@@ -1401,6 +1401,8 @@ async fn update_repo_changes_settings_and_resumes(db: TestDb) {
         visibility: Some(Visibility::Private),
         ssh_key_id: None,
         known_hosts: None,
+        lfs_enabled: None,
+        lfs_url: None,
     };
     let repo = s.update_repo(id, &update).await.unwrap().unwrap();
     assert_eq!(repo.paused_reason, None);
@@ -2817,4 +2819,88 @@ conformance!(
     a_large_journal_round_trips,
     interrupted_runs_are_failed,
     settings_put_get_and_put_if_absent,
+    lfs_objects_are_needed_fetched_counted_and_released,
 );
+
+async fn lfs_objects_are_needed_fetched_counted_and_released(db: TestDb) {
+    let s = db.store.as_ref();
+    let a = mirror(s, "team", "a").await;
+    let b = mirror(s, "team", "b").await;
+    let oid = |n: u8| format!("{n:02x}").repeat(32);
+    let repo = s.get_repo_by_id(a).await.unwrap().unwrap();
+    assert!(repo.lfs.enabled && repo.lfs.url.is_none() && repo.lfs.last_error.is_none());
+
+    let needed: Vec<(String, i64)> = (1..=3).map(|n| (oid(n), 100 * n as i64)).collect();
+    assert_eq!(s.lfs_need(a, &needed, t0()).await.unwrap(), 3);
+    // Needing them again adds nothing and keeps what is known.
+    assert_eq!(s.lfs_need(a, &needed[..2], t0()).await.unwrap(), 0);
+    assert_eq!(s.lfs_missing(a, 10).await.unwrap().len(), 3);
+    assert_eq!(s.lfs_missing(a, 2).await.unwrap().len(), 2);
+    s.lfs_mark_present(a, &needed[..2], t0()).await.unwrap();
+    assert_eq!(s.lfs_missing(a, 10).await.unwrap(), vec![needed[2].clone()]);
+    assert_eq!(s.lfs_object(a, &oid(1)).await.unwrap(), Some((100, true)));
+    assert_eq!(s.lfs_object(a, &oid(3)).await.unwrap(), Some((300, false)));
+    assert_eq!(s.lfs_object(b, &oid(1)).await.unwrap(), None);
+    let counts = s.lfs_counts(a).await.unwrap();
+    assert_eq!((counts.objects, counts.bytes, counts.missing), (3, 300, 1));
+    assert_eq!(s.lfs_counts(b).await.unwrap().objects, 0);
+    // A needed object marked present later (an upload) and needed again stays present.
+    s.lfs_need(a, &needed, t0()).await.unwrap();
+    assert_eq!(s.lfs_object(a, &oid(1)).await.unwrap(), Some((100, true)));
+
+    s.lfs_set_error(a, Some("the upstream said no"))
+        .await
+        .unwrap();
+    let repo = s.get_repo_by_id(a).await.unwrap().unwrap();
+    assert_eq!(repo.lfs.last_error.as_deref(), Some("the upstream said no"));
+    s.lfs_set_error(a, None).await.unwrap();
+    let repo = s
+        .update_repo(
+            a,
+            &RepoUpdate {
+                lfs_enabled: Some(false),
+                lfs_url: Some(Some("https://lfs.example/x/info/lfs".into())),
+                ..RepoUpdate::default()
+            },
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!repo.lfs.enabled && repo.lfs.last_error.is_none());
+    assert_eq!(
+        repo.lfs.url.as_deref(),
+        Some("https://lfs.example/x/info/lfs")
+    );
+    let repo = s
+        .update_repo(
+            a,
+            &RepoUpdate {
+                lfs_url: Some(None),
+                ..RepoUpdate::default()
+            },
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(repo.lfs.url.is_none() && !repo.lfs.enabled);
+
+    // b shares object 1; deleting a releases 2 and 3 only.
+    s.lfs_mark_present(b, &needed[..1], t0()).await.unwrap();
+    let mut of_a = s.lfs_repo_oids(a).await.unwrap();
+    of_a.sort();
+    assert_eq!(of_a, vec![oid(1), oid(2), oid(3)]);
+    assert!(s.delete_repo(a).await.unwrap());
+    let mut gone = s.lfs_unreferenced(&of_a).await.unwrap();
+    gone.sort();
+    assert_eq!(gone, vec![oid(2), oid(3)]);
+    assert!(s.lfs_unreferenced(&[]).await.unwrap().is_empty());
+
+    // Warnings ride on a run.
+    let run = s.start_run(b, Trigger::Manual, t0()).await.unwrap();
+    s.set_run_warnings(run, "lfs_missing: 1").await.unwrap();
+    s.finish_run(run, b, &success(t0() + secs(1), vec![]))
+        .await
+        .unwrap();
+    let runs = s.list_runs(b, 1).await.unwrap();
+    assert_eq!(runs[0].warnings.as_deref(), Some("lfs_missing: 1"));
+}
