@@ -3,6 +3,8 @@
 //! - [`GitDaemon`]: `git daemon` serving a directory over git://.
 //! - [`HttpGitServer`]: `git http-backend` behind a small HTTP/1.1 server, optionally with basic
 //!   auth (git's smart HTTP, as forges serve it).
+//! - [`GateProxy`]: a TCP proxy that holds new connections while its gate is closed (an
+//!   upstream exactly as slow as a test needs).
 //! - [`SshServer`]: a real OpenSSH `sshd` serving a directory over ssh:// (git only, through
 //!   `git-shell`), with its own host key and `authorized_keys`; [`SshKeyPair`]: client keys.
 //! - [`git`], [`init_bare`], [`Scratch`], [`for_each_ref`], [`RefSnapshot`]: building and
@@ -15,6 +17,7 @@
 
 mod daemon;
 pub mod forge_api;
+mod gate;
 mod http;
 mod repo;
 mod ssh;
@@ -22,6 +25,7 @@ mod synthetic;
 
 pub use daemon::GitDaemon;
 pub use forge_api::{ForgeApiServer, RecordedRequest, Reply};
+pub use gate::GateProxy;
 pub use http::{HttpGitServer, RequestRecord};
 pub use repo::{
     clean_git_env, for_each_ref, git, git_command, git_with_stdin, init_bare, try_git, RefSnapshot,
