@@ -76,8 +76,11 @@ pub enum RepoCommand {
         #[command(flatten)]
         hub: HubArgs,
     },
-    /// List repositories.
+    /// List repositories with their status (cloning, syncing, synced, stale, failed, paused).
     List {
+        /// Only repositories with one of these statuses, e.g. `failed,paused`.
+        #[arg(long, value_name = "STATUS[,STATUS...]")]
+        status: Option<String>,
         #[command(flatten)]
         hub: HubArgs,
     },
@@ -333,9 +336,18 @@ pub async fn run(cmd: RepoCommand) -> anyhow::Result<std::process::ExitCode> {
             }
             Ok(std::process::ExitCode::SUCCESS)
         }
-        RepoCommand::List { hub } => {
+        RepoCommand::List { status, hub } => {
             let client = Client::new(&hub)?;
-            let repos = client.get("/repos").await?;
+            let path = match status {
+                Some(words) => format!(
+                    "/repos?{}",
+                    url::form_urlencoded::Serializer::new(String::new())
+                        .append_pair("status", &words)
+                        .finish()
+                ),
+                None => "/repos".to_owned(),
+            };
+            let repos = client.get(&path).await?;
             if hub.json {
                 println!("{}", serde_json::to_string_pretty(&repos)?);
             } else {
@@ -345,7 +357,7 @@ pub async fn run(cmd: RepoCommand) -> anyhow::Result<std::process::ExitCode> {
                         r["owner"].as_str().unwrap_or_default(),
                         r["name"].as_str().unwrap_or_default(),
                         r["mode"].as_str().unwrap_or_default(),
-                        r["state"].as_str().unwrap_or_default(),
+                        r["status"].as_str().unwrap_or_default(),
                         r["upstream_url"].as_str().unwrap_or_default()
                     );
                 }
@@ -479,7 +491,8 @@ fn print_repo(r: &Value, as_json: bool) -> anyhow::Result<std::process::ExitCode
             p["percent"]
         ),
     };
-    println!("  state:        {}{progress}", s("state"));
+    println!("  status:       {}{progress}", s("status"));
+    println!("  first copy:   {}", s("state"));
     println!(
         "  branches:     {}, tags: {}, head: {}",
         r["branches"],
@@ -492,6 +505,9 @@ fn print_repo(r: &Value, as_json: bool) -> anyhow::Result<std::process::ExitCode
         s("last_success_at"),
         s("next_sync_at")
     );
+    if let Some(reason) = r["paused_reason"].as_str() {
+        println!("  paused:       {reason} (a sync or a settings change resumes it)");
+    }
     if !r["last_error"].is_null() {
         println!(
             "  last error:   {}: {}",

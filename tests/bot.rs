@@ -311,7 +311,7 @@ async fn mirror_sync_and_status_from_comments(db: TestDb) {
     };
     assert_eq!(replies.len(), 2, "{replies:#?}");
     assert!(
-        replies[0].contains("team/app") && replies[0].contains("ready"),
+        replies[0].contains("team/app") && replies[0].contains("`synced`"),
         "{}",
         replies[0]
     );

@@ -46,8 +46,8 @@ pub struct StatusView {
     pub web_url: String,
     /// `mirror` or `migrate`.
     pub mode: String,
-    /// `cloning`, `ready`, `failed`…
-    pub state: String,
+    /// The hub's status word: `cloning`, `syncing`, `synced`, `stale`, `failed` or `paused`.
+    pub status: String,
     /// RFC 3339.
     pub last_success: Option<String>,
     /// (code, message).
@@ -174,7 +174,7 @@ fn advice(code: &str) -> &'static str {
     }
 }
 
-/// The state of a repository: state, last successful sync, last error, branches and tags,
+/// The state of a repository: its status word, last successful sync, last error, branches and tags,
 /// next sync, and whether it is paused or stale.
 pub fn reply_status(command_line: &str, s: &StatusView) -> String {
     let migrated = s.mode.eq_ignore_ascii_case("migrate");
@@ -182,7 +182,7 @@ pub fn reply_status(command_line: &str, s: &StatusView) -> String {
         "📊 {} · {} · {}\n\n",
         link(&s.full_name, &s.web_url),
         escape_text(&s.mode),
-        code_span(&s.state)
+        code_span(&s.status)
     );
     let line = |body: &mut String, text: String| {
         body.push_str("- ");

@@ -163,7 +163,7 @@ proptest! {
             full_name: a.clone(),
             web_url: b.clone(),
             mode: c.clone(),
-            state: a.clone(),
+            status: a.clone(),
             last_success: Some(b.clone()),
             last_error: Some((c.clone(), a.clone())),
             branches: 0,

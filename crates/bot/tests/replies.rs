@@ -27,7 +27,7 @@ fn status() -> StatusView {
         full_name: "team/app".into(),
         web_url: "https://hub.example/team/app".into(),
         mode: "mirror".into(),
-        state: "ready".into(),
+        status: "synced".into(),
         last_success: Some("2026-11-23T10:00:00Z".into()),
         last_error: None,
         branches: 3,
@@ -174,14 +174,14 @@ fn status_says_everything() {
     let reply = reply_status("/status", &status());
     assert_eq!(
         reply,
-        "> `/status`\n\n📊 [team/app](<https://hub.example/team/app>) · mirror · `ready`\n\n\
+        "> `/status`\n\n📊 [team/app](<https://hub.example/team/app>) · mirror · `synced`\n\n\
          - Last successful sync: 2026-11-23T10:00:00Z\n\
          - 3 branches, 0 tags\n\
          - Next sync: 2026-11-24T10:00:00Z\n"
     );
 
     let mut troubled = status();
-    troubled.state = "failed".into();
+    troubled.status = "failed".into();
     troubled.last_success = None;
     troubled.last_error = Some(("timeout".into(), "no data for 60 s".into()));
     troubled.paused_reason = Some("failed 5 times in a row".into());
@@ -316,7 +316,7 @@ fn no_reply_can_be_read_as_a_command() {
         st.full_name = evil.into();
         st.web_url = evil.into();
         st.mode = evil.into();
-        st.state = evil.into();
+        st.status = evil.into();
         st.last_success = Some(evil.into());
         st.last_error = Some((evil.into(), evil.into()));
         st.next_sync = Some(evil.into());

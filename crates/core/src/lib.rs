@@ -17,7 +17,9 @@ pub mod url;
 pub use access::{Access, AccountKind, Actor};
 pub use duration::SyncInterval;
 pub use error::ErrorCode;
-pub use model::{Mode, Outcome, RefChange, RefChangeKind, RepoState, Trigger, Visibility};
+pub use model::{
+    Mode, Outcome, RefChange, RefChangeKind, RepoState, RepoStatus, Trigger, Visibility,
+};
 pub use names::{NameError, OwnerName, RepoName};
 pub use policy::{AddressPolicy, AllowEntry, Refusal};
 pub use ssh::{known_hosts_text, parse_known_hosts, HostKey, KnownHostsError};

@@ -61,6 +61,26 @@ string_enum! {
 }
 
 string_enum! {
+    /// The one word every way in (API, web UI, CLI, bot, metrics) says about a repository
+    /// now. Worked out by [`crate::schedule::repo_status`] alone.
+    RepoStatus {
+        /// The first copy is queued or running (or running again after it failed).
+        Cloning => "cloning",
+        /// A later sync of a mirror is running.
+        Syncing => "syncing",
+        /// The last sync succeeded within the mirror's interval plus the grace period; for a
+        /// primary (migrated or promoted), its copy is complete.
+        Synced => "synced",
+        /// The last success is older than the interval plus `MIRRORHUB_STALE_GRACE`.
+        Stale => "stale",
+        /// The last sync failed; more retries are coming.
+        Failed => "failed",
+        /// Scheduled syncs stopped after repeated permanent failures; `paused_reason` says why.
+        Paused => "paused",
+    }
+}
+
+string_enum! {
     /// What asked for a sync.
     Trigger {
         /// The initial copy after creation.
@@ -128,6 +148,9 @@ mod tests {
         }
         for s in RepoState::ALL {
             assert_eq!(RepoState::parse(s.as_str()), Some(*s));
+        }
+        for s in RepoStatus::ALL {
+            assert_eq!(RepoStatus::parse(s.as_str()), Some(*s));
         }
         for t in Trigger::ALL {
             assert_eq!(Trigger::parse(t.as_str()), Some(*t));

@@ -30,7 +30,7 @@
 
 use std::time::Duration;
 
-use crate::ErrorCode;
+use crate::{ErrorCode, Mode, RepoState, RepoStatus};
 
 /// The default for `MIRRORHUB_STALE_GRACE`: how much longer than its interval a mirror may go
 /// without a successful sync before it is reported stale.
@@ -114,6 +114,63 @@ pub fn retry_delay(consecutive_failures: u32, interval: Duration, seed: u64) -> 
 /// never succeeded and was created longer ago than that).
 pub fn is_stale(since_last_success: Duration, interval: Duration, grace: Duration) -> bool {
     since_last_success > interval + grace
+}
+
+/// What [`repo_status`] needs to know about a repository at one moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StatusFacts {
+    pub mode: Mode,
+    /// The first copy's state.
+    pub state: RepoState,
+    /// `paused_reason` is set.
+    pub paused: bool,
+    /// Failed syncs since the last success.
+    pub consecutive_failures: u32,
+    /// A claim on one of its sync jobs holds a live lease: a worker (on any replica) is
+    /// syncing it now. A worker that died loses this when its lease runs out.
+    pub sync_running: bool,
+    /// Time since its last success, or since its creation if it never had one.
+    pub since_last_success: Duration,
+    pub interval: Duration,
+    /// `MIRRORHUB_STALE_GRACE`.
+    pub grace: Duration,
+}
+
+/// The one status word of a repository. The first rule that applies wins:
+///
+/// 1. `paused`: `paused_reason` is set (whatever else is true: scheduled syncs stopped);
+/// 2. `cloning`: the first copy is queued or running, or running again after it failed;
+/// 3. `failed`: the first copy failed and no retry is running;
+/// 4. `synced`: a primary (migrated, or a promoted mirror) whose copy is complete: it is
+///    never synced from an upstream, so it is never `syncing` or `stale`;
+/// 5. `syncing`: a later sync of a mirror is running;
+/// 6. `failed`: the last sync failed (retries are coming; after `MIRRORHUB_PAUSE_AFTER`
+///    permanent failures the mirror is paused instead);
+/// 7. `stale`: the last success is older than the interval plus the grace ([`is_stale`]);
+/// 8. `synced`.
+///
+/// A successful sync clears the failures and the pause, so the mirror is `synced` again.
+pub fn repo_status(f: &StatusFacts) -> RepoStatus {
+    if f.paused {
+        return RepoStatus::Paused;
+    }
+    match f.state {
+        RepoState::Cloning => return RepoStatus::Cloning,
+        RepoState::Failed if f.sync_running => return RepoStatus::Cloning,
+        RepoState::Failed => return RepoStatus::Failed,
+        RepoState::Ready => {}
+    }
+    if f.mode == Mode::Migrate {
+        RepoStatus::Synced
+    } else if f.sync_running {
+        RepoStatus::Syncing
+    } else if f.consecutive_failures > 0 {
+        RepoStatus::Failed
+    } else if is_stale(f.since_last_success, f.interval, f.grace) {
+        RepoStatus::Stale
+    } else {
+        RepoStatus::Synced
+    }
 }
 
 /// The period of a mirror's scheduled syncs: its interval less 5%. The slack keeps the
@@ -304,6 +361,96 @@ mod tests {
             DAY,
             Duration::from_secs(3600)
         ));
+    }
+
+    #[test]
+    fn status_words() {
+        let synced = StatusFacts {
+            mode: Mode::Mirror,
+            state: RepoState::Ready,
+            paused: false,
+            consecutive_failures: 0,
+            sync_running: false,
+            since_last_success: Duration::from_secs(60),
+            interval: DAY,
+            grace: HOUR,
+        };
+        let with = |f: fn(&mut StatusFacts)| {
+            let mut facts = synced;
+            f(&mut facts);
+            repo_status(&facts)
+        };
+        assert_eq!(repo_status(&synced), RepoStatus::Synced);
+        assert_eq!(with(|f| f.state = RepoState::Cloning), RepoStatus::Cloning);
+        assert_eq!(
+            with(|f| {
+                f.state = RepoState::Cloning;
+                f.sync_running = true;
+            }),
+            RepoStatus::Cloning
+        );
+        assert_eq!(with(|f| f.state = RepoState::Failed), RepoStatus::Failed);
+        assert_eq!(
+            with(|f| {
+                f.state = RepoState::Failed;
+                f.sync_running = true;
+            }),
+            RepoStatus::Cloning
+        );
+        assert_eq!(with(|f| f.sync_running = true), RepoStatus::Syncing);
+        assert_eq!(with(|f| f.consecutive_failures = 2), RepoStatus::Failed);
+        assert_eq!(
+            with(|f| {
+                f.consecutive_failures = 2;
+                f.sync_running = true;
+            }),
+            RepoStatus::Syncing
+        );
+        assert_eq!(
+            with(|f| {
+                f.consecutive_failures = 5;
+                f.paused = true;
+            }),
+            RepoStatus::Paused
+        );
+        assert_eq!(
+            with(|f| {
+                f.state = RepoState::Failed;
+                f.paused = true;
+            }),
+            RepoStatus::Paused
+        );
+        assert_eq!(
+            with(|f| f.since_last_success = DAY + 2 * HOUR),
+            RepoStatus::Stale
+        );
+        assert_eq!(
+            with(|f| f.since_last_success = DAY + HOUR),
+            RepoStatus::Synced
+        );
+        assert_eq!(
+            with(|f| {
+                f.since_last_success = DAY + 2 * HOUR;
+                f.consecutive_failures = 1;
+            }),
+            RepoStatus::Failed
+        );
+        // A primary is complete once copied: never syncing or stale.
+        assert_eq!(
+            with(|f| {
+                f.mode = Mode::Migrate;
+                f.since_last_success = 10 * DAY;
+                f.sync_running = true;
+            }),
+            RepoStatus::Synced
+        );
+        assert_eq!(
+            with(|f| {
+                f.mode = Mode::Migrate;
+                f.state = RepoState::Cloning;
+            }),
+            RepoStatus::Cloning
+        );
     }
 
     const HOUR: Duration = Duration::from_secs(3600);

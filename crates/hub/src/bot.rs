@@ -201,7 +201,13 @@ impl Hub {
             }
             Command::Status { target } => match self.resolve(comment, target).await {
                 Ok(repo) => {
-                    let view = self.status_view(&repo);
+                    let view = match self.statuses().await {
+                        Ok(statuses) => self.status_view(&repo, &statuses),
+                        Err(e) => {
+                            self.post(thread, failed(&line, &e)).await;
+                            return;
+                        }
+                    };
                     self.post(thread, mirrorhub_bot::reply_status(&line, &view))
                         .await;
                 }
@@ -479,13 +485,13 @@ impl Hub {
         }
     }
 
-    fn status_view(&self, repo: &Repo) -> StatusView {
+    fn status_view(&self, repo: &Repo, statuses: &crate::Statuses) -> StatusView {
         let full_name = format!("{}/{}", repo.owner, repo.name);
         StatusView {
             web_url: format!("{}/{full_name}", self.config.public_url),
             full_name,
             mode: repo.mode.as_str().to_owned(),
-            state: repo.state.as_str().to_owned(),
+            status: statuses.of(repo).as_str().to_owned(),
             last_success: repo.last_success_at.map(|t| t.to_rfc3339()),
             last_error: repo
                 .last_error_code
@@ -495,7 +501,7 @@ impl Hub {
             tags: repo.tags,
             next_sync: repo.next_sync_at.map(|t| t.to_rfc3339()),
             paused_reason: repo.paused_reason.clone(),
-            stale: self.is_stale(repo, Utc::now()),
+            stale: statuses.is_stale(repo),
         }
     }
 

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use mirrorhub_core::schedule;
-use mirrorhub_core::{ErrorCode, Mode, RepoState, SyncInterval, Trigger, UpstreamUrl};
+use mirrorhub_core::{ErrorCode, Mode, RepoState, RepoStatus, SyncInterval, Trigger, UpstreamUrl};
 use mirrorhub_git::{GitEngine, RemoteInfo, RepoContents};
 pub use mirrorhub_store::RepoCounts;
 use mirrorhub_store::{Repo, RepoUpdate, Store, SyncRun};
@@ -336,19 +336,32 @@ impl Hub {
         Ok(updated)
     }
 
-    /// Whether a mirror has gone longer than its interval plus the grace period without a
-    /// successful sync. Migrated repositories are never stale.
-    pub fn is_stale(&self, repo: &Repo, now: DateTime<Utc>) -> bool {
-        if repo.mode != Mode::Mirror {
-            return false;
-        }
-        let since = repo.last_success_at.unwrap_or(repo.created_at);
-        let elapsed = (now - since).to_std().unwrap_or_default();
-        schedule::is_stale(
-            elapsed,
-            Duration::from_secs(repo.sync_interval_secs.max(1) as u64),
-            self.config.stale_grace,
-        )
+    /// The statuses of repositories now: which syncs are running (one query, whatever the
+    /// number of repositories), then [`schedule::repo_status`] for each repository asked
+    /// about. The one place every way in (API, web UI, CLI through the API, bot, metrics)
+    /// gets a repository's `status` from.
+    pub async fn statuses(&self) -> Result<Statuses, HubError> {
+        let now = Utc::now();
+        let syncing = self.store.syncing_repo_ids(now).await?;
+        Ok(Statuses {
+            syncing: syncing.into_iter().collect(),
+            now,
+            grace: self.config.stale_grace,
+        })
+    }
+
+    /// How many repositories have each status, every word included (zeros too), for the
+    /// metrics endpoint.
+    pub async fn status_counts(&self) -> Result<Vec<(RepoStatus, i64)>, HubError> {
+        let statuses = self.statuses().await?;
+        let repos = self.store.list_repos().await?;
+        Ok(RepoStatus::ALL
+            .iter()
+            .map(|&word| {
+                let n = repos.iter().filter(|r| statuses.of(r) == word).count();
+                (word, i64::try_from(n).unwrap_or(i64::MAX))
+            })
+            .collect())
     }
 
     /// Counts for the metrics endpoint, computed by the database.
@@ -506,4 +519,99 @@ fn remove_repo_dir(repos_dir: &Path, path: &Path) -> std::io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Repositories' statuses at one moment (see [`Hub::statuses`]).
+#[derive(Debug, Clone)]
+pub struct Statuses {
+    syncing: std::collections::HashSet<i64>,
+    now: DateTime<Utc>,
+    grace: Duration,
+}
+
+impl Statuses {
+    /// The repository's one status word.
+    pub fn of(&self, repo: &Repo) -> RepoStatus {
+        schedule::repo_status(&schedule::StatusFacts {
+            mode: repo.mode,
+            state: repo.state,
+            paused: repo.paused_reason.is_some(),
+            consecutive_failures: u32::try_from(repo.consecutive_failures).unwrap_or(0),
+            sync_running: self.syncing.contains(&repo.id),
+            since_last_success: self.since_last_success(repo),
+            interval: Self::interval(repo),
+            grace: self.grace,
+        })
+    }
+
+    /// Whether a mirror has gone longer than its interval plus the grace period without a
+    /// successful sync (whatever its status says first). Primaries are never stale.
+    pub fn is_stale(&self, repo: &Repo) -> bool {
+        repo.mode == Mode::Mirror
+            && schedule::is_stale(
+                self.since_last_success(repo),
+                Self::interval(repo),
+                self.grace,
+            )
+    }
+
+    fn since_last_success(&self, repo: &Repo) -> Duration {
+        let since = repo.last_success_at.unwrap_or(repo.created_at);
+        (self.now - since).to_std().unwrap_or_default()
+    }
+
+    fn interval(repo: &Repo) -> Duration {
+        Duration::from_secs(repo.sync_interval_secs.max(1).unsigned_abs())
+    }
+}
+
+/// A list filter by status: one or more status words, separated by commas
+/// (`?status=failed,paused`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusFilter(Vec<RepoStatus>);
+
+impl StatusFilter {
+    /// Parses `failed,paused`. An unknown or missing word is an `invalid_request` naming the
+    /// field `status` and listing the words.
+    pub fn parse(text: &str) -> Result<Self, HubError> {
+        let words = || {
+            RepoStatus::ALL
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let mut wanted = Vec::new();
+        for word in text.split(',').map(str::trim) {
+            match RepoStatus::parse(&word.to_ascii_lowercase()) {
+                Some(s) => wanted.push(s),
+                None if word.is_empty() => {
+                    return Err(HubError::invalid(
+                        ErrorCode::InvalidRequest,
+                        "status",
+                        format!(
+                            "name one or more statuses, separated by commas: {}",
+                            words()
+                        ),
+                    ))
+                }
+                None => {
+                    let shown: String = word.chars().take(40).collect();
+                    return Err(HubError::invalid(
+                        ErrorCode::InvalidRequest,
+                        "status",
+                        format!(
+                            "unknown status {shown:?}: use one or more of {}, separated by commas",
+                            words()
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(Self(wanted))
+    }
+
+    pub fn matches(&self, status: RepoStatus) -> bool {
+        self.0.contains(&status)
+    }
 }

@@ -118,6 +118,11 @@ impl From<HubError> for ApiError {
 
 const INTERNAL_MESSAGE: &str = "the hub failed to handle this request";
 
+/// Marks a response whose status and body are meant for their client as they are: the
+/// JSON error middleware ([`json_errors`]) leaves it alone. The git routes mark theirs.
+#[derive(Clone, Copy)]
+pub(crate) struct PassThrough;
+
 /// Gives every request an id (echoed in `x-request-id` and in the log span) and turns every
 /// error response that is not already our JSON (poem's own 400/401/404/405/413 answers,
 /// panics caught as 500) into the common error body.
@@ -126,18 +131,16 @@ pub async fn json_errors<E: Endpoint>(ep: E, req: Request) -> poem::Result<Respo
     let span = tracing::info_span!("request", request_id = %request_id, method = %req.method(), path = %req.uri().path());
     let mut resp = ep.get_response(req).instrument(span.clone()).await;
     let status = resp.status();
-    // The git routes answer git clients, which show a text/plain body as it is.
-    let for_git = resp
-        .extensions()
-        .get::<crate::git_http::GitResponse>()
-        .is_some();
+    // Responses meant for another kind of client as they are (the git routes answer git,
+    // which shows a text/plain body to its user) carry `PassThrough`.
+    let pass_through = resp.extensions().get::<PassThrough>().is_some();
     // Pages of the web UI render their own errors for people.
     let is_page = resp
         .headers()
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("text/html"));
-    if (status.is_client_error() || status.is_server_error()) && !for_git && !is_page {
+    if (status.is_client_error() || status.is_server_error()) && !pass_through && !is_page {
         let is_json = resp
             .headers()
             .get(CONTENT_TYPE)

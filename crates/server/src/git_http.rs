@@ -20,7 +20,7 @@
 //! one at a time; each is recorded as a run (trigger `push`) with its ref changes.
 //!
 //! Every refusal is a one-line `text/plain` body, which git prints after `remote:`; the
-//! response carries [`GitResponse`] so the API's JSON error middleware leaves it as it is.
+//! response carries [`PassThrough`] so the API's JSON error middleware leaves it as it is.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -45,6 +45,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 use crate::auth::{actor_for, presented_secret, AdminAuth};
+use crate::errors::PassThrough;
 
 /// How the hub serves repositories over Git's smart HTTP protocol.
 #[derive(Clone)]
@@ -95,10 +96,6 @@ struct Held {
     after: Option<Pin<Box<dyn std::future::Future<Output = ()> + Send>>>,
 }
 
-/// Marks a response of the git routes: its status and body are meant for git as they are.
-#[derive(Clone, Copy)]
-pub(crate) struct GitResponse;
-
 /// Adds the git routes (at the root: `/{owner}/{name}.git/…`) to `route`.
 pub(crate) fn mount(route: poem::Route) -> poem::Route {
     route
@@ -142,7 +139,7 @@ impl poem::IntoResponse for Refusal {
                 poem::http::HeaderValue::from_static("Basic realm=\"mirrorhub\""),
             );
         }
-        resp.extensions_mut().insert(GitResponse);
+        resp.extensions_mut().insert(PassThrough);
         resp
     }
 }
@@ -508,7 +505,7 @@ fn git_output(content_type: &'static str, body: Body) -> Response {
         .header("pragma", "no-cache")
         .header("expires", "Fri, 01 Jan 1980 00:00:00 GMT")
         .body(body);
-    resp.extensions_mut().insert(GitResponse);
+    resp.extensions_mut().insert(PassThrough);
     resp
 }
 

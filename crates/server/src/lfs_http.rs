@@ -25,7 +25,8 @@ use poem::web::Data;
 use poem::{handler, Body, Request, Response};
 
 use crate::auth::AdminAuth;
-use crate::git_http::{authorized_repo, GitResponse, Refusal};
+use crate::errors::PassThrough;
+use crate::git_http::{authorized_repo, Refusal};
 use crate::ServerConfig;
 
 /// The largest batch request read (git-lfs sends 100 objects, a few KiB).
@@ -65,7 +66,7 @@ fn lfs_json(status: StatusCode, body: &impl serde::Serialize) -> Response {
             poem::http::HeaderValue::from_static("Basic realm=\"mirrorhub\""),
         );
     }
-    resp.extensions_mut().insert(GitResponse);
+    resp.extensions_mut().insert(PassThrough);
     resp
 }
 
@@ -243,7 +244,7 @@ async fn download(
                 .header(CONTENT_LENGTH, len)
                 .header(CACHE_CONTROL, "no-store")
                 .body(Body::from_async_read(file));
-            resp.extensions_mut().insert(GitResponse);
+            resp.extensions_mut().insert(PassThrough);
             resp
         }
         Err(e) => from_hub(e),

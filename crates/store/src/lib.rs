@@ -540,6 +540,11 @@ pub trait Store: Send + Sync {
     async fn list_runs(&self, repo_id: i64, limit: i64) -> Result<Vec<SyncRun>, StoreError>;
     /// How many of the repository's runs are `running`.
     async fn running_count(&self, repo_id: i64) -> Result<i64, StoreError>;
+    /// The repositories (ids, ascending) one of whose jobs is claimed with a live lease at
+    /// `now`: a worker on some replica is syncing them. A worker that died stops counting when
+    /// its lease runs out. One statement for all repositories (the queue holds one claim per
+    /// running sync), so a list's statuses cost no query per repository.
+    async fn syncing_repo_ids(&self, now: DateTime<Utc>) -> Result<Vec<i64>, StoreError>;
 
     async fn get_setting(&self, key: &str) -> Result<Option<String>, StoreError>;
     /// Stores the value unless the key has one. `true` if this call stored it.

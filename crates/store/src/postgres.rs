@@ -804,6 +804,17 @@ impl Store for PgStore {
         Ok(n)
     }
 
+    async fn syncing_repo_ids(&self, now: DateTime<Utc>) -> Result<Vec<i64>, StoreError> {
+        let ids = sqlx::query_scalar(
+            "SELECT DISTINCT repo_id FROM sync_jobs \
+             WHERE claimed_by IS NOT NULL AND lease_until > $1 ORDER BY repo_id",
+        )
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(ids)
+    }
+
     async fn get_setting(&self, key: &str) -> Result<Option<String>, StoreError> {
         Ok(
             sqlx::query_scalar("SELECT value FROM settings WHERE key = $1")

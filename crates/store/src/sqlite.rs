@@ -904,6 +904,17 @@ impl Store for SqliteStore {
         Ok(n)
     }
 
+    async fn syncing_repo_ids(&self, now: DateTime<Utc>) -> Result<Vec<i64>, StoreError> {
+        let ids = sqlx::query_scalar(
+            "SELECT DISTINCT repo_id FROM sync_jobs \
+             WHERE claimed_by IS NOT NULL AND lease_until > ? ORDER BY repo_id",
+        )
+        .bind(ms(now))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(ids)
+    }
+
     async fn get_setting(&self, key: &str) -> Result<Option<String>, StoreError> {
         Ok(
             sqlx::query_scalar("SELECT value FROM settings WHERE key = ?")

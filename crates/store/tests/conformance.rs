@@ -524,6 +524,54 @@ async fn claims_oldest_due_first_and_never_two_of_one_repo(db: TestDb) {
     );
 }
 
+async fn syncing_repos_are_those_with_a_live_lease(db: TestDb) {
+    let s = db.store.as_ref();
+    let running = mirror(s, "alice", "running").await;
+    let queued = mirror(s, "alice", "queued").await;
+    let _idle = mirror(s, "alice", "idle").await;
+    assert!(s.syncing_repo_ids(t0()).await.unwrap().is_empty());
+    s.enqueue_sync(running, Trigger::Create, t0())
+        .await
+        .unwrap();
+    let job = s
+        .claim_job("w1", t0(), Duration::from_secs(30))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(job.repo_id, running);
+    // A pending job (a follow-up, or one not yet due) is not a running sync.
+    s.enqueue_sync(running, Trigger::Webhook, t0())
+        .await
+        .unwrap();
+    s.enqueue_sync(queued, Trigger::Manual, t0() + secs(60))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.syncing_repo_ids(t0() + secs(29)).await.unwrap(),
+        [running]
+    );
+    // A worker that died stops counting when its lease runs out.
+    assert!(s
+        .syncing_repo_ids(t0() + secs(30))
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(s
+        .renew_lease(job.id, "w1", t0() + secs(20), Duration::from_secs(30))
+        .await
+        .unwrap());
+    assert_eq!(
+        s.syncing_repo_ids(t0() + secs(40)).await.unwrap(),
+        [running]
+    );
+    s.complete_job(job.id, "w1").await.unwrap();
+    assert!(s
+        .syncing_repo_ids(t0() + secs(40))
+        .await
+        .unwrap()
+        .is_empty());
+}
+
 async fn an_expired_lease_is_taken_over(db: TestDb) {
     let s = db.store.as_ref();
     let id = mirror(s, "alice", "slow").await;
@@ -2807,6 +2855,7 @@ conformance!(
     enqueues_coalesce_into_one_pending_job,
     claims_oldest_due_first_and_never_two_of_one_repo,
     an_expired_lease_is_taken_over,
+    syncing_repos_are_those_with_a_live_lease,
     an_expired_claim_does_not_let_a_second_job_run_beside_a_live_one,
     concurrent_claimers_never_share_a_repository,
     racing_claimers_take_over_each_repository_once,

@@ -3,6 +3,8 @@
 //! - [`GitDaemon`]: `git daemon` serving a directory over git://.
 //! - [`HttpGitServer`]: `git http-backend` behind a small HTTP/1.1 server, optionally with basic
 //!   auth (git's smart HTTP, as forges serve it).
+//! - [`GateProxy`]: a TCP proxy that holds new connections while its gate is closed (an
+//!   upstream exactly as slow as a test needs).
 //! - [`SshServer`]: a real OpenSSH `sshd` serving a directory over ssh:// (git only, through
 //!   `git-shell`), with its own host key and `authorized_keys`; [`SshKeyPair`]: client keys.
 //! - [`LfsServer`]: a Git LFS server (batch API, basic transfer) that the real `git-lfs` client
@@ -19,6 +21,7 @@
 
 mod daemon;
 pub mod forge_api;
+mod gate;
 mod http;
 mod lfs;
 mod repo;
@@ -27,6 +30,7 @@ mod synthetic;
 
 pub use daemon::GitDaemon;
 pub use forge_api::{ForgeApiServer, RecordedRequest, Reply};
+pub use gate::GateProxy;
 pub use http::{HttpGitServer, RequestRecord};
 pub use lfs::{LfsFault, LfsOptions, LfsRequest, LfsServer, LFS_MEDIA_TYPE};
 pub use repo::{

@@ -9,7 +9,7 @@ mod types;
 use std::sync::Arc;
 
 use mirrorhub_core::{Access, Trigger};
-use mirrorhub_hub::Hub;
+use mirrorhub_hub::{Hub, StatusFilter, Statuses};
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, OpenApi, Tags};
@@ -67,18 +67,28 @@ impl ReposApi {
             .await?;
         let repo = self.hub.create_repo(body.0.into()).await?;
         Ok(Accepted::Repo(Json(
-            self.resource(&repo, Access::Admin).await,
+            self.resource(&repo, Access::Admin).await?,
         )))
     }
 
     /// List the repositories the caller may see: public ones, and private ones of the caller
     /// and of the organizations they belong to (all of them, for a site admin).
     #[oai(path = "/repos", method = "get")]
-    async fn list_repos(&self, auth: ApiToken) -> ApiResult<Json<Vec<RepoResource>>> {
+    async fn list_repos(
+        &self,
+        auth: ApiToken,
+        /// Only repositories with one of these statuses, separated by commas, e.g.
+        /// `failed,paused` (words: cloning, syncing, synced, stale, failed, paused).
+        status: Query<Option<String>>,
+    ) -> ApiResult<Json<Vec<RepoResource>>> {
+        let filter = status.0.as_deref().map(StatusFilter::parse).transpose()?;
         let repos = self.hub.visible_repos(&auth.0).await?;
+        let statuses = self.hub.statuses().await?;
         let mut resources = Vec::with_capacity(repos.len());
         for (r, a) in &repos {
-            resources.push(self.resource(r, *a).await);
+            if filter.as_ref().is_none_or(|f| f.matches(statuses.of(r))) {
+                resources.push(self.resource_with(r, *a, &statuses).await);
+            }
         }
         Ok(Json(resources))
     }
@@ -92,7 +102,7 @@ impl ReposApi {
         name: Path<String>,
     ) -> ApiResult<Json<RepoResource>> {
         let (repo, access) = self.authorize(&auth, &owner, &name, Access::Read).await?;
-        Ok(Json(self.resource(&repo, access).await))
+        Ok(Json(self.resource(&repo, access).await?))
     }
 
     /// Sync now.
@@ -111,7 +121,7 @@ impl ReposApi {
             .hub
             .request_sync(&owner, strip_git(&name), Trigger::Manual)
             .await?;
-        Ok(Accepted::Repo(Json(self.resource(&repo, access).await)))
+        Ok(Accepted::Repo(Json(self.resource(&repo, access).await?)))
     }
 
     /// Sync history, newest first, each run with its journal of ref changes.
@@ -168,7 +178,7 @@ impl ReposApi {
             .hub
             .update_repo(&owner, strip_git(&name), body.0.into())
             .await?;
-        Ok(Json(self.resource(&repo, Access::Admin).await))
+        Ok(Json(self.resource(&repo, Access::Admin).await?))
     }
 
     /// Promote a mirror to primary.
@@ -193,7 +203,7 @@ impl ReposApi {
             .promote(&owner, strip_git(&name), force.0.unwrap_or(false))
             .await?;
         Ok(Accepted::Repo(Json(
-            self.resource(&repo, Access::Admin).await,
+            self.resource(&repo, Access::Admin).await?,
         )))
     }
 
@@ -227,12 +237,27 @@ impl ReposApi {
             .await?)
     }
 
-    async fn resource(&self, repo: &mirrorhub_store::Repo, access: Access) -> RepoResource {
+    /// The resource of one repository, with its status now.
+    async fn resource(
+        &self,
+        repo: &mirrorhub_store::Repo,
+        access: Access,
+    ) -> ApiResult<RepoResource> {
+        let statuses = self.hub.statuses().await?;
+        Ok(self.resource_with(repo, access, &statuses).await)
+    }
+
+    async fn resource_with(
+        &self,
+        repo: &mirrorhub_store::Repo,
+        access: Access,
+        statuses: &Statuses,
+    ) -> RepoResource {
         let mut resource = RepoResource::new(
             repo,
             &self.public_url,
             self.hub.webhook_url(repo),
-            self.hub.is_stale(repo, chrono::Utc::now()),
+            statuses,
             access == Access::Admin,
         );
         resource.lfs = types::LfsResource::new(repo, self.hub.lfs_counts(repo.id).await);

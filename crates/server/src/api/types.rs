@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use mirrorhub_core::SyncInterval;
-use mirrorhub_hub::{CreateRepo, UpdateRepo};
+use mirrorhub_hub::{CreateRepo, Statuses, UpdateRepo};
 use mirrorhub_store::{Delivery, Repo, SyncRun, WebhookHook};
 use poem_openapi::Object;
 use secrecy::ExposeSecret;
@@ -150,7 +150,17 @@ pub struct RepoResource {
     pub host_keys: Vec<super::ssh::HostKeyResource>,
     /// Where to clone the repository from the hub.
     pub clone_url: String,
-    /// `cloning`, `ready` or `failed`.
+    /// What the repository is doing now, the same word the web UI, the CLI, the bot and the
+    /// metrics say: `cloning` (the first copy is queued or running), `syncing` (a later sync is
+    /// running), `synced` (the last sync succeeded within the interval; a primary once copied),
+    /// `stale` (the last success is older than the interval plus the operator's grace),
+    /// `failed` (the last sync failed; retries are coming) or `paused` (scheduled syncs stopped
+    /// after repeated permanent failures; `paused_reason` says why). Filter lists with
+    /// `?status=`.
+    pub status: String,
+    /// The first copy's state: `cloning`, `ready` (a full copy exists) or `failed` (the first
+    /// copy failed). It stays `ready` when later syncs fail or the mirror is paused: watch
+    /// `status` for that.
     pub state: String,
     /// Progress of the running initial copy, or null.
     pub progress: Option<ProgressResource>,
@@ -283,7 +293,7 @@ impl RepoResource {
         r: &Repo,
         public_url: &str,
         webhook_url: String,
-        stale: bool,
+        statuses: &Statuses,
         show_secret: bool,
     ) -> Self {
         let progress = match (&r.progress_phase, r.progress_percent) {
@@ -317,6 +327,7 @@ impl RepoResource {
                 .map(super::ssh::HostKeyResource::from)
                 .collect(),
             clone_url: format!("{public_url}/{}/{}.git", r.owner, r.name),
+            status: statuses.of(r).to_string(),
             state: r.state.to_string(),
             progress,
             head: r.head_ref.clone(),
@@ -328,7 +339,7 @@ impl RepoResource {
             branches: r.branches,
             tags: r.tags,
             sync_interval,
-            stale,
+            stale: statuses.is_stale(r),
             paused_reason: r.paused_reason.clone(),
             created_at: r.created_at,
             webhook: WebhookResource::new(r, webhook_url, show_secret),

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use askama::Template;
 use chrono::{TimeDelta, Utc};
-use mirrorhub_core::{Access, Actor, Outcome, RepoState, Trigger};
+use mirrorhub_core::{Access, Actor, Trigger};
 use mirrorhub_hub::{CreateRepo, Hub, HubError, UpdateRepo};
 use poem::http::{header, StatusCode};
 use poem::web::cookie::CookieJar;
@@ -13,9 +13,7 @@ use poem::{handler, IntoResponse, Response};
 use serde::Deserialize;
 
 use super::session::{self, SignedIn};
-use super::view::{
-    ContentsView, FieldErrors, Layout, RepoRow, RepoView, RepoViewInput, RunView, StateView,
-};
+use super::view::{ContentsView, FieldErrors, Layout, RepoRow, RepoView, RepoViewInput, RunView};
 use super::{message_page, redirect, render};
 use crate::auth::AdminAuth;
 use crate::ServerConfig;
@@ -217,11 +215,15 @@ pub(super) async fn list(
         Ok(r) => r,
         Err(e) => return hub_error_page(&e, &user),
     };
+    let statuses = match hub.statuses().await {
+        Ok(s) => s,
+        Err(e) => return hub_error_page(&e, &user),
+    };
     let now = Utc::now();
     let repos = repos
         .iter()
         .map(|(r, access)| {
-            let mut row = RepoRow::new(r, hub.is_stale(r, now), now);
+            let mut row = RepoRow::new(r, statuses.of(r), now);
             row.can_sync &= access.includes(Access::Write);
             row
         })
@@ -514,9 +516,10 @@ async fn repo_page_with(
     extras: RepoPageExtras,
 ) -> Response {
     let now = Utc::now();
-    let (contents, runs) = tokio::join!(
+    let (contents, runs, statuses) = tokio::join!(
         hub.repo_contents(&repo, PAGE_REFS, PAGE_COMMITS),
-        hub.list_runs(&repo.owner, &repo.name, PAGE_RUNS)
+        hub.list_runs(&repo.owner, &repo.name, PAGE_RUNS),
+        hub.statuses()
     );
     let contents = match contents {
         Ok(c) => c,
@@ -526,21 +529,17 @@ async fn repo_page_with(
             Default::default()
         }
     };
-    let runs = match runs {
-        Ok(r) => r,
-        Err(e) => return hub_error_page(&e, user),
+    let (runs, statuses) = match (runs, statuses) {
+        (Ok(r), Ok(s)) => (r, s),
+        (Err(e), _) | (_, Err(e)) => return hub_error_page(&e, user),
     };
     let mut view = RepoView::new(RepoViewInput {
         repo: &repo,
-        stale: hub.is_stale(&repo, now),
+        status: statuses.of(&repo),
         public_url: &config.public_url,
         webhook_url: hub.webhook_url(&repo),
         now,
     });
-    let running = runs.first().is_some_and(|r| r.outcome == Outcome::Running);
-    if running && repo.state == RepoState::Ready {
-        view.state = StateView::syncing();
-    }
     view.can_sync &= access.includes(Access::Write);
     let page = RepoPage {
         layout: Layout {

@@ -2,7 +2,7 @@
 //! object ids. Templates only lay these out.
 
 use chrono::{DateTime, Utc};
-use mirrorhub_core::{Mode, Outcome, RepoState, SyncInterval};
+use mirrorhub_core::{Mode, Outcome, RepoState, RepoStatus, SyncInterval};
 use mirrorhub_git::{CommitEntry, RefEntry, RepoContents};
 use mirrorhub_hub::HubError;
 use mirrorhub_store::{Repo, SyncRun, WebhookHook};
@@ -104,78 +104,48 @@ pub struct Progress {
     pub percent: i32,
 }
 
-/// A repository's state as the list and the page show it.
+/// A repository's status as the list and the page show it.
 pub struct StateView {
-    /// CSS class suffix: `cloning`, `synced`, `stale`, `failed`, `paused`, `ready`.
+    /// CSS class suffix: the status word (`cloning`, `syncing`, `synced`, `stale`, `failed`,
+    /// `paused`).
     pub key: &'static str,
+    /// The status word, as the API, the CLI and the bot say it.
     pub label: String,
     /// The tooltip: why, in a few words.
     pub detail: String,
     pub progress: Option<Progress>,
 }
 
-impl StateView {
-    /// A sync of a ready repository is running now.
-    pub fn syncing() -> Self {
-        Self {
-            key: "running",
-            label: "syncing".into(),
-            detail: "a sync is running".into(),
-            progress: None,
+/// The hub's status word (`Hub::statuses`), with a few words on why.
+fn state_of(repo: &Repo, status: RepoStatus) -> StateView {
+    let detail = match status {
+        RepoStatus::Cloning => "the first copy is queued or running".to_owned(),
+        RepoStatus::Syncing => "a sync is running".to_owned(),
+        RepoStatus::Synced if repo.mode == Mode::Migrate => {
+            "the hub is the primary: it is never synced from an upstream".to_owned()
         }
-    }
-}
-
-fn state_of(repo: &Repo, stale: bool) -> StateView {
-    let view = |key, label: &str, detail: String| StateView {
-        key,
-        label: label.to_owned(),
-        detail,
-        progress: None,
+        RepoStatus::Synced => "equal to the upstream at the last sync".to_owned(),
+        RepoStatus::Stale => "no successful sync within its interval".to_owned(),
+        RepoStatus::Failed if repo.state == RepoState::Failed => {
+            repo.last_error_message.clone().unwrap_or_default()
+        }
+        RepoStatus::Failed => format!(
+            "the last sync failed: {}",
+            repo.last_error_message.as_deref().unwrap_or_default()
+        ),
+        RepoStatus::Paused => repo.paused_reason.clone().unwrap_or_default(),
     };
-    match repo.state {
-        RepoState::Cloning => StateView {
-            progress: repo.progress_percent.map(|percent| Progress {
+    StateView {
+        key: status.as_str(),
+        label: status.as_str().to_owned(),
+        detail,
+        progress: repo
+            .progress_percent
+            .filter(|_| status == RepoStatus::Cloning)
+            .map(|percent| Progress {
                 phase: repo.progress_phase.clone().unwrap_or_default(),
                 percent,
             }),
-            ..view(
-                "cloning",
-                "cloning",
-                "the first copy is queued or running".into(),
-            )
-        },
-        RepoState::Failed => view(
-            "failed",
-            "failed",
-            repo.last_error_message.clone().unwrap_or_default(),
-        ),
-        RepoState::Ready if repo.mode == Mode::Migrate => {
-            view("ready", "ready", "migrated: the hub is the primary".into())
-        }
-        RepoState::Ready if repo.paused_reason.is_some() => view(
-            "paused",
-            "paused",
-            repo.paused_reason.clone().unwrap_or_default(),
-        ),
-        RepoState::Ready if repo.consecutive_failures > 0 => view(
-            "failed",
-            "failed",
-            format!(
-                "the last sync failed: {}",
-                repo.last_error_message.as_deref().unwrap_or_default()
-            ),
-        ),
-        RepoState::Ready if stale => view(
-            "stale",
-            "stale",
-            "no successful sync within its interval".into(),
-        ),
-        RepoState::Ready => view(
-            "synced",
-            "synced",
-            "equal to the upstream at the last sync".into(),
-        ),
     }
 }
 
@@ -202,7 +172,7 @@ fn mode_view(mode: Mode) -> (&'static str, &'static str) {
 }
 
 impl RepoRow {
-    pub fn new(repo: &Repo, stale: bool, now: DateTime<Utc>) -> Self {
+    pub fn new(repo: &Repo, status: RepoStatus, now: DateTime<Utc>) -> Self {
         let (mode_key, mode_label) = mode_view(repo.mode);
         Self {
             owner: repo.owner.clone(),
@@ -210,7 +180,7 @@ impl RepoRow {
             path: format!("/{}/{}", repo.owner, repo.name),
             mode_key,
             mode_label,
-            state: state_of(repo, stale),
+            state: state_of(repo, status),
             last_sync: When::opt(repo.last_sync_at, now),
             branches: repo.branches,
             tags: repo.tags,
@@ -255,7 +225,8 @@ pub struct RepoView {
 
 pub struct RepoViewInput<'a> {
     pub repo: &'a Repo,
-    pub stale: bool,
+    /// The hub's status word for it.
+    pub status: RepoStatus,
     pub public_url: &'a str,
     pub webhook_url: String,
     pub now: DateTime<Utc>,
@@ -265,12 +236,12 @@ impl RepoView {
     pub fn new(input: RepoViewInput<'_>) -> Self {
         let RepoViewInput {
             repo,
-            stale,
+            status,
             public_url,
             webhook_url,
             now,
         } = input;
-        let row = RepoRow::new(repo, stale, now);
+        let row = RepoRow::new(repo, status, now);
         let is_mirror = repo.mode == Mode::Mirror;
         Self {
             clone_url: format!("{public_url}{}.git", row.path),
