@@ -541,6 +541,7 @@ async fn repo_page_with(
         now,
     });
     view.can_sync &= access.includes(Access::Write);
+    view.lfs = super::view::LfsView::new(&repo, hub.lfs_counts(repo.id).await);
     let page = RepoPage {
         layout: Layout {
             notice: extras.notice,

@@ -221,6 +221,44 @@ pub struct RepoView {
     pub webhook_registration: Option<String>,
     /// The hub created the webhook on the upstream itself.
     pub webhook_registered: bool,
+    /// Git LFS objects, when LFS is on or the repository has any.
+    pub lfs: Option<LfsView>,
+}
+
+/// A repository's Git LFS objects, as the page shows them.
+pub struct LfsView {
+    pub enabled: bool,
+    pub objects: i64,
+    /// e.g. `4.2 MB`.
+    pub size: String,
+    pub missing: i64,
+    pub last_error: Option<String>,
+}
+
+impl LfsView {
+    pub fn new(repo: &Repo, counts: mirrorhub_store::LfsCounts) -> Option<Self> {
+        (repo.lfs.enabled || counts.objects > 0).then(|| Self {
+            enabled: repo.lfs.enabled,
+            objects: counts.objects,
+            size: bytes_text(counts.bytes),
+            missing: counts.missing,
+            last_error: repo.lfs.last_error.clone(),
+        })
+    }
+}
+
+/// A byte count as people read it: `812 bytes`, `4.2 MB`, `1.3 GB`.
+pub fn bytes_text(bytes: i64) -> String {
+    let b = bytes.max(0) as f64;
+    if b < 1000.0 {
+        format!("{bytes} bytes")
+    } else if b < 1e6 {
+        format!("{:.1} kB", b / 1e3)
+    } else if b < 1e9 {
+        format!("{:.1} MB", b / 1e6)
+    } else {
+        format!("{:.1} GB", b / 1e9)
+    }
 }
 
 pub struct RepoViewInput<'a> {
@@ -286,6 +324,7 @@ impl RepoView {
                     "The hub could not add it on the upstream itself ({why}): add it by hand as below."
                 )),
             },
+            lfs: None,
         }
     }
 }
@@ -364,6 +403,8 @@ pub struct RunView {
     pub started: When,
     pub duration: Option<String>,
     pub error: Option<(String, String)>,
+    /// What went wrong beside a successful run (LFS objects not fetched yet).
+    pub warnings: Option<String>,
     pub changes: Vec<RefChangeView>,
 }
 
@@ -397,6 +438,7 @@ impl RunView {
                 }
             }),
             error: run.error_code.clone().zip(run.error_message.clone()),
+            warnings: run.warnings.clone(),
             changes: run
                 .ref_changes
                 .iter()
