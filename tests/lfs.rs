@@ -427,6 +427,35 @@ async fn a_migrated_repository_takes_lfs_pushes_from_writers_only(db: TestDb) {
     })
     .await;
     assert_eq!(repo["mode"], "migrate", "{repo}");
+
+    // A second primary of the same upstream without LFS: pointer files only, and the object
+    // the hub holds for the first one is not linked to it on its id alone.
+    let (status, other) = hub
+        .post(
+            "/api/v1/repos",
+            json!({"url": up.url(), "owner": "team", "name": "pointers", "mode": "migrate", "username": USER, "token": PASSWORD, "lfs": false}),
+        )
+        .await;
+    assert_eq!(status, 202, "{other}");
+    let other = wait_until(&hub, "team/pointers", "migrated", |r| r["state"] == "ready").await;
+    assert_eq!(other["lfs"]["enabled"], false, "{other}");
+    assert_eq!(other["lfs"]["objects"], 0, "{other}");
+    let batch =
+        |op: &str| {
+            reqwest::Client::new()
+            .post(format!("{}/team/pointers.git/info/lfs/objects/batch", hub.base))
+            .bearer_auth(TOKEN)
+            .header("Accept", "application/vnd.git-lfs+json")
+            .json(&json!({"operation": op, "objects": [{"oid": oid(&first), "size": first.len()}]}))
+            .send()
+        };
+    let answer: Value = batch("download").await.unwrap().json().await.unwrap();
+    assert_eq!(answer["objects"][0]["error"]["code"], 404, "{answer}");
+    let answer: Value = batch("upload").await.unwrap().json().await.unwrap();
+    assert!(
+        answer["objects"][0]["actions"]["upload"]["href"].is_string(),
+        "the upload was skipped: {answer}"
+    );
     drop(up.lfs);
 
     // Work from a clone of the hub: a new LFS file pushed with the admin token.
@@ -513,14 +542,13 @@ async fn a_hub_killed_during_a_download_leaves_no_partial_object(db: TestDb) {
     // Restarted, the interrupted run is taken again and completes the object.
     up.lfs.set_fault(LfsFault::None);
     hub.spawn();
-    let repo = wait_until(
+    wait_until(
         &hub,
         "team/big",
-        "holding the object after the restart",
-        |r| r["lfs"]["objects"] == 1 && r["lfs"]["missing"] == 0,
+        "ready with the object after the restart",
+        |r| r["state"] == "ready" && r["lfs"]["objects"] == 1 && r["lfs"]["missing"] == 0,
     )
     .await;
-    assert_eq!(repo["state"], "ready", "{repo}");
     let stored = hub
         .data_dir
         .join("lfs/objects")

@@ -198,32 +198,19 @@ impl Hub {
             }
             return Ok(None);
         }
-        // Objects another repository brought already are the same bytes: shared.
-        let mut wanted = Vec::new();
-        let mut shared = Vec::new();
-        for (oid, size) in missing {
-            let Some(oid) = Oid::parse(&oid) else {
-                continue;
-            };
-            let pointer = Pointer {
-                oid,
-                size: size.max(0) as u64,
-            };
-            if self.config.lfs.objects.contains(&pointer).await {
-                shared.push((pointer.oid.to_string(), size));
-            } else {
-                wanted.push(pointer);
-            }
-        }
-        if !shared.is_empty() {
-            self.store
-                .lfs_mark_present(repo.id, &shared, Utc::now())
-                .await?;
-        }
-        if wanted.is_empty() {
-            self.store.lfs_set_error(repo.id, None).await?;
-            return Ok(None);
-        }
+        // Every missing object is downloaded, also one another repository brought already:
+        // only bytes that hash to the id prove the upstream has the object, and a pointer
+        // alone must never open another repository's object to this one's readers. The
+        // store still keeps one copy.
+        let wanted: Vec<Pointer> = missing
+            .into_iter()
+            .filter_map(|(oid, size)| {
+                Some(Pointer {
+                    oid: Oid::parse(&oid)?,
+                    size: size.max(0) as u64,
+                })
+            })
+            .collect();
         let upstream = self.lfs_upstream(repo, &path).await?;
         let total = wanted.len();
         let started = std::time::Instant::now();
@@ -419,11 +406,12 @@ impl Hub {
                     None => objects.push(object_error(spec, 404, "no such LFS object in this repository")),
                 },
                 Operation::Upload => {
-                    if self.config.lfs.objects.contains(&pointer).await {
-                        // The hub has these bytes (verified): the repository references them now.
-                        self.store
-                            .lfs_mark_present(repo.id, &[(pointer.oid.to_string(), pointer.size as i64)], Utc::now())
-                            .await?;
+                    // Skipped only when this repository holds it already: an object of another
+                    // repository is never linked here on its id alone (the client must send
+                    // the bytes, which are checked against the id).
+                    if matches!(known, Some((size, true)) if size as u64 == pointer.size)
+                        && self.config.lfs.objects.contains(&pointer).await
+                    {
                         objects.push(ObjectAnswer { oid: spec.oid, size: spec.size, authenticated: Some(true), actions: None, error: None });
                     } else if pointer.size > self.config.lfs.objects.max_object_bytes() {
                         objects.push(object_error(spec, 422, &format!(
@@ -510,7 +498,9 @@ impl Hub {
                 repo.owner, repo.name
             )));
         }
-        if !self.config.lfs.objects.contains(&pointer).await {
+        // Written and checked even when the store has these bytes already (from another
+        // repository): the upload must prove the content.
+        {
             let mut writer = self.config.lfs.objects.writer(&pointer).await?;
             let mut buf = vec![0u8; 256 * 1024];
             loop {

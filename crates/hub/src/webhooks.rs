@@ -170,6 +170,9 @@ impl Hub {
             .iter()
             .map(|repo| entry_for(repo, is_push, is_ping, &event_name))
             .collect();
+        // When the delivery arrived: a sync started after this sees the push (the store
+        // queues nothing then), however long the checks below and the write take.
+        let now = Utc::now();
         // A push the mirror already holds (a redelivery, or one a sync already fetched) needs
         // no sync: that is what keeps a burst of deliveries to one sync and one follow-up.
         if let Some(tip) = is_push
@@ -191,7 +194,6 @@ impl Hub {
                 }
             }
         }
-        let now = Utc::now();
         let outcome = self
             .store
             .record_delivery(

@@ -90,8 +90,9 @@ impl Fetcher {
         &self.store
     }
 
-    /// Downloads `wanted` (objects not yet stored) from `upstream`. Never fails as a whole:
-    /// each object is fetched or reported.
+    /// Downloads `wanted` from `upstream`, also objects the store holds already (for
+    /// another repository): only bytes that hash to the id show that the upstream has the
+    /// object. Never fails as a whole: each object is fetched or reported.
     pub async fn fetch(&self, upstream: &Upstream, wanted: Vec<Pointer>) -> FetchOutcome {
         let mut outcome = FetchOutcome::default();
         let slots = Arc::new(tokio::sync::Semaphore::new(self.options.concurrency.max(1)));
@@ -235,9 +236,6 @@ impl Fetcher {
         pointer: &Pointer,
         download: &Download,
     ) -> Result<(), LfsError> {
-        if self.store.contains(pointer).await {
-            return Ok(());
-        }
         let mut writer = self.store.writer(pointer).await?;
         let pass = self.egress.pass();
         let client = self.client(pass.as_ref())?;

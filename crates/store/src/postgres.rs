@@ -928,9 +928,13 @@ impl Store for PgStore {
                 // One statement: the job is inserted, or merged into the pending one (the
                 // earlier start wins). Due at once: while a sync of the repository runs, the
                 // claim refuses it, so it is the one follow-up that starts when that sync ends.
-                let due: DateTime<Utc> = sqlx::query_scalar(
+                // Not at all when a sync that started after the delivery arrived runs or ran
+                // well: its fetch already sees the push.
+                let due: Option<DateTime<Utc>> = sqlx::query_scalar(
                     "INSERT INTO sync_jobs (repo_id, trigger, run_after, created_at) \
-                     VALUES ($1, $2, $3, now()) \
+                     SELECT $1, $2, $3, now() \
+                     WHERE NOT EXISTS (SELECT 1 FROM sync_runs WHERE repo_id = $1 AND started_at >= $3 \
+                         AND outcome IN ('running', 'success', 'unchanged')) \
                      ON CONFLICT (repo_id) WHERE claimed_by IS NULL DO UPDATE SET \
                          trigger = CASE WHEN sync_jobs.trigger <> 'promote' AND EXCLUDED.run_after < sync_jobs.run_after THEN EXCLUDED.trigger ELSE sync_jobs.trigger END, \
                          run_after = LEAST(sync_jobs.run_after, EXCLUDED.run_after) \
@@ -939,9 +943,9 @@ impl Store for PgStore {
                 .bind(entry.repo_id)
                 .bind(Trigger::Webhook.as_str())
                 .bind(now)
-                .fetch_one(&mut *tx)
+                .fetch_optional(&mut *tx)
                 .await?;
-                syncs_due.push(due);
+                syncs_due.extend(due);
             }
             sqlx::query(
                 "UPDATE repos SET webhook_last_delivery_at = $1, webhook_last_forge = $2 WHERE id = $3",

@@ -264,10 +264,13 @@ async fn record_delivery_in(
             // One statement: the job is inserted, or merged into the pending one (the
             // earlier start wins). Due at once: while a sync of the repository runs, the claim
             // refuses it, so it is the one follow-up that starts as soon as that sync ends.
-            let due: i64 = sqlx::query_scalar(
+            // Not at all when a sync that started after the delivery arrived runs or ran
+            // well: its fetch already sees the push.
+            let due: Option<i64> = sqlx::query_scalar(
                     "INSERT INTO sync_jobs (repo_id, trigger, run_after, created_at) \
                      SELECT ?1, ?2, ?3, ?3 \
-                     WHERE true \
+                     WHERE NOT EXISTS (SELECT 1 FROM sync_runs WHERE repo_id = ?1 AND started_at >= ?3 \
+                         AND outcome IN ('running', 'success', 'unchanged')) \
                      ON CONFLICT (repo_id) WHERE claimed_by IS NULL DO UPDATE SET \
                          trigger = CASE WHEN sync_jobs.trigger <> 'promote' AND excluded.run_after < sync_jobs.run_after THEN excluded.trigger ELSE sync_jobs.trigger END, \
                          run_after = MIN(sync_jobs.run_after, excluded.run_after) \
@@ -276,9 +279,11 @@ async fn record_delivery_in(
                 .bind(entry.repo_id)
                 .bind(Trigger::Webhook.as_str())
                 .bind(ms(now))
-                .fetch_one(&mut *conn)
+                .fetch_optional(&mut *conn)
                 .await?;
-            syncs_due.push(from_ms(due)?);
+            if let Some(due) = due {
+                syncs_due.push(from_ms(due)?);
+            }
         }
         // The trigger webhook_deliveries_mark_connected updates the repository.
         sqlx::query(
