@@ -1,10 +1,12 @@
 //! The sync benchmark: mirrorhub's engine against the git command line, side by side, on a
-//! large synthetic upstream served by real git servers on 127.0.0.1.
+//! large synthetic upstream served by real git servers on 127.0.0.1: `git http-backend`,
+//! `git daemon`, and OpenSSH's `sshd` (ssh://, with a key and a known_hosts file on both sides).
 //!
 //! `cargo bench --bench sync`. Knobs: `MIRRORHUB_BENCH_COMMITS` (default 100000),
 //! `MIRRORHUB_BENCH_RUNS` (measured runs per sync scenario, default 7),
-//! `MIRRORHUB_BENCH_CLONE_RUNS` (per initial clone, default 5). The upstream is generated once
-//! under `target/bench-data/` and reused by later runs.
+//! `MIRRORHUB_BENCH_CLONE_RUNS` (per initial clone, default 5), `MIRRORHUB_BENCH_TRANSPORTS`
+//! (which of `http,git,ssh` to measure, default all). The upstream is generated once under
+//! `target/bench-data/` and reused by later runs.
 //!
 //! Every scenario starts both tools from identical state: each syncs its own fresh copy of a
 //! mirror it cloned itself, against the same upstream change, which is undone afterwards. After
@@ -18,7 +20,8 @@ use std::time::{Duration, Instant};
 
 use mirrorhub_testkit::{
     add_commit, delete_branch, delete_tag, for_each_ref, git, git_with_stdin, rewrite_branch,
-    synthetic_upstream, GitDaemon, HttpGitServer, RefSnapshot, Spec, Synthetic,
+    synthetic_upstream, GitDaemon, HttpGitServer, RefSnapshot, Spec, SshKeyPair, SshServer,
+    Synthetic,
 };
 use support::git_cli;
 
@@ -97,19 +100,31 @@ async fn run() {
         started.elapsed().as_secs_f64()
     );
 
+    let transports =
+        std::env::var("MIRRORHUB_BENCH_TRANSPORTS").unwrap_or_else(|_| "http,git,ssh".to_owned());
+    let wanted = |name: &str| transports.split(',').any(|t| t.trim() == name);
     let daemon = GitDaemon::start(&served).await;
     let http = HttpGitServer::start(&served, None).await;
+    let sshd = SshServer::start(&served).await;
     let engine = engine::Engine::start().await;
     let work = tempfile::Builder::new()
         .prefix("run-")
         .tempdir_in(&data)
         .expect("work dir");
+    // Both tools log in to sshd with the same key and trust only its host key, from files.
+    let key = SshKeyPair::generate("mirrorhub-bench");
+    sshd.authorize(&key.public_key);
+    let ssh = SshLogin::new(&key, &sshd, work.path());
 
     let mut rows = Vec::new();
     for (transport, dir, url) in [
         ("http", "http", http.url(REPO)),
         ("git://", "git", daemon.url(REPO)),
+        ("ssh", "ssh", sshd.url(REPO)),
     ] {
+        if !wanted(dir) {
+            continue;
+        }
         let work = work.path().join(dir);
         let bench = Bench {
             upstream: &upstream,
@@ -117,6 +132,7 @@ async fn run() {
             transport,
             work,
             engine: &engine,
+            ssh: (dir == "ssh").then_some(&ssh),
         };
         std::fs::create_dir_all(&bench.work).expect("create work dir");
         rows.extend(bench.run_all(clone_runs, sync_runs).await);
@@ -168,6 +184,49 @@ struct Bench<'a> {
     transport: &'static str,
     work: PathBuf,
     engine: &'a engine::Engine,
+    /// For ssh://: the key and pinned host key both tools use.
+    ssh: Option<&'a SshLogin>,
+}
+
+/// How both tools reach the bench's sshd: the same private key, the same single host key.
+pub struct SshLogin {
+    /// The private key, for the hub's engine (which writes it to a 0600 file per run).
+    key: secrecy::SecretString,
+    /// The server's host key, pinned for the engine.
+    known_hosts: Vec<mirrorhub_core::HostKey>,
+    /// `core.sshCommand=…` for the git CLI: that key, a known_hosts file with that host key,
+    /// strict checking, no user config, no agent, as the hub runs ssh.
+    git_ssh_config: String,
+}
+
+impl SshLogin {
+    fn new(key: &SshKeyPair, sshd: &SshServer, dir: &Path) -> Self {
+        let known_hosts_file = dir.join("known_hosts");
+        std::fs::write(&known_hosts_file, format!("{}\n", sshd.known_hosts_line()))
+            .expect("write known_hosts");
+        let (url, _) =
+            mirrorhub_core::UpstreamUrl::parse(&sshd.url(REPO)).expect("the sshd URL parses");
+        let known_hosts = mirrorhub_core::parse_known_hosts(&sshd.known_hosts_line(), &url)
+            .expect("the host key parses");
+        SshLogin {
+            key: secrecy::SecretString::from(key.private_key.clone()),
+            known_hosts,
+            git_ssh_config: format!(
+                "core.sshCommand=ssh -F /dev/null -i {} -o IdentitiesOnly=yes -o IdentityAgent=none \
+                 -o BatchMode=yes -o StrictHostKeyChecking=yes -o UserKnownHostsFile={} \
+                 -o GlobalKnownHostsFile=/dev/null",
+                path_str(key.path()),
+                path_str(&known_hosts_file)
+            ),
+        }
+    }
+
+    fn access(&self) -> mirrorhub_git::SshAccess<'_> {
+        mirrorhub_git::SshAccess {
+            key: Some(&self.key),
+            known_hosts: &self.known_hosts,
+        }
+    }
 }
 
 /// A change made to the upstream before a measured sync (and undone after it).
@@ -229,19 +288,22 @@ impl Bench<'_> {
                 [true, false]
             } {
                 if engine_turn {
-                    let took = self.engine.clone_mirror(&self.url, &engine_base).await;
+                    let took = self
+                        .engine
+                        .clone_mirror(&self.url, self.ssh, &engine_base)
+                        .await;
                     check_mirror("mirrorhub", &engine_base, &expected);
                     row.engine.push(took);
                 } else {
                     let took = git_cli(
                         &self.work,
-                        &[
+                        &self.git_args(&[
                             "clone",
                             "--mirror",
                             "--quiet",
                             &self.url,
                             path_str(&git_base),
-                        ],
+                        ]),
                     )
                     .await;
                     check_mirror("git CLI", &git_base, &expected);
@@ -311,20 +373,23 @@ impl Bench<'_> {
                 [true, false]
             } {
                 if engine_turn {
-                    let took = self.engine.sync_mirror(&self.url, &engine_mirror).await;
+                    let took = self
+                        .engine
+                        .sync_mirror(&self.url, self.ssh, &engine_mirror)
+                        .await;
                     check_mirror("mirrorhub", &engine_mirror, &expected);
                     check_fetched(&engine_mirror, &base_tips);
                     row.engine.push(took);
                 } else {
                     let took = git_cli(
                         &git_mirror,
-                        &[
+                        &self.git_args(&[
                             "fetch",
                             "--prune",
                             &self.url,
                             "+refs/heads/*:refs/heads/*",
                             "+refs/tags/*:refs/tags/*",
-                        ],
+                        ]),
                     )
                     .await;
                     check_mirror("git CLI", &git_mirror, &expected);
@@ -345,6 +410,18 @@ impl Bench<'_> {
             ms(median(&row.engine))
         );
         row
+    }
+}
+
+impl Bench<'_> {
+    /// The git CLI's arguments: over ssh, with the same key and known_hosts as the engine.
+    fn git_args<'a>(&'a self, args: &[&'a str]) -> Vec<&'a str> {
+        let mut all = Vec::new();
+        if let Some(ssh) = self.ssh {
+            all.extend(["-c", ssh.git_ssh_config.as_str()]);
+        }
+        all.extend_from_slice(args);
+        all
     }
 }
 
@@ -398,7 +475,9 @@ mod engine {
     use std::time::{Duration, Instant};
 
     use mirrorhub_core::{AddressPolicy, Credentials, UpstreamUrl};
-    use mirrorhub_git::{no_progress, CopyEngine, EngineConfig, GitEngine};
+    use mirrorhub_git::{no_progress, Auth, CopyEngine, EngineConfig, GitEngine};
+
+    use super::SshLogin;
 
     pub struct Engine(GitEngine);
 
@@ -422,17 +501,39 @@ mod engine {
             Engine(GitEngine::start(config).await.expect("start the engine"))
         }
 
-        pub async fn clone_mirror(&self, url: &str, dest: &Path) -> Duration {
+        fn auth<'a>(creds: &'a Option<Credentials>, ssh: Option<&'a SshLogin>) -> Auth<'a> {
+            match ssh {
+                Some(login) => Auth::from(login.access()),
+                None => Auth::from(creds.as_ref()),
+            }
+        }
+
+        pub async fn clone_mirror(
+            &self,
+            url: &str,
+            ssh: Option<&SshLogin>,
+            dest: &Path,
+        ) -> Duration {
             let (url, creds) = parse(url);
             let started = Instant::now();
             let report = self
                 .0
-                .clone_mirror(&url, creds.as_ref(), dest, no_progress())
+                .clone_mirror(&url, Self::auth(&creds, ssh), dest, no_progress())
                 .await
                 .unwrap_or_else(|e| panic!("mirrorhub clone of {url} failed: {e:?}"));
             let took = started.elapsed();
-            // The row is about the hub's first-copy engine, not its fallback.
-            assert_eq!(report.engine, CopyEngine::Gix, "gix made the copy of {url}");
+            // The row is about the hub's first-copy engine, not its fallback. Over ssh the
+            // hub always copies with git clone (ssh runs as git runs it: pinned keys, the
+            // checked address).
+            let expected = if ssh.is_some() {
+                CopyEngine::Git
+            } else {
+                CopyEngine::Gix
+            };
+            assert_eq!(
+                report.engine, expected,
+                "the engine that made the copy of {url}"
+            );
             took
         }
 
@@ -448,11 +549,16 @@ mod engine {
             started.elapsed()
         }
 
-        pub async fn sync_mirror(&self, url: &str, repo: &Path) -> Duration {
+        pub async fn sync_mirror(
+            &self,
+            url: &str,
+            ssh: Option<&SshLogin>,
+            repo: &Path,
+        ) -> Duration {
             let (url, creds) = parse(url);
             let started = Instant::now();
             self.0
-                .sync_mirror(&url, creds.as_ref(), repo, no_progress())
+                .sync_mirror(&url, Self::auth(&creds, ssh), repo, no_progress())
                 .await
                 .unwrap_or_else(|e| panic!("mirrorhub sync of {url} failed: {e:?}"));
             started.elapsed()

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use common::{Db, Hub, TestDb, TOKEN};
 use fantoccini::{Client, ClientBuilder, Locator};
-use mirrorhub_testkit::{git, init_bare, HttpGitServer, Scratch};
+use mirrorhub_testkit::{git, init_bare, HttpGitServer, Scratch, SshServer};
 use serde_json::{json, Value};
 
 /// Long enough for a first copy on a loaded CI machine; a broken page fails well before.
@@ -189,6 +189,14 @@ impl Browser {
             .collect()
     }
 
+    /// Whether the element with `id` is displayed (present, and not `hidden`).
+    async fn shown(&self, id: &str) -> bool {
+        match self.client.find(Locator::Id(id)).await {
+            Ok(el) => el.is_displayed().await.unwrap_or(false),
+            Err(_) => false,
+        }
+    }
+
     async fn sign_in(&self) {
         self.goto("/").await;
         assert!(self.path().await.starts_with("/-/login"));
@@ -206,7 +214,8 @@ impl Browser {
 
 on_both_databases!(
     import_sync_and_see_the_new_commit,
-    errors_appear_next_to_their_field
+    errors_appear_next_to_their_field,
+    import_over_ssh_with_a_deploy_key_made_in_the_form
 );
 
 /// An upstream behind `git http-backend`, with `main` as its default branch.
@@ -357,5 +366,74 @@ async fn errors_appear_next_to_their_field(db: TestDb) {
     b.fill("token", "s3cret").await;
     b.click("launch").await;
     b.wait_text("#status", "synced").await;
+    b.close().await;
+}
+
+async fn import_over_ssh_with_a_deploy_key_made_in_the_form(db: TestDb) {
+    let root = tempfile::tempdir().unwrap();
+    let bare = root.path().join("project.git");
+    init_bare(&bare);
+    let work = Scratch::new();
+    work.commit_file("README.md", "hello\n", "first commit over ssh");
+    work.push_mirror(bare.to_str().unwrap());
+    git(&bare, ["symbolic-ref", "HEAD", "refs/heads/main"]);
+    let server = SshServer::start(root.path()).await;
+    let url = server.url("project.git");
+    let hub = Hub::start(&db, &[]).await;
+    let Some(b) = Browser::start("ssh", &hub).await else {
+        return;
+    };
+    b.sign_in().await;
+    b.click("create").await;
+    b.wait_text("h2", "Import repository").await;
+
+    // An https address asks for a token; an SSH address for a key and host keys instead.
+    b.fill("url", "https://git.example.org/team/project.git")
+        .await;
+    assert!(b.shown("token").await && !b.shown("generate-key").await);
+    b.fill("url", &url).await;
+    assert!(!b.shown("token").await, "no token for an SSH address");
+    assert!(b.shown("generate-key").await && b.shown("detect-host-keys").await);
+    b.fill("owner", "team").await;
+
+    // Generate a deploy key: its public line to copy, and where to add it.
+    b.click("generate-key").await;
+    b.wait_text("#key-generated", "Deploy key created").await;
+    let public_key = b.value("ssh-public-key").await;
+    assert!(public_key.starts_with("ssh-ed25519 AAAA"), "{public_key}");
+    b.wait_text("#deploy-key", "read-only").await;
+    assert_eq!(b.value("url").await, url, "the form keeps what was typed");
+    assert!(!b.shown("token").await);
+    b.screenshot("deploy-key").await;
+    // The user adds it to the upstream.
+    server.authorize(&public_key);
+
+    // Detect host keys: the server's fingerprint, to confirm.
+    b.click("detect-host-keys").await;
+    b.wait_text("#host-keys", &server.host_key_fingerprint())
+        .await;
+    b.wait_text("#host-keys", "ssh-ed25519").await;
+    assert_eq!(
+        b.value("ssh-public-key").await,
+        public_key,
+        "the key stays chosen"
+    );
+    // Importing without confirming them is refused next to them.
+    b.click("launch").await;
+    b.wait_text("#known_hosts-error", "tick the box").await;
+    b.click("trust-host-keys").await;
+    b.screenshot("host-keys").await;
+    b.click("launch").await;
+
+    // The repository page follows the first copy and shows the key and the pinned host key.
+    b.wait_text("#notice", "Import started").await;
+    b.wait_text("#status", "synced").await;
+    b.wait_text("#commits", "first commit over ssh").await;
+    let fingerprint = b.wait_text("#ssh-deploy-key", "SHA256:").await;
+    let (_, keys) = hub.get("/api/v1/ssh-keys?owner=team").await;
+    assert!(fingerprint.contains(keys[0]["fingerprint"].as_str().unwrap()));
+    b.wait_text("#pinned-host-keys", &server.host_key_fingerprint())
+        .await;
+    b.screenshot("ssh-repository").await;
     b.close().await;
 }

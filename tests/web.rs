@@ -7,7 +7,7 @@
 mod common;
 
 use common::{Db, Hub, TestDb, TOKEN};
-use mirrorhub_testkit::{init_bare, GitDaemon, Scratch};
+use mirrorhub_testkit::{init_bare, GitDaemon, Scratch, SshKeyPair, SshServer};
 use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
 use reqwest::redirect::Policy;
 use serde_json::json;
@@ -19,7 +19,9 @@ on_both_databases!(
     user_text_is_escaped_and_pages_are_locked_down,
     forms_show_errors_next_to_their_fields,
     settings_are_checked_and_saved,
-    users_sign_in_with_a_password_and_see_what_they_may
+    users_sign_in_with_a_password_and_see_what_they_may,
+    an_ssh_mirror_from_the_form_and_a_changed_host_key_accepted_in_settings,
+    ssh_fields_show_their_errors_and_never_echo_a_private_key
 );
 
 /// A cookie-keeping client that never follows redirects (they are asserted).
@@ -688,4 +690,450 @@ async fn users_sign_in_with_a_password_and_see_what_they_may(db: TestDb) {
         "{}",
         page.body
     );
+}
+
+/// `base` and then `extra`.
+fn with<'a>(base: &[(&'a str, &'a str)], extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+    base.iter().chain(extra).copied().collect()
+}
+
+/// The text of the element with `id`, from its start tag to the next `</`.
+fn element(body: &str, id: &str) -> String {
+    let start = body
+        .find(&format!("id=\"{id}\""))
+        .unwrap_or_else(|| panic!("no #{id} in:\n{body}"));
+    let rest = &body[start..];
+    rest[..rest.find("</").unwrap_or(rest.len())].to_owned()
+}
+
+/// The `value` of the input with `id`.
+fn input_value(body: &str, id: &str) -> String {
+    let at = body
+        .find(&format!("id=\"{id}\""))
+        .unwrap_or_else(|| panic!("no #{id} in:\n{body}"));
+    let tag_start = body[..at].rfind('<').unwrap();
+    let tag = &body[tag_start..tag_start + body[tag_start..].find('>').unwrap()];
+    let start = tag.find("value=\"").expect(tag) + "value=\"".len();
+    tag[start..].split('"').next().unwrap().to_owned()
+}
+
+/// A bare `project.git` under `root` with one commit on `main`, served by a real sshd.
+async fn ssh_upstream(root: &std::path::Path) -> SshServer {
+    let upstream = root.join("project.git");
+    init_bare(&upstream);
+    let work = Scratch::new();
+    work.commit_file("README.md", "hello\n", "first commit");
+    work.push_mirror(upstream.to_str().unwrap());
+    mirrorhub_testkit::git(&upstream, ["symbolic-ref", "HEAD", "refs/heads/main"]);
+    SshServer::start(root).await
+}
+
+async fn an_ssh_mirror_from_the_form_and_a_changed_host_key_accepted_in_settings(db: TestDb) {
+    let root = tempfile::tempdir().unwrap();
+    let mut server = ssh_upstream(root.path()).await;
+    let hub = Hub::start(&db, &[]).await;
+    let mut v = Visitor::new(&hub);
+    v.sign_in().await;
+    let csrf = v.get("/-/new").await.csrf();
+    let url = server.url("project.git");
+    let base = [
+        ("csrf", csrf.as_str()),
+        ("url", url.as_str()),
+        ("owner", "team"),
+        ("mode", "mirror"),
+    ];
+    // An SSH address: the page offers the SSH login, not a token.
+    let page = v
+        .post("/-/new", &with(&base, &[("action", "detect_host_keys")]))
+        .await;
+    assert_eq!(page.status, 200);
+    assert!(
+        page.body
+            .contains("id=\"login-http\" data-login=\"http\" hidden"),
+        "the token fields are put away for an SSH address"
+    );
+    assert!(!page
+        .body
+        .contains("id=\"login-ssh\" data-login=\"ssh\" hidden"));
+    // Detect host keys: each key's type and fingerprint, carried by the form, not yet trusted.
+    let table = &page.body[page.body.find("id=\"host-keys\"").unwrap()..];
+    let table = &table[..table.find("</table>").unwrap()];
+    assert!(table.contains(&server.host_key_fingerprint()), "{table}");
+    assert!(table.contains("ssh-ed25519"), "{table}");
+    let known_hosts = hidden(&page.body, "known_hosts");
+    assert_eq!(known_hosts.trim(), server.known_hosts_line());
+    assert!(!page.body.contains("id=\"trust-host-keys\" checked"));
+
+    // Generate a deploy key: its public line to copy, its fingerprint, where to add it.
+    let page = v
+        .post(
+            "/-/new",
+            &with(
+                &base,
+                &[("action", "generate_key"), ("known_hosts", &known_hosts)],
+            ),
+        )
+        .await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let public_key = input_value(&page.body, "ssh-public-key");
+    assert!(public_key.starts_with("ssh-ed25519 AAAA"), "{public_key}");
+    assert!(page.body.contains("data-copy=\"ssh-public-key\""));
+    let (_, keys) = hub.get("/api/v1/ssh-keys?owner=team").await;
+    assert_eq!(keys[0]["public_key"], public_key.as_str(), "{keys}");
+    let key_id = keys[0]["id"].as_i64().unwrap().to_string();
+    assert!(element(&page.body, "ssh-key-fingerprint")
+        .contains(keys[0]["fingerprint"].as_str().unwrap()));
+    assert!(page.body.contains("read-only"));
+    for forge in ["GitHub", "GitLab", "Gitea", "Bitbucket"] {
+        assert!(page.body.contains(forge), "{forge}");
+    }
+    assert!(
+        page.body.contains(&format!(
+            "value=\"{key_id}\" id=\"ssh-key-{key_id}\" checked"
+        )),
+        "the new key is chosen"
+    );
+    assert_eq!(
+        hidden(&page.body, "known_hosts").trim(),
+        known_hosts.trim(),
+        "the detected keys stay in the form"
+    );
+
+    // The key is not on the server yet: refused, next to the key; nothing created.
+    let trusted = [
+        ("action", "create"),
+        ("ssh_key", key_id.as_str()),
+        ("known_hosts", known_hosts.as_str()),
+        ("trust_host_keys", "true"),
+    ];
+    let page = v.post("/-/new", &with(&base, &trusted)).await;
+    assert_eq!(page.status, 200);
+    assert!(
+        element(&page.body, "ssh_key_id-error").contains("refused"),
+        "{}",
+        element(&page.body, "ssh_key_id-error")
+    );
+    assert_eq!(hub.get("/api/v1/repos").await.1, json!([]));
+
+    // Added upstream; but the host keys must be confirmed first.
+    server.authorize(&public_key);
+    let page = v
+        .post(
+            "/-/new",
+            &with(
+                &base,
+                &[
+                    ("action", "create"),
+                    ("ssh_key", key_id.as_str()),
+                    ("known_hosts", known_hosts.as_str()),
+                ],
+            ),
+        )
+        .await;
+    assert!(element(&page.body, "known_hosts-error").contains("tick the box"));
+    assert_eq!(hub.get("/api/v1/repos").await.1, json!([]));
+
+    // Test connection with the key: connected.
+    let mut test = trusted.to_vec();
+    test[0] = ("action", "test");
+    let page = v.post("/-/new", &with(&base, &test)).await;
+    assert!(
+        element(&page.body, "test-result")
+            .contains("Connected: 1 branch, 0 tags, default branch main."),
+        "{}",
+        page.body
+    );
+
+    // Confirmed: created with exactly the keys the user saw, and it syncs.
+    let page = v.post("/-/new", &with(&base, &trusted)).await;
+    assert_eq!(
+        (page.status, page.location.as_deref()),
+        (303, Some("/team/project?notice=created")),
+        "{}",
+        page.body
+    );
+    let (repo, run) = hub.wait_for_run("team/project", None).await;
+    assert_eq!(run["outcome"], "success", "{run}\n{}", hub.log_text());
+    assert_eq!(repo["ssh_key_id"].to_string(), key_id);
+    assert_eq!(
+        repo["host_keys"][0]["fingerprint"],
+        server.host_key_fingerprint()
+    );
+    assert_eq!(repo["branches"], 1);
+
+    // The repository's page: which deploy key, which host keys are pinned; no token fields.
+    let page = v.get("/team/project").await;
+    let login = element(&page.body, "ssh-deploy-key");
+    assert!(
+        login.contains(keys[0]["title"].as_str().unwrap())
+            && login.contains(keys[0]["fingerprint"].as_str().unwrap()),
+        "{login}"
+    );
+    let old_fingerprint = server.host_key_fingerprint();
+    assert!(page.body.contains(&old_fingerprint));
+    assert!(!page.body.contains("id=\"set-token\""), "no token for SSH");
+    assert!(page.body.contains("id=\"known-hosts\""));
+
+    // The server's host key changes: the sync fails and pauses, and the page says so, with
+    // both fingerprints, pointing at the control that accepts the new key.
+    server.replace_host_key().await;
+    let new_fingerprint = server.host_key_fingerprint();
+    let before = hub.latest_run_id("team/project").await;
+    let csrf = page.csrf();
+    v.post(
+        "/team/project/-/sync",
+        &[("csrf", &csrf), ("back", "/team/project")],
+    )
+    .await;
+    let (repo, run) = hub.wait_for_run("team/project", before).await;
+    assert_eq!(run["error"]["code"], "host_key_mismatch", "{run}");
+    assert!(repo["paused_reason"].is_string(), "{repo}");
+    let page = v.get("/team/project").await;
+    let said = &page.body[page.body.find("id=\"host-key-mismatch\"").unwrap()..];
+    let said = &said[..said.find("</div>").unwrap()];
+    assert!(
+        said.contains(&old_fingerprint) && said.contains(&new_fingerprint),
+        "{said}"
+    );
+    assert!(said.contains("href=\"#host-keys\""), "{said}");
+
+    // Detect what the server offers now: shown for confirmation, nothing changed yet.
+    let page = v
+        .post(
+            "/team/project/-/host-keys",
+            &[("csrf", &csrf), ("action", "detect")],
+        )
+        .await;
+    assert_eq!(page.status, 200);
+    let detected = &page.body[page.body.find("id=\"detected-host-keys\"").unwrap()..];
+    assert!(detected[..detected.find("</table>").unwrap()].contains(&new_fingerprint));
+    let (_, repo) = hub.get("/api/v1/repos/team/project").await;
+    assert_eq!(repo["host_keys"][0]["fingerprint"], old_fingerprint);
+    let offered = {
+        let form = &page.body[page.body.find("id=\"accept-host-keys\"").unwrap()..];
+        hidden(form, "known_hosts")
+    };
+
+    // Garbage is refused next to the textarea, and nothing changes.
+    let bad = v
+        .post(
+            "/team/project/-/host-keys",
+            &[
+                ("csrf", &csrf),
+                ("action", "save"),
+                ("known_hosts", "not a key"),
+            ],
+        )
+        .await;
+    assert_eq!(bad.status, 200);
+    assert!(element(&bad.body, "host-keys-error").contains("not an SSH host key type"));
+    assert!(bad.body.contains(">not a key</textarea>"));
+
+    // Accepted: pinned, the pause lifted, a sync queued, and it succeeds.
+    let before = hub.latest_run_id("team/project").await;
+    let accepted = v
+        .post(
+            "/team/project/-/host-keys",
+            &[
+                ("csrf", &csrf),
+                ("action", "save"),
+                ("known_hosts", &offered),
+            ],
+        )
+        .await;
+    assert_eq!(
+        (accepted.status, accepted.location.as_deref()),
+        (303, Some("/team/project?notice=host-keys-saved#status")),
+        "{}",
+        accepted.body
+    );
+    let (repo, run) = hub.wait_for_run("team/project", before).await;
+    assert_eq!(
+        run["outcome"],
+        "unchanged",
+        "the upstream did not move: {run}\n{}",
+        hub.log_text()
+    );
+    assert!(repo["paused_reason"].is_null(), "{repo}");
+    assert_eq!(repo["host_keys"][0]["fingerprint"], new_fingerprint);
+    let page = v.get("/team/project").await;
+    assert!(!page.body.contains("id=\"host-key-mismatch\""));
+    let pinned = &page.body[page.body.find("id=\"pinned-host-keys\"").unwrap()..];
+    let pinned = &pinned[..pinned.find("</dd>").unwrap()];
+    assert!(
+        pinned.contains(&new_fingerprint) && !pinned.contains(&old_fingerprint),
+        "{pinned}"
+    );
+
+    // Without the session's token, no host keys are replaced.
+    let forged = v
+        .post(
+            "/team/project/-/host-keys",
+            &[
+                ("csrf", "x"),
+                ("action", "save"),
+                ("known_hosts", &known_hosts),
+            ],
+        )
+        .await;
+    assert_eq!(forged.status, 403);
+}
+
+async fn ssh_fields_show_their_errors_and_never_echo_a_private_key(db: TestDb) {
+    let root = tempfile::tempdir().unwrap();
+    let server = ssh_upstream(root.path()).await;
+    let daemon = GitDaemon::start(root.path()).await;
+    let hub = Hub::start(&db, &[]).await;
+    let mut v = Visitor::new(&hub);
+    v.sign_in().await;
+    let csrf = v.get("/-/new").await.csrf();
+    let url = server.url("project.git");
+    let key = SshKeyPair::generate("mine");
+    let key_body: String = key
+        .private_key
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect();
+    let other_host_key = SshKeyPair::generate("not the server");
+    let wrong_pin = format!(
+        "[127.0.0.1]:{} {}",
+        server.port(),
+        other_host_key
+            .public_key
+            .split_whitespace()
+            .take(2)
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    let git_url = daemon.url("project.git");
+    // (form fields, id of the error element, what it must say)
+    let cases: &[Case] = &[
+        // A token for an SSH address: under the token, which is shown again for it.
+        (
+            &[("url", &url), ("token", "t0k"), ("owner", "team")],
+            "token-error",
+            "key, not a token",
+        ),
+        // A key for a git:// address: under the key.
+        (
+            &[
+                ("url", &git_url),
+                ("ssh_private_key", &key.private_key),
+                ("owner", "team"),
+            ],
+            "ssh_private_key-error",
+            "ssh://",
+        ),
+        // An SSH address the policy refuses: under the address.
+        (
+            &[
+                ("url", "ssh://git@10.20.30.40/team/x.git"),
+                ("action", "detect_host_keys"),
+                ("owner", "team"),
+            ],
+            "url-error",
+            "MIRRORHUB_ALLOWED_HOSTS",
+        ),
+        // Option injection through the address: refused before anything runs.
+        (
+            &[
+                ("url", "ssh://-oProxyCommand=touch@x/y.git"),
+                ("action", "detect_host_keys"),
+                ("owner", "team"),
+            ],
+            "url-error",
+            "",
+        ),
+        // Not a private key.
+        (
+            &[
+                ("url", &url),
+                ("ssh_key", "upload"),
+                ("ssh_private_key", "hello"),
+                ("known_hosts", &wrong_pin),
+                ("trust_host_keys", "true"),
+                ("owner", "team"),
+            ],
+            "ssh_private_key-error",
+            "OpenSSH private key",
+        ),
+        // Upload chosen, nothing pasted.
+        (
+            &[("url", &url), ("ssh_key", "upload"), ("owner", "team")],
+            "ssh_private_key-error",
+            "paste the private key",
+        ),
+        // A pinned key the server does not show: a host key mismatch, next to the host keys.
+        (
+            &[
+                ("url", &url),
+                ("ssh_key", "upload"),
+                ("ssh_private_key", &key.private_key),
+                ("known_hosts", &wrong_pin),
+                ("trust_host_keys", "true"),
+                ("owner", "team"),
+            ],
+            "known_hosts-error",
+            "host key",
+        ),
+        // No host keys detected: asked for.
+        (
+            &[
+                ("url", &url),
+                ("ssh_key", "upload"),
+                ("ssh_private_key", &key.private_key),
+                ("owner", "team"),
+            ],
+            "known_hosts-error",
+            "Detect host keys",
+        ),
+    ];
+    for (fields, error_id, needle) in cases {
+        let mut body = vec![
+            ("csrf", csrf.as_str()),
+            ("action", "create"),
+            ("mode", "mirror"),
+        ];
+        body.extend_from_slice(fields);
+        // A later "action" wins in the form: keep only the last one.
+        if let Some(last) = body.iter().rposition(|(k, _)| *k == "action") {
+            let action = body[last];
+            body.retain(|(k, _)| *k != "action");
+            body.push(action);
+        }
+        let page = v.post("/-/new", &body).await;
+        assert_eq!(page.status, 200, "{fields:?}: shown again, with the error");
+        let shown = element(&page.body, error_id);
+        assert!(shown.contains(needle), "{fields:?}: {shown}");
+        // The field is marked (host keys not detected yet have no field: the error is
+        // next to the Detect button).
+        assert!(
+            page.body.contains("aria-invalid=\"true\"")
+                || (*error_id == "known_hosts-error" && !page.body.contains("id=\"host-keys\"")),
+            "{fields:?}: no field marked invalid"
+        );
+        // What was typed stays, except the private key.
+        assert!(
+            page.body
+                .contains(&format!("value=\"{}\"", fields[0].1.replace('&', "&amp;"))),
+            "{fields:?}"
+        );
+        assert!(
+            !page.body.contains(&key_body[..40]),
+            "{fields:?}: the private key was sent back"
+        );
+        if fields
+            .iter()
+            .any(|(k, v)| *k == "ssh_private_key" && v.len() > 10)
+        {
+            assert!(page.body.contains("id=\"ssh-key-again\""), "{fields:?}");
+        }
+    }
+    assert_eq!(
+        hub.get("/api/v1/repos").await.1,
+        json!([]),
+        "nothing created"
+    );
+    let log = hub.log_text();
+    assert!(!log.contains(&key_body[..40]), "the private key was logged");
 }

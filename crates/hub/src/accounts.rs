@@ -25,10 +25,19 @@ const MAX_TOKEN_NAME_LEN: usize = 100;
 const TOUCH_EVERY: TimeDelta = TimeDelta::seconds(60);
 
 /// A token just made: the secret, shown once, and what is stored of it.
-#[derive(Debug)]
 pub struct NewToken {
     pub secret: String,
     pub token: AccessToken,
+}
+
+/// Redacts the secret.
+impl std::fmt::Debug for NewToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewToken")
+            .field("secret", &"[redacted]")
+            .field("token", &self.token)
+            .finish()
+    }
 }
 
 /// What a new token should be.

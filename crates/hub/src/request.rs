@@ -9,12 +9,13 @@ use mirrorhub_store::NewRepo;
 
 use crate::HubError;
 
-/// The seed's import form, field for field. Strings, because every edge sends text.
-#[derive(Debug, Clone, Default)]
+/// The seed's import form, field for field. Strings, because every edge sends text. Its
+/// `Debug` shows whether a secret was given, never the secret.
+#[derive(Clone, Default)]
 pub struct CreateRepo {
     pub url: String,
     pub username: Option<String>,
-    /// A token or password for the upstream. Never logged (see the `Debug` of `ValidCreateRepo`).
+    /// A token or password for the upstream. Never logged (`Debug` redacts it).
     pub token: Option<String>,
     pub owner: String,
     /// When absent, taken from the last segment of the upstream path.
@@ -38,8 +39,9 @@ pub struct CreateRepo {
     pub lfs_url: Option<String>,
 }
 
-/// A change of settings, as it arrives from an edge. `None` leaves a field as it is.
-#[derive(Debug, Clone, Default)]
+/// A change of settings, as it arrives from an edge. `None` leaves a field as it is. Its
+/// `Debug` redacts the secrets.
+#[derive(Clone, Default)]
 pub struct UpdateRepo {
     pub username: Option<String>,
     /// New token or password for the upstream (checked against it before it is stored).
@@ -76,6 +78,59 @@ pub(crate) fn parse_lfs_url(text: &str) -> Result<Option<String>, HubError> {
                 format!("the LFS endpoint cannot be used: {why}; give the server's https://…/info/lfs address"),
             )
         })
+}
+
+/// A secret field as `Debug` shows it: whether it was given, never what.
+struct Redacted<'a>(&'a Option<String>);
+
+impl std::fmt::Debug for Redacted<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(_) => f.write_str("Some([redacted])"),
+            None => f.write_str("None"),
+        }
+    }
+}
+
+impl std::fmt::Debug for CreateRepo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CreateRepo")
+            .field("url", &self.url)
+            .field("username", &self.username)
+            .field("token", &Redacted(&self.token))
+            .field("owner", &self.owner)
+            .field("name", &self.name)
+            .field("visibility", &self.visibility)
+            .field("description", &self.description)
+            .field("mode", &self.mode)
+            .field("sync_interval", &self.sync_interval)
+            .field("ssh_key_id", &self.ssh_key_id)
+            .field("ssh_private_key", &Redacted(&self.ssh_private_key))
+            .field("ssh_key_passphrase", &Redacted(&self.ssh_key_passphrase))
+            .field("known_hosts", &self.known_hosts)
+            .field("lfs", &self.lfs)
+            .field("lfs_url", &self.lfs_url)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for UpdateRepo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpdateRepo")
+            .field("username", &self.username)
+            .field("token", &Redacted(&self.token))
+            .field("remove_credentials", &self.remove_credentials)
+            .field("sync_interval", &self.sync_interval)
+            .field("description", &self.description)
+            .field("visibility", &self.visibility)
+            .field("ssh_key_id", &self.ssh_key_id)
+            .field("ssh_private_key", &Redacted(&self.ssh_private_key))
+            .field("ssh_key_passphrase", &Redacted(&self.ssh_key_passphrase))
+            .field("known_hosts", &self.known_hosts)
+            .field("lfs", &self.lfs)
+            .field("lfs_url", &self.lfs_url)
+            .finish()
+    }
 }
 
 /// Which key an SSH upstream is reached with.
@@ -492,6 +547,34 @@ mod tests {
             let e = validate(r).unwrap_err();
             assert_eq!((e.field(), e.code()), (Some(field), code), "{e}");
         }
+    }
+
+    #[test]
+    fn debug_never_shows_a_secret() {
+        let create = CreateRepo {
+            token: Some("t0k-secret".into()),
+            ssh_private_key: Some("-----BEGIN OPENSSH PRIVATE KEY-----\nAAAAsecret".into()),
+            ssh_key_passphrase: Some("pass-secret".into()),
+            ..request()
+        };
+        let update = UpdateRepo {
+            token: Some("t0k-secret".into()),
+            ssh_private_key: create.ssh_private_key.clone(),
+            ssh_key_passphrase: Some("pass-secret".into()),
+            ..UpdateRepo::default()
+        };
+        for shown in [format!("{create:?}"), format!("{update:?}")] {
+            for secret in ["t0k-secret", "AAAAsecret", "pass-secret"] {
+                assert!(!shown.contains(secret), "{shown}");
+            }
+            assert!(shown.contains("token: Some([redacted])"), "{shown}");
+            assert!(
+                shown.contains("ssh_private_key: Some([redacted])"),
+                "{shown}"
+            );
+        }
+        assert!(format!("{create:?}").contains("https://example.org/group/project.git"));
+        assert!(format!("{:?}", request()).contains("token: None"));
     }
 
     #[test]

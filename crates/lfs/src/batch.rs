@@ -127,13 +127,13 @@ pub enum Answer {
     },
 }
 
+/// Each object asked for, with what the upstream said of it (or why that cannot be used).
+pub type CheckedAnswers = Vec<(Pointer, Result<Answer, LfsError>)>;
+
 /// Checks an upstream's batch answer against the request: only the objects asked for, with
 /// the sizes asked for, each with a usable download action or an error. Anything else is
 /// `lfs_batch_invalid` naming what was wrong; one bad object fails only that object.
-pub fn check_answer(
-    asked: &[Pointer],
-    answer: BatchAnswer,
-) -> Result<Vec<(Pointer, Result<Answer, LfsError>)>, LfsError> {
+pub fn check_answer(asked: &[Pointer], answer: BatchAnswer) -> Result<CheckedAnswers, LfsError> {
     if let Some(t) = &answer.transfer {
         if t != "basic" {
             return Err(LfsError::BatchInvalid(format!(
@@ -349,7 +349,7 @@ mod tests {
             }
         );
         assert!(check_answer(
-            &[a.clone()],
+            std::slice::from_ref(&a),
             answer(serde_json::json!({"transfer": "tus", "objects": []}))
         )
         .is_err());

@@ -167,7 +167,7 @@ impl Fetcher {
         &self,
         upstream: &Upstream,
         chunk: &[Pointer],
-    ) -> Result<Vec<(Pointer, Result<Answer, LfsError>)>, LfsError> {
+    ) -> Result<batch::CheckedAnswers, LfsError> {
         let url = format!(
             "{}/objects/batch",
             upstream.endpoint.as_str().trim_end_matches('/')
@@ -204,13 +204,12 @@ impl Fetcher {
                 .await
                 .map_err(|e| transport_error(&e, pass.as_ref(), "the upstream's LFS server"))?;
             let status = response.status();
-            if status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::SERVICE_UNAVAILABLE
-            {
-                if attempt <= BATCH_RETRIES {
-                    let wait = retry_after(&response).min(MAX_RETRY_AFTER);
-                    tokio::time::sleep(wait).await;
-                    continue;
-                }
+            let busy = status == StatusCode::TOO_MANY_REQUESTS
+                || status == StatusCode::SERVICE_UNAVAILABLE;
+            if busy && attempt <= BATCH_RETRIES {
+                let wait = retry_after(&response).min(MAX_RETRY_AFTER);
+                tokio::time::sleep(wait).await;
+                continue;
             }
             if !status.is_success() {
                 return Err(status_error(

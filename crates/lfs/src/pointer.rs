@@ -106,13 +106,13 @@ mod tests {
         for bad in [
             "hello world\n".to_owned(),
             format!("version https://git-lfs.github.com/spec/v1\noid sha256:{OID}\n"),
-            format!("version https://git-lfs.github.com/spec/v1\nsize 1\n"),
+            "version https://git-lfs.github.com/spec/v1\nsize 1\n".to_owned(),
             format!("version https://git-lfs.github.com/spec/v1\noid sha1:{OID}\nsize 1\n"),
             format!("version https://git-lfs.github.com/spec/v1\noid sha256:{}\nsize 1\n", OID.to_uppercase()),
             format!("version https://git-lfs.github.com/spec/v1\noid sha256:{OID}\nsize -1\n"),
             format!("version https://git-lfs.github.com/spec/v1\noid sha256:{OID}\nsize 01\n"),
             format!("version https://git-lfs.github.com/spec/v1\noid sha256:{OID}\nsize 99999999999999999999999\n"),
-            format!("version https://git-lfs.github.com/spec/v1\noid sha256:../../etc/passwd\nsize 1\n"),
+            "version https://git-lfs.github.com/spec/v1\noid sha256:../../etc/passwd\nsize 1\n".to_owned(),
         ] {
             assert_eq!(Pointer::parse(bad.as_bytes()), None, "{bad:?}");
         }

@@ -1,5 +1,6 @@
 // mirrorhub's little JavaScript: copy buttons, revealing the webhook secret, the repository
-// name taken from the address, the delete confirmation, and live state without a reload.
+// name taken from the address, the login fields that fit the address (username and token, or
+// an SSH key and host keys), the delete confirmation, and live state without a reload.
 // Every page works without it.
 "use strict";
 
@@ -34,6 +35,28 @@ if (url && name) {
   };
   name.addEventListener("input", () => { own = name.value !== ""; });
   url.addEventListener("input", () => { if (!own) name.value = suggest(url.value); });
+}
+
+// The import form shows the login that fits the address as it is typed: username and token
+// for http(s) and git://, a deploy key and host keys for SSH. The server decides the same way
+// when the page is shown again; a part with an error stays in view.
+const logins = document.querySelectorAll("[data-login]");
+if (url && logins.length > 0) {
+  const kind = (address) => {
+    const a = address.trim();
+    if (a === "") return "";
+    const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(a);
+    if (scheme) return /^(ssh|git\+ssh|ssh\+git)$/i.test(scheme[1]) ? "ssh" : "http";
+    return /^[^\s/:@]+@[^\s/]+:/.test(a) || /^[^\s/:@]+:[^/]/.test(a) ? "ssh" : "";
+  };
+  const show = () => {
+    const k = kind(url.value);
+    for (const part of logins) {
+      part.hidden = k !== "" && part.dataset.login !== k && !part.querySelector('[aria-invalid="true"]');
+    }
+  };
+  url.addEventListener("input", show);
+  show();
 }
 
 // Delete stays disabled until the full name is typed.

@@ -9,6 +9,7 @@
 
 mod pages;
 mod session;
+mod ssh;
 mod view;
 
 use askama::Template;
@@ -40,6 +41,10 @@ pub(crate) fn mount(route: Route, body_limit: usize) -> Route {
         .at(
             "/:owner/:repo/-/settings",
             poem::post(pages::save_settings.with(limit())),
+        )
+        .at(
+            "/:owner/:repo/-/host-keys",
+            poem::post(ssh::host_keys.with(limit())),
         )
         .at(
             "/:owner/:repo/-/promote",

@@ -68,6 +68,16 @@ pub(super) struct ImportForm {
     description: String,
     mode: String,
     sync_interval: String,
+    /// SSH addresses: a deploy key's id, or `upload` (the private key below).
+    ssh_key: String,
+    /// Never shown again in the page.
+    ssh_private_key: String,
+    /// Never shown again in the page.
+    ssh_key_passphrase: String,
+    /// The detected host keys, as known_hosts lines (a hidden field).
+    known_hosts: String,
+    /// The user confirmed the detected host keys.
+    trust_host_keys: Option<String>,
 }
 
 #[derive(Template)]
@@ -79,6 +89,7 @@ struct NewPage {
     errors: FieldErrors,
     form_error: Option<String>,
     test_result: Option<String>,
+    ssh: super::ssh::ImportSsh,
 }
 
 #[derive(Deserialize, Default)]
@@ -108,6 +119,11 @@ struct RepoPage {
     settings_error: Option<String>,
     delete_error: Option<String>,
     promote_error: Option<String>,
+    /// SSH upstreams: the deploy key and pinned host keys.
+    ssh: Option<super::ssh::RepoSsh>,
+    /// The mirror is failing or paused because the SSH server showed another host key.
+    host_key_mismatch: bool,
+    host_keys: super::ssh::HostKeysForm,
 }
 
 #[derive(Deserialize, Default)]
@@ -168,6 +184,7 @@ fn notice(code: &str) -> Option<&'static str> {
         "promote-queued" => "Promotion started: a final sync runs, then the repository becomes the primary if it equals the upstream. The sync history below shows how it went.",
         "promoted" => "Promoted: the hub's copy is the primary now and is never synced again.",
         "deleted" => "Repository deleted.",
+        "host-keys-saved" => "Host keys pinned: from now on the hub trusts only these, and a sync is queued.",
         "signed-out" => "Signed out.",
         _ => return None,
     })
@@ -349,16 +366,67 @@ pub(super) async fn new_form(user: SignedIn, hub: Data<&Arc<Hub>>) -> Response {
         sync_interval: hub.config().default_sync_interval.to_string(),
         ..Default::default()
     };
-    new_page(&user, form, FieldErrors::default(), None, None)
+    new_page(&hub, &user, form, FieldErrors::default(), None, None).await
 }
 
-fn new_page(
+/// The import form, shown again with what was typed (but never a private key or passphrase),
+/// the owner's deploy keys and the host keys the form carries.
+async fn new_page(
+    hub: &Hub,
     user: &SignedIn,
-    form: ImportForm,
+    mut form: ImportForm,
     errors: FieldErrors,
     form_error: Option<String>,
     test_result: Option<String>,
 ) -> Response {
+    let ssh_address = super::ssh::is_ssh_address(&form.url);
+    let ssh_error = super::ssh::SSH_FIELDS.iter().any(|f| errors.has(f));
+    let http_error = errors.has("token") || errors.has("username");
+    let owner = form.owner.trim();
+    let (keys, keys_hint) = if owner.is_empty() {
+        (
+            Vec::new(),
+            "Enter the owner below to choose one of its deploy keys, or generate one.".to_owned(),
+        )
+    } else {
+        let listed = match hub.authorize_owner(&user.actor, owner).await {
+            Ok(()) => hub.list_ssh_keys(owner).await,
+            Err(e) => Err(e),
+        };
+        match listed {
+            Ok(keys) => (
+                keys,
+                format!("{owner} has no deploy keys yet: generate one."),
+            ),
+            Err(e) => (Vec::new(), super::view::user_message(&e)),
+        }
+    };
+    let chosen_id = form.ssh_key.trim().parse::<i64>().ok();
+    let keys: Vec<super::ssh::KeyView> = keys
+        .iter()
+        .map(|k| super::ssh::KeyView::new(k, Some(k.id) == chosen_id))
+        .collect();
+    let chosen = keys.iter().find(|k| k.selected).cloned();
+    let host_keys = super::ssh::carried_host_keys(&form.url, &form.known_hosts);
+    if host_keys.is_empty() {
+        form.known_hosts.clear();
+    }
+    let ssh = super::ssh::ImportSsh {
+        show_http: ssh_address != Some(true) || http_error,
+        show_ssh: ssh_address != Some(false) || ssh_error,
+        keys_hint,
+        chosen,
+        generated: form.action == "generate_key" && chosen_id.is_some(),
+        upload_selected: form.ssh_key == "upload",
+        ask_key_again: !form.ssh_private_key.trim().is_empty()
+            || !form.ssh_key_passphrase.is_empty(),
+        host_keys: super::ssh::host_key_views(&host_keys),
+        trust_host_keys: form.trust_host_keys.is_some(),
+        keys,
+    };
+    // What the user typed stays, except secrets of a key: those are asked for again.
+    form.ssh_private_key.clear();
+    form.ssh_key_passphrase.clear();
     render(
         StatusCode::OK,
         &NewPage {
@@ -368,6 +436,7 @@ fn new_page(
             errors,
             form_error,
             test_result,
+            ssh,
         },
     )
 }
@@ -386,50 +455,149 @@ const IMPORT_FIELDS: &[&str] = &[
     "description",
     "mode",
     "sync_interval",
+    "ssh_key_id",
+    "ssh_private_key",
+    "ssh_key_passphrase",
+    "known_hosts",
 ];
 
 fn optional(s: &str) -> Option<String> {
     Some(s.trim()).filter(|s| !s.is_empty()).map(str::to_owned)
 }
 
+/// "Connected: 3 branches, 2 tags, default branch main."
+fn connected(info: &mirrorhub_git::RemoteInfo) -> String {
+    let head = info
+        .head
+        .as_deref()
+        .map(|h| h.strip_prefix("refs/heads/").unwrap_or(h))
+        .map(|h| format!(", default branch {h}"))
+        .unwrap_or_default();
+    format!(
+        "Connected: {} branch{}, {} tag{}{head}.",
+        info.branches,
+        if info.branches == 1 { "" } else { "es" },
+        info.tags,
+        if info.tags == 1 { "" } else { "s" },
+    )
+}
+
+/// The import form's SSH key choice: a deploy key's id and a pasted private key (either may be
+/// absent; the hub says what is wrong with them, by field).
+fn ssh_key_choice(form: &ImportForm) -> Result<(Option<i64>, Option<String>), HubError> {
+    let pasted = Some(form.ssh_private_key.clone()).filter(|k| !k.trim().is_empty());
+    match form.ssh_key.trim() {
+        "" => Ok((None, pasted)),
+        "upload" if pasted.is_none() => Err(HubError::invalid(
+            mirrorhub_core::ErrorCode::InvalidRequest,
+            "ssh_private_key",
+            "paste the private key (the whole OpenSSH file), or choose a deploy key",
+        )),
+        "upload" => Ok((None, pasted)),
+        id => match id.parse::<i64>() {
+            Ok(id) => Ok((Some(id), pasted)),
+            Err(_) => Err(HubError::invalid(
+                mirrorhub_core::ErrorCode::InvalidRequest,
+                "ssh_key_id",
+                "choose one of the deploy keys listed, or generate one",
+            )),
+        },
+    }
+}
+
 #[handler]
 pub(super) async fn create(
     hub: Data<&Arc<Hub>>,
     user: SignedIn,
-    Form(form): Form<ImportForm>,
+    Form(mut form): Form<ImportForm>,
 ) -> poem::Result<Response> {
     user.check_csrf(&form.csrf)?;
-    if form.action == "test" {
-        let checked = hub
+    let ssh_address = super::ssh::is_ssh_address(&form.url) == Some(true);
+    // An answer to show with the form, or the error to put next to its field.
+    let outcome: Result<Option<String>, HubError> = match form.action.as_str() {
+        "detect_host_keys" => match hub.detect_host_keys(&user.actor, form.url.trim()).await {
+            Ok(keys) => {
+                if let Ok((url, _)) = mirrorhub_core::UpstreamUrl::parse(form.url.trim()) {
+                    form.known_hosts = super::ssh::known_hosts_lines(&url, &keys);
+                }
+                form.trust_host_keys = None;
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        },
+        "generate_key" => {
+            let owner = form.owner.trim().to_owned();
+            if owner.is_empty() {
+                Err(HubError::invalid(
+                    mirrorhub_core::ErrorCode::InvalidName,
+                    "owner",
+                    "enter the owner first: a deploy key belongs to a user or organization, whose repositories may use it",
+                ))
+            } else {
+                let made = match hub.authorize_owner(&user.actor, &owner).await {
+                    Ok(()) => hub.create_ssh_key(&owner, None).await,
+                    Err(e) => Err(e),
+                };
+                match made {
+                    Ok(key) => {
+                        form.ssh_key = key.id.to_string();
+                        Ok(None)
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+        }
+        "test" if ssh_address => test_ssh(&hub, &user, &mut form).await.map(Some),
+        "test" => hub
             .check_upstream(
                 form.url.trim(),
                 optional(&form.username).as_deref(),
                 Some(form.token.as_str()).filter(|t| !t.is_empty()),
             )
-            .await;
-        return Ok(match checked {
-            Ok(info) => {
-                let head = info
-                    .head
-                    .as_deref()
-                    .map(|h| h.strip_prefix("refs/heads/").unwrap_or(h))
-                    .map(|h| format!(", default branch {h}"))
-                    .unwrap_or_default();
-                let result = format!(
-                    "Connected: {} branch{}, {} tag{}{head}.",
-                    info.branches,
-                    if info.branches == 1 { "" } else { "es" },
-                    info.tags,
-                    if info.tags == 1 { "" } else { "s" },
-                );
-                new_page(&user, form, FieldErrors::default(), None, Some(result))
+            .await
+            .map(|info| Some(connected(&info))),
+        _ => match create_request(&hub, &form, ssh_address) {
+            Ok(request) => {
+                let created = match hub.authorize_owner(&user.actor, &request.owner).await {
+                    Ok(()) => hub.create_repo(request).await,
+                    Err(e) => Err(e),
+                };
+                match created {
+                    Ok(repo) => {
+                        return Ok(redirect(&format!(
+                            "/{}/{}?notice=created",
+                            repo.owner, repo.name
+                        )))
+                    }
+                    Err(e) => Err(e),
+                }
             }
-            Err(e) => {
-                let (errors, form_error) = FieldErrors::from_error(&e, IMPORT_FIELDS);
-                new_page(&user, form, errors, form_error, None)
-            }
-        });
-    }
+            Err(e) => Err(e),
+        },
+    };
+    Ok(match outcome {
+        Ok(result) => new_page(&hub, &user, form, FieldErrors::default(), None, result).await,
+        Err(e) => {
+            let (errors, form_error) = FieldErrors::from_error(&e, IMPORT_FIELDS);
+            new_page(&hub, &user, form, errors, form_error, None).await
+        }
+    })
+}
+
+/// The create request of the import form. An SSH address needs host keys the user confirmed
+/// (the hub pins exactly those); that is asked once the request is otherwise valid, so the
+/// errors come in the order the hub finds them.
+fn create_request(hub: &Hub, form: &ImportForm, ssh_address: bool) -> Result<CreateRepo, HubError> {
+    let (ssh_key_id, ssh_private_key) = if ssh_address {
+        ssh_key_choice(form)?
+    } else {
+        // The key choice and detected host keys are the SSH part's state; a pasted key is
+        // what the user gave (and is refused for this address, by field).
+        (
+            None,
+            Some(form.ssh_private_key.clone()).filter(|k| !k.trim().is_empty()),
+        )
+    };
     let request = CreateRepo {
         url: form.url.trim().to_owned(),
         username: optional(&form.username),
@@ -440,26 +608,63 @@ pub(super) async fn create(
         description: optional(&form.description),
         mode: optional(&form.mode),
         sync_interval: optional(&form.sync_interval),
+        ssh_key_id,
+        ssh_key_passphrase: ssh_private_key
+            .as_ref()
+            .and(Some(form.ssh_key_passphrase.clone()))
+            .filter(|p| !p.is_empty()),
+        ssh_private_key,
+        known_hosts: Some(form.known_hosts.clone()).filter(|k| ssh_address && !k.trim().is_empty()),
         ..CreateRepo::default()
     };
-    let created = match hub.authorize_owner(&user.actor, &request.owner).await {
-        Ok(()) => hub.create_repo(request).await,
-        Err(e) => Err(e),
-    };
-    match created {
-        Ok(repo) => Ok(redirect(&format!(
-            "/{}/{}?notice=created",
-            repo.owner, repo.name
-        ))),
-        Err(e) => {
-            let (errors, form_error) = FieldErrors::from_error(&e, IMPORT_FIELDS);
-            Ok(new_page(&user, form, errors, form_error, None))
+    if ssh_address {
+        let config = hub.config();
+        request
+            .clone()
+            .validate(config.default_sync_interval, config.min_sync_interval)?;
+        let invalid = |m: &str| {
+            HubError::invalid(mirrorhub_core::ErrorCode::InvalidRequest, "known_hosts", m)
+        };
+        if request.known_hosts.is_none() {
+            return Err(invalid("press Detect host keys and confirm the server's keys first: the hub trusts exactly the keys you confirm"));
+        }
+        if form.trust_host_keys.is_none() {
+            return Err(invalid("compare the fingerprints with the ones the server's administrators publish, then tick the box to confirm them"));
         }
     }
+    Ok(request)
+}
+
+/// "Test connection" for an SSH address: the host keys it shows (kept in the form to confirm,
+/// unless the form carries some already) and whether the key gets in.
+async fn test_ssh(hub: &Hub, user: &SignedIn, form: &mut ImportForm) -> Result<String, HubError> {
+    let (key_id, private_key) = ssh_key_choice(form)?;
+    let owner = form.owner.trim().to_owned();
+    if key_id.is_some() {
+        hub.authorize_owner(&user.actor, &owner).await?;
+    }
+    let given = Some(form.known_hosts.as_str()).filter(|k| !k.trim().is_empty());
+    let (keys, result) = hub
+        .check_ssh_upstream(
+            form.url.trim(),
+            &owner,
+            key_id,
+            private_key.as_deref(),
+            Some(form.ssh_key_passphrase.as_str()).filter(|p| !p.is_empty()),
+            given,
+        )
+        .await;
+    if given.is_none() && !keys.is_empty() {
+        if let Ok((url, _)) = mirrorhub_core::UpstreamUrl::parse(form.url.trim()) {
+            form.known_hosts = super::ssh::known_hosts_lines(&url, &keys);
+            form.trust_host_keys = None;
+        }
+    }
+    result.map(|info| connected(&info))
 }
 
 /// `name` or `name.git`.
-fn repo_name(name: &str) -> &str {
+pub(super) fn repo_name(name: &str) -> &str {
     name.strip_suffix(".git").unwrap_or(name)
 }
 
@@ -498,17 +703,18 @@ pub(super) async fn repo_page(
 }
 
 #[derive(Default)]
-struct RepoPageExtras {
-    notice: Option<&'static str>,
-    settings: SettingsForm,
-    errors: FieldErrors,
-    settings_error: Option<String>,
-    delete_error: Option<String>,
-    promote_error: Option<String>,
+pub(super) struct RepoPageExtras {
+    pub notice: Option<&'static str>,
+    pub settings: SettingsForm,
+    pub errors: FieldErrors,
+    pub settings_error: Option<String>,
+    pub delete_error: Option<String>,
+    pub promote_error: Option<String>,
+    pub host_keys: super::ssh::HostKeysForm,
 }
 
 /// The repository's page for `user`, whose `access` to it the caller has checked.
-async fn repo_page_with(
+pub(super) async fn repo_page_with(
     hub: &Arc<Hub>,
     config: &ServerConfig,
     user: &SignedIn,
@@ -542,7 +748,11 @@ async fn repo_page_with(
     });
     view.can_sync &= access.includes(Access::Write);
     view.lfs = super::view::LfsView::new(&repo, hub.lfs_counts(repo.id).await);
+    let ssh = super::ssh::RepoSsh::of(hub, &repo).await;
     let page = RepoPage {
+        host_key_mismatch: ssh.as_ref().is_some_and(|s| s.mismatch.is_some()),
+        ssh,
+        host_keys: extras.host_keys,
         layout: Layout {
             notice: extras.notice,
             ..layout(user, "")
@@ -591,7 +801,7 @@ pub(super) async fn sync(
 /// The repository a form acts on, once the form's CSRF token is checked and the user found to
 /// administer it; or the page to answer when it does not exist, they may not (or the store
 /// failed).
-async fn acted_on(
+pub(super) async fn acted_on(
     hub: &Hub,
     user: &SignedIn,
     csrf: &str,
@@ -744,7 +954,7 @@ pub(super) async fn promote(
 }
 
 /// The settings form as the repository has them.
-fn settings_of(repo: &mirrorhub_store::Repo) -> SettingsForm {
+pub(super) fn settings_of(repo: &mirrorhub_store::Repo) -> SettingsForm {
     SettingsForm {
         sync_interval: super::view::interval_text(repo.sync_interval_secs),
         description: repo.description.clone(),
