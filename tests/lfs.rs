@@ -9,7 +9,9 @@ use std::process::Output;
 use std::time::{Duration, Instant};
 
 use common::{Db, Hub, TestDb, TOKEN};
-use mirrorhub_testkit::{init_bare, HttpGitServer, LfsFault, LfsHome, LfsOptions, LfsServer};
+use mirrorhub_testkit::{
+    init_bare, noise, HttpGitServer, LfsFault, LfsHome, LfsOptions, LfsServer,
+};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use tempfile::TempDir;
@@ -26,14 +28,7 @@ const USER: &str = "lfs-user";
 const PASSWORD: &str = "upstream-secret-password-4711";
 
 async fn lfs_git(home: &LfsHome, dir: &Path, args: &[&str]) -> Output {
-    let mut cmd = home.command(dir);
-    cmd.args(args).env("GIT_TERMINAL_PROMPT", "0");
-    let mut cmd = tokio::process::Command::from(cmd);
-    cmd.kill_on_drop(true).stdin(std::process::Stdio::null());
-    tokio::time::timeout(GIT_DEADLINE, cmd.output())
-        .await
-        .unwrap_or_else(|_| panic!("git {args:?} took more than {GIT_DEADLINE:?}"))
-        .unwrap_or_else(|e| panic!("run git {args:?}: {e}"))
+    home.run(dir, args, &[], GIT_DEADLINE).await
 }
 
 #[track_caller]
@@ -46,19 +41,6 @@ fn ok(out: &Output) -> String {
         String::from_utf8_lossy(&out.stdout)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// `len` deterministic bytes that do not compress.
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state >> 24) as u8
-        })
-        .collect()
 }
 
 fn oid(content: &[u8]) -> String {

@@ -123,6 +123,43 @@ impl LfsHome {
     }
 }
 
+impl LfsHome {
+    /// Runs git with this home in `dir` on the tokio runtime, never prompting, killed past
+    /// `deadline` (then it panics); returns its output whatever its exit status.
+    pub async fn run(
+        &self,
+        dir: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+        deadline: std::time::Duration,
+    ) -> Output {
+        let mut cmd = self.command(dir);
+        cmd.args(args)
+            .env("GIT_TERMINAL_PROMPT", "0")
+            .envs(env.iter().copied());
+        let mut cmd = tokio::process::Command::from(cmd);
+        cmd.kill_on_drop(true).stdin(std::process::Stdio::null());
+        tokio::time::timeout(deadline, cmd.output())
+            .await
+            .unwrap_or_else(|_| panic!("git {args:?} took more than {deadline:?}"))
+            .unwrap_or_else(|e| panic!("run git {args:?}: {e}"))
+    }
+}
+
+/// `len` deterministic bytes that do not compress (xorshift), for LFS objects in tests and
+/// benches.
+pub fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 24) as u8
+        })
+        .collect()
+}
+
 /// Where git keeps its programs (`git --exec-path`): `git-http-backend`, `git-daemon`.
 pub(crate) fn git_exec_path() -> PathBuf {
     let output = git_command(&std::env::temp_dir())

@@ -6,7 +6,7 @@ use std::process::Output;
 use std::time::Duration;
 
 use mirrorhub_testkit::{
-    init_bare, HttpGitServer, LfsFault, LfsHome, LfsOptions, LfsServer, LFS_MEDIA_TYPE,
+    init_bare, noise, HttpGitServer, LfsFault, LfsHome, LfsOptions, LfsServer, LFS_MEDIA_TYPE,
 };
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -22,14 +22,7 @@ async fn lfs_git(home: &LfsHome, dir: &Path, args: &[&str]) -> Output {
 }
 
 async fn lfs_git_env(home: &LfsHome, dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = home.command(dir);
-    cmd.args(args).envs(env.iter().copied());
-    let mut cmd = tokio::process::Command::from(cmd);
-    cmd.kill_on_drop(true).stdin(std::process::Stdio::null());
-    tokio::time::timeout(GIT_DEADLINE, cmd.output())
-        .await
-        .unwrap_or_else(|_| panic!("git {args:?} took more than {GIT_DEADLINE:?}"))
-        .unwrap_or_else(|e| panic!("run git {args:?}: {e}"))
+    home.run(dir, args, env, GIT_DEADLINE).await
 }
 
 #[track_caller]
@@ -42,19 +35,6 @@ fn assert_ok(output: &Output) -> String {
         String::from_utf8_lossy(&output.stdout)
     );
     String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-/// `len` deterministic bytes that do not compress.
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state >> 24) as u8
-        })
-        .collect()
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
