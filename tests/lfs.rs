@@ -20,7 +20,8 @@ on_both_databases!(
     a_mirror_copies_every_lfs_object_and_serves_them_alone,
     bad_objects_are_refused_reported_and_retried,
     a_migrated_repository_takes_lfs_pushes_from_writers_only,
-    a_hub_killed_during_a_download_leaves_no_partial_object
+    a_hub_killed_during_a_download_leaves_no_partial_object,
+    a_migration_is_not_done_while_its_lfs_server_is_down
 );
 
 const GIT_DEADLINE: Duration = Duration::from_secs(120);
@@ -538,4 +539,48 @@ async fn a_hub_killed_during_a_download_leaves_no_partial_object(db: TestDb) {
         .join(&oid(&big)[2..4])
         .join(oid(&big));
     assert!(std::fs::read(stored).unwrap() == big);
+}
+
+async fn a_migration_is_not_done_while_its_lfs_server_is_down(db: TestDb) {
+    let up = Upstream::start().await;
+    let data = noise(40_000, 40);
+    up.commit(&[("data.bin", &data)], "data").await;
+    up.push(&["main"]).await;
+    // The LFS server answers 503 (with Retry-After: 1) to every batch request for now.
+    up.lfs.set_fault(LfsFault::Unavailable(1000));
+
+    let hub = Hub::start(&db, &[]).await;
+    let (status, created) = hub
+        .post(
+            "/api/v1/repos",
+            json!({"url": up.url(), "owner": "team", "name": "move", "mode": "migrate", "username": USER, "token": PASSWORD}),
+        )
+        .await;
+    assert_eq!(status, 202, "{created}");
+    let (repo, run) = hub.wait_for_run("team/move", None).await;
+    // Without its LFS objects the migration is not complete: it fails, saying why, instead
+    // of leaving a primary that would never fetch them.
+    assert_eq!(run["outcome"], "failed", "{run}");
+    assert_eq!(run["error"]["code"], "upstream_unreachable", "{run}");
+    assert!(
+        run["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("LFS objects are missing"),
+        "{run}"
+    );
+    assert_ne!(repo["state"], "ready", "{repo}");
+    assert_eq!(repo["lfs"]["missing"], 1, "{repo}");
+
+    // The LFS server is back: syncing again finishes the migration.
+    up.lfs.set_fault(LfsFault::None);
+    let last = hub.latest_run_id("team/move").await;
+    let (status, body) = hub.post("/api/v1/repos/team/move/sync", json!({})).await;
+    assert_eq!(status, 202, "{body}");
+    let (repo, run) = hub.wait_for_run("team/move", last).await;
+    assert_ne!(run["outcome"], "failed", "{run}");
+    assert_eq!(repo["state"], "ready", "{repo}");
+    assert_eq!(repo["mode"], "migrate", "{repo}");
+    assert_eq!(repo["lfs"]["missing"], 0, "{repo}");
+    assert_eq!(repo["lfs"]["objects"], 1, "{repo}");
 }

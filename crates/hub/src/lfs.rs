@@ -69,6 +69,14 @@ impl Egress for EngineEgress {
     }
 }
 
+/// What the LFS step of a run left: the run's warning, and whether what is missing may come
+/// with a retry (the network, a timeout) rather than only with a change upstream.
+#[derive(Debug, Default)]
+pub(crate) struct LfsRun {
+    pub warning: Option<String>,
+    pub transient: Option<ErrorCode>,
+}
+
 /// What the hub's batch API was asked, once the caller's right to ask was checked.
 pub struct LfsBatchRequest {
     pub operation: Operation,
@@ -137,13 +145,13 @@ impl Hub {
     /// After a run that brought `report`: records the LFS objects its new commits need and
     /// fetches those the hub lacks. Returns the run's warning when objects are still missing.
     /// Never fails the run: LFS trouble is reported, and retried by the next sync.
-    pub(crate) async fn mirror_lfs(&self, repo: &Repo, report: &SyncReport) -> Option<String> {
+    pub(crate) async fn mirror_lfs(&self, repo: &Repo, report: &SyncReport) -> LfsRun {
         if !repo.lfs.enabled {
-            return None;
+            return LfsRun::default();
         }
         let deadline = self.engine.config().timeout;
         match tokio::time::timeout(deadline, self.try_mirror_lfs(repo, report)).await {
-            Ok(Ok(warning)) => warning,
+            Ok(Ok(run)) => run,
             Ok(Err(e)) => {
                 tracing::error!(error = ?e, "LFS objects could not be mirrored");
                 let message = if e.is_internal() {
@@ -152,7 +160,10 @@ impl Hub {
                     e.to_string()
                 };
                 let _ = self.store.lfs_set_error(repo.id, Some(&message)).await;
-                Some(format!("lfs: {message}"))
+                LfsRun {
+                    warning: Some(format!("lfs: {message}")),
+                    transient: Some(e.code()).filter(|c| c.is_transient()),
+                }
             }
             Err(_) => {
                 let message = format!(
@@ -160,16 +171,15 @@ impl Hub {
                     deadline.as_secs()
                 );
                 let _ = self.store.lfs_set_error(repo.id, Some(&message)).await;
-                Some(format!("lfs: {message}"))
+                LfsRun {
+                    warning: Some(format!("lfs: {message}")),
+                    transient: Some(ErrorCode::Timeout),
+                }
             }
         }
     }
 
-    async fn try_mirror_lfs(
-        &self,
-        repo: &Repo,
-        report: &SyncReport,
-    ) -> Result<Option<String>, HubError> {
+    async fn try_mirror_lfs(&self, repo: &Repo, report: &SyncReport) -> Result<LfsRun, HubError> {
         let path = self.repo_path(repo.id);
         // Until a run has succeeded, every ref is read: a first copy whose run was cut short
         // (the hub killed after the copy was in place) is found again by a later no-op sync.
@@ -196,7 +206,7 @@ impl Hub {
             if repo.lfs.last_error.is_some() {
                 self.store.lfs_set_error(repo.id, None).await?;
             }
-            return Ok(None);
+            return Ok(LfsRun::default());
         }
         // Every missing object is downloaded, also one another repository brought already:
         // only bytes that hash to the id prove the upstream has the object, and a pointer
@@ -233,7 +243,7 @@ impl Hub {
         );
         if outcome.failed.is_empty() {
             self.store.lfs_set_error(repo.id, None).await?;
-            return Ok(None);
+            return Ok(LfsRun::default());
         }
         for f in outcome.failed.iter().take(WARNING_OIDS) {
             tracing::warn!(oid = %f.pointer.oid, code = %f.code, error = %f.message, "LFS object not fetched");
@@ -251,12 +261,19 @@ impl Hub {
             .take(WARNING_OIDS)
             .map(|f| format!("{} ({})", f.pointer.oid, f.code))
             .collect();
-        Ok(Some(format!(
-            "lfs_missing: {} (first: {}); {} They are fetched again by the next sync.",
-            outcome.failed.len(),
-            named.join(", "),
-            first.message
-        )))
+        Ok(LfsRun {
+            warning: Some(format!(
+                "lfs_missing: {} (first: {}); {} They are fetched again by the next sync.",
+                outcome.failed.len(),
+                named.join(", "),
+                first.message
+            )),
+            transient: outcome
+                .failed
+                .iter()
+                .map(|f| f.code)
+                .find(|c| c.is_transient()),
+        })
     }
 
     /// The commits to walk after a run: every ref's new tip, minus what the repository had

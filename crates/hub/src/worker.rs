@@ -213,6 +213,39 @@ async fn try_run_job(
 
     let finished_at = Utc::now();
     let duration_ms = started.elapsed().as_millis() as u64;
+    // The last copy from the upstream (a migration's, a promotion's) must bring every LFS
+    // object it can: while some are missing for a reason a retry can fix, it fails, to be
+    // tried again (sync, or promote, again) rather than leaving a primary without them for
+    // good. What no retry can bring (an object the upstream lacks or serves corrupt) is a
+    // warning, as for mirrors.
+    let last_copy = promoting
+        || (repo.mode == mirrorhub_core::Mode::Migrate
+            && repo.state != mirrorhub_core::RepoState::Ready);
+    let result = match result {
+        Ok((report, lfs)) => match lfs.transient {
+            Some(code) if last_copy => Err((
+                code,
+                format!(
+                    "the copy is not complete: LFS objects are missing ({}). Sync again when the upstream's LFS server answers",
+                    lfs.warning.as_deref().unwrap_or(code.as_str())
+                ),
+            )),
+            _ => Ok((report, lfs.warning)),
+        },
+        Err(e) => {
+            let code = e.code();
+            if code == mirrorhub_core::ErrorCode::Internal {
+                tracing::error!(duration_ms, error = ?e, "sync failed on our side");
+                Err((
+                    code,
+                    "the hub failed to write the repository; the operator's log has the cause"
+                        .to_owned(),
+                ))
+            } else {
+                Err((code, e.to_string()))
+            }
+        }
+    };
     let sync_result = match result {
         Ok((report, warning)) => {
             if let Some(warning) = &warning {
@@ -227,12 +260,9 @@ async fn try_run_job(
             tracing::info!(duration_ms, changes = report.changes.len(), branches = report.branches, tags = report.tags, %outcome, "sync finished");
             success(hub, &repo, finished_at, outcome, report)
         }
-        Err(e) => {
-            let code = e.code();
-            if code == mirrorhub_core::ErrorCode::Internal {
-                tracing::error!(duration_ms, error = ?e, "sync failed on our side");
-            } else {
-                tracing::warn!(duration_ms, %code, error = %e, "sync failed");
+        Err((code, message)) => {
+            if code != mirrorhub_core::ErrorCode::Internal {
+                tracing::warn!(duration_ms, %code, error = %message, "sync failed");
             }
             let failures = repo.consecutive_failures.max(0) as u32 + 1;
             // A changed host key is paused at once: only a person accepting the new key can
@@ -248,12 +278,7 @@ async fn try_run_job(
                 finished_at,
                 outcome: Outcome::Failed,
                 error_code: Some(code.as_str().to_owned()),
-                error_message: Some(if code == mirrorhub_core::ErrorCode::Internal {
-                    "the hub failed to write the repository; the operator's log has the cause"
-                        .to_owned()
-                } else {
-                    e.to_string()
-                }),
+                error_message: Some(message),
                 ref_changes: vec![],
                 branches: repo.branches,
                 tags: repo.tags,
