@@ -141,7 +141,11 @@ fn generate(root: &Path, name: &str, count: usize, total: u64, seed: u64) -> Gen
         "generating {name}: {count} LFS objects, {} MB in all…",
         total / MB
     );
-    for dir in [root.join(&repo), objects.clone(), root.join(format!("{name}.work"))] {
+    for dir in [
+        root.join(&repo),
+        objects.clone(),
+        root.join(format!("{name}.work")),
+    ] {
         let _ = std::fs::remove_dir_all(&dir);
     }
     std::fs::create_dir_all(&objects).expect("create objects dir");
@@ -349,11 +353,7 @@ async fn peak_rss_during<F: std::future::Future>(pid: u32, work: F) -> (F::Outpu
     let out = work.await;
     done.store(true, Ordering::Relaxed);
     let sampled = sampler.join().expect("RSS sampler");
-    let hwm = if reset {
-        status_mb(pid, "VmHWM:")
-    } else {
-        0.0
-    };
+    let hwm = if reset { status_mb(pid, "VmHWM:") } else { 0.0 };
     (out, sampled.max(hwm))
 }
 
@@ -446,7 +446,7 @@ async fn run() {
 
     // Row 1: the first copy, every LFS object included.
     let (mut git_lfs, mut ours) = (Vec::new(), Vec::new());
-    let mut last_hub = None;
+    let mut last_hub: Option<HubDir> = None;
     for n in 0..runs {
         let dest = work.path().join(format!("mirror-{n}.git"));
         let dest_str = dest.to_str().unwrap();
