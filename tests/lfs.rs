@@ -387,6 +387,36 @@ async fn bad_objects_are_refused_reported_and_retried(db: TestDb) {
     let (dest, out) = clone_from_hub(&hub, &up.home, "team/data", TOKEN).await;
     ok(&out);
     assert!(std::fs::read(dest.path().join("clone/bad.bin")).unwrap() == bad);
+
+    // An object file gone from under the hub is answered as missing and fetched again by the
+    // next sync.
+    let good_oid = oid(&good);
+    let file = hub
+        .data_dir
+        .join("lfs/objects")
+        .join(&good_oid[0..2])
+        .join(&good_oid[2..4])
+        .join(&good_oid);
+    std::fs::remove_file(&file).unwrap();
+    let answer: Value = reqwest::Client::new()
+        .post(format!("{}/team/data.git/info/lfs/objects/batch", hub.base))
+        .bearer_auth(TOKEN)
+        .header("Accept", "application/vnd.git-lfs+json")
+        .json(&json!({"operation": "download", "objects": [{"oid": good_oid, "size": good.len()}]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["objects"][0]["error"]["code"], 404, "{answer}");
+    let (_, repo) = hub.get("/api/v1/repos/team/data").await;
+    assert_eq!(repo["lfs"]["missing"], 1, "{repo}");
+    let last = hub.latest_run_id("team/data").await;
+    hub.post("/api/v1/repos/team/data/sync", json!({})).await;
+    let (repo, _) = hub.wait_for_run("team/data", last).await;
+    assert_eq!(repo["lfs"]["missing"], 0, "{repo}");
+    assert!(std::fs::read(&file).unwrap() == good);
     assert!(hub.log_text().contains("LFS object not fetched"));
     assert!(!hub.log_text().contains("panicked"));
 }

@@ -400,7 +400,17 @@ impl Hub {
             let known = self.store.lfs_object(repo.id, pointer.oid.as_str()).await?;
             match request.operation {
                 Operation::Download => match known {
-                    Some((size, true)) if self.config.lfs.objects.contains(&Pointer { size: size as u64, ..pointer.clone() }).await => {
+                    Some((size, true))
+                        if self
+                            .config
+                            .lfs
+                            .objects
+                            .contains(&Pointer {
+                                size: size as u64,
+                                ..pointer.clone()
+                            })
+                            .await =>
+                    {
                         objects.push(ObjectAnswer {
                             oid: spec.oid,
                             size: size as u64,
@@ -416,11 +426,20 @@ impl Hub {
                             error: None,
                         });
                     }
-                    Some(_) => objects.push(object_error(spec, 404, &format!(
-                        "{}/{} does not have this LFS object yet: its upstream has not delivered it (see the repository's lfs.last_error); every sync tries again",
-                        repo.owner, repo.name
-                    ))),
-                    None => objects.push(object_error(spec, 404, "no such LFS object in this repository")),
+                    Some((_, present)) => {
+                        if present {
+                            self.lost_lfs_object(repo, &pointer.oid).await?;
+                        }
+                        objects.push(object_error(spec, 404, &format!(
+                            "{}/{} does not have this LFS object yet: its upstream has not delivered it (see the repository's lfs.last_error); every sync tries again",
+                            repo.owner, repo.name
+                        )));
+                    }
+                    None => objects.push(object_error(
+                        spec,
+                        404,
+                        "no such LFS object in this repository",
+                    )),
                 },
                 Operation::Upload => {
                     // Skipped only when this repository holds it already: an object of another
@@ -429,7 +448,13 @@ impl Hub {
                     if matches!(known, Some((size, true)) if size as u64 == pointer.size)
                         && self.config.lfs.objects.contains(&pointer).await
                     {
-                        objects.push(ObjectAnswer { oid: spec.oid, size: spec.size, authenticated: Some(true), actions: None, error: None });
+                        objects.push(ObjectAnswer {
+                            oid: spec.oid,
+                            size: spec.size,
+                            authenticated: Some(true),
+                            actions: None,
+                            error: None,
+                        });
                     } else if pointer.size > self.config.lfs.objects.max_object_bytes() {
                         objects.push(object_error(spec, 422, &format!(
                             "the object has {} bytes, over this hub's limit of {} (MIRRORHUB_LFS_MAX_OBJECT_BYTES)",
@@ -441,8 +466,16 @@ impl Hub {
                             size: spec.size,
                             authenticated: Some(true),
                             actions: Some(Actions {
-                                upload: Some(Action { href: href.clone(), header: auth(Operation::Upload), expires_in: Some(ACTION_TTL_SECS) }),
-                                verify: Some(Action { href: format!("{href}/verify"), header: auth(Operation::Upload), expires_in: Some(ACTION_TTL_SECS) }),
+                                upload: Some(Action {
+                                    href: href.clone(),
+                                    header: auth(Operation::Upload),
+                                    expires_in: Some(ACTION_TTL_SECS),
+                                }),
+                                verify: Some(Action {
+                                    href: format!("{href}/verify"),
+                                    header: auth(Operation::Upload),
+                                    expires_in: Some(ACTION_TTL_SECS),
+                                }),
                                 download: None,
                             }),
                             error: None,
@@ -496,9 +529,21 @@ impl Hub {
         }
         match self.config.lfs.objects.open_object(oid).await {
             Ok(found) => Ok(found),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(missing()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                self.lost_lfs_object(repo, oid).await?;
+                Err(missing())
+            }
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// A file the rows say the hub holds is gone (removed with the last repository that
+    /// referenced it while another one took it up): recorded as missing, so the next sync
+    /// fetches it again.
+    async fn lost_lfs_object(&self, repo: &Repo, oid: &Oid) -> Result<(), HubError> {
+        tracing::warn!(repo_id = repo.id, %oid, "an LFS object the repository holds has no file; it is fetched again by the next sync");
+        self.store.lfs_mark_missing(repo.id, oid.as_str()).await?;
+        Ok(())
     }
 
     /// Stores an uploaded object of a primary after checking it against its id and size.

@@ -702,6 +702,9 @@ pub trait Store: Send + Sync {
         objects: &[LfsObject],
         now: DateTime<Utc>,
     ) -> Result<(), StoreError>;
+    /// Marks an object the repository needs as missing again (its file was found gone), so
+    /// the next sync fetches it.
+    async fn lfs_mark_missing(&self, repo_id: i64, oid: &str) -> Result<(), StoreError>;
     /// One object of a repository: its size and whether the hub has it.
     async fn lfs_object(&self, repo_id: i64, oid: &str) -> Result<Option<(i64, bool)>, StoreError>;
     async fn lfs_counts(&self, repo_id: i64) -> Result<LfsCounts, StoreError>;

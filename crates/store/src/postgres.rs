@@ -1481,6 +1481,15 @@ impl Store for PgStore {
         Ok(())
     }
 
+    async fn lfs_mark_missing(&self, repo_id: i64, oid: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE repo_lfs_objects SET present = FALSE WHERE repo_id = $1 AND oid = $2")
+            .bind(repo_id)
+            .bind(oid)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     async fn lfs_object(&self, repo_id: i64, oid: &str) -> Result<Option<(i64, bool)>, StoreError> {
         Ok(sqlx::query_as(
             "SELECT size, present FROM repo_lfs_objects WHERE repo_id = $1 AND oid = $2",

@@ -1527,6 +1527,15 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    async fn lfs_mark_missing(&self, repo_id: i64, oid: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE repo_lfs_objects SET present = 0 WHERE repo_id = ?1 AND oid = ?2")
+            .bind(repo_id)
+            .bind(oid)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
     async fn lfs_object(&self, repo_id: i64, oid: &str) -> Result<Option<(i64, bool)>, StoreError> {
         Ok(sqlx::query_as(
             "SELECT size, present FROM repo_lfs_objects WHERE repo_id = ?1 AND oid = ?2",

@@ -2896,6 +2896,11 @@ async fn lfs_objects_are_needed_fetched_counted_and_released(db: TestDb) {
     // A needed object marked present later (an upload) and needed again stays present.
     s.lfs_need(a, &needed, t0()).await.unwrap();
     assert_eq!(s.lfs_object(a, &oid(1)).await.unwrap(), Some((100, true)));
+    // A file found gone: missing again, so the next sync fetches it.
+    s.lfs_mark_missing(a, &oid(1)).await.unwrap();
+    assert_eq!(s.lfs_object(a, &oid(1)).await.unwrap(), Some((100, false)));
+    assert_eq!(s.lfs_counts(a).await.unwrap().missing, 2);
+    s.lfs_mark_present(a, &needed[..1], t0()).await.unwrap();
 
     s.lfs_set_error(a, Some("the upstream said no"))
         .await
