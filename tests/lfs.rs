@@ -145,6 +145,38 @@ async fn clone_from_hub(hub: &Hub, home: &LfsHome, repo: &str, token: &str) -> (
     (dest, out)
 }
 
+/// Asks the hub's LFS batch API of `repo` for `operation` on `objects` (`[(oid, size)]`), with
+/// `token` as bearer credentials when given.
+async fn batch(
+    hub: &Hub,
+    repo: &str,
+    operation: &str,
+    objects: &[(String, usize)],
+    token: Option<&str>,
+) -> reqwest::Response {
+    let objects: Vec<Value> = objects
+        .iter()
+        .map(|(oid, size)| json!({"oid": oid, "size": size}))
+        .collect();
+    let mut request = reqwest::Client::new()
+        .post(format!("{}/{repo}.git/info/lfs/objects/batch", hub.base))
+        .header("Accept", "application/vnd.git-lfs+json")
+        .json(&json!({"operation": operation, "objects": objects}));
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    request.send().await.unwrap()
+}
+
+/// Where the hub keeps an object's file.
+fn object_file(hub: &Hub, oid: &str) -> std::path::PathBuf {
+    hub.data_dir
+        .join("lfs/objects")
+        .join(&oid[0..2])
+        .join(&oid[2..4])
+        .join(oid)
+}
+
 fn object_files(hub: &Hub) -> usize {
     fn count(dir: &Path) -> usize {
         std::fs::read_dir(dir)
@@ -244,29 +276,24 @@ async fn a_mirror_copies_every_lfs_object_and_serves_them_alone(db: TestDb) {
     assert!(read("old.bin") == old);
 
     // Without credentials, a private repository's objects are not handed out.
-    let anonymous = reqwest::Client::new()
-        .post(format!(
-            "{}/team/models.git/info/lfs/objects/batch",
-            hub.base
-        ))
-        .header("Accept", "application/vnd.git-lfs+json")
-        .json(&json!({"operation": "download", "objects": [{"oid": oid(&big), "size": big.len()}]}))
-        .send()
-        .await
-        .unwrap();
+    let anonymous = batch(
+        &hub,
+        "team/models",
+        "download",
+        &[(oid(&big), big.len())],
+        None,
+    )
+    .await;
     assert_eq!(anonymous.status(), 401);
     // A mirror refuses uploads, saying why.
-    let upload = reqwest::Client::new()
-        .post(format!(
-            "{}/team/models.git/info/lfs/objects/batch",
-            hub.base
-        ))
-        .bearer_auth(TOKEN)
-        .header("Accept", "application/vnd.git-lfs+json")
-        .json(&json!({"operation": "upload", "objects": [{"oid": oid(b"x"), "size": 1}]}))
-        .send()
-        .await
-        .unwrap();
+    let upload = batch(
+        &hub,
+        "team/models",
+        "upload",
+        &[(oid(b"x"), 1)],
+        Some(TOKEN),
+    )
+    .await;
     assert_eq!(upload.status(), 403);
     let body: Value = upload.json().await.unwrap();
     assert!(
@@ -322,14 +349,9 @@ async fn bad_objects_are_refused_reported_and_retried(db: TestDb) {
     assert_eq!(object_files(&hub), 1);
 
     // A client asking the hub for it gets a clear per-object 404, not a hang.
-    let answer: Value = reqwest::Client::new()
-        .post(format!("{}/team/data.git/info/lfs/objects/batch", hub.base))
-        .bearer_auth(TOKEN)
-        .header("Accept", "application/vnd.git-lfs+json")
-        .json(&json!({"operation": "download", "objects": [{"oid": oid(&bad), "size": bad.len()}, {"oid": oid(&good), "size": good.len()}]}))
-        .send()
+    let asked = [(oid(&bad), bad.len()), (oid(&good), good.len())];
+    let answer: Value = batch(&hub, "team/data", "download", &asked, Some(TOKEN))
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -391,24 +413,19 @@ async fn bad_objects_are_refused_reported_and_retried(db: TestDb) {
     // An object file gone from under the hub is answered as missing and fetched again by the
     // next sync.
     let good_oid = oid(&good);
-    let file = hub
-        .data_dir
-        .join("lfs/objects")
-        .join(&good_oid[0..2])
-        .join(&good_oid[2..4])
-        .join(&good_oid);
+    let file = object_file(&hub, &good_oid);
     std::fs::remove_file(&file).unwrap();
-    let answer: Value = reqwest::Client::new()
-        .post(format!("{}/team/data.git/info/lfs/objects/batch", hub.base))
-        .bearer_auth(TOKEN)
-        .header("Accept", "application/vnd.git-lfs+json")
-        .json(&json!({"operation": "download", "objects": [{"oid": good_oid, "size": good.len()}]}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let answer: Value = batch(
+        &hub,
+        "team/data",
+        "download",
+        &[(good_oid, good.len())],
+        Some(TOKEN),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
     assert_eq!(answer["objects"][0]["error"]["code"], 404, "{answer}");
     let (_, repo) = hub.get("/api/v1/repos/team/data").await;
     assert_eq!(repo["lfs"]["missing"], 1, "{repo}");
@@ -453,18 +470,24 @@ async fn a_migrated_repository_takes_lfs_pushes_from_writers_only(db: TestDb) {
     let other = wait_until(&hub, "team/pointers", "migrated", |r| r["state"] == "ready").await;
     assert_eq!(other["lfs"]["enabled"], false, "{other}");
     assert_eq!(other["lfs"]["objects"], 0, "{other}");
-    let batch =
-        |op: &str| {
-            reqwest::Client::new()
-            .post(format!("{}/team/pointers.git/info/lfs/objects/batch", hub.base))
-            .bearer_auth(TOKEN)
-            .header("Accept", "application/vnd.git-lfs+json")
-            .json(&json!({"operation": op, "objects": [{"oid": oid(&first), "size": first.len()}]}))
-            .send()
-        };
-    let answer: Value = batch("download").await.unwrap().json().await.unwrap();
+    let first_object = [(oid(&first), first.len())];
+    let answer: Value = batch(
+        &hub,
+        "team/pointers",
+        "download",
+        &first_object,
+        Some(TOKEN),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
     assert_eq!(answer["objects"][0]["error"]["code"], 404, "{answer}");
-    let answer: Value = batch("upload").await.unwrap().json().await.unwrap();
+    let answer: Value = batch(&hub, "team/pointers", "upload", &first_object, Some(TOKEN))
+        .await
+        .json()
+        .await
+        .unwrap();
     assert!(
         answer["objects"][0]["actions"]["upload"]["href"].is_string(),
         "the upload was skipped: {answer}"
@@ -491,16 +514,7 @@ async fn a_migrated_repository_takes_lfs_pushes_from_writers_only(db: TestDb) {
     assert!(std::fs::read(again.path().join("clone/second.bin")).unwrap() == second);
 
     // Without a token that may write, no upload.
-    let upload = reqwest::Client::new()
-        .post(format!(
-            "{}/team/moved.git/info/lfs/objects/batch",
-            hub.base
-        ))
-        .header("Accept", "application/vnd.git-lfs+json")
-        .json(&json!({"operation": "upload", "objects": [{"oid": oid(b"x"), "size": 1}]}))
-        .send()
-        .await
-        .unwrap();
+    let upload = batch(&hub, "team/moved", "upload", &[(oid(b"x"), 1)], None).await;
     assert_eq!(upload.status(), 401);
     // A PUT whose bytes are not the object is refused and stores nothing.
     let fake = oid(b"what it claims to be");
@@ -562,12 +576,7 @@ async fn a_hub_killed_during_a_download_leaves_no_partial_object(db: TestDb) {
         |r| r["state"] == "ready" && r["lfs"]["objects"] == 1 && r["lfs"]["missing"] == 0,
     )
     .await;
-    let stored = hub
-        .data_dir
-        .join("lfs/objects")
-        .join(&oid(&big)[0..2])
-        .join(&oid(&big)[2..4])
-        .join(oid(&big));
+    let stored = object_file(&hub, &oid(&big));
     assert!(std::fs::read(stored).unwrap() == big);
 }
 
