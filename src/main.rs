@@ -6,6 +6,7 @@ mod accounts_cli;
 mod cli;
 mod config;
 mod serve;
+mod set_cli;
 mod ssh_cli;
 
 use clap::{Parser, Subcommand};
@@ -30,6 +31,9 @@ enum Command {
     /// Create, list, show, sync and delete repositories on a running hub (through its API).
     #[command(subcommand)]
     Repo(cli::RepoCommand),
+    /// Mirror whole organizations, groups or accounts (mirror sets) on a running hub.
+    #[command(subcommand)]
+    Set(set_cli::SetCommand),
     /// Show who the token belongs to and what it may do.
     Whoami(cli::HubArgs),
     /// Create and list users (through the API; site admins).
@@ -74,6 +78,7 @@ fn main() -> std::process::ExitCode {
         match args.command {
             Command::Serve(args) => serve::run(*args).await,
             Command::Repo(cmd) => cli::run(cmd).await,
+            Command::Set(cmd) => set_cli::run(cmd).await,
             Command::Whoami(hub) => accounts_cli::whoami(hub).await,
             Command::User(cmd) => accounts_cli::user(cmd).await,
             Command::Token(cmd) => accounts_cli::token(cmd).await,

@@ -66,6 +66,12 @@ pub enum ErrorCode {
     LfsBatchInvalid,
     /// The upstream's (or the hub's) LFS server does not have the object.
     LfsObjectMissing,
+    /// No mirror set with this id (or the caller may not see it).
+    MirrorSetNotFound,
+    /// A mirror set of the same namespace on the same forge exists already for this owner.
+    MirrorSetExists,
+    /// The forge's API refused or failed a namespace listing (token, namespace, rate limit).
+    ForgeApiFailed,
 }
 
 impl ErrorCode {
@@ -101,6 +107,9 @@ impl ErrorCode {
             Self::LfsObjectTooLarge => "lfs_object_too_large",
             Self::LfsBatchInvalid => "lfs_batch_invalid",
             Self::LfsObjectMissing => "lfs_object_missing",
+            Self::MirrorSetNotFound => "mirror_set_not_found",
+            Self::MirrorSetExists => "mirror_set_exists",
+            Self::ForgeApiFailed => "forge_api_failed",
         }
     }
 
@@ -121,7 +130,7 @@ impl ErrorCode {
     }
 }
 
-const ALL: [ErrorCode; 30] = [
+const ALL: [ErrorCode; 33] = [
     ErrorCode::InvalidRequest,
     ErrorCode::InvalidUrl,
     ErrorCode::UnsupportedScheme,
@@ -152,6 +161,9 @@ const ALL: [ErrorCode; 30] = [
     ErrorCode::LfsObjectTooLarge,
     ErrorCode::LfsBatchInvalid,
     ErrorCode::LfsObjectMissing,
+    ErrorCode::MirrorSetNotFound,
+    ErrorCode::MirrorSetExists,
+    ErrorCode::ForgeApiFailed,
 ];
 
 impl std::fmt::Display for ErrorCode {

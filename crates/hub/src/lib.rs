@@ -6,6 +6,7 @@ mod accounts;
 pub mod bot;
 mod error;
 mod lfs;
+mod mirror_sets;
 mod promote;
 mod request;
 mod sessions;
@@ -31,6 +32,10 @@ pub use accounts::{
 pub use bot::BotConfig;
 pub use error::HubError;
 pub use lfs::{LfsBatchRequest, LfsConfig};
+pub use mirror_sets::{
+    CreateMirrorSet, MirrorSetView, SetCounts, SetRepoView, DEFAULT_LIST_INTERVAL,
+    MIN_LIST_INTERVAL,
+};
 pub use request::{CreateRepo, UpdateRepo, ValidCreateRepo};
 pub use sessions::{random_token, NewWebSession};
 pub use ssh::pinned_host_keys;
@@ -76,6 +81,8 @@ pub struct Hub {
     config: HubConfig,
     /// Wakes an idle worker when this process enqueues work.
     wake: Arc<Notify>,
+    /// Wakes the mirror set listing loop when a set becomes due now.
+    set_wake: Arc<Notify>,
     /// Jobs this process holds (job id -> worker id), released on shutdown.
     held: std::sync::Mutex<std::collections::HashMap<i64, String>>,
     /// The forges' APIs (webhook registration, the comment bot), with one shared client.
@@ -96,6 +103,7 @@ impl Hub {
             forges,
             config,
             wake: Arc::new(Notify::new()),
+            set_wake: Arc::new(Notify::new()),
             host_slots: Default::default(),
             held: Default::default(),
             lfs_signer: Default::default(),
@@ -121,6 +129,19 @@ impl Hub {
     /// copy runs on a worker. Nothing is recorded when any check fails.
     #[tracing::instrument(skip_all, fields(owner = %request.owner, name = ?request.name))]
     pub async fn create_repo(&self, request: CreateRepo) -> Result<Repo, HubError> {
+        self.create_repo_probed(request, true).await
+    }
+
+    /// [`create_repo`](Self::create_repo), with the upstream probe and the webhook on the
+    /// upstream only when `single`. A mirror set's listing has just shown the forge has the
+    /// repository; probing thousands of them one by one, and creating a webhook on each, would
+    /// hold the listing for minutes (the first copy checks the upstream anyway, and one
+    /// organization webhook serves every repository of a set).
+    pub(crate) async fn create_repo_probed(
+        &self,
+        request: CreateRepo,
+        single: bool,
+    ) -> Result<Repo, HubError> {
         let lfs_url = match request.lfs_url.as_deref() {
             Some(text) => request::parse_lfs_url(text)?,
             None => None,
@@ -150,9 +171,11 @@ impl Hub {
                     .0,
             ),
             None => {
-                self.engine
-                    .probe(&valid.url, valid.credentials.as_ref())
-                    .await?;
+                if single {
+                    self.engine
+                        .probe(&valid.url, valid.credentials.as_ref())
+                        .await?;
+                }
                 None
             }
         };
@@ -199,6 +222,9 @@ impl Hub {
         }
         self.wake.notify_one();
         tracing::info!(repo_id = repo.id, mode = %repo.mode, upstream = %repo.upstream_url, "repository created");
+        if !single {
+            return Ok(repo);
+        }
         if let Some(hook) = self.register_webhook(&repo).await {
             return Ok(Repo {
                 webhook: mirrorhub_store::WebhookState {

@@ -176,7 +176,7 @@ pub struct ValidCreateRepo {
     pub(crate) ssh: Option<ValidSsh>,
 }
 
-const MAX_DESCRIPTION: usize = 2000;
+pub(crate) const MAX_DESCRIPTION: usize = 2000;
 
 impl CreateRepo {
     pub fn validate(

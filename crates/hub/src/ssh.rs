@@ -149,6 +149,10 @@ impl Hub {
         let is_ssh =
             UpstreamUrl::parse(&repo.upstream_url).is_ok_and(|(u, _)| u.scheme() == Scheme::Ssh);
         if !is_ssh {
+            // A GitHub App's set mirror stores no token: its installation makes one per run.
+            if let Some(token) = self.set_installation_credentials(repo).await? {
+                return Ok(UpstreamLogin::basic(Some(token)));
+            }
             return Ok(UpstreamLogin::basic(repo.credentials.clone()));
         }
         let key = match repo.ssh_key_id {

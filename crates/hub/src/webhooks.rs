@@ -154,9 +154,14 @@ impl Hub {
         let (urls, is_ping, is_push) = match &event {
             Event::Push { repo_urls, .. } => (repo_urls.as_slice(), false, true),
             Event::Ping { repo_urls } => (repo_urls.as_slice(), true, false),
-            // Comments are the comment bot's; other events are answered and ignored.
-            Event::Comment(_) | Event::Ignored { .. } => (&[][..], false, false),
+            // Comments are the comment bot's; organization and installation events are mirror
+            // sets'; other events are answered and ignored.
+            Event::Comment(_)
+            | Event::Namespace(_)
+            | Event::Installation(_)
+            | Event::Ignored { .. } => (&[][..], false, false),
         };
+        let operator_endpoint = own_repo.is_none();
         let targets = match own_repo {
             Some(repo) => vec![repo],
             None if urls.is_empty() => vec![],
@@ -214,8 +219,21 @@ impl Hub {
         for due in syncs_due {
             self.wake_at(due, now);
         }
-        if let Event::Comment(comment) = event {
-            self.spawn_comment(forge, comment);
+        match event {
+            Event::Comment(comment) => self.spawn_comment(forge, comment),
+            Event::Namespace(change) => {
+                let forge = listing_forge(forge);
+                let mut sets = self.namespace_changed(forge, &change.path).await;
+                if let Some(old) = &change.old_path {
+                    sets += self.namespace_changed(forge, old).await;
+                }
+                tracing::info!(action = %change.action, path = %change.path, sets, "organization event: mirror sets listed again");
+            }
+            // Only the operator's endpoint may make sets: a repository's own secret may not.
+            Event::Installation(installation) if operator_endpoint => {
+                self.installation_changed(&installation).await;
+            }
+            _ => {}
         }
         tracing::info!(
             forge = forge.as_str(),
@@ -418,5 +436,17 @@ pub(crate) fn forge_name(kind: ForgeKind) -> &'static str {
         ForgeKind::GitHub => "github",
         ForgeKind::GitLab => "gitlab",
         ForgeKind::Gitea => "gitea",
+    }
+}
+
+/// The forge whose API lists the namespace an organization event came from.
+fn listing_forge(forge: mirrorhub_webhooks::Forge) -> mirrorhub_forges::ListingForge {
+    use mirrorhub_forges::ListingForge;
+    use mirrorhub_webhooks::Forge;
+    match forge {
+        Forge::GitHub | Forge::Generic => ListingForge::GitHub,
+        Forge::GitLab => ListingForge::GitLab,
+        Forge::Gitea | Forge::Forgejo => ListingForge::Gitea,
+        Forge::BitbucketCloud | Forge::BitbucketServer => ListingForge::Bitbucket,
     }
 }

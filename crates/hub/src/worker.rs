@@ -28,6 +28,11 @@ pub fn spawn(hub: Arc<Hub>, shutdown: CancellationToken) -> JoinSet<()> {
         let worker_id = format!("{}-{n}", &process[..12]);
         tasks.spawn(worker_loop(hub.clone(), worker_id, shutdown.clone()));
     }
+    tasks.spawn(crate::mirror_sets::listing_loop(
+        hub.clone(),
+        format!("{}-sets", &process[..12]),
+        shutdown.clone(),
+    ));
     tasks.spawn(scheduler_loop(hub, shutdown));
     tasks
 }

@@ -2869,6 +2869,7 @@ conformance!(
     interrupted_runs_are_failed,
     settings_put_get_and_put_if_absent,
     lfs_objects_are_needed_fetched_counted_and_released,
+    mirror_sets_are_leased_listed_and_remember_their_repositories,
 );
 
 async fn lfs_objects_are_needed_fetched_counted_and_released(db: TestDb) {
@@ -2957,4 +2958,183 @@ async fn lfs_objects_are_needed_fetched_counted_and_released(db: TestDb) {
         .unwrap();
     let runs = s.list_runs(b, 1).await.unwrap();
     assert_eq!(runs[0].warnings.as_deref(), Some("lfs_missing: 1"));
+}
+
+fn new_set(namespace: &str) -> mirrorhub_store::NewMirrorSet {
+    mirrorhub_store::NewMirrorSet {
+        forge: "github".into(),
+        api_url: "https://api.github.com".into(),
+        namespace: namespace.into(),
+        owner: "acme".into(),
+        credentials: Some(Credentials::new(Some("x-access-token"), "set-token-1").unwrap()),
+        installation_id: None,
+        include: vec!["api-*".into(), "web".into()],
+        exclude: vec!["*-old".into()],
+        archived: false,
+        forks: true,
+        visibility: "as-upstream".into(),
+        mode: Mode::Mirror,
+        sync_interval_secs: Some(3600),
+        list_interval_secs: 600,
+        follow_renames: false,
+    }
+}
+
+async fn mirror_sets_are_leased_listed_and_remember_their_repositories(db: TestDb) {
+    use mirrorhub_store::{MemberState, SetMember};
+    let s = db.store.as_ref();
+    let set = s.create_mirror_set(&new_set("Acme"), t0()).await.unwrap();
+    assert_eq!(set.namespace, "Acme");
+    assert!(set.has_credentials && !set.listing);
+    assert_eq!(set.include, vec!["api-*", "web"]);
+    assert_eq!(set.exclude, vec!["*-old"]);
+    assert_eq!((set.forks, set.archived), (true, false));
+    assert_eq!(set.next_list_at, t0());
+    // One set per namespace (any case), forge, API and owner.
+    assert!(matches!(
+        s.create_mirror_set(&new_set("ACME"), t0()).await,
+        Err(StoreError::Conflict)
+    ));
+    let creds = s.mirror_set_credentials(set.id).await.unwrap().unwrap();
+    assert_eq!(creds.secret.expose_secret(), "set-token-1");
+    assert_eq!(
+        db.count("mirror_sets WHERE CAST(credentials AS TEXT) LIKE '%set-token-1%'")
+            .await,
+        0,
+        "the token is sealed at rest"
+    );
+
+    // One listing at a time: the lease holds the set until it ends or runs out.
+    let claimed = s
+        .claim_mirror_set_listing("w1", t0(), LEASE)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(claimed.id, set.id);
+    assert!(s
+        .claim_mirror_set_listing("w2", t0() + secs(1), LEASE)
+        .await
+        .unwrap()
+        .is_none());
+    assert!(s
+        .renew_mirror_set_listing(set.id, "w1", t0() + secs(30), LEASE)
+        .await
+        .unwrap());
+    assert!(!s
+        .renew_mirror_set_listing(set.id, "w2", t0() + secs(30), LEASE)
+        .await
+        .unwrap());
+    // A request during the listing makes the next one due at its end.
+    assert!(s
+        .request_mirror_set_listing(set.id, t0() + secs(40))
+        .await
+        .unwrap());
+    s.finish_mirror_set_listing(set.id, "w1", t0() + secs(50), None, t0() + secs(650))
+        .await
+        .unwrap();
+    let after = s.get_mirror_set(set.id).await.unwrap().unwrap();
+    assert_eq!(after.next_list_at, t0() + secs(50));
+    assert_eq!(after.last_listed_at, Some(t0() + secs(50)));
+    assert!(!after.listing);
+
+    // A failed listing is recorded and counted; the next success clears it.
+    s.claim_mirror_set_listing("w1", t0() + secs(60), LEASE)
+        .await
+        .unwrap()
+        .unwrap();
+    s.finish_mirror_set_listing(
+        set.id,
+        "w1",
+        t0() + secs(61),
+        Some(("upstream_auth_failed", "GitHub refused the token")),
+        t0() + secs(121),
+    )
+    .await
+    .unwrap();
+    let failed = s.get_mirror_set(set.id).await.unwrap().unwrap();
+    assert_eq!(failed.last_list_error_code.as_deref(), Some("upstream_auth_failed"));
+    assert_eq!(failed.list_failures, 1);
+    assert_eq!(failed.next_list_at, t0() + secs(121));
+    assert_eq!(failed.last_listed_at, Some(t0() + secs(50)), "only successes count");
+    // A lease that ran out is taken over.
+    s.claim_mirror_set_listing("w1", t0() + secs(121), LEASE)
+        .await
+        .unwrap()
+        .unwrap();
+    let taken = s
+        .claim_mirror_set_listing("w2", t0() + secs(121) + secs(61), LEASE)
+        .await
+        .unwrap();
+    assert_eq!(taken.map(|t| t.id), Some(set.id));
+    s.finish_mirror_set_listing(set.id, "w2", t0() + secs(200), None, t0() + secs(800))
+        .await
+        .unwrap();
+    let ok = s.get_mirror_set(set.id).await.unwrap().unwrap();
+    assert_eq!((ok.list_failures, ok.last_list_error_code), (0, None));
+
+    // Members by the forge's id; a deleted hub repository leaves its member without one.
+    let repo = mirror(s, "acme", "api-core").await;
+    let member = SetMember {
+        set_id: set.id,
+        forge_id: "101".into(),
+        path: "Acme/api-core".into(),
+        repo_id: Some(repo),
+        state: MemberState::Mirrored,
+        detail: None,
+        changed_at: t0(),
+    };
+    s.put_mirror_set_member(&member).await.unwrap();
+    s.put_mirror_set_member(&SetMember {
+        forge_id: "102".into(),
+        path: "Acme/docs".into(),
+        repo_id: None,
+        state: MemberState::Skipped,
+        detail: Some("not matched by the set's include globs".into()),
+        ..member.clone()
+    })
+    .await
+    .unwrap();
+    s.put_mirror_set_member(&SetMember {
+        path: "Acme/api-core2".into(),
+        ..member.clone()
+    })
+    .await
+    .unwrap();
+    let members = s.mirror_set_members(set.id).await.unwrap();
+    assert_eq!(members.len(), 2);
+    assert_eq!(members[0].path, "Acme/api-core2");
+    assert_eq!(members[1].state, MemberState::Skipped);
+    assert_eq!(s.mirror_sets_of_repo(repo).await.unwrap(), vec![set.id]);
+
+    // Renamed upstream: the address follows; the name too when asked, unless taken.
+    assert!(s
+        .move_repo_upstream(repo, "https://example.org/acme/api-next.git", Some("api-next"))
+        .await
+        .unwrap());
+    let moved = s.get_repo_by_id(repo).await.unwrap().unwrap();
+    assert_eq!(
+        (moved.name.as_str(), moved.upstream_url.as_str()),
+        ("api-next", "https://example.org/acme/api-next.git")
+    );
+    mirror(s, "acme", "taken").await;
+    assert!(matches!(
+        s.move_repo_upstream(repo, "https://example.org/x.git", Some("TAKEN"))
+            .await,
+        Err(StoreError::Conflict)
+    ));
+    // Gone upstream: paused, never deleted; resumed when it is back.
+    assert!(s.pause_repo(repo, "upstream_gone: not listed").await.unwrap());
+    let paused = s.get_repo_by_id(repo).await.unwrap().unwrap();
+    assert_eq!(paused.paused_reason.as_deref(), Some("upstream_gone: not listed"));
+    assert_eq!(paused.next_sync_at, None);
+    s.resume_repo(repo, t0()).await.unwrap();
+    assert!(s.get_repo_by_id(repo).await.unwrap().unwrap().paused_reason.is_none());
+
+    s.delete_repo(repo).await.unwrap();
+    let members = s.mirror_set_members(set.id).await.unwrap();
+    assert_eq!(members[0].repo_id, None);
+    assert!(s.delete_mirror_set(set.id).await.unwrap());
+    assert!(!s.delete_mirror_set(set.id).await.unwrap());
+    assert_eq!(db.count("mirror_set_repos").await, 0);
+    assert!(s.get_mirror_set(set.id).await.unwrap().is_none());
 }

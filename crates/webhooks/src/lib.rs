@@ -126,8 +126,37 @@ pub enum Event {
     },
     /// A comment on an issue or a merge/pull request.
     Comment(Comment),
+    /// A repository of an organization, group or account was created, renamed, transferred,
+    /// archived or deleted (GitHub `repository`, GitLab system and group hooks' `project_*`,
+    /// Gitea `repository`): what mirror sets of that namespace listen to.
+    Namespace(NamespaceEvent),
+    /// A GitHub App was installed, uninstalled or given other repositories (`installation`,
+    /// `installation_repositories`).
+    Installation(InstallationEvent),
     /// Anything else: answered and ignored. `event` is the forge's event name.
     Ignored { event: String },
+}
+
+/// A change to the repositories of a namespace, as the forge tells it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamespaceEvent {
+    /// The forge's word: `created`, `deleted`, `renamed`, `archived`, `transferred`,
+    /// `project_create`, `project_rename`, `project_destroy`, …
+    pub action: String,
+    /// The repository's full path now: `acme/api`, `acme/platform/api`.
+    pub path: String,
+    /// Its path before a rename or transfer, where the forge sends it.
+    pub old_path: Option<String>,
+}
+
+/// A GitHub App installation event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstallationEvent {
+    /// `created`, `deleted`, `suspend`, `unsuspend`, `added`, `removed`, …
+    pub action: String,
+    pub installation_id: u64,
+    /// The account (organization or user) the App is installed on.
+    pub account: String,
 }
 
 impl Event {
@@ -136,7 +165,7 @@ impl Event {
         match self {
             Event::Push { repo_urls, .. } | Event::Ping { repo_urls } => repo_urls,
             Event::Comment(c) => &c.repo_urls,
-            Event::Ignored { .. } => &[],
+            Event::Namespace(_) | Event::Installation(_) | Event::Ignored { .. } => &[],
         }
     }
 

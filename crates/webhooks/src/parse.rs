@@ -9,7 +9,9 @@ use crate::json::{
     get, object, present, require_id, require_name, require_str, require_u64, str_at, u64_at,
     Strings,
 };
-use crate::{Comment, CommentAction, Event, Forge, Thread, WebhookError};
+use crate::{
+    Comment, CommentAction, Event, Forge, InstallationEvent, NamespaceEvent, Thread, WebhookError,
+};
 
 /// Parses an authenticated delivery (call [`crate::verify`] first).
 ///
@@ -114,8 +116,46 @@ fn github(event: &str, body: &[u8]) -> Result<Event, WebhookError> {
             urls
         }),
         "issue_comment" => github_comment(body),
+        "repository" => github_repository(body),
+        "installation" | "installation_repositories" => github_installation(body),
         _ => ignored(event),
     }
+}
+
+/// GitHub's `repository` event (organization and App webhooks).
+fn github_repository(body: &[u8]) -> Result<Event, WebhookError> {
+    let v = object(body)?;
+    let action = require_name(&v, "action")?.to_owned();
+    let path = require_name(&v, "repository.full_name")?.to_owned();
+    let old_name = str_at(&v, "changes.repository.name.from");
+    let old_owner = str_at(&v, "changes.owner.from.organization.login")
+        .or_else(|| str_at(&v, "changes.owner.from.user.login"));
+    let old_path = match (old_owner, old_name) {
+        (None, None) => None,
+        (owner, name) => {
+            let (now_owner, now_name) = path.split_once('/').unwrap_or(("", &path));
+            Some(format!(
+                "{}/{}",
+                owner.unwrap_or(now_owner),
+                name.unwrap_or(now_name)
+            ))
+        }
+    };
+    Ok(Event::Namespace(NamespaceEvent {
+        action,
+        path,
+        old_path,
+    }))
+}
+
+/// GitHub's `installation` and `installation_repositories` events.
+fn github_installation(body: &[u8]) -> Result<Event, WebhookError> {
+    let v = object(body)?;
+    Ok(Event::Installation(InstallationEvent {
+        action: require_name(&v, "action")?.to_owned(),
+        installation_id: require_u64(&v, "installation.id")?,
+        account: require_name(&v, "installation.account.login")?.to_owned(),
+    }))
 }
 
 /// GitHub's and Gitea's `create` / `delete`: `ref` is a short name, `ref_type` says which kind.
@@ -198,13 +238,28 @@ fn gitlab(event: &str, body: &[u8]) -> Result<Event, WebhookError> {
             let v = object(body)?;
             match str_at(&v, "object_kind").or_else(|| str_at(&v, "event_name")) {
                 Some("push" | "tag_push") => gitlab_push(body),
+                Some(
+                    "project_create" | "project_destroy" | "project_rename" | "project_transfer"
+                    | "project_update",
+                ) => gitlab_project(&v),
                 _ => ignored(event),
             }
         }
+        // Group webhooks' project events (GitLab 17.x+).
+        "Project Hook" => gitlab_project(&object(body)?),
         "Note Hook" => gitlab_note(event, body),
         // "Confidential Note Hook" is ignored on purpose: a bot's answer would be public.
         _ => ignored(event),
     }
+}
+
+/// A system or group hook's `project_*` event.
+fn gitlab_project(v: &Value) -> Result<Event, WebhookError> {
+    Ok(Event::Namespace(NamespaceEvent {
+        action: require_name(v, "event_name")?.to_owned(),
+        path: require_name(v, "path_with_namespace")?.to_owned(),
+        old_path: str_at(v, "old_path_with_namespace").map(str::to_owned),
+    }))
 }
 
 fn gitlab_push(body: &[u8]) -> Result<Event, WebhookError> {
@@ -302,6 +357,15 @@ fn gitea(event: &str, body: &[u8]) -> Result<Event, WebhookError> {
         // Comments on pull requests come as `issue_comment` (X-Gitea-Event-Type says
         // `pull_request_comment`); older versions used the latter as the event itself.
         "issue_comment" | "pull_request_comment" => gitea_comment(body),
+        // Organization webhooks: a repository created or deleted.
+        "repository" => {
+            let v = object(body)?;
+            Ok(Event::Namespace(NamespaceEvent {
+                action: require_name(&v, "action")?.to_owned(),
+                path: require_name(&v, "repository.full_name")?.to_owned(),
+                old_path: None,
+            }))
+        }
         _ => ignored(event),
     }
 }
@@ -588,6 +652,80 @@ mod tests {
         body: Value,
     ) -> Result<Event, WebhookError> {
         parse(forge, &headers(header, event), body.to_string().as_bytes())
+    }
+
+    #[test]
+    fn organization_events_name_the_repository_and_its_old_path() {
+        let renamed = json!({
+            "action": "renamed",
+            "changes": {"repository": {"name": {"from": "old-api"}}},
+            "repository": {"id": 1, "name": "api", "full_name": "acme/api"},
+            "organization": {"login": "acme"}
+        });
+        assert_eq!(
+            parse_json(Forge::GitHub, "x-github-event", "repository", renamed).unwrap(),
+            Event::Namespace(NamespaceEvent {
+                action: "renamed".into(),
+                path: "acme/api".into(),
+                old_path: Some("acme/old-api".into()),
+            })
+        );
+        let transferred = json!({
+            "action": "transferred",
+            "changes": {"owner": {"from": {"organization": {"login": "acme-old"}}}},
+            "repository": {"full_name": "acme/api"}
+        });
+        let Event::Namespace(e) =
+            parse_json(Forge::GitHub, "x-github-event", "repository", transferred).unwrap()
+        else {
+            panic!("not a namespace event")
+        };
+        assert_eq!(e.old_path.as_deref(), Some("acme-old/api"));
+
+        let gitlab = json!({
+            "event_name": "project_rename",
+            "path_with_namespace": "acme/platform/api",
+            "old_path_with_namespace": "acme/platform/old",
+            "project_id": 74
+        });
+        assert_eq!(
+            parse_json(Forge::GitLab, "x-gitlab-event", "System Hook", gitlab.clone()).unwrap(),
+            Event::Namespace(NamespaceEvent {
+                action: "project_rename".into(),
+                path: "acme/platform/api".into(),
+                old_path: Some("acme/platform/old".into()),
+            })
+        );
+        assert!(matches!(
+            parse_json(Forge::GitLab, "x-gitlab-event", "Project Hook", gitlab).unwrap(),
+            Event::Namespace(_)
+        ));
+        let gitea = json!({"action": "created", "repository": {"full_name": "acme/new"}});
+        assert!(matches!(
+            parse_json(Forge::Gitea, "x-gitea-event", "repository", gitea).unwrap(),
+            Event::Namespace(NamespaceEvent { ref path, .. }) if path == "acme/new"
+        ));
+        assert_eq!(
+            parse_json(Forge::GitHub, "x-github-event", "repository", json!({"action": "created"})),
+            Err(WebhookError::MissingField("repository.full_name"))
+        );
+    }
+
+    #[test]
+    fn installation_events_name_the_installation_and_account() {
+        let body = json!({
+            "action": "added",
+            "installation": {"id": 42, "account": {"login": "acme"}},
+            "repositories_added": [{"full_name": "acme/api"}]
+        });
+        assert_eq!(
+            parse_json(Forge::GitHub, "x-github-event", "installation_repositories", body).unwrap(),
+            Event::Installation(InstallationEvent {
+                action: "added".into(),
+                installation_id: 42,
+                account: "acme".into(),
+            })
+        );
     }
 
     #[test]

@@ -9,6 +9,7 @@
 
 mod pages;
 mod session;
+mod sets;
 mod ssh;
 mod view;
 
@@ -33,6 +34,13 @@ pub(crate) fn mount(route: Route, body_limit: usize) -> Route {
             poem::get(pages::new_form).post(pages::create.with(limit())),
         )
         .at("/-/static/:file", poem::get(pages::asset))
+        .at(
+            "/-/sets",
+            poem::get(sets::list).post(sets::create.with(limit())),
+        )
+        .at("/-/sets/:id", poem::get(sets::show))
+        .at("/-/sets/:id/sync", poem::post(sets::sync.with(limit())))
+        .at("/-/sets/:id/delete", poem::post(sets::delete.with(limit())))
         .at("/:owner/:repo", poem::get(pages::repo_page))
         .at(
             "/:owner/:repo/-/sync",

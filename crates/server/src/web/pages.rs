@@ -174,7 +174,7 @@ pub(super) struct DeleteForm {
 
 /// The one-line notices an action leaves; only these fixed texts can appear (the query
 /// names one, it never carries text).
-fn notice(code: &str) -> Option<&'static str> {
+pub(super) fn notice(code: &str) -> Option<&'static str> {
     Some(match code {
         "sync-queued" => "Sync queued: the page updates when it has run.",
         "created" => {
@@ -186,11 +186,14 @@ fn notice(code: &str) -> Option<&'static str> {
         "deleted" => "Repository deleted.",
         "host-keys-saved" => "Host keys pinned: from now on the hub trusts only these, and a sync is queued.",
         "signed-out" => "Signed out.",
+        "set-created" => "Mirror set created: the namespace is listed in the background, and each repository it keeps becomes a mirror. This page follows it.",
+        "set-listing" => "Listing queued: new, renamed and removed repositories show here when it has run.",
+        "set-deleted" => "Mirror set deleted.",
         _ => return None,
     })
 }
 
-fn layout(user: &SignedIn, notice_code: &str) -> Layout {
+pub(super) fn layout(user: &SignedIn, notice_code: &str) -> Layout {
     Layout {
         csrf: Some(user.session.csrf_token.clone()),
         notice: notice(notice_code),
@@ -206,7 +209,7 @@ fn who(actor: &Actor) -> String {
     }
 }
 
-fn hub_error_page(e: &HubError, user: &SignedIn) -> Response {
+pub(super) fn hub_error_page(e: &HubError, user: &SignedIn) -> Response {
     let status = crate::errors::status_of(e.code());
     let title = match status {
         StatusCode::NOT_FOUND => "Not found",
