@@ -178,7 +178,11 @@ pub async fn run(cmd: SetCommand) -> anyhow::Result<std::process::ExitCode> {
         SetCommand::Sync { id, hub } => {
             let client = Client::new(&hub)?;
             client
-                .call(reqwest::Method::POST, &format!("/mirror-sets/{id}/sync"), None)
+                .call(
+                    reqwest::Method::POST,
+                    &format!("/mirror-sets/{id}/sync"),
+                    None,
+                )
                 .await?;
             eprintln!("mirror set {id}: listing queued");
             Ok(std::process::ExitCode::SUCCESS)

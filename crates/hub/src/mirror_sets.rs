@@ -13,7 +13,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use mirrorhub_core::{Credentials, ErrorCode, Mode, OwnerName, RepoStatus};
 use mirrorhub_forges::{
     ListedRepo, ListingAuth, ListingError, ListingForge, NamespaceQuery, PageCursor,
@@ -113,10 +113,7 @@ impl Hub {
     /// address is refused now), records it and wakes the listing loop. Returns at once; the
     /// mirrors are created by the listing in the background.
     #[tracing::instrument(skip_all, fields(forge = %request.forge, namespace = %request.namespace))]
-    pub async fn create_mirror_set(
-        &self,
-        request: CreateMirrorSet,
-    ) -> Result<MirrorSet, HubError> {
+    pub async fn create_mirror_set(&self, request: CreateMirrorSet) -> Result<MirrorSet, HubError> {
         let new = self.validate_set(request)?;
         let owner = OwnerName::parse(&new.owner)
             .map_err(|e| HubError::invalid(ErrorCode::InvalidName, "owner", e.to_string()))?;
@@ -269,10 +266,7 @@ impl Hub {
     /// A GitHub App installation event: the installation's set is listed again, or made
     /// when the App was just installed (under the hub owner named like the account, with
     /// the hub's defaults). Failures are logged; the forge does not wait for them.
-    pub(crate) async fn installation_changed(
-        &self,
-        event: &mirrorhub_webhooks::InstallationEvent,
-    ) {
+    pub(crate) async fn installation_changed(&self, event: &mirrorhub_webhooks::InstallationEvent) {
         let id = i64::try_from(event.installation_id).unwrap_or(i64::MAX);
         let sets = match self.store.list_mirror_sets().await {
             Ok(sets) => sets,
@@ -281,10 +275,16 @@ impl Hub {
                 return;
             }
         };
-        let mine: Vec<&MirrorSet> = sets.iter().filter(|s| s.installation_id == Some(id)).collect();
+        let mine: Vec<&MirrorSet> = sets
+            .iter()
+            .filter(|s| s.installation_id == Some(id))
+            .collect();
         if !mine.is_empty() {
             for set in mine {
-                let _ = self.store.request_mirror_set_listing(set.id, Utc::now()).await;
+                let _ = self
+                    .store
+                    .request_mirror_set_listing(set.id, Utc::now())
+                    .await;
             }
             self.set_wake.notify_one();
             tracing::info!(installation = id, action = %event.action, "GitHub App installation changed: its mirror set is listed again");
@@ -397,7 +397,9 @@ impl Hub {
         };
         let sync_interval_secs = match r.sync_interval.as_deref().map(str::trim) {
             None | Some("") => None,
-            Some(text) => Some(parse_interval(text, self.config.min_sync_interval)?.as_secs() as i64),
+            Some(text) => {
+                Some(parse_interval(text, self.config.min_sync_interval)?.as_secs() as i64)
+            }
         };
         let list_interval = match r.list_interval.as_deref().map(str::trim) {
             None | Some("") => DEFAULT_LIST_INTERVAL,
@@ -539,7 +541,11 @@ impl Hub {
                     Err(ListingError::RateLimited { retry_after, .. })
                         if retry_after <= MAX_RATE_LIMIT_WAIT =>
                     {
-                        tracing::info!(set_id = set.id, wait_s = retry_after.as_secs(), "rate-limited by the forge; waiting");
+                        tracing::info!(
+                            set_id = set.id,
+                            wait_s = retry_after.as_secs(),
+                            "rate-limited by the forge; waiting"
+                        );
                         tokio::select! {
                             _ = tokio::time::sleep(retry_after) => {}
                             _ = stop.cancelled() => {}
@@ -620,7 +626,10 @@ impl Hub {
         let clone_url = match listed_clone_url(&set.api_url, &listed.clone_url) {
             Ok(url) => url,
             Err(why) => {
-                if known.as_ref().is_some_and(|m| m.detail.as_deref() == Some(why.as_str())) {
+                if known
+                    .as_ref()
+                    .is_some_and(|m| m.detail.as_deref() == Some(why.as_str()))
+                {
                     return Ok(false);
                 }
                 let repo_id = known.as_ref().and_then(|m| m.repo_id);
@@ -716,7 +725,8 @@ impl Hub {
             MemberState::Mirrored
         };
         match (known.state, state) {
-            (MemberState::Archived, MemberState::Archived) | (MemberState::Mirrored, MemberState::Mirrored) => {}
+            (MemberState::Archived, MemberState::Archived)
+            | (MemberState::Mirrored, MemberState::Mirrored) => {}
             (_, MemberState::Archived) => {
                 self.store
                     .pause_repo(repo.id, &format!("upstream_archived: {} was archived upstream on or before {}. The mirror is kept; it resumes if the repository is unarchived", listed.path, now.format("%Y-%m-%d")))
@@ -736,13 +746,18 @@ impl Hub {
         }
         if changed || known.path != listed.path {
             let detail = (state == MemberState::Archived).then(|| {
-                format!("archived upstream; the mirror is paused since {}", now.format("%Y-%m-%d"))
+                format!(
+                    "archived upstream; the mirror is paused since {}",
+                    now.format("%Y-%m-%d")
+                )
             });
-            let detail = if state == known.state && known.detail.is_some() && state == MemberState::Archived {
-                known.detail.clone()
-            } else {
-                detail
-            };
+            let detail =
+                if state == known.state && known.detail.is_some() && state == MemberState::Archived
+                {
+                    known.detail.clone()
+                } else {
+                    detail
+                };
             self.store
                 .put_mirror_set_member(&member(state, Some(repo.id), detail))
                 .await?;
@@ -917,7 +932,9 @@ async fn run_listing_in_span(
                         stop.cancel();
                         return;
                     }
-                    Err(e) => tracing::warn!(error = %e, "could not renew a mirror set listing's lease"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not renew a mirror set listing's lease")
+                    }
                 }
             }
         })
@@ -938,7 +955,10 @@ async fn run_listing_in_span(
                 duration_ms = started.elapsed().as_millis() as u64,
                 "mirror set listed"
             );
-            (None, now + chrono::Duration::from_std(interval).unwrap_or_default())
+            (
+                None,
+                now + chrono::Duration::from_std(interval).unwrap_or_default(),
+            )
         }
         Err(stop) => {
             let backoff = retry_backoff(set.list_failures.max(0) as u32, interval);
@@ -1070,7 +1090,12 @@ fn listed_clone_url(api_url: &str, clone_url: &str) -> Result<String, String> {
         .unwrap_or_default();
     let (url, credentials) = mirrorhub_core::UpstreamUrl::parse(clone_url)
         .map_err(|e| format!("the forge gave a clone URL the hub cannot use: {e}"))?;
-    if credentials.is_some() || !matches!(url.scheme(), mirrorhub_core::Scheme::Http | mirrorhub_core::Scheme::Https) {
+    if credentials.is_some()
+        || !matches!(
+            url.scheme(),
+            mirrorhub_core::Scheme::Http | mirrorhub_core::Scheme::Https
+        )
+    {
         return Err("the forge gave a clone URL that is not a plain http(s) address".into());
     }
     let host = url.host().to_ascii_lowercase();
@@ -1137,7 +1162,11 @@ fn check_namespace(forge: ListingForge, text: &str) -> Result<String, HubError> 
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
     };
     let many = forge == ListingForge::GitLab;
-    if text.is_empty() || !segments.iter().all(|s| safe(s)) || (!many && segments.len() > 1) || segments.len() > 20 {
+    if text.is_empty()
+        || !segments.iter().all(|s| safe(s))
+        || (!many && segments.len() > 1)
+        || segments.len() > 20
+    {
         return Err(HubError::invalid(
             ErrorCode::InvalidRequest,
             "namespace",
@@ -1162,7 +1191,10 @@ fn check_globs(field: &'static str, globs: Vec<String>) -> Result<Vec<String>, H
     let mut out = Vec::with_capacity(globs.len());
     for glob in globs {
         let glob = glob.trim().to_owned();
-        if glob.is_empty() || glob.chars().count() > MAX_GLOB_LEN || glob.chars().any(char::is_control) {
+        if glob.is_empty()
+            || glob.chars().count() > MAX_GLOB_LEN
+            || glob.chars().any(char::is_control)
+        {
             return Err(HubError::invalid(
                 ErrorCode::InvalidRequest,
                 field,
@@ -1186,10 +1218,12 @@ fn set_credentials(
         ListingForge::GitLab | ListingForge::Gitea => "oauth2",
         ListingForge::Bitbucket => "x-token-auth",
     };
-    let username = username.map(str::trim).filter(|u| !u.is_empty()).unwrap_or(default_user);
-    Credentials::new(Some(username), token).map_err(|e| {
-        HubError::invalid(ErrorCode::InvalidRequest, "token", e.to_string())
-    })
+    let username = username
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .unwrap_or(default_user);
+    Credentials::new(Some(username), token)
+        .map_err(|e| HubError::invalid(ErrorCode::InvalidRequest, "token", e.to_string()))
 }
 
 /// The token the listing sends: Bitbucket app passwords go with their user name as Basic.
@@ -1253,10 +1287,20 @@ mod tests {
         s.exclude = vec!["*-old".into()];
         let f = Filters::new(&s);
         assert_eq!(f.skip_reason(&s, &listed("api-core")), None);
-        assert_eq!(f.skip_reason(&s, &listed("API-Core")), None, "case-insensitive");
+        assert_eq!(
+            f.skip_reason(&s, &listed("API-Core")),
+            None,
+            "case-insensitive"
+        );
         assert_eq!(f.skip_reason(&s, &listed("WEB")), None);
-        assert!(f.skip_reason(&s, &listed("docs")).unwrap().contains("include"));
-        assert!(f.skip_reason(&s, &listed("api-old")).unwrap().contains("\"*-old\""));
+        assert!(f
+            .skip_reason(&s, &listed("docs"))
+            .unwrap()
+            .contains("include"));
+        assert!(f
+            .skip_reason(&s, &listed("api-old"))
+            .unwrap()
+            .contains("\"*-old\""));
         let mut fork = listed("api-fork");
         fork.fork = true;
         assert!(f.skip_reason(&s, &fork).unwrap().contains("fork"));
@@ -1278,7 +1322,10 @@ mod tests {
 
     #[test]
     fn namespaces_are_safe_segments_and_subgroups_only_on_gitlab() {
-        assert_eq!(check_namespace(ListingForge::GitHub, "acme").unwrap(), "acme");
+        assert_eq!(
+            check_namespace(ListingForge::GitHub, "acme").unwrap(),
+            "acme"
+        );
         assert!(check_namespace(ListingForge::GitHub, "acme/platform").is_err());
         assert_eq!(
             check_namespace(ListingForge::GitLab, "/acme/platform/").unwrap(),
@@ -1305,13 +1352,34 @@ mod tests {
     #[test]
     fn clone_urls_must_be_on_the_forges_own_host() {
         let ok = |api: &str, clone: &str| listed_clone_url(api, clone).is_ok();
-        assert!(ok("https://api.github.com", "https://github.com/acme/api.git"));
-        assert!(ok("https://api.bitbucket.org", "https://bitbucket.org/acme/api.git"));
-        assert!(ok("https://gitlab.example.com", "https://gitlab.example.com/acme/x/api.git"));
-        assert!(ok("http://127.0.0.1:8080", "http://127.0.0.1:8080/acme/api.git"));
-        assert!(!ok("https://api.github.com", "https://evil.example/acme/api.git"));
-        assert!(!ok("https://gitlab.example.com", "https://u:p@gitlab.example.com/a/b.git"));
-        assert!(!ok("https://gitlab.example.com", "git://gitlab.example.com/a/b.git"));
+        assert!(ok(
+            "https://api.github.com",
+            "https://github.com/acme/api.git"
+        ));
+        assert!(ok(
+            "https://api.bitbucket.org",
+            "https://bitbucket.org/acme/api.git"
+        ));
+        assert!(ok(
+            "https://gitlab.example.com",
+            "https://gitlab.example.com/acme/x/api.git"
+        ));
+        assert!(ok(
+            "http://127.0.0.1:8080",
+            "http://127.0.0.1:8080/acme/api.git"
+        ));
+        assert!(!ok(
+            "https://api.github.com",
+            "https://evil.example/acme/api.git"
+        ));
+        assert!(!ok(
+            "https://gitlab.example.com",
+            "https://u:p@gitlab.example.com/a/b.git"
+        ));
+        assert!(!ok(
+            "https://gitlab.example.com",
+            "git://gitlab.example.com/a/b.git"
+        ));
         assert!(!ok("https://gitlab.example.com", "not a url"));
     }
 
@@ -1331,7 +1399,10 @@ mod tests {
             "alice:app-pass"
         );
         let c = set_credentials(ListingForge::Bitbucket, None, "tok").unwrap();
-        assert_eq!(listing_token(ListingForge::Bitbucket, &c).expose_secret(), "tok");
+        assert_eq!(
+            listing_token(ListingForge::Bitbucket, &c).expose_secret(),
+            "tok"
+        );
         let c = set_credentials(ListingForge::GitHub, None, "tok").unwrap();
         assert_eq!(c.username, "x-access-token");
     }

@@ -3052,10 +3052,17 @@ async fn mirror_sets_are_leased_listed_and_remember_their_repositories(db: TestD
     .await
     .unwrap();
     let failed = s.get_mirror_set(set.id).await.unwrap().unwrap();
-    assert_eq!(failed.last_list_error_code.as_deref(), Some("upstream_auth_failed"));
+    assert_eq!(
+        failed.last_list_error_code.as_deref(),
+        Some("upstream_auth_failed")
+    );
     assert_eq!(failed.list_failures, 1);
     assert_eq!(failed.next_list_at, t0() + secs(121));
-    assert_eq!(failed.last_listed_at, Some(t0() + secs(50)), "only successes count");
+    assert_eq!(
+        failed.last_listed_at,
+        Some(t0() + secs(50)),
+        "only successes count"
+    );
     // A lease that ran out is taken over.
     s.claim_mirror_set_listing("w1", t0() + secs(121), LEASE)
         .await
@@ -3108,7 +3115,11 @@ async fn mirror_sets_are_leased_listed_and_remember_their_repositories(db: TestD
 
     // Renamed upstream: the address follows; the name too when asked, unless taken.
     assert!(s
-        .move_repo_upstream(repo, "https://example.org/acme/api-next.git", Some("api-next"))
+        .move_repo_upstream(
+            repo,
+            "https://example.org/acme/api-next.git",
+            Some("api-next")
+        )
         .await
         .unwrap());
     let moved = s.get_repo_by_id(repo).await.unwrap().unwrap();
@@ -3123,12 +3134,24 @@ async fn mirror_sets_are_leased_listed_and_remember_their_repositories(db: TestD
         Err(StoreError::Conflict)
     ));
     // Gone upstream: paused, never deleted; resumed when it is back.
-    assert!(s.pause_repo(repo, "upstream_gone: not listed").await.unwrap());
+    assert!(s
+        .pause_repo(repo, "upstream_gone: not listed")
+        .await
+        .unwrap());
     let paused = s.get_repo_by_id(repo).await.unwrap().unwrap();
-    assert_eq!(paused.paused_reason.as_deref(), Some("upstream_gone: not listed"));
+    assert_eq!(
+        paused.paused_reason.as_deref(),
+        Some("upstream_gone: not listed")
+    );
     assert_eq!(paused.next_sync_at, None);
     s.resume_repo(repo, t0()).await.unwrap();
-    assert!(s.get_repo_by_id(repo).await.unwrap().unwrap().paused_reason.is_none());
+    assert!(s
+        .get_repo_by_id(repo)
+        .await
+        .unwrap()
+        .unwrap()
+        .paused_reason
+        .is_none());
 
     s.delete_repo(repo).await.unwrap();
     let members = s.mirror_set_members(set.id).await.unwrap();

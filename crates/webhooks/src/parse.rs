@@ -689,7 +689,13 @@ mod tests {
             "project_id": 74
         });
         assert_eq!(
-            parse_json(Forge::GitLab, "x-gitlab-event", "System Hook", gitlab.clone()).unwrap(),
+            parse_json(
+                Forge::GitLab,
+                "x-gitlab-event",
+                "System Hook",
+                gitlab.clone()
+            )
+            .unwrap(),
             Event::Namespace(NamespaceEvent {
                 action: "project_rename".into(),
                 path: "acme/platform/api".into(),
@@ -706,7 +712,12 @@ mod tests {
             Event::Namespace(NamespaceEvent { ref path, .. }) if path == "acme/new"
         ));
         assert_eq!(
-            parse_json(Forge::GitHub, "x-github-event", "repository", json!({"action": "created"})),
+            parse_json(
+                Forge::GitHub,
+                "x-github-event",
+                "repository",
+                json!({"action": "created"})
+            ),
             Err(WebhookError::MissingField("repository.full_name"))
         );
     }
@@ -719,7 +730,13 @@ mod tests {
             "repositories_added": [{"full_name": "acme/api"}]
         });
         assert_eq!(
-            parse_json(Forge::GitHub, "x-github-event", "installation_repositories", body).unwrap(),
+            parse_json(
+                Forge::GitHub,
+                "x-github-event",
+                "installation_repositories",
+                body
+            )
+            .unwrap(),
             Event::Installation(InstallationEvent {
                 action: "added".into(),
                 installation_id: 42,

@@ -294,7 +294,9 @@ impl MirrorSetsApi {
     async fn sync_set(&self, auth: ApiToken, id: Path<i64>) -> ApiResult<AcceptedSet> {
         self.authorized(&auth, id.0).await?;
         let set = self.hub.request_set_listing(id.0).await?;
-        Ok(AcceptedSet::Set(Json(self.hub.mirror_set_view(set).await?.into())))
+        Ok(AcceptedSet::Set(Json(
+            self.hub.mirror_set_view(set).await?.into(),
+        )))
     }
 
     /// Delete a mirror set.
@@ -320,11 +322,7 @@ impl MirrorSetsApi {
 impl MirrorSetsApi {
     /// The set, when the caller manages its owner; any other set is answered like a missing
     /// one.
-    async fn authorized(
-        &self,
-        auth: &ApiToken,
-        id: i64,
-    ) -> ApiResult<mirrorhub_store::MirrorSet> {
+    async fn authorized(&self, auth: &ApiToken, id: i64) -> ApiResult<mirrorhub_store::MirrorSet> {
         if auth.0 == Actor::Anonymous {
             self.hub.authorize_owner(&auth.0, "").await?;
         }

@@ -301,8 +301,15 @@ pub(super) async fn create(
 }
 
 /// The set, when the signed-in person manages its owner (any other is "not found").
-async fn managed(hub: &Hub, user: &SignedIn, id: i64) -> Result<mirrorhub_store::MirrorSet, Response> {
-    let set = hub.get_mirror_set(id).await.map_err(|e| hub_error_page(&e, user))?;
+async fn managed(
+    hub: &Hub,
+    user: &SignedIn,
+    id: i64,
+) -> Result<mirrorhub_store::MirrorSet, Response> {
+    let set = hub
+        .get_mirror_set(id)
+        .await
+        .map_err(|e| hub_error_page(&e, user))?;
     match hub.authorize_owner(&user.actor, &set.owner).await {
         Ok(()) => Ok(set),
         Err(_) => Err(hub_error_page(
