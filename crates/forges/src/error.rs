@@ -81,6 +81,10 @@ pub enum ForgeError {
     /// The GitHub App is not installed on the repository (404 on its installation).
     #[error("the GitHub App is not installed on {repo} (or not given access to it)")]
     AppNotInstalled { repo: String },
+    /// GitHub will not make a token for the installation named by id: uninstalled (404) or
+    /// suspended (403).
+    #[error("the GitHub App's installation {installation_id} is gone or suspended (HTTP {status}): install the App again and use its new installation")]
+    InstallationUnavailable { installation_id: u64, status: u16 },
 }
 
 impl ForgeError {

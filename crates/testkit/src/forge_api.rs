@@ -331,7 +331,7 @@ async fn handle(request: Request<Incoming>, shared: &Shared) -> Response<Full<By
 }
 
 /// Replays a request against `base` and returns its answer (bodies buffered: test traffic).
-async fn forward(
+pub(crate) async fn forward(
     base: &str,
     parts: &hyper::http::request::Parts,
     path: String,
