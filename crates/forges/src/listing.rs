@@ -346,8 +346,8 @@ async fn gitea(api: &Api<'_>, cursor: Option<&PageCursor>) -> Result<ListedPage,
     // Gitea sends `Link`; without it, a full page means there may be another.
     let next = next_link(&answer.headers, &answer.url).or_else(|| {
         (entries.0.len() >= GITEA_LIMIT).then(|| {
-            let page = query_number(&answer.url, "page").unwrap_or(1);
-            with_page(&answer.url, page + 1)
+            let number = query_number(&answer.url, "page").unwrap_or(1);
+            with_page(&answer.url, number + 1)
         })
     });
     page(api, &answer, entries, next)
@@ -368,9 +368,8 @@ async fn gitlab(api: &Api<'_>, cursor: Option<&PageCursor>) -> Result<ListedPage
     api.check(&answer)?;
     let entries = parse::<Entries>(api, &answer)?;
     let next = next_link(&answer.headers, &answer.url).or_else(|| {
-        let page = answer.headers.get("x-next-page")?.to_str().ok()?.trim();
-        let page: u64 = page.parse().ok()?;
-        Some(with_page(&answer.url, page))
+        let number = answer.headers.get("x-next-page")?.to_str().ok()?.trim();
+        Some(with_page(&answer.url, number.parse().ok()?))
     });
     page(api, &answer, entries, next)
 }
@@ -388,14 +387,21 @@ async fn gitlab_first(api: &Api<'_>, user: bool) -> Result<Answer, ListingError>
     }
     // The gitlab crate's endpoints make the path (the group's path URL-encoded) and the
     // filters; the pages are read here, one per call, which its `paged` cannot do.
-    let endpoint = if user {
+    let v4 = api.endpoint(&["api", "v4", ""])?;
+    let join = |path: &str| {
+        v4.join(path)
+            .map_err(|_| api.invalid("the GitLab API URL cannot take a path"))
+    };
+    let mut url;
+    if user {
         let endpoint = UserProjects::builder()
             .user(namespace)
             .order_by(UserProjectsOrderBy::Id)
             .sort(SortOrder::Ascending)
             .build()
             .map_err(|_| not_found(api))?;
-        (endpoint.endpoint().into_owned(), endpoint.parameters())
+        url = join(&endpoint.endpoint())?;
+        endpoint.parameters().add_to_url(&mut url);
     } else {
         let endpoint = GroupProjects::builder()
             .group(namespace)
@@ -405,14 +411,9 @@ async fn gitlab_first(api: &Api<'_>, user: bool) -> Result<Answer, ListingError>
             .sort(SortOrder::Ascending)
             .build()
             .map_err(|_| not_found(api))?;
-        (endpoint.endpoint().into_owned(), endpoint.parameters())
-    };
-    let (path, params) = endpoint;
-    let v4 = api.endpoint(&["api", "v4", ""])?;
-    let mut url = v4
-        .join(&path)
-        .map_err(|_| api.invalid("the GitLab API URL cannot take a path"))?;
-    params.add_to_url(&mut url);
+        url = join(&endpoint.endpoint())?;
+        endpoint.parameters().add_to_url(&mut url);
+    }
     let keyset = with_query(
         url.clone(),
         &[("pagination", "keyset"), ("per_page", "100")],

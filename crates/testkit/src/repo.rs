@@ -470,7 +470,7 @@ pub fn tiny_repos<S: AsRef<str>>(root: &Path, paths: &[S]) -> String {
     );
     let commit = git(&bare, ["commit-tree", tree.trim(), "-m", "tiny"]);
     let commit = commit.trim().to_owned();
-    git(&bare, ["update-ref", "refs/heads/main", &commit]);
+    git(&bare, ["update-ref", "refs/heads/main", commit.as_str()]);
     for path in paths {
         let dest = root.join(format!("{}.git", path.as_ref()));
         copy_repository(&bare, &dest);

@@ -220,15 +220,13 @@ fn headers(query: &NamespaceQuery) -> Result<HeaderMap, ListingError> {
         ListingForge::GitHub => (AUTHORIZATION, format!("Bearer {secret}")),
         ListingForge::Gitea => (AUTHORIZATION, format!("token {secret}")),
         ListingForge::GitLab => (HeaderName::from_static("private-token"), secret.to_owned()),
-        ListingForge::Bitbucket => match secret.contains(':') {
-            // `username:app_password`.
-            true => {
-                use base64::Engine as _;
-                let basic = base64::engine::general_purpose::STANDARD.encode(secret);
-                (AUTHORIZATION, format!("Basic {basic}"))
-            }
-            false => (AUTHORIZATION, format!("Bearer {secret}")),
-        },
+        // `username:app_password`, else an access token.
+        ListingForge::Bitbucket if secret.contains(':') => {
+            use base64::Engine as _;
+            let basic = base64::engine::general_purpose::STANDARD.encode(secret);
+            (AUTHORIZATION, format!("Basic {basic}"))
+        }
+        ListingForge::Bitbucket => (AUTHORIZATION, format!("Bearer {secret}")),
     };
     // Not a valid header value (a newline, …): no forge would take it.
     let mut value =
