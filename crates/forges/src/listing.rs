@@ -429,10 +429,7 @@ async fn gitlab_first(api: &Api<'_>, user: bool) -> Result<Answer, ListingError>
     Ok(answer)
 }
 
-async fn bitbucket(
-    api: &Api<'_>,
-    cursor: Option<&PageCursor>,
-) -> Result<ListedPage, ListingError> {
+async fn bitbucket(api: &Api<'_>, cursor: Option<&PageCursor>) -> Result<ListedPage, ListingError> {
     let url = match cursor {
         Some(cursor) => api.follow(cursor)?,
         None => {

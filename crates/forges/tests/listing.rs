@@ -97,7 +97,11 @@ async fn list_error(query: &NamespaceQuery, cursor: Option<&PageCursor>) -> List
 
 /// The token shows in no error, however printed.
 fn assert_no_token(error: &ListingError) {
-    for text in [error.to_string(), format!("{error:?}"), format!("{error:#?}")] {
+    for text in [
+        error.to_string(),
+        format!("{error:?}"),
+        format!("{error:#?}"),
+    ] {
         for token in [TOKEN, BITBUCKET_TOKEN, "app-password-77aa"] {
             assert!(!text.contains(token), "token leaked: {text}");
         }
@@ -154,7 +158,10 @@ async fn every_forge_lists_120_repositories_over_three_pages_with_their_fields()
         }
         let find = |name: &str| repos.iter().find(|r| r.name == name).unwrap();
         let secret = find("repo-007");
-        assert!(secret.private && !secret.archived && !secret.fork, "{forge}");
+        assert!(
+            secret.private && !secret.archived && !secret.fork,
+            "{forge}"
+        );
         assert_eq!(secret.description, "Secret things\nin two lines");
         let archived = find("repo-008");
         assert_eq!(
@@ -167,7 +174,11 @@ async fn every_forge_lists_120_repositories_over_three_pages_with_their_fields()
         assert!(!plain.private && !plain.archived && !plain.fork && plain.description.is_empty());
 
         let recorded = server.recorded();
-        assert_eq!(recorded.len(), 3, "{forge}: one request a page: {recorded:#?}");
+        assert_eq!(
+            recorded.len(),
+            3,
+            "{forge}: one request a page: {recorded:#?}"
+        );
         assert_first_request(forge, &recorded[0]);
         for request in &recorded {
             assert_auth(forge, request);
@@ -312,7 +323,10 @@ async fn a_gitlab_group_is_listed_with_its_subgroups_and_a_user_as_a_fallback() 
     let whole = query(&server.api_url(), forge, "acme", token_auth(forge));
     let (repos, sizes) = list_all(&whole).await;
     let paths: Vec<&str> = repos.iter().map(|r| r.path.as_str()).collect();
-    assert_eq!(paths, ["acme/web", "acme/platform/api", "acme/platform/infra/db"]);
+    assert_eq!(
+        paths,
+        ["acme/web", "acme/platform/api", "acme/platform/infra/db"]
+    );
     assert_eq!(sizes, [2, 1]);
     let db = &repos[2];
     assert_eq!(db.name, "db");
@@ -320,7 +334,10 @@ async fn a_gitlab_group_is_listed_with_its_subgroups_and_a_user_as_a_fallback() 
     assert!(repos[1].archived, "archived projects are listed too");
 
     let recorded = server.recorded();
-    assert!(recorded[1].path.contains("id_after="), "keyset: {recorded:#?}");
+    assert!(
+        recorded[1].path.contains("id_after="),
+        "keyset: {recorded:#?}"
+    );
 
     server.clear_recorded();
     let subgroup = query(&server.api_url(), forge, "acme/platform", token_auth(forge));
@@ -367,7 +384,11 @@ async fn gitlab_without_keyset_pagination_pages_by_number() {
         let recorded: Vec<String> = server.recorded().into_iter().map(|r| r.path).collect();
         assert_eq!(recorded.len(), 4, "405, then three pages: {recorded:#?}");
         assert!(recorded[0].contains("pagination=keyset"));
-        assert!(recorded[1].ends_with("&per_page=100&page=1"), "{}", recorded[1]);
+        assert!(
+            recorded[1].ends_with("&per_page=100&page=1"),
+            "{}",
+            recorded[1]
+        );
         assert!(recorded[3].contains("page=3"), "{}", recorded[3]);
     }
 }
@@ -558,7 +579,12 @@ async fn a_next_link_or_redirect_to_another_origin_is_not_followed() {
         assert_no_token(&error);
     }
     // A cursor on the same host but another port, or with credentials, is another origin too.
-    let query = query(&api.url(), ListingForge::GitHub, "acme", token_auth(ListingForge::GitHub));
+    let query = query(
+        &api.url(),
+        ListingForge::GitHub,
+        "acme",
+        token_auth(ListingForge::GitHub),
+    );
     let port = api.addr().port();
     for cursor in [
         format!("http://127.0.0.1:{}/orgs/acme/repos", port.wrapping_add(1)),
@@ -579,13 +605,22 @@ async fn a_next_link_or_redirect_to_another_origin_is_not_followed() {
         "/orgs/moved/repos",
         Reply::empty(302).with_header("location", &foreign),
     );
-    let moved = self::query(&api.url(), ListingForge::GitHub, "moved", token_auth(ListingForge::GitHub));
+    let moved = self::query(
+        &api.url(),
+        ListingForge::GitHub,
+        "moved",
+        token_auth(ListingForge::GitHub),
+    );
     let error = list_error(&moved, None).await;
     assert!(
         matches!(error, ListingError::Unexpected { status: 302, .. }),
         "{error:?}"
     );
-    assert!(elsewhere.recorded().is_empty(), "{:#?}", elsewhere.recorded());
+    assert!(
+        elsewhere.recorded().is_empty(),
+        "{:#?}",
+        elsewhere.recorded()
+    );
 
     // On the same origin, a redirect (a renamed organization) is followed.
     api.on(
@@ -593,7 +628,12 @@ async fn a_next_link_or_redirect_to_another_origin_is_not_followed() {
         "/orgs/renamed/repos",
         Reply::empty(301).with_header("location", "/orgs/acme/repos?per_page=100"),
     );
-    let renamed = self::query(&api.url(), ListingForge::GitHub, "renamed", token_auth(ListingForge::GitHub));
+    let renamed = self::query(
+        &api.url(),
+        ListingForge::GitHub,
+        "renamed",
+        token_auth(ListingForge::GitHub),
+    );
     assert!(page(&renamed, None).await.repos.is_empty());
 }
 
@@ -664,7 +704,10 @@ async fn hostile_pages_are_refused_or_their_bad_entries_skipped() {
     );
     let looping = self::query(&api.url(), forge, "loop", token_auth(forge));
     let error = list_error(&looping, None).await;
-    assert!(matches!(error, ListingError::InvalidResponse { .. }), "{error:?}");
+    assert!(
+        matches!(error, ListingError::InvalidResponse { .. }),
+        "{error:?}"
+    );
 }
 
 #[tokio::test]
@@ -697,7 +740,10 @@ async fn every_request_goes_through_the_proxy_it_is_given() {
 
     // No proxy: the host does not resolve.
     let error = list_error(&query, None).await;
-    assert!(matches!(error, ListingError::Unreachable { .. }), "{error:?}");
+    assert!(
+        matches!(error, ListingError::Unreachable { .. }),
+        "{error:?}"
+    );
     assert_no_token(&error);
 }
 
@@ -714,7 +760,10 @@ async fn a_listing_is_bounded_by_its_timeout() {
     let error = list_page(&query, None, None, Duration::from_millis(200))
         .await
         .unwrap_err();
-    assert!(matches!(error, ListingError::Unreachable { .. }), "{error:?}");
+    assert!(
+        matches!(error, ListingError::Unreachable { .. }),
+        "{error:?}"
+    );
     assert!(error.is_transient());
 }
 
@@ -795,7 +844,10 @@ async fn an_installation_token_is_made_cached_and_lists_the_installation() {
     let forges = app_forges(&server.api_url());
 
     let token = forges.installation_token(77).await.unwrap();
-    assert_eq!(server.installation_tokens(), [token.expose_secret().to_owned()]);
+    assert_eq!(
+        server.installation_tokens(),
+        [token.expose_secret().to_owned()]
+    );
     // Cached: no second token, also for a clone of the Forges.
     let again = forges.clone().installation_token(77).await.unwrap();
     assert_eq!(again.expose_secret(), token.expose_secret());
@@ -837,14 +889,26 @@ async fn an_installation_token_is_made_cached_and_lists_the_installation() {
     // An installation GitHub does not know, or one suspended.
     let error = forges.installation_token(78).await.unwrap_err();
     assert!(
-        matches!(error, ForgeError::InstallationUnavailable { installation_id: 78, status: 404 }),
+        matches!(
+            error,
+            ForgeError::InstallationUnavailable {
+                installation_id: 78,
+                status: 404
+            }
+        ),
         "{error:?}"
     );
     server.add_installation(79, &["acme"]);
     server.suspend_installation(79);
     let error = forges.installation_token(79).await.unwrap_err();
     assert!(
-        matches!(error, ForgeError::InstallationUnavailable { installation_id: 79, status: 403 }),
+        matches!(
+            error,
+            ForgeError::InstallationUnavailable {
+                installation_id: 79,
+                status: 403
+            }
+        ),
         "{error:?}"
     );
     // An installation token is GitHub's: never sent to another forge.
@@ -856,7 +920,10 @@ async fn an_installation_token_is_made_cached_and_lists_the_installation() {
     );
     server.clear_recorded();
     let error = list_error(&gitlab, None).await;
-    assert!(matches!(error, ListingError::Unauthorized { .. }), "{error:?}");
+    assert!(
+        matches!(error, ListingError::Unauthorized { .. }),
+        "{error:?}"
+    );
     assert!(server.recorded().is_empty());
     assert!(!format!("{error:?} {gitlab:?}").contains(token.expose_secret()));
 }
@@ -872,7 +939,12 @@ async fn installation_tokens_need_the_app() {
     });
     let error = plain.installation_token(77).await.unwrap_err();
     assert!(
-        matches!(error, ForgeError::NoBotCredentials { forge: ForgeKind::GitHub }),
+        matches!(
+            error,
+            ForgeError::NoBotCredentials {
+                forge: ForgeKind::GitHub
+            }
+        ),
         "{error:?}"
     );
     // The stand-in knows another key: the JWT is refused.

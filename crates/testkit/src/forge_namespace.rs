@@ -316,7 +316,9 @@ impl NamespaceServer {
     /// Deletes the repository at `path`.
     pub fn remove(&self, path: &str) {
         let mut table = self.shared.table();
-        let id = table.find(path).unwrap_or_else(|| panic!("no repository {path}"));
+        let id = table
+            .find(path)
+            .unwrap_or_else(|| panic!("no repository {path}"));
         table.repos.remove(&id);
     }
 
@@ -413,7 +415,9 @@ impl NamespaceServer {
 
     fn with_repo(&self, path: &str, change: impl FnOnce(&mut Row)) {
         let mut table = self.shared.table();
-        let id = table.find(path).unwrap_or_else(|| panic!("no repository {path}"));
+        let id = table
+            .find(path)
+            .unwrap_or_else(|| panic!("no repository {path}"));
         change(table.repos.get_mut(&id).expect("found"));
     }
 }
@@ -651,8 +655,10 @@ fn not_found(forge: NamespaceForge) -> Answer {
             NamespaceForge::GitHub => json!({"message": "Not Found",
                 "documentation_url": "https://docs.github.com/rest", "status": "404"}),
             NamespaceForge::GitLab => json!({"message": "404 Group Not Found"}),
-            NamespaceForge::Gitea => json!({"errors": [], "message": "The target couldn't be found.",
-                "url": "https://gitea.example/api/swagger"}),
+            NamespaceForge::Gitea => {
+                json!({"errors": [], "message": "The target couldn't be found.",
+                "url": "https://gitea.example/api/swagger"})
+            }
             NamespaceForge::Bitbucket => json!({"type": "error",
                 "error": {"message": "No workspace with identifier 'x'."}}),
         },
@@ -676,15 +682,17 @@ fn unauthorized(forge: NamespaceForge) -> Answer {
 /// Who sent `request`, by the forge's way of carrying a token.
 fn caller(forge: NamespaceForge, table: &Table, request: &RecordedRequest) -> Caller {
     let presented = match forge {
-        NamespaceForge::GitLab => request
-            .header("private-token")
-            .map(str::to_owned)
-            .or_else(|| {
-                request
-                    .header("authorization")?
-                    .strip_prefix("Bearer ")
-                    .map(str::to_owned)
-            }),
+        NamespaceForge::GitLab => {
+            request
+                .header("private-token")
+                .map(str::to_owned)
+                .or_else(|| {
+                    request
+                        .header("authorization")?
+                        .strip_prefix("Bearer ")
+                        .map(str::to_owned)
+                })
+        }
         _ => request.header("authorization").and_then(|value| {
             let (scheme, credential) = value.split_once(' ')?;
             match scheme.to_ascii_lowercase().as_str() {
@@ -800,12 +808,7 @@ fn sees_private(caller: &Caller) -> bool {
 }
 
 /// The repositories directly in `owner` (with its subgroups for `subgroups`), by id.
-fn rows_of<'t>(
-    table: &'t Table,
-    owner: &str,
-    subgroups: bool,
-    private: bool,
-) -> Vec<&'t Row> {
+fn rows_of<'t>(table: &'t Table, owner: &str, subgroups: bool, private: bool) -> Vec<&'t Row> {
     let owner = owner.to_ascii_lowercase();
     let prefix = format!("{owner}/");
     table
@@ -813,7 +816,8 @@ fn rows_of<'t>(
         .values()
         .filter(|row| {
             let of = row.owner.to_ascii_lowercase();
-            (of == owner || (subgroups && of.starts_with(&prefix))) && (private || !row.spec.private)
+            (of == owner || (subgroups && of.starts_with(&prefix)))
+                && (private || !row.spec.private)
         })
         .collect()
 }
@@ -834,7 +838,7 @@ fn url_with(shared: &Shared, request: &RecordedRequest, param: &str, value: &str
 }
 
 /// Page `page` (from 1) of `rows` at `size` a page, and the number of pages.
-fn slice<'r, T>(rows: &'r [T], page: usize, size: usize) -> (&'r [T], usize) {
+fn slice<T>(rows: &[T], page: usize, size: usize) -> (&[T], usize) {
     let pages = rows.len().div_ceil(size).max(1);
     let start = (page.max(1) - 1).saturating_mul(size).min(rows.len());
     let end = (start + size).min(rows.len());
@@ -933,7 +937,11 @@ fn installation_repos(
     let rows: Vec<&Row> = table
         .repos
         .values()
-        .filter(|row| installation.namespaces.contains(&row.owner.to_ascii_lowercase()))
+        .filter(|row| {
+            installation
+                .namespaces
+                .contains(&row.owner.to_ascii_lowercase())
+        })
         .collect();
     let params = params(&request.path);
     let size = table.cap(shared.forge, number(&params, "per_page"));
@@ -1002,11 +1010,7 @@ fn mint_token(table: &mut Table, caller: &Caller, id: &str) -> Answer {
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
         .as_nanos();
-    let token = format!(
-        "ghs_{id}x{:x}x{}",
-        nanos,
-        table.installation_tokens.len()
-    );
+    let token = format!("ghs_{id}x{:x}x{}", nanos, table.installation_tokens.len());
     let expires = SystemTime::now() + lifetime;
     let expires_secs = expires
         .duration_since(UNIX_EPOCH)
@@ -1199,7 +1203,8 @@ fn gitlab_list(
         );
     };
     let params = params(&request.path);
-    let subgroups = kind == Kind::Org && params.get("include_subgroups").map(String::as_str) == Some("true");
+    let subgroups =
+        kind == Kind::Org && params.get("include_subgroups").map(String::as_str) == Some("true");
     let mut rows = rows_of(table, &namespace.name, subgroups, sees_private(caller));
     match params.get("archived").map(String::as_str) {
         Some("true") => rows.retain(|r| r.spec.archived),

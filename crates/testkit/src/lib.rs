@@ -41,7 +41,8 @@ pub use http::{HttpGitServer, RequestRecord};
 pub use lfs::{LfsFault, LfsOptions, LfsRequest, LfsServer, LFS_MEDIA_TYPE};
 pub use repo::{
     clean_git_env, for_each_ref, git, git_command, git_with_stdin, init_bare, lfs_git_command,
-    noise, tiny_repos, try_git, LfsHome, RefSnapshot, Scratch, AUTHOR_EMAIL, AUTHOR_NAME, FIXED_DATE,
+    noise, tiny_repos, try_git, LfsHome, RefSnapshot, Scratch, AUTHOR_EMAIL, AUTHOR_NAME,
+    FIXED_DATE,
 };
 pub use ssh::{SshKeyPair, SshServer};
 pub use synthetic::{

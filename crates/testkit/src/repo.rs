@@ -460,7 +460,13 @@ pub fn tiny_repos<S: AsRef<str>>(root: &Path, paths: &[S]) -> String {
     // No template: no hooks, no sample files to copy thousands of times.
     git(
         &bare,
-        ["init", "--quiet", "--bare", "--template=", "--initial-branch=main"],
+        [
+            "init",
+            "--quiet",
+            "--bare",
+            "--template=",
+            "--initial-branch=main",
+        ],
     );
     let blob = git_with_stdin(&bare, ["hash-object", "-w", "--stdin"], b"tiny\n");
     let tree = git_with_stdin(

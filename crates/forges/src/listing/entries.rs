@@ -198,8 +198,7 @@ fn checked(repo: Unchecked) -> Result<ListedRepo, String> {
         return Err(format!("name {} is not a safe name", shown(&repo.name)));
     }
     let segments: Vec<&str> = repo.path.split('/').collect();
-    if repo.path.len() > MAX_PATH || segments.len() < 2 || !segments.iter().all(|s| safe_name(s))
-    {
+    if repo.path.len() > MAX_PATH || segments.len() < 2 || !segments.iter().all(|s| safe_name(s)) {
         return Err(format!(
             "path {} is not a safe owner/name path",
             shown(&repo.path)

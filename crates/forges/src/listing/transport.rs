@@ -98,8 +98,8 @@ impl<'a> Api<'a> {
     /// The next page's URL from a cursor, refused unless it is on the API's origin: the token
     /// goes nowhere else, whatever a forge's `next` says.
     pub fn follow(&self, cursor: &PageCursor) -> Result<Url, ListingError> {
-        let url = Url::parse(&cursor.0)
-            .map_err(|_| self.invalid("the next page's link is not a URL"))?;
+        let url =
+            Url::parse(&cursor.0).map_err(|_| self.invalid("the next page's link is not a URL"))?;
         if !matches!(url.scheme(), "http" | "https")
             || url.origin() != self.query.api_url.origin()
             || !url.username().is_empty()
@@ -273,9 +273,11 @@ pub(crate) fn rate_limit_wait(
     let now_secs = now.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
     let retry_after = text(RETRY_AFTER.as_str()).and_then(|value| match value.parse::<u64>() {
         Ok(seconds) => Some(seconds),
-        Err(_) => chrono::DateTime::parse_from_rfc2822(value)
-            .ok()
-            .map(|at| u64::try_from(at.timestamp()).unwrap_or(0).saturating_sub(now_secs)),
+        Err(_) => chrono::DateTime::parse_from_rfc2822(value).ok().map(|at| {
+            u64::try_from(at.timestamp())
+                .unwrap_or(0)
+                .saturating_sub(now_secs)
+        }),
     });
     let reset = || {
         ["x-ratelimit-reset", "ratelimit-reset"]
@@ -409,7 +411,11 @@ mod tests {
     fn rate_limits_are_told_from_refusals() {
         let now = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         let wait = |status: u16, pairs: &[(&'static str, &str)]| {
-            rate_limit_wait(StatusCode::from_u16(status).unwrap(), &header_map(pairs), now)
+            rate_limit_wait(
+                StatusCode::from_u16(status).unwrap(),
+                &header_map(pairs),
+                now,
+            )
         };
         assert_eq!(
             wait(429, &[("retry-after", "7")]),
@@ -429,7 +435,10 @@ mod tests {
         assert_eq!(
             wait(
                 429,
-                &[("ratelimit-remaining", "0"), ("ratelimit-reset", "1700000100")]
+                &[
+                    ("ratelimit-remaining", "0"),
+                    ("ratelimit-reset", "1700000100")
+                ]
             ),
             Some(Duration::from_secs(100))
         );
