@@ -255,7 +255,7 @@ fn not_found(forge: ForgeKind, repo: &str, hook_id: Option<&str>) -> String {
 }
 
 /// `outer: inner: innermost`, skipping a cause whose text its parent already shows.
-fn cause_chain(error: &(dyn StdError + 'static)) -> String {
+pub(crate) fn cause_chain(error: &(dyn StdError + 'static)) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {
@@ -271,7 +271,7 @@ fn cause_chain(error: &(dyn StdError + 'static)) -> String {
 
 /// Belt and braces: no transport error should hold the token, but if one ever did, it does not
 /// leave this crate.
-fn scrub(text: String, token: &SecretString) -> String {
+pub(crate) fn scrub(text: String, token: &SecretString) -> String {
     let token = token.expose_secret();
     if token.len() >= 4 && text.contains(token) {
         text.replace(token, "[redacted]")

@@ -31,7 +31,6 @@
 //! ```
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -42,15 +41,13 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::header::{HeaderName, HeaderValue, CONTENT_TYPE};
-use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
 use url::Url;
 
-use crate::forge_api::{forward, RecordedRequest};
+use crate::forge_api::{forward, serve, RecordedRequest};
 
 /// Which forge the server plays.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -218,7 +215,11 @@ impl NamespaceServer {
                 git: None,
             }),
         });
-        let accept = tokio::spawn(accept_loop(listener, Arc::clone(&shared)));
+        let accept = tokio::spawn(serve(
+            listener,
+            Arc::clone(&shared),
+            |request, shared: Arc<Shared>| async move { handle(request, &shared).await },
+        ));
         NamespaceServer {
             addr,
             shared,
@@ -478,32 +479,6 @@ enum Caller {
     Refused,
 }
 
-async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
-    let mut connections = JoinSet::new();
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    connections.spawn(serve_connection(stream, Arc::clone(&shared)));
-                }
-                Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
-            },
-            Some(_) = connections.join_next() => {}
-        }
-    }
-}
-
-async fn serve_connection(stream: TcpStream, shared: Arc<Shared>) {
-    let _ = stream.set_nodelay(true);
-    let service = service_fn(move |request| {
-        let shared = Arc::clone(&shared);
-        async move { Ok::<_, Infallible>(handle(request, &shared).await) }
-    });
-    let _ = hyper::server::conn::http1::Builder::new()
-        .serve_connection(TokioIo::new(stream), service)
-        .await;
-}
-
 /// An answer before it becomes a response.
 struct Answer {
     status: u16,
@@ -546,33 +521,14 @@ async fn handle(request: Request<Incoming>, shared: &Shared) -> Response<Full<By
         Ok(collected) => collected.to_bytes().to_vec(),
         Err(_) => return respond(Answer::json(400, json!({"message": "bad body"}))),
     };
-    let path_and_query = parts
-        .uri
-        .path_and_query()
-        .map(|pq| pq.as_str().to_owned())
-        .unwrap_or_else(|| parts.uri.path().to_owned());
+    let record = RecordedRequest::new(&parts, body);
     if !is_api(shared.forge, parts.uri.path()) {
         let git = shared.table().git.clone();
         return match git {
-            Some(base) => forward(&base, &parts, path_and_query, body).await,
+            Some(base) => forward(&base, &parts, record.path, record.body).await,
             None => respond(not_found(shared.forge)),
         };
     }
-    let record = RecordedRequest {
-        method: parts.method.as_str().to_owned(),
-        path: path_and_query,
-        headers: parts
-            .headers
-            .iter()
-            .map(|(name, value)| {
-                (
-                    name.as_str().to_ascii_lowercase(),
-                    String::from_utf8_lossy(value.as_bytes()).into_owned(),
-                )
-            })
-            .collect(),
-        body,
-    };
     let mut table = shared.table();
     table.log.push(record.clone());
     let answer = match table.faults.pop_front() {
@@ -875,6 +831,37 @@ fn number(params: &HashMap<String, String>, name: &str) -> Option<usize> {
     params.get(name).and_then(|v| v.parse().ok())
 }
 
+/// What a listing request asks for: the namespace, the repositories there the caller may see
+/// (`private`: private ones too), in id order, and the page (number from 1, size capped).
+struct Asked<'t> {
+    namespace: &'t Namespace,
+    rows: Vec<&'t Row>,
+    params: HashMap<String, String>,
+    page: usize,
+    size: usize,
+}
+
+/// The [`Asked`] of a request listing `name` (a namespace of `kind`, any for `None`), its page
+/// size in `size_param`; a 404 when there is no such namespace.
+fn asked<'t>(
+    shared: &Shared,
+    table: &'t Table,
+    request: &RecordedRequest,
+    (name, kind): (&str, Option<Kind>),
+    private: bool,
+    size_param: &str,
+) -> Result<Asked<'t>, Answer> {
+    let namespace = known(table, name, kind).ok_or_else(|| not_found(shared.forge))?;
+    let params = params(&request.path);
+    Ok(Asked {
+        namespace,
+        rows: rows_of(table, &namespace.name, false, private),
+        page: number(&params, "page").unwrap_or(1),
+        size: table.cap(shared.forge, number(&params, size_param)),
+        params,
+    })
+}
+
 fn github_list(
     shared: &Shared,
     table: &Table,
@@ -883,23 +870,21 @@ fn github_list(
     name: &str,
     kind: Option<Kind>,
 ) -> Answer {
-    let Some(namespace) = known(table, name, kind) else {
-        return not_found(shared.forge);
-    };
-    let params = params(&request.path);
     // `/users/{user}/repos` lists public repositories only, whoever asks.
     let private = kind == Some(Kind::Org) && sees_private(caller);
-    let mut rows = rows_of(table, &namespace.name, false, private);
-    match params.get("type").map(String::as_str) {
-        Some("public") => rows.retain(|r| !r.spec.private),
-        Some("private") => rows.retain(|r| r.spec.private),
-        Some("forks") => rows.retain(|r| r.spec.fork),
-        Some("sources") => rows.retain(|r| !r.spec.fork),
+    let mut asked = match asked(shared, table, request, (name, kind), private, "per_page") {
+        Ok(asked) => asked,
+        Err(answer) => return answer,
+    };
+    match asked.params.get("type").map(String::as_str) {
+        Some("public") => asked.rows.retain(|r| !r.spec.private),
+        Some("private") => asked.rows.retain(|r| r.spec.private),
+        Some("forks") => asked.rows.retain(|r| r.spec.fork),
+        Some("sources") => asked.rows.retain(|r| !r.spec.fork),
         _ => {}
     }
-    let size = table.cap(shared.forge, number(&params, "per_page"));
-    let page = number(&params, "page").unwrap_or(1);
-    let (rows, pages) = slice(&rows, page, size);
+    let page = asked.page;
+    let (rows, pages) = slice(&asked.rows, page, asked.size);
     let body: Vec<Value> = rows
         .iter()
         .map(|row| github_repo(shared, table, row))
@@ -1118,15 +1103,13 @@ fn gitea_list(
     name: &str,
     kind: Option<Kind>,
 ) -> Answer {
-    let Some(namespace) = known(table, name, kind) else {
-        return not_found(shared.forge);
+    let private = sees_private(caller);
+    let asked = match asked(shared, table, request, (name, kind), private, "limit") {
+        Ok(asked) => asked,
+        Err(answer) => return answer,
     };
-    let params = params(&request.path);
-    let rows = rows_of(table, &namespace.name, false, sees_private(caller));
-    let size = table.cap(shared.forge, number(&params, "limit"));
-    let page = number(&params, "page").unwrap_or(1);
-    let total = rows.len();
-    let (rows, pages) = slice(&rows, page, size);
+    let (namespace, page, total) = (asked.namespace, asked.page, asked.rows.len());
+    let (rows, pages) = slice(&asked.rows, page, asked.size);
     let base = &shared.base;
     let host = base.trim_start_matches("http://");
     let owner_id = namespace.id;
@@ -1352,15 +1335,21 @@ fn bitbucket_list(
     caller: &Caller,
     workspace: &str,
 ) -> Answer {
-    let Some(namespace) = known(table, workspace, None) else {
-        return not_found(shared.forge);
+    let private = sees_private(caller);
+    let asked = match asked(
+        shared,
+        table,
+        request,
+        (workspace, None),
+        private,
+        "pagelen",
+    ) {
+        Ok(asked) => asked,
+        Err(answer) => return answer,
     };
-    let params = params(&request.path);
-    let rows = rows_of(table, &namespace.name, false, sees_private(caller));
-    let size = table.cap(shared.forge, number(&params, "pagelen"));
-    let page = number(&params, "page").unwrap_or(1);
-    let total = rows.len();
-    let (rows, pages) = slice(&rows, page, size);
+    let (namespace, page, size, total) =
+        (asked.namespace, asked.page, asked.size, asked.rows.len());
+    let (rows, pages) = slice(&asked.rows, page, size);
     let base = &shared.base;
     let host = base.trim_start_matches("http://");
     // Bitbucket names the caller in https clone links when it knows them.

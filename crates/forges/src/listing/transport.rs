@@ -1,16 +1,16 @@
 //! The HTTP side of a listing: one client per page (through the caller's proxy), the forge's
 //! auth header, a capped body, what a refusal status means, and the `Link` header.
 
-use std::error::Error as StdError;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT, AUTHORIZATION, RETRY_AFTER};
 use reqwest::StatusCode;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 use url::Url;
 
 use super::{ListingAuth, ListingError, ListingForge, NamespaceQuery, PageCursor};
+use crate::error::{self, cause_chain};
 
 /// The most one page's body may take. GitHub's 100 repositories are ~600 KiB.
 pub(crate) const MAX_PAGE_BYTES: usize = 8 << 20;
@@ -342,31 +342,13 @@ fn parse_link(value: &str) -> Vec<(String, String)> {
     links
 }
 
-/// `outer: inner: innermost`, skipping a cause whose text its parent already shows.
-fn cause_chain(error: &(dyn StdError + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let part = cause.to_string();
-        if !text.contains(&part) {
-            text.push_str(": ");
-            text.push_str(&part);
-        }
-        source = cause.source();
-    }
-    text
-}
-
+/// The token scrubbed from `text`, should a transport error ever show it.
 fn scrub(text: String, auth: &ListingAuth) -> String {
-    let token: &SecretString = match auth {
-        ListingAuth::None => return text,
-        ListingAuth::Token(t) | ListingAuth::GitHubInstallation(t) => t,
-    };
-    let token = token.expose_secret();
-    if token.len() >= 4 && text.contains(token) {
-        text.replace(token, "[redacted]")
-    } else {
-        text
+    match auth {
+        ListingAuth::None => text,
+        ListingAuth::Token(token) | ListingAuth::GitHubInstallation(token) => {
+            error::scrub(text, token)
+        }
     }
 }
 
