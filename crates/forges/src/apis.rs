@@ -175,7 +175,7 @@ pub(crate) fn valid_user_name(user: &str) -> bool {
 
 /// A path segment the forges allow in owner, group and repository names, and that is safe to
 /// put in an API path as it is.
-fn valid_segment(segment: &str) -> bool {
+pub(crate) fn valid_segment(segment: &str) -> bool {
     !segment.is_empty()
         && segment != "."
         && segment != ".."

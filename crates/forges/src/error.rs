@@ -81,6 +81,10 @@ pub enum ForgeError {
     /// The GitHub App is not installed on the repository (404 on its installation).
     #[error("the GitHub App is not installed on {repo} (or not given access to it)")]
     AppNotInstalled { repo: String },
+    /// GitHub will not make a token for the installation named by id: uninstalled (404) or
+    /// suspended (403).
+    #[error("the GitHub App's installation {installation_id} is gone or suspended (HTTP {status}): install the App again and use its new installation")]
+    InstallationUnavailable { installation_id: u64, status: u16 },
 }
 
 impl ForgeError {
@@ -251,7 +255,7 @@ fn not_found(forge: ForgeKind, repo: &str, hook_id: Option<&str>) -> String {
 }
 
 /// `outer: inner: innermost`, skipping a cause whose text its parent already shows.
-fn cause_chain(error: &(dyn StdError + 'static)) -> String {
+pub(crate) fn cause_chain(error: &(dyn StdError + 'static)) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {
@@ -267,7 +271,7 @@ fn cause_chain(error: &(dyn StdError + 'static)) -> String {
 
 /// Belt and braces: no transport error should hold the token, but if one ever did, it does not
 /// leave this crate.
-fn scrub(text: String, token: &SecretString) -> String {
+pub(crate) fn scrub(text: String, token: &SecretString) -> String {
     let token = token.expose_secret();
     if token.len() >= 4 && text.contains(token) {
         text.replace(token, "[redacted]")

@@ -130,6 +130,49 @@ impl GitHubApp {
             }
         }
 
+        self.mint(&crab, &mut cache, installation)
+            .await
+            .map_err(|e| {
+                // The installation may be gone (uninstalled, reinstalled under another id):
+                // ask again next time.
+                cache.installations.remove(&repo_key);
+                match e {
+                    Minting::Refused(e) => app_error(e, repo),
+                    Minting::Invalid(e) => e,
+                }
+            })
+    }
+
+    /// A token of the App's installation `installation`, from the cache while it has more than
+    /// [`REFRESH_MARGIN`] to live, else a new one.
+    pub(crate) async fn installation_token(
+        &self,
+        api: &Url,
+        installation: u64,
+    ) -> Result<SecretString, ForgeError> {
+        let mut cache = self.cache.lock().await;
+        if let Some(token) = cache.tokens.get(&installation) {
+            if token.fresh(Utc::now()) {
+                return Ok(token.token.clone());
+            }
+        }
+        let crab = self.client(api)?;
+        self.mint(&crab, &mut cache, installation)
+            .await
+            .map_err(|e| match e {
+                Minting::Refused(e) => installation_error(e, installation),
+                Minting::Invalid(e) => e,
+            })
+    }
+
+    /// `POST /app/installations/{id}/access_tokens`: a new token, cached. A failure drops the
+    /// installation's cached token.
+    async fn mint(
+        &self,
+        crab: &Octocrab,
+        cache: &mut Cache,
+        installation: u64,
+    ) -> Result<SecretString, Minting> {
         let made: Result<AccessToken, _> = crab
             .post(
                 format!("/app/installations/{installation}/access_tokens"),
@@ -139,24 +182,22 @@ impl GitHubApp {
         let made = match made {
             Ok(made) => made,
             Err(e) => {
-                // The installation may be gone (uninstalled, reinstalled under another id):
-                // ask again next time.
-                cache.installations.remove(&repo_key);
                 cache.tokens.remove(&installation);
-                return Err(app_error(e, repo));
+                return Err(Minting::Refused(e));
             }
         };
         let token = SecretString::from(made.token);
         let expires_at = DateTime::parse_from_rfc3339(&made.expires_at)
-            .map_err(|e| ForgeError::InvalidResponse {
-                forge: ForgeKind::GitHub,
-                detail: format!("expires_at of the installation token: {e}"),
+            .map_err(|e| {
+                Minting::Invalid(ForgeError::InvalidResponse {
+                    forge: ForgeKind::GitHub,
+                    detail: format!("expires_at of the installation token: {e}"),
+                })
             })?
             .with_timezone(&Utc);
         tracing::info!(
             app_id = self.app_id,
             installation,
-            repo = %repo.path,
             %expires_at,
             "made a GitHub App installation token"
         );
@@ -179,6 +220,11 @@ impl GitHubApp {
         }
     }
 
+    /// Drops the cached token of installation `installation`.
+    pub(crate) async fn forget_installation(&self, installation: u64) {
+        self.cache.lock().await.tokens.remove(&installation);
+    }
+
     /// An octocrab that authenticates as the App: `Authorization: Bearer <JWT>`, a JWT made for
     /// each request, sent only to the API's own host.
     fn client(&self, api: &Url) -> Result<Octocrab, ForgeError> {
@@ -199,6 +245,34 @@ impl fmt::Debug for GitHubApp {
             .field("app_id", &self.app_id)
             .field("key_usable", &self.key.is_some())
             .finish_non_exhaustive()
+    }
+}
+
+/// Why no token was made.
+enum Minting {
+    /// GitHub refused, or could not be reached.
+    Refused(octocrab::Error),
+    /// GitHub answered something unreadable.
+    Invalid(ForgeError),
+}
+
+/// An error of making a token for an installation named by its id.
+fn installation_error(error: octocrab::Error, installation_id: u64) -> ForgeError {
+    let forge = ForgeKind::GitHub;
+    match error {
+        octocrab::Error::GitHub { source, .. } => match source.status_code.as_u16() {
+            401 => ForgeError::AppRefused,
+            status @ (403 | 404) => ForgeError::InstallationUnavailable {
+                installation_id,
+                status,
+            },
+            status => ForgeError::Unexpected { forge, status },
+        },
+        octocrab::Error::JWT { .. } => ForgeError::InvalidAppKey,
+        e @ (octocrab::Error::Json { .. } | octocrab::Error::Serde { .. }) => {
+            ForgeError::invalid_response_no_token(forge, &e)
+        }
+        e => ForgeError::unreachable_no_token(forge, &e),
     }
 }
 

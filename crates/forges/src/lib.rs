@@ -443,15 +443,36 @@ impl Forges {
 
     /// A token of the GitHub App's installation `installation_id` (mirror sets made by an
     /// installation list and clone with it), from the cache while it has more than five
-    /// minutes to live. [`ForgeError::NoBotCredentials`] when the hub is not a GitHub App.
+    /// minutes to live: `POST /app/installations/{id}/access_tokens` with the App's JWT,
+    /// shared with the comment bot's cache (one token per installation).
+    /// [`ForgeError::NoBotCredentials`] when the hub is not a GitHub App;
+    /// [`ForgeError::InstallationUnavailable`] when GitHub answers 404 (uninstalled) or 403
+    /// (suspended); [`ForgeError::AppRefused`] on 401.
     pub async fn installation_token(
         &self,
         installation_id: u64,
     ) -> Result<SecretString, ForgeError> {
-        let _ = installation_id;
-        Err(ForgeError::NoBotCredentials {
-            forge: ForgeKind::GitHub,
-        })
+        match &self.bot.github {
+            Some(GitHubBot::App(app)) => {
+                self.bounded(
+                    ForgeKind::GitHub,
+                    app.installation_token(&self.apis.github_api, installation_id),
+                )
+                .await
+            }
+            _ => Err(ForgeError::NoBotCredentials {
+                forge: ForgeKind::GitHub,
+            }),
+        }
+    }
+
+    /// Drops the cached token of installation `installation_id` (GitHub refused it with 401:
+    /// revoked, or the installation's permissions changed), so that the next
+    /// [`installation_token`](Self::installation_token) makes a new one.
+    pub async fn forget_installation_token(&self, installation_id: u64) {
+        if let Some(GitHubBot::App(app)) = &self.bot.github {
+            app.forget_installation(installation_id).await;
+        }
     }
 
     /// The bot's GitHub token for `repo`: its own, or its App's installation token.

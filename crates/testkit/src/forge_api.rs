@@ -14,6 +14,7 @@
 //! ```
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -43,6 +44,29 @@ pub struct RecordedRequest {
 }
 
 impl RecordedRequest {
+    /// The record of a request with these `parts` and `body`.
+    pub(crate) fn new(parts: &hyper::http::request::Parts, body: Vec<u8>) -> RecordedRequest {
+        RecordedRequest {
+            method: parts.method.as_str().to_owned(),
+            path: parts
+                .uri
+                .path_and_query()
+                .map(|pq| pq.as_str().to_owned())
+                .unwrap_or_else(|| parts.uri.path().to_owned()),
+            headers: parts
+                .headers
+                .iter()
+                .map(|(name, value)| {
+                    (
+                        name.as_str().to_ascii_lowercase(),
+                        String::from_utf8_lossy(value.as_bytes()).into_owned(),
+                    )
+                })
+                .collect(),
+            body,
+        }
+    }
+
     /// The first value of a header (`name` in any case).
     pub fn header(&self, name: &str) -> Option<&str> {
         self.header_values(name).into_iter().next()
@@ -181,7 +205,11 @@ impl ForgeApiServer {
             .expect("bind 127.0.0.1:0");
         let addr = listener.local_addr().expect("local addr");
         let shared = Arc::new(Shared::default());
-        let accept = tokio::spawn(accept_loop(listener, Arc::clone(&shared)));
+        let accept = tokio::spawn(serve(
+            listener,
+            Arc::clone(&shared),
+            |request, shared: Arc<Shared>| async move { handle(request, &shared).await },
+        ));
         ForgeApiServer {
             addr,
             shared,
@@ -244,13 +272,20 @@ impl Drop for ForgeApiServer {
     }
 }
 
-async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+/// Serves HTTP/1.1 on `listener`, answering each request with `handle(request, state)`, until
+/// the task is aborted (its connections with it). The forge stand-ins' server loop.
+pub(crate) async fn serve<S, F, Fut>(listener: TcpListener, state: Arc<S>, handle: F)
+where
+    S: Send + Sync + 'static,
+    F: Fn(Request<Incoming>, Arc<S>) -> Fut + Copy + Send + Sync + 'static,
+    Fut: Future<Output = Response<Full<Bytes>>> + Send + 'static,
+{
     let mut connections = JoinSet::new();
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
-                    connections.spawn(serve_connection(stream, Arc::clone(&shared)));
+                    connections.spawn(serve_connection(stream, Arc::clone(&state), handle));
                 }
                 Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
             },
@@ -259,11 +294,16 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
     }
 }
 
-async fn serve_connection(stream: TcpStream, shared: Arc<Shared>) {
+async fn serve_connection<S, F, Fut>(stream: TcpStream, state: Arc<S>, handle: F)
+where
+    S: Send + Sync + 'static,
+    F: Fn(Request<Incoming>, Arc<S>) -> Fut + Copy + Send + Sync + 'static,
+    Fut: Future<Output = Response<Full<Bytes>>> + Send + 'static,
+{
     let _ = stream.set_nodelay(true);
     let service = service_fn(move |request| {
-        let shared = Arc::clone(&shared);
-        async move { Ok::<_, Infallible>(handle(request, &shared).await) }
+        let answer = handle(request, Arc::clone(&state));
+        async move { Ok::<_, Infallible>(answer.await) }
     });
     let _ = hyper::server::conn::http1::Builder::new()
         .serve_connection(TokioIo::new(stream), service)
@@ -276,26 +316,7 @@ async fn handle(request: Request<Incoming>, shared: &Shared) -> Response<Full<By
         Ok(collected) => collected.to_bytes().to_vec(),
         Err(e) => return status_only(StatusCode::BAD_REQUEST, &format!("body: {e}")),
     };
-    let path = parts
-        .uri
-        .path_and_query()
-        .map(|pq| pq.as_str().to_owned())
-        .unwrap_or_else(|| parts.uri.path().to_owned());
-    let record = RecordedRequest {
-        method: parts.method.as_str().to_owned(),
-        headers: parts
-            .headers
-            .iter()
-            .map(|(name, value)| {
-                (
-                    name.as_str().to_ascii_lowercase(),
-                    String::from_utf8_lossy(value.as_bytes()).into_owned(),
-                )
-            })
-            .collect(),
-        path,
-        body,
-    };
+    let record = RecordedRequest::new(&parts, body);
     let reply = shared.reply_for(&record.method, record.path_only());
     let fallback = shared.fallback.lock().expect("fallback").clone();
     if let (None, Some(base)) = (&reply, fallback) {
@@ -331,7 +352,7 @@ async fn handle(request: Request<Incoming>, shared: &Shared) -> Response<Full<By
 }
 
 /// Replays a request against `base` and returns its answer (bodies buffered: test traffic).
-async fn forward(
+pub(crate) async fn forward(
     base: &str,
     parts: &hyper::http::request::Parts,
     path: String,

@@ -3,6 +3,10 @@
 //! - [`GitDaemon`]: `git daemon` serving a directory over git://.
 //! - [`HttpGitServer`]: `git http-backend` behind a small HTTP/1.1 server, optionally with basic
 //!   auth (git's smart HTTP, as forges serve it).
+//! - [`NamespaceServer`]: the repository listings of an organization, group, user or workspace
+//!   as GitHub, GitLab, Gitea and Bitbucket answer them (each one's pagination, tokens, rate
+//!   limits, GitHub App installation tokens), from a table the test changes; [`tiny_repos`]
+//!   makes thousands of tiny real repositories for its clone URLs.
 //! - [`GateProxy`]: a TCP proxy that holds new connections while its gate is closed (an
 //!   upstream exactly as slow as a test needs).
 //! - [`SshServer`]: a real OpenSSH `sshd` serving a directory over ssh:// (git only, through
@@ -21,6 +25,7 @@
 
 mod daemon;
 pub mod forge_api;
+pub mod forge_namespace;
 mod gate;
 mod http;
 mod lfs;
@@ -30,12 +35,14 @@ mod synthetic;
 
 pub use daemon::GitDaemon;
 pub use forge_api::{ForgeApiServer, RecordedRequest, Reply};
+pub use forge_namespace::{Fault, NamespaceForge, NamespaceServer, RepoSpec};
 pub use gate::GateProxy;
 pub use http::{HttpGitServer, RequestRecord};
 pub use lfs::{LfsFault, LfsOptions, LfsRequest, LfsServer, LFS_MEDIA_TYPE};
 pub use repo::{
     clean_git_env, for_each_ref, git, git_command, git_with_stdin, init_bare, lfs_git_command,
-    noise, try_git, LfsHome, RefSnapshot, Scratch, AUTHOR_EMAIL, AUTHOR_NAME, FIXED_DATE,
+    noise, tiny_repos, try_git, LfsHome, RefSnapshot, Scratch, AUTHOR_EMAIL, AUTHOR_NAME,
+    FIXED_DATE,
 };
 pub use ssh::{SshKeyPair, SshServer};
 pub use synthetic::{

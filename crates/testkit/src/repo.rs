@@ -444,3 +444,63 @@ impl Scratch {
         ]);
     }
 }
+
+/// Makes a tiny real bare repository at `{root}/{path}.git` for each of `paths` (`acme/api`),
+/// cheaply enough for thousands: one template repository (branch `main`, one commit of a
+/// `README.md`) is made with git, then copied per path, its immutable object files
+/// hard-linked. Each copy is a repository of its own (pushing to one changes no other). Returns
+/// the commit id `main` points at in every one.
+pub fn tiny_repos<S: AsRef<str>>(root: &Path, paths: &[S]) -> String {
+    let template = tempfile::Builder::new()
+        .prefix("mirrorhub-tiny")
+        .tempdir()
+        .expect("create template dir");
+    let bare = template.path().join("template.git");
+    std::fs::create_dir_all(&bare).expect("create template repository");
+    // No template: no hooks, no sample files to copy thousands of times.
+    git(
+        &bare,
+        [
+            "init",
+            "--quiet",
+            "--bare",
+            "--template=",
+            "--initial-branch=main",
+        ],
+    );
+    let blob = git_with_stdin(&bare, ["hash-object", "-w", "--stdin"], b"tiny\n");
+    let tree = git_with_stdin(
+        &bare,
+        ["mktree"],
+        format!("100644 blob {}\tREADME.md\n", blob.trim()).as_bytes(),
+    );
+    let commit = git(&bare, ["commit-tree", tree.trim(), "-m", "tiny"]);
+    let commit = commit.trim().to_owned();
+    git(&bare, ["update-ref", "refs/heads/main", commit.as_str()]);
+    for path in paths {
+        let dest = root.join(format!("{}.git", path.as_ref()));
+        copy_repository(&bare, &dest);
+    }
+    commit
+}
+
+/// Copies the repository `from` to `to` (made), hard-linking object files (never rewritten in
+/// place by git) and copying the rest.
+fn copy_repository(from: &Path, to: &Path) {
+    fn walk(from: &Path, to: &Path, objects: bool) {
+        std::fs::create_dir_all(to).unwrap_or_else(|e| panic!("create {}: {e}", to.display()));
+        for entry in std::fs::read_dir(from).expect("read template") {
+            let entry = entry.expect("template entry");
+            let source = entry.path();
+            let target = to.join(entry.file_name());
+            let in_objects = objects || entry.file_name() == "objects";
+            if entry.file_type().expect("file type").is_dir() {
+                walk(&source, &target, in_objects);
+            } else if !(in_objects && std::fs::hard_link(&source, &target).is_ok()) {
+                std::fs::copy(&source, &target)
+                    .unwrap_or_else(|e| panic!("copy {}: {e}", source.display()));
+            }
+        }
+    }
+    walk(from, to, false);
+}
