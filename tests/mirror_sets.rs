@@ -466,7 +466,100 @@ async fn gitlab_subgroups_gitea_and_bitbucket_are_listed(db: TestDb) {
     }
 }
 
+async fn installing_the_github_app_mirrors_what_it_was_given(db: TestDb) {
+    use rsa::pkcs1::{EncodeRsaPrivateKey, EncodeRsaPublicKey, LineEnding};
+    let key = rsa::RsaPrivateKey::new(&mut rand::thread_rng(), 2048).unwrap();
+    let private_pem = key.to_pkcs1_pem(LineEnding::LF).unwrap().to_string();
+    let public_pem = key.to_public_key().to_pkcs1_pem(LineEnding::LF).unwrap();
+    // Installation tokens change; the git server here takes any caller.
+    let root = tempfile::tempdir().unwrap();
+    let git = HttpGitServer::start(root.path(), None).await;
+    let api = NamespaceServer::start(NamespaceForge::GitHub).await;
+    api.forward_git_to(&git.url(""));
+    api.set_github_app(4242, &public_pem);
+    api.add_installation(77, &["acme"]);
+    tiny_repos(root.path(), &["acme/app-one", "acme/app-two"]);
+    api.add_repo("acme", RepoSpec::new("app-one").private());
+    api.add_repo("acme", RepoSpec::new("app-two"));
+    let hub = start_hub(
+        &db,
+        &[
+            ("MIRRORHUB_GITHUB_APP_ID", "4242"),
+            ("MIRRORHUB_GITHUB_APP_PRIVATE_KEY", &private_pem),
+            ("MIRRORHUB_GITHUB_API_URL", &api.api_url()),
+        ],
+    )
+    .await;
+
+    let installed = json!({"action": "created",
+        "installation": {"id": 77, "account": {"login": "acme", "type": "Organization"}},
+        "repositories": [{"full_name": "acme/app-one"}, {"full_name": "acme/app-two"}]});
+    assert_eq!(
+        github_event(&hub, "installation", installed, "i-1").await,
+        202
+    );
+    let sets = wait_for(&hub, "/api/v1/mirror-sets", Duration::from_secs(60), |s| {
+        s[0]["counts"]["mirrored"] == 2
+    })
+    .await;
+    assert_eq!(sets[0]["installation_id"], 77);
+    assert_eq!(sets[0]["has_token"], false);
+    let (_, one) = hub.get("/api/v1/repos/acme/app-one").await;
+    assert_eq!(
+        (one["visibility"].as_str(), one["status"].as_str()),
+        (Some("private"), Some("synced"))
+    );
+    assert_eq!(
+        one["has_credentials"], false,
+        "installation tokens are made per run, never stored"
+    );
+    assert!(!api.installation_tokens().is_empty());
+    // The listing read the installation's repositories with its token.
+    assert!(api
+        .recorded()
+        .iter()
+        .any(|r| r.path_only() == "/installation/repositories"));
+
+    // A repository added to the installation is mirrored on the event.
+    tiny_repos(root.path(), &["acme/app-three"]);
+    api.add_repo("acme", RepoSpec::new("app-three"));
+    let added = json!({"action": "added",
+        "installation": {"id": 77, "account": {"login": "acme"}},
+        "repositories_added": [{"full_name": "acme/app-three"}]});
+    assert_eq!(
+        github_event(&hub, "installation_repositories", added, "i-2").await,
+        202
+    );
+    wait_for(
+        &hub,
+        "/api/v1/repos/acme/app-three",
+        Duration::from_secs(60),
+        |r| r["status"] == "synced",
+    )
+    .await;
+    // A sync of an App mirror clones with a fresh installation token.
+    let before = hub.latest_run_id("acme/app-one").await;
+    hub.call(
+        reqwest::Method::POST,
+        "/api/v1/repos/acme/app-one/sync",
+        None,
+    )
+    .await;
+    let (_, run) = hub.wait_for_run("acme/app-one", before).await;
+    assert!(run["error"].is_null(), "{run}");
+    assert_eq!(
+        hub.get("/api/v1/mirror-sets")
+            .await
+            .1
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
 on_both_databases!(
+    installing_the_github_app_mirrors_what_it_was_given,
     an_organization_is_mirrored_page_by_page_with_its_filters,
     new_renamed_archived_and_deleted_repositories_are_followed,
     gitlab_subgroups_gitea_and_bitbucket_are_listed,
