@@ -21,7 +21,8 @@ on_both_databases!(
     settings_are_checked_and_saved,
     users_sign_in_with_a_password_and_see_what_they_may,
     an_ssh_mirror_from_the_form_and_a_changed_host_key_accepted_in_settings,
-    ssh_fields_show_their_errors_and_never_echo_a_private_key
+    ssh_fields_show_their_errors_and_never_echo_a_private_key,
+    mirror_sets_are_made_shown_and_deleted_in_the_pages
 );
 
 /// A cookie-keeping client that never follows redirects (they are asserted).
@@ -1136,4 +1137,94 @@ async fn ssh_fields_show_their_errors_and_never_echo_a_private_key(db: TestDb) {
     );
     let log = hub.log_text();
     assert!(!log.contains(&key_body[..40]), "the private key was logged");
+}
+
+async fn mirror_sets_are_made_shown_and_deleted_in_the_pages(db: TestDb) {
+    use mirrorhub_testkit::{tiny_repos, HttpGitServer, NamespaceForge, NamespaceServer, RepoSpec};
+    let root = tempfile::tempdir().unwrap();
+    tiny_repos(root.path(), &["acme/api"]);
+    let git = HttpGitServer::start(root.path(), None).await;
+    let api = NamespaceServer::start(NamespaceForge::Gitea).await;
+    api.forward_git_to(&git.url(""));
+    api.set_token("gitea-token");
+    api.add_repo("acme", RepoSpec::new("api"));
+    api.add_repo("acme", RepoSpec::new("tools"));
+    let hub = Hub::start(&db, &[]).await;
+    let mut v = Visitor::new(&hub);
+    v.sign_in().await;
+
+    let page = v.get("/-/sets").await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("id=\"create-set\""), "{}", page.body);
+    assert!(page.body.contains("id=\"no-sets\""));
+    let csrf = page.csrf();
+    let form = |token: &'static str, api_url: String| {
+        vec![
+            ("forge", "gitea".to_owned()),
+            ("api_url", api_url),
+            ("namespace", "acme".to_owned()),
+            ("owner", "team".to_owned()),
+            ("token", token.to_owned()),
+            ("exclude", "tools, sandbox-*".to_owned()),
+            ("visibility", "as-upstream".to_owned()),
+            ("mode", "mirror".to_owned()),
+        ]
+    };
+    // A wrong token is shown next to its field; the token is never written back.
+    let refused = post_set(&mut v, form("wrong-token", api.api_url()), &csrf).await;
+    assert_eq!(refused.status, 422, "{}", refused.body);
+    assert!(
+        refused.body.contains("id=\"token-error\""),
+        "{}",
+        refused.body
+    );
+    assert!(!refused.body.contains("wrong-token"));
+    assert_eq!(input_value(&refused.body, "exclude"), "tools, sandbox-*");
+    // Without the session's CSRF token: refused.
+    let forged = post_set(&mut v, form("gitea-token", api.api_url()), "nope").await;
+    assert_eq!(forged.status, 403);
+
+    let made = post_set(&mut v, form("gitea-token", api.api_url()), &csrf).await;
+    assert_eq!(made.status, 303, "{}", made.body);
+    let location = made.location.unwrap();
+    assert!(location.starts_with("/-/sets/") && location.ends_with("?notice=set-created"));
+    let set_path = location.split('?').next().unwrap().to_owned();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let page = loop {
+        let page = v.get(&set_path).await;
+        assert_eq!(page.status, 200);
+        if page.body.contains("team/api") && page.body.contains("synced") {
+            break page;
+        }
+        assert!(std::time::Instant::now() < deadline, "{}", page.body);
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    assert!(
+        page.body.contains("matched by the exclude glob"),
+        "{}",
+        page.body
+    );
+    let listed = v.get("/-/sets").await;
+    assert!(listed.body.contains("gitea: acme"), "{}", listed.body);
+
+    let again = v
+        .post(&format!("{set_path}/sync"), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(again.status, 303);
+    assert!(again.location.unwrap().ends_with("notice=set-listing"));
+    let deleted = v
+        .post(&format!("{set_path}/delete"), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(deleted.status, 303);
+    assert_eq!(v.get(&set_path).await.status, 404);
+    let (status, _) = hub.get("/api/v1/repos/team/api").await;
+    assert_eq!(status, 200, "the set's mirrors are kept");
+}
+
+/// Posts the mirror set form with `csrf`.
+async fn post_set(v: &mut Visitor, fields: Vec<(&'static str, String)>, csrf: &str) -> Page {
+    let mut all: Vec<(&str, String)> = vec![("csrf", csrf.to_owned())];
+    all.extend(fields);
+    let req = v.http.post(format!("{}/-/sets", v.base)).form(&all);
+    v.send(req).await
 }
