@@ -8,6 +8,9 @@
 //! request (`OctocrabBuilder::app`); the cache is ours, so that the refresh margin is ours and
 //! a token serves every repository of its installation.
 //!
+//! A mirror set made from an installation names the installation by its id instead
+//! (`installation_token`): no look-up, the same `access_tokens` call and the same cache.
+//!
 //! Tokens are cached per installation and handed out while more than
 //! [`REFRESH_MARGIN`] of their life remains; after that the next call makes a new one.
 //! Which installation a repository is in is cached too, so a call within a token's life makes

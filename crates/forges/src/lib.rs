@@ -11,7 +11,10 @@
 //! - The comment bot's calls on [`Forges`], with its own [`BotCredentials`]
 //!   ([`Forges::with_bot`]): react to a comment, reply in its [`CommentThread`] and edit the
 //!   reply, ask whether a user may write to a repository, and the token to clone with. As a
-//!   GitHub App the bot makes installation tokens and caches them (`github_app`).
+//!   GitHub App the bot makes installation tokens and caches them (`github_app`), also for an
+//!   installation named by id ([`Forges::installation_token`], for mirror sets).
+//! - [`listing`]: the repositories of an organization, group, user or workspace, one page per
+//!   call ([`list_page`]), over the caller's egress proxy.
 //!
 //! Tokens are [`SecretString`]s end to end: they go into request headers marked sensitive and
 //! into no error, `Debug` output or log line. Every call is bounded by a timeout (10 s unless

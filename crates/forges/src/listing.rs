@@ -7,6 +7,13 @@
 //!
 //! Every request goes through the proxy the caller names (the hub's egress proxy, with a pass
 //! of its own), so the address policy applies to the address actually connected to.
+//!
+//! Plain reqwest for all four forges, not octocrab for GitHub: octocrab reaches the network
+//! through a proxy only with its `reqwest` feature, which is built on reqwest 0.13 (a second
+//! HTTP and TLS stack beside the workspace's 0.12); and its errors keep the status but drop the
+//! headers, where a rate limit says how long to wait (`Retry-After`, `X-RateLimit-Reset`). The
+//! gitlab crate's endpoint types make GitLab's paths and filters; its `paged` reads every page
+//! at once, so the pages are read here.
 
 mod entries;
 mod transport;

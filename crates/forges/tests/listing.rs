@@ -13,8 +13,8 @@ use mirrorhub_forges::{
     ListedRepo, ListingAuth, ListingError, ListingForge, NamespaceQuery, PageCursor,
 };
 use mirrorhub_testkit::{
-    git, tiny_repos, Fault, ForgeApiServer, HttpGitServer, NamespaceForge, NamespaceServer,
-    RecordedRequest, Reply, RepoSpec,
+    git, tiny_repo_aliases, tiny_repos, Fault, ForgeApiServer, HttpGitServer, NamespaceForge,
+    NamespaceServer, RecordedRequest, Reply, RepoSpec,
 };
 use rsa::pkcs1::{EncodeRsaPrivateKey, EncodeRsaPublicKey, LineEnding};
 use rsa::RsaPrivateKey;
@@ -770,8 +770,16 @@ async fn a_listing_is_bounded_by_its_timeout() {
 #[tokio::test]
 async fn listed_clone_urls_clone() {
     let root = tempfile::tempdir().unwrap();
-    let paths = ["acme/api", "acme/web", "acme/docs"];
-    let commit = tiny_repos(root.path(), &paths);
+    let paths = [
+        "acme/api",
+        "acme/web",
+        "acme/docs",
+        "acme/alias-1",
+        "acme/alias-2",
+    ];
+    let commit = tiny_repos(root.path(), &paths[..3]);
+    // The cheaper kind: two paths, one repository.
+    assert_eq!(tiny_repo_aliases(root.path(), &paths[3..]), commit);
     let git_server = HttpGitServer::start(root.path(), None).await;
     let server = start(ListingForge::Gitea).await;
     server.forward_git_to(&git_server.url(""));
@@ -782,7 +790,7 @@ async fn listed_clone_urls_clone() {
     let forge = ListingForge::Gitea;
     let query = query(&server.api_url(), forge, "acme", token_auth(forge));
     let (repos, _) = list_all(&query).await;
-    assert_eq!(repos.len(), 3);
+    assert_eq!(repos.len(), 5);
     let work = tempfile::tempdir().unwrap();
     for repo in &repos {
         let url = repo.clone_url.clone();
@@ -959,4 +967,23 @@ async fn installation_tokens_need_the_app() {
         .unwrap_err();
     assert!(matches!(error, ForgeError::AppRefused), "{error:?}");
     assert!(server.installation_tokens().is_empty());
+}
+
+#[tokio::test]
+async fn a_github_enterprise_api_root_keeps_its_path() {
+    let server = start(ListingForge::GitHub).await;
+    server.set_page_size(2);
+    server.add_repos("acme", "r", 3);
+    let forge = ListingForge::GitHub;
+    let api = format!("{}/api/v3/", server.api_url());
+    let query = query(&api, forge, "acme", token_auth(forge));
+    let (repos, sizes) = list_all(&query).await;
+    assert_eq!(repos.len(), 3);
+    assert_eq!(sizes, [2, 1]);
+    let recorded: Vec<String> = server.recorded().into_iter().map(|r| r.path).collect();
+    assert_eq!(recorded[0], "/api/v3/orgs/acme/repos?per_page=100&type=all");
+    assert!(
+        recorded[1].starts_with("/api/v3/orgs/acme/repos?"),
+        "{recorded:?}"
+    );
 }

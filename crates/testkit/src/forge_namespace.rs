@@ -14,7 +14,7 @@
 //! Anonymous callers see public repositories only; the token set with
 //! [`set_token`](NamespaceServer::set_token) (GitHub/Gitea `Authorization: Bearer|token`,
 //! GitLab `PRIVATE-TOKEN`, Bitbucket `Bearer` or `Basic` of `user:password`) sees all; any
-//! other credential gets 401. A GitHub App ([`set_github_app`](NamespaceServer::set_github_app))
+//! other credential gets 401 (before a token is set, any credential sees all). A GitHub App ([`set_github_app`](NamespaceServer::set_github_app))
 //! mints installation tokens at `POST /app/installations/{id}/access_tokens` for a JWT whose
 //! RS256 signature the test's public key verifies.
 //!
@@ -258,8 +258,9 @@ impl NamespaceServer {
         self.shared.table().git = Some(base.trim_end_matches('/').to_owned());
     }
 
-    /// The token that may list private repositories. Once set, any other credential is
-    /// refused with 401; no credential still lists public repositories.
+    /// The token that may list private repositories: once set, any other credential is
+    /// refused with 401 (until then any credential will do). No credential lists public
+    /// repositories.
     pub fn set_token(&self, token: &str) {
         self.shared.table().token = Some(token.to_owned());
     }
@@ -679,6 +680,10 @@ fn caller(forge: NamespaceForge, table: &Table, request: &RecordedRequest) -> Ca
     }
     if forge == NamespaceForge::GitHub && presented.starts_with("eyJ") {
         return Caller::Bearer(presented);
+    }
+    // No token set: any credential will do.
+    if table.token.is_none() && !presented.is_empty() {
+        return Caller::Token;
     }
     Caller::Refused
 }

@@ -6,7 +6,7 @@
 //! - [`NamespaceServer`]: the repository listings of an organization, group, user or workspace
 //!   as GitHub, GitLab, Gitea and Bitbucket answer them (each one's pagination, tokens, rate
 //!   limits, GitHub App installation tokens), from a table the test changes; [`tiny_repos`]
-//!   makes thousands of tiny real repositories for its clone URLs.
+//!   and [`tiny_repo_aliases`] make thousands of tiny real repositories for its clone URLs.
 //! - [`GateProxy`]: a TCP proxy that holds new connections while its gate is closed (an
 //!   upstream exactly as slow as a test needs).
 //! - [`SshServer`]: a real OpenSSH `sshd` serving a directory over ssh:// (git only, through
@@ -41,8 +41,8 @@ pub use http::{HttpGitServer, RequestRecord};
 pub use lfs::{LfsFault, LfsOptions, LfsRequest, LfsServer, LFS_MEDIA_TYPE};
 pub use repo::{
     clean_git_env, for_each_ref, git, git_command, git_with_stdin, init_bare, lfs_git_command,
-    noise, tiny_repos, try_git, LfsHome, RefSnapshot, Scratch, AUTHOR_EMAIL, AUTHOR_NAME,
-    FIXED_DATE,
+    noise, tiny_repo_aliases, tiny_repos, try_git, LfsHome, RefSnapshot, Scratch, AUTHOR_EMAIL,
+    AUTHOR_NAME, FIXED_DATE,
 };
 pub use ssh::{SshKeyPair, SshServer};
 pub use synthetic::{

@@ -446,20 +446,74 @@ impl Scratch {
 }
 
 /// Makes a tiny real bare repository at `{root}/{path}.git` for each of `paths` (`acme/api`),
-/// cheaply enough for thousands: one template repository (branch `main`, one commit of a
-/// `README.md`) is made with git, then copied per path, its immutable object files
-/// hard-linked. Each copy is a repository of its own (pushing to one changes no other). Returns
-/// the commit id `main` points at in every one.
+/// cheaply enough for thousands: one template (branch `main`, one commit of a `README.md`,
+/// packed, its ref in `packed-refs`) is made with git, then each repository is four
+/// directories and five files, the pack hard-linked (git never rewrites a pack in place). Each
+/// is a repository of its own: pushing to one changes no other. Returns the commit id `main`
+/// points at in every one.
 pub fn tiny_repos<S: AsRef<str>>(root: &Path, paths: &[S]) -> String {
     let template = tempfile::Builder::new()
         .prefix("mirrorhub-tiny")
         .tempdir()
         .expect("create template dir");
     let bare = template.path().join("template.git");
-    std::fs::create_dir_all(&bare).expect("create template repository");
-    // No template: no hooks, no sample files to copy thousands of times.
+    let commit = tiny_template(&bare);
+    let read = |name: &str| {
+        std::fs::read(bare.join(name)).unwrap_or_else(|e| panic!("template {name}: {e}"))
+    };
+    let (head, config, packed_refs) = (read("HEAD"), read("config"), read("packed-refs"));
+    let packs: Vec<PathBuf> = std::fs::read_dir(bare.join("objects/pack"))
+        .expect("template packs")
+        .map(|entry| entry.expect("pack entry").path())
+        .collect();
+    for path in paths {
+        let repo = root.join(format!("{}.git", path.as_ref()));
+        let pack_dir = repo.join("objects/pack");
+        std::fs::create_dir_all(&pack_dir)
+            .unwrap_or_else(|e| panic!("create {}: {e}", pack_dir.display()));
+        std::fs::create_dir(repo.join("refs")).expect("create refs");
+        for (name, contents) in [
+            ("HEAD", &head),
+            ("config", &config),
+            ("packed-refs", &packed_refs),
+        ] {
+            std::fs::write(repo.join(name), contents).expect("write repository file");
+        }
+        for pack in &packs {
+            let target = pack_dir.join(pack.file_name().expect("pack file name"));
+            if std::fs::hard_link(pack, &target).is_err() {
+                std::fs::copy(pack, &target).expect("copy pack");
+            }
+        }
+    }
+    commit
+}
+
+/// Like [`tiny_repos`], cheaper still (one symbolic link a path, for benches of thousands):
+/// one tiny repository at `{root}/.tiny.git`, and every `{root}/{path}.git` a symbolic link to
+/// it. They are one repository: a push to one is seen at every path.
+pub fn tiny_repo_aliases<S: AsRef<str>>(root: &Path, paths: &[S]) -> String {
+    let shared = root.join(".tiny.git");
+    let commit = tiny_template(&shared);
+    for path in paths {
+        let alias = root.join(format!("{}.git", path.as_ref()));
+        if let Some(parent) = alias.parent() {
+            std::fs::create_dir_all(parent)
+                .unwrap_or_else(|e| panic!("create {}: {e}", parent.display()));
+        }
+        std::os::unix::fs::symlink(&shared, &alias)
+            .unwrap_or_else(|e| panic!("link {}: {e}", alias.display()));
+    }
+    commit
+}
+
+/// A bare repository at `bare` with branch `main` at one commit of a `README.md`, its objects
+/// in one pack and its ref in `packed-refs`; returns the commit id.
+fn tiny_template(bare: &Path) -> String {
+    std::fs::create_dir_all(bare).expect("create tiny repository");
+    // No template directory: no hooks or sample files.
     git(
-        &bare,
+        bare,
         [
             "init",
             "--quiet",
@@ -468,39 +522,16 @@ pub fn tiny_repos<S: AsRef<str>>(root: &Path, paths: &[S]) -> String {
             "--initial-branch=main",
         ],
     );
-    let blob = git_with_stdin(&bare, ["hash-object", "-w", "--stdin"], b"tiny\n");
+    let blob = git_with_stdin(bare, ["hash-object", "-w", "--stdin"], b"tiny\n");
     let tree = git_with_stdin(
-        &bare,
+        bare,
         ["mktree"],
         format!("100644 blob {}\tREADME.md\n", blob.trim()).as_bytes(),
     );
-    let commit = git(&bare, ["commit-tree", tree.trim(), "-m", "tiny"]);
+    let commit = git(bare, ["commit-tree", tree.trim(), "-m", "tiny"]);
     let commit = commit.trim().to_owned();
-    git(&bare, ["update-ref", "refs/heads/main", commit.as_str()]);
-    for path in paths {
-        let dest = root.join(format!("{}.git", path.as_ref()));
-        copy_repository(&bare, &dest);
-    }
+    git(bare, ["update-ref", "refs/heads/main", commit.as_str()]);
+    git(bare, ["pack-refs", "--all", "--prune"]);
+    git(bare, ["repack", "-a", "-d", "-q"]);
     commit
-}
-
-/// Copies the repository `from` to `to` (made), hard-linking object files (never rewritten in
-/// place by git) and copying the rest.
-fn copy_repository(from: &Path, to: &Path) {
-    fn walk(from: &Path, to: &Path, objects: bool) {
-        std::fs::create_dir_all(to).unwrap_or_else(|e| panic!("create {}: {e}", to.display()));
-        for entry in std::fs::read_dir(from).expect("read template") {
-            let entry = entry.expect("template entry");
-            let source = entry.path();
-            let target = to.join(entry.file_name());
-            let in_objects = objects || entry.file_name() == "objects";
-            if entry.file_type().expect("file type").is_dir() {
-                walk(&source, &target, in_objects);
-            } else if !(in_objects && std::fs::hard_link(&source, &target).is_ok()) {
-                std::fs::copy(&source, &target)
-                    .unwrap_or_else(|e| panic!("copy {}: {e}", source.display()));
-            }
-        }
-    }
-    walk(from, to, false);
 }
