@@ -66,6 +66,11 @@ pub enum ErrorCode {
     LfsBatchInvalid,
     /// The upstream's (or the hub's) LFS server does not have the object.
     LfsObjectMissing,
+    /// No push mirror with this id on the repository.
+    PushMirrorNotFound,
+    /// A push mirror's downstream refused some of the refs pushed to it (a hook, a protected
+    /// branch).
+    PushRejected,
 }
 
 impl ErrorCode {
@@ -101,6 +106,8 @@ impl ErrorCode {
             Self::LfsObjectTooLarge => "lfs_object_too_large",
             Self::LfsBatchInvalid => "lfs_batch_invalid",
             Self::LfsObjectMissing => "lfs_object_missing",
+            Self::PushMirrorNotFound => "push_mirror_not_found",
+            Self::PushRejected => "push_rejected",
         }
     }
 
@@ -121,7 +128,7 @@ impl ErrorCode {
     }
 }
 
-const ALL: [ErrorCode; 30] = [
+const ALL: [ErrorCode; 32] = [
     ErrorCode::InvalidRequest,
     ErrorCode::InvalidUrl,
     ErrorCode::UnsupportedScheme,
@@ -152,6 +159,8 @@ const ALL: [ErrorCode; 30] = [
     ErrorCode::LfsObjectTooLarge,
     ErrorCode::LfsBatchInvalid,
     ErrorCode::LfsObjectMissing,
+    ErrorCode::PushMirrorNotFound,
+    ErrorCode::PushRejected,
 ];
 
 impl std::fmt::Display for ErrorCode {

@@ -79,10 +79,10 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         }
         UrlNotAllowed | UpstreamUnreachable | UpstreamAuthFailed | UpstreamNotFound
         | NotAGitRepository | Timeout | GitFailed | HostKeyMismatch | LfsObjectInvalid
-        | LfsObjectTooLarge | LfsBatchInvalid => StatusCode::UNPROCESSABLE_ENTITY,
+        | LfsObjectTooLarge | LfsBatchInvalid | PushRejected => StatusCode::UNPROCESSABLE_ENTITY,
         RepoExists | AccountExists | InvalidState | SshKeyInUse => StatusCode::CONFLICT,
         RepoNotFound | AccountNotFound | TokenNotFound | WebhookNotEnabled | SshKeyNotFound
-        | LfsObjectMissing => StatusCode::NOT_FOUND,
+        | LfsObjectMissing | PushMirrorNotFound => StatusCode::NOT_FOUND,
         Unauthorized => StatusCode::UNAUTHORIZED,
         Forbidden => StatusCode::FORBIDDEN,
         Internal => StatusCode::INTERNAL_SERVER_ERROR,

@@ -18,6 +18,7 @@
 
 mod crypto;
 mod postgres;
+mod push_mirrors;
 mod sqlite;
 
 use std::sync::Arc;
@@ -31,6 +32,9 @@ use mirrorhub_core::{
 };
 
 pub use crypto::{CryptoError, SecretKey};
+pub use push_mirrors::{
+    NewPushMirror, PushJob, PushMirror, PushMirrorStore, PushMirrorUpdate, PushRun, PushRunResult,
+};
 pub use secrecy::SecretString;
 
 /// The error code recorded on runs that were still running when the hub stopped.
@@ -415,7 +419,7 @@ pub struct SyncRun {
 /// Time is always passed in (`now`), never read from the clock, so that schedules and leases
 /// can be tested without waiting.
 #[async_trait]
-pub trait Store: Send + Sync {
+pub trait Store: PushMirrorStore + Send + Sync {
     /// Whether the database answers (readiness).
     async fn ping(&self) -> Result<(), StoreError>;
 

@@ -3,6 +3,7 @@
 //! hub decides what the caller may see and do.
 
 mod accounts;
+mod push_mirrors;
 mod ssh;
 mod types;
 
@@ -15,6 +16,7 @@ use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, OpenApi, Tags};
 
 pub use accounts::AccountsApi;
+pub use push_mirrors::PushMirrorsApi;
 pub use ssh::SshApi;
 
 use crate::auth::ApiToken;
