@@ -16,12 +16,11 @@ use mirrorhub_core::push_mirror::{
     plan, Plan, PlannedUpdate, PushRefKind, PushRefResult, PushRules, Refs,
 };
 use mirrorhub_core::UpstreamUrl;
-use tokio::time::Instant;
 
 use crate::command::{self, Invocation};
 use crate::error::{redact, GitError};
 use crate::proxy::{resolve_allowed, ResolveError};
-use crate::transport::{GitCli, Remote, Transport};
+use crate::transport::{GitCli, Remote};
 use crate::{blocking, refs, Auth, GitEngine};
 
 /// Refs per `git push`: an argument list of this many refspecs and leases stays far below

@@ -762,8 +762,8 @@ pub(super) async fn repo_page_with(
     }
     if can_admin {
         match hub.list_push_mirrors(&repo).await {
-            Ok(list) => {
-                push_mirrors.list = list
+            Ok(mirrors) => {
+                push_mirrors.list = mirrors
                     .iter()
                     .map(|m| super::push_mirrors::PushMirrorView::new(m, now))
                     .collect()
