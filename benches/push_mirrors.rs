@@ -27,7 +27,9 @@ use std::time::{Duration, Instant};
 
 use mirrorhub_testkit::{git, init_bare, HttpGitServer, Scratch};
 use serde_json::{json, Value};
-use support::{env_number, extra_hub_env, git_cli, load_average, status_mb, HubProcess, ADMIN_TOKEN};
+use support::{
+    env_number, extra_hub_env, git_cli, load_average, status_mb, HubProcess, ADMIN_TOKEN,
+};
 
 const USER: &str = "bench";
 const PASSWORD: &str = "bench-downstream-password";
@@ -100,7 +102,11 @@ async fn run() {
     // The repository to migrate, and the client's clone of it.
     let work = Scratch::new();
     for i in 0..20 {
-        work.commit_file(&format!("f{i}.txt"), format!("{i}\n"), &format!("commit {i}"));
+        work.commit_file(
+            &format!("f{i}.txt"),
+            format!("{i}\n"),
+            &format!("commit {i}"),
+        );
     }
     let src = up_root.join("src.git");
     init_bare(&src);
@@ -134,7 +140,11 @@ async fn run() {
     .await;
     let deadline = Instant::now() + Duration::from_secs(120);
     while api(&base, reqwest::Method::GET, "/repos/bench/app", None).await["state"] != "ready" {
-        assert!(Instant::now() < deadline, "the migration never finished:\n{}", hub.log_text());
+        assert!(
+            Instant::now() < deadline,
+            "the migration never finished:\n{}",
+            hub.log_text()
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let mirror_repo = down_root.join("mirror.git");
@@ -146,7 +156,12 @@ async fn run() {
     )
     .await;
     let head = work.head();
-    wait_main(std::slice::from_ref(&mirror_repo), head.trim(), Duration::from_secs(60)).await;
+    wait_main(
+        std::slice::from_ref(&mirror_repo),
+        head.trim(),
+        Duration::from_secs(60),
+    )
+    .await;
 
     let bearer = format!("http.extraHeader=Authorization: Bearer {ADMIN_TOKEN}");
     let hub_url = format!("{base}/bench/app.git");
@@ -170,7 +185,11 @@ async fn run() {
         let commit = commit.trim().to_owned();
         plain.push(git_cli(work.path(), &["push", "--quiet", &plain_url, "main"]).await);
         let started = Instant::now();
-        git_cli(work.path(), &["-c", &bearer, "push", "--quiet", &hub_url, "main"]).await;
+        git_cli(
+            work.path(),
+            &["-c", &bearer, "push", "--quiet", &hub_url, "main"],
+        )
+        .await;
         let pushed = started.elapsed();
         let after = wait_main(
             std::slice::from_ref(&mirror_repo),
@@ -200,7 +219,11 @@ async fn run() {
         "  propagation p50 = git push p50 {:+.1} ms ({:.2}x); target: within +50 ms: {}",
         ms(p50_hub) - ms(p50_plain),
         p50_hub.as_secs_f64() / p50_plain.as_secs_f64(),
-        if ms(p50_hub) <= ms(p50_plain) + 50.0 { "met" } else { "NOT met" }
+        if ms(p50_hub) <= ms(p50_plain) + 50.0 {
+            "met"
+        } else {
+            "NOT met"
+        }
     );
 
     // Fan-out: `targets` push mirrors of the same repository, one push.
@@ -221,7 +244,11 @@ async fn run() {
     let rss_before = status_mb(hub.pid(), "VmRSS:");
     let commit = work.commit_file("fan.txt", "fan\n", "fan-out");
     let started = Instant::now();
-    git_cli(work.path(), &["-c", &bearer, "push", "--quiet", &hub_url, "main"]).await;
+    git_cli(
+        work.path(),
+        &["-c", &bearer, "push", "--quiet", &hub_url, "main"],
+    )
+    .await;
     let pushed = started.elapsed();
     let all = wait_main(&fan, commit.trim(), Duration::from_secs(600)).await;
     println!(

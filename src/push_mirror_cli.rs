@@ -138,7 +138,10 @@ pub async fn run(cmd: PushMirrorCommand) -> anyhow::Result<std::process::ExitCod
                 )
                 .await?;
             print_mirrors(&json!([m]), hub.json);
-            eprintln!("the first push is queued: `mirrorhub repo push-mirror runs {repo} {}`", m["id"]);
+            eprintln!(
+                "the first push is queued: `mirrorhub repo push-mirror runs {repo} {}`",
+                m["id"]
+            );
             Ok(std::process::ExitCode::SUCCESS)
         }
         PushMirrorCommand::List { repo, hub } => {
@@ -232,7 +235,11 @@ fn print_mirrors(list: &Value, as_json: bool) {
             let only: Vec<&str> = only.iter().filter_map(Value::as_str).collect();
             options.push(format!("only {}", only.join(",")));
         }
-        for (field, off) in [("tags", "no tags"), ("prune", "no prune"), ("force", "no force")] {
+        for (field, off) in [
+            ("tags", "no tags"),
+            ("prune", "no prune"),
+            ("force", "no force"),
+        ] {
             if m[field] == false {
                 options.push(off.to_owned());
             }

@@ -68,7 +68,9 @@ async fn wait_push_run(hub: &Hub, repo: &str, id: i64, after: Option<i64>) -> Va
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let (status, runs) = hub
-            .get(&format!("/api/v1/repos/{repo}/push-mirrors/{id}/runs?limit=1"))
+            .get(&format!(
+                "/api/v1/repos/{repo}/push-mirrors/{id}/runs?limit=1"
+            ))
             .await;
         assert_eq!(status, 200, "{runs}");
         if let Some(run) = runs.as_array().and_then(|r| r.first()) {
@@ -136,7 +138,10 @@ async fn a_push_to_a_primary_is_pushed_on_at_once(db: TestDb) {
     // A hidden ref of the hub's own: never pushed anywhere.
     let hub_repo = hub.repo_dir(1);
     let main = git(&hub_repo, ["rev-parse", "refs/heads/main"]);
-    git(&hub_repo, ["update-ref", "refs/mirrorhub/backup/main", main.trim()]);
+    git(
+        &hub_repo,
+        ["update-ref", "refs/mirrorhub/backup/main", main.trim()],
+    );
 
     let mirror = add_push_mirror(
         &hub,
@@ -191,7 +196,10 @@ async fn a_push_to_a_primary_is_pushed_on_at_once(db: TestDb) {
     assert!(!mirror["last_success_at"].is_null(), "{mirror}");
     assert!(mirror["last_error"].is_null(), "{mirror}");
     assert_eq!(mirror["diverged"], json!([]));
-    assert!(!hub.log_text().contains(PASSWORD), "the token is in the log");
+    assert!(
+        !hub.log_text().contains(PASSWORD),
+        "the token is in the log"
+    );
 }
 
 async fn a_mirror_sync_is_pushed_on_with_only_the_chosen_branches(db: TestDb) {
@@ -222,8 +230,10 @@ async fn a_mirror_sync_is_pushed_on_with_only_the_chosen_branches(db: TestDb) {
 
     // The upstream moves; the mirror's sync moves the hub, which pushes on.
     let head = work.commit_file("up.txt", "up\n", "upstream work");
-    work.branch("release/1.0").commit_file("r.txt", "r\n", "release");
-    work.branch("release/2.0/hotfix").commit_file("h.txt", "h\n", "nested");
+    work.branch("release/1.0")
+        .commit_file("r.txt", "r\n", "release");
+    work.branch("release/2.0/hotfix")
+        .commit_file("h.txt", "h\n", "nested");
     work.checkout("main");
     work.tag("v2");
     work.push_mirror(bare.to_str().unwrap());
@@ -232,7 +242,8 @@ async fn a_mirror_sync_is_pushed_on_with_only_the_chosen_branches(db: TestDb) {
         .await;
     assert_eq!(status, 202, "{body}");
     wait_refs(&down, "got the sync", |r| {
-        r.contains(&format!("{head} commit refs/heads/main")) && r.contains("refs/heads/release/1.0")
+        r.contains(&format!("{head} commit refs/heads/main"))
+            && r.contains("refs/heads/release/1.0")
     })
     .await;
     let run = wait_push_run(&hub, "team/mirror", id, first["id"].as_i64()).await;
@@ -245,7 +256,10 @@ async fn a_mirror_sync_is_pushed_on_with_only_the_chosen_branches(db: TestDb) {
     // Branches outside the filter that exist downstream are never pruned.
     git(&down, ["update-ref", "refs/heads/theirs", head.trim()]);
     let (status, _) = hub
-        .post(&format!("/api/v1/repos/team/mirror/push-mirrors/{id}/sync"), json!(null))
+        .post(
+            &format!("/api/v1/repos/team/mirror/push-mirrors/{id}/sync"),
+            json!(null),
+        )
         .await;
     assert_eq!(status, 202);
     let run = wait_push_run(&hub, "team/mirror", id, run["id"].as_i64()).await;
@@ -284,7 +298,13 @@ async fn without_force_a_ref_moved_downstream_is_left_alone_and_reported(db: Tes
     // The hub moves main (their commit is not in ours) and rewrites feature.
     let ours = work.commit_file("ours.txt", "ours\n", "written on the hub");
     work.checkout("feature");
-    work.git(["commit", "--quiet", "--amend", "-m", "feature work, reworded"]);
+    work.git([
+        "commit",
+        "--quiet",
+        "--amend",
+        "-m",
+        "feature work, reworded",
+    ]);
     let feature = work.head();
     work.checkout("main");
     push_to_hub(&hub, &work, "team/app", &["main", "+feature"]).await;
@@ -297,8 +317,14 @@ async fn without_force_a_ref_moved_downstream_is_left_alone_and_reported(db: Tes
     assert_eq!(names(&run["pushed"]), ["refs/heads/feature"], "{run}");
     assert_eq!(run["pushed"][0]["kind"], "forced", "{run}");
     let now = refs(&down);
-    assert!(now.contains(&format!("{} commit refs/heads/main", theirs.trim())), "untouched: {now}");
-    assert!(now.contains(&format!("{} commit refs/heads/feature", feature.trim())), "{now}");
+    assert!(
+        now.contains(&format!("{} commit refs/heads/main", theirs.trim())),
+        "untouched: {now}"
+    );
+    assert!(
+        now.contains(&format!("{} commit refs/heads/feature", feature.trim())),
+        "{now}"
+    );
     let (_, status) = hub
         .get(&format!("/api/v1/repos/team/app/push-mirrors/{id}"))
         .await;
@@ -307,11 +333,18 @@ async fn without_force_a_ref_moved_downstream_is_left_alone_and_reported(db: Tes
     // A branch created downstream is theirs too: never pruned without force.
     git(&down, ["update-ref", "refs/heads/extra", theirs.trim()]);
     let (status, _) = hub
-        .post(&format!("/api/v1/repos/team/app/push-mirrors/{id}/sync"), json!(null))
+        .post(
+            &format!("/api/v1/repos/team/app/push-mirrors/{id}/sync"),
+            json!(null),
+        )
         .await;
     assert_eq!(status, 202);
     let run = wait_push_run(&hub, "team/app", id, run["id"].as_i64()).await;
-    assert_eq!(names(&run["diverged"]), ["refs/heads/extra", "refs/heads/main"], "{run}");
+    assert_eq!(
+        names(&run["diverged"]),
+        ["refs/heads/extra", "refs/heads/main"],
+        "{run}"
+    );
     assert!(refs(&down).contains("refs/heads/extra"));
 
     // With force, the downstream follows the hub again.
@@ -326,7 +359,8 @@ async fn without_force_a_ref_moved_downstream_is_left_alone_and_reported(db: Tes
     let run = wait_push_run(&hub, "team/app", id, run["id"].as_i64()).await;
     assert_eq!(run["outcome"], "success", "{run}");
     wait_refs(&down, "followed the hub", |r| {
-        r.contains(&format!("{} commit refs/heads/main", ours.trim())) && !r.contains("refs/heads/extra")
+        r.contains(&format!("{} commit refs/heads/main", ours.trim()))
+            && !r.contains("refs/heads/extra")
     })
     .await;
     let (_, status) = hub
@@ -360,16 +394,26 @@ async fn wrong_credentials_fail_the_run_and_new_ones_repair_it(db: TestDb) {
     let run = wait_push_run(&hub, "team/app", id, None).await;
     assert_eq!(run["outcome"], "failed", "{run}");
     assert_eq!(run["error"]["code"], "upstream_auth_failed", "{run}");
-    assert!(run["error"]["message"].as_str().unwrap().contains("push"), "{run}");
+    assert!(
+        run["error"]["message"].as_str().unwrap().contains("push"),
+        "{run}"
+    );
     let (_, status) = hub
         .get(&format!("/api/v1/repos/team/app/push-mirrors/{id}"))
         .await;
-    assert_eq!(status["last_error"]["code"], "upstream_auth_failed", "{status}");
+    assert_eq!(
+        status["last_error"]["code"], "upstream_auth_failed",
+        "{status}"
+    );
     assert!(status["last_success_at"].is_null());
     assert_eq!(refs(&down), "");
     // The run is retried with backoff: the next one is due soon, not in a day.
-    let next: chrono::DateTime<chrono::Utc> = status["next_push_at"].as_str().unwrap().parse().unwrap();
-    assert!(next < chrono::Utc::now() + chrono::Duration::hours(1), "{status}");
+    let next: chrono::DateTime<chrono::Utc> =
+        status["next_push_at"].as_str().unwrap().parse().unwrap();
+    assert!(
+        next < chrono::Utc::now() + chrono::Duration::hours(1),
+        "{status}"
+    );
 
     let (status, body) = hub
         .call(
@@ -387,7 +431,10 @@ async fn wrong_credentials_fail_the_run_and_new_ones_repair_it(db: TestDb) {
         .await;
     assert!(status["last_error"].is_null(), "{status}");
     let log = hub.log_text();
-    assert!(!log.contains(PASSWORD) && !log.contains(wrong), "a token is in the log");
+    assert!(
+        !log.contains(PASSWORD) && !log.contains(wrong),
+        "a token is in the log"
+    );
 }
 
 async fn bad_requests_are_refused_by_field(db: TestDb) {
@@ -398,13 +445,43 @@ async fn bad_requests_are_refused_by_field(db: TestDb) {
     create_repo(&hub, &server.url("src.git"), "app", "migrate").await;
     let path = "/api/v1/repos/team/app/push-mirrors";
     let cases = [
-        (json!({"url": server.url("x.git"), "only_branches": ["main", "/(/"]}), 400, "invalid_request", "only_branches"),
-        (json!({"url": server.url("x.git"), "only_branches": []}), 400, "invalid_request", "only_branches"),
-        (json!({"url": "http://10.1.2.3/x.git"}), 422, "url_not_allowed", "url"),
-        (json!({"url": "file:///etc"}), 400, "unsupported_scheme", "url"),
+        (
+            json!({"url": server.url("x.git"), "only_branches": ["main", "/(/"]}),
+            400,
+            "invalid_request",
+            "only_branches",
+        ),
+        (
+            json!({"url": server.url("x.git"), "only_branches": []}),
+            400,
+            "invalid_request",
+            "only_branches",
+        ),
+        (
+            json!({"url": "http://10.1.2.3/x.git"}),
+            422,
+            "url_not_allowed",
+            "url",
+        ),
+        (
+            json!({"url": "file:///etc"}),
+            400,
+            "unsupported_scheme",
+            "url",
+        ),
         (json!({"url": "not a url"}), 400, "invalid_url", "url"),
-        (json!({"url": server.url("x.git"), "sync_interval": "1s"}), 400, "invalid_request", "sync_interval"),
-        (json!({"url": server.url("x.git"), "username": "u"}), 400, "invalid_request", "token"),
+        (
+            json!({"url": server.url("x.git"), "sync_interval": "1s"}),
+            400,
+            "invalid_request",
+            "sync_interval",
+        ),
+        (
+            json!({"url": server.url("x.git"), "username": "u"}),
+            400,
+            "invalid_request",
+            "token",
+        ),
     ];
     for (body, status, code, field) in cases {
         let (got, answer) = hub.post(path, body.clone()).await;
@@ -412,14 +489,16 @@ async fn bad_requests_are_refused_by_field(db: TestDb) {
         assert_eq!(answer["error"]["code"], code, "{body}: {answer}");
         assert_eq!(answer["error"]["field"], field, "{body}: {answer}");
     }
-    assert!(
-        hub.post(path, json!({"url": server.url("x.git"), "only_branches": ["/(/"]}))
-            .await
-            .1["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("/(/")
-    );
+    assert!(hub
+        .post(
+            path,
+            json!({"url": server.url("x.git"), "only_branches": ["/(/"]})
+        )
+        .await
+        .1["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("/(/"));
     let (_, list) = hub.get(path).await;
     assert_eq!(list, json!([]), "nothing was recorded");
     for (method, p) in [
@@ -438,10 +517,19 @@ async fn bad_requests_are_refused_by_field(db: TestDb) {
     assert_eq!(status, 401);
 
     // Delete: gone with its history.
-    let m = add_push_mirror(&hub, "team/app", json!({"url": server.url("x.git"), "enabled": false})).await;
+    let m = add_push_mirror(
+        &hub,
+        "team/app",
+        json!({"url": server.url("x.git"), "enabled": false}),
+    )
+    .await;
     assert_eq!(m["next_push_at"], Value::Null, "{m}");
     let (status, _) = hub
-        .call(reqwest::Method::DELETE, &format!("{path}/{}", m["id"]), None)
+        .call(
+            reqwest::Method::DELETE,
+            &format!("{path}/{}", m["id"]),
+            None,
+        )
         .await;
     assert_eq!(status, 204);
     let (_, list) = hub.get(path).await;
@@ -463,11 +551,19 @@ async fn a_hub_killed_during_a_push_finishes_it_after_the_restart(db: TestDb) {
     push_to_hub(&hub, &work, "team/app", &["main"]).await;
 
     gate.close();
-    let mirror = add_push_mirror(&hub, "team/app", json!({"url": gate.http_url("backup.git")})).await;
+    let mirror = add_push_mirror(
+        &hub,
+        "team/app",
+        json!({"url": gate.http_url("backup.git")}),
+    )
+    .await;
     let id = mirror["id"].as_i64().unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     while gate.held() == 0 {
-        assert!(Instant::now() < deadline, "the run never reached the downstream");
+        assert!(
+            Instant::now() < deadline,
+            "the run never reached the downstream"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     hub.kill9();
@@ -486,7 +582,11 @@ async fn a_hub_killed_during_a_push_finishes_it_after_the_restart(db: TestDb) {
         if done {
             break runs;
         }
-        assert!(Instant::now() < deadline, "no run finished after the restart: {runs}\n{}", hub.log_text());
+        assert!(
+            Instant::now() < deadline,
+            "no run finished after the restart: {runs}\n{}",
+            hub.log_text()
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     let runs = runs.as_array().unwrap();

@@ -195,7 +195,9 @@ impl PushRules {
     /// Whether a branch or tag (full name) is one this target carries.
     pub fn takes(&self, name: &str) -> bool {
         if let Some(branch) = name.strip_prefix("refs/heads/") {
-            self.only_branches.as_ref().is_none_or(|f| f.matches(branch))
+            self.only_branches
+                .as_ref()
+                .is_none_or(|f| f.matches(branch))
         } else if name.starts_with("refs/tags/") {
             self.tags
         } else {
@@ -385,9 +387,13 @@ mod tests {
     fn creates_updates_and_prunes_with_force() {
         let local = refs(&[("refs/heads/main", "b"), ("refs/heads/new", "n")]);
         let remote = refs(&[("refs/heads/main", "x"), ("refs/heads/gone", "g")]);
-        let p = plan(&local, &remote, &Refs::new(), &rules(true, true), &mut |_, _| {
-            false
-        });
+        let p = plan(
+            &local,
+            &remote,
+            &Refs::new(),
+            &rules(true, true),
+            &mut |_, _| false,
+        );
         let kinds: Vec<(&str, PushRefKind, Option<&str>)> = p
             .updates
             .iter()
@@ -428,11 +434,18 @@ mod tests {
         ]);
         let mut local = local;
         local.insert("refs/heads/same".into(), "s".into());
-        let p = plan(&local, &remote, &pushed, &rules(false, true), &mut |t, o| {
-            (t, o) == ("a", "b")
-        });
-        let updates: Vec<(&str, PushRefKind)> =
-            p.updates.iter().map(|u| (u.name.as_str(), u.kind)).collect();
+        let p = plan(
+            &local,
+            &remote,
+            &pushed,
+            &rules(false, true),
+            &mut |t, o| (t, o) == ("a", "b"),
+        );
+        let updates: Vec<(&str, PushRefKind)> = p
+            .updates
+            .iter()
+            .map(|u| (u.name.as_str(), u.kind))
+            .collect();
         assert_eq!(
             updates,
             [
@@ -453,9 +466,13 @@ mod tests {
     fn without_prune_extra_downstream_refs_stay_and_filters_limit_everything() {
         let local = refs(&[("refs/heads/main", "m"), ("refs/heads/dev", "d")]);
         let remote = refs(&[("refs/heads/old", "o"), ("refs/heads/dev-x", "x")]);
-        let p = plan(&local, &remote, &Refs::new(), &rules(true, false), &mut |_, _| {
-            false
-        });
+        let p = plan(
+            &local,
+            &remote,
+            &Refs::new(),
+            &rules(true, false),
+            &mut |_, _| false,
+        );
         assert_eq!(p.updates.len(), 2);
         assert!(p.updates.iter().all(|u| u.kind == PushRefKind::Created));
         let only_main = PushRules {
@@ -464,6 +481,10 @@ mod tests {
         };
         let p = plan(&local, &remote, &Refs::new(), &only_main, &mut |_, _| false);
         let names: Vec<&str> = p.updates.iter().map(|u| u.name.as_str()).collect();
-        assert_eq!(names, ["refs/heads/main"], "prune never touches unselected branches");
+        assert_eq!(
+            names,
+            ["refs/heads/main"],
+            "prune never touches unselected branches"
+        );
     }
 }

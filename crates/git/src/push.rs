@@ -240,14 +240,20 @@ impl GitEngine {
                     let local = refs::read_state(&repo)?.refs;
                     let git = refs::open(&repo)?;
                     let mut is_ancestor = |theirs: &str, ours: &str| {
-                        let (Ok(t), Ok(o)) = (git2::Oid::from_str(theirs), git2::Oid::from_str(ours))
+                        let (Ok(t), Ok(o)) =
+                            (git2::Oid::from_str(theirs), git2::Oid::from_str(ours))
                         else {
                             return false;
                         };
-                        git.find_commit(t).is_ok()
-                            && git.graph_descendant_of(o, t).unwrap_or(false)
+                        git.find_commit(t).is_ok() && git.graph_descendant_of(o, t).unwrap_or(false)
                     };
-                    Ok(plan(&local, &remote_refs, &pushed, &rules, &mut is_ancestor))
+                    Ok(plan(
+                        &local,
+                        &remote_refs,
+                        &pushed,
+                        &rules,
+                        &mut is_ancestor,
+                    ))
                 })
                 .await?
             };
@@ -260,7 +266,9 @@ impl GitEngine {
                 let lines = match cli.push_once(&remote, repo, &batch, atomic).await? {
                     Some(lines) => lines,
                     None => {
-                        tracing::info!("the downstream does not support atomic pushes; pushing ref by ref");
+                        tracing::info!(
+                            "the downstream does not support atomic pushes; pushing ref by ref"
+                        );
                         atomic = false;
                         cli.push_once(&remote, repo, &batch, false)
                             .await?
@@ -292,8 +300,9 @@ impl GitEngine {
                         }
                         // Moved downstream since the listing (or refused only with such a
                         // ref in an atomic push): decided again on the next attempt.
-                        Some(l) if (l.stale() || (any_stale && l.atomic_casualty()))
-                            && attempt < ATTEMPTS =>
+                        Some(l)
+                            if (l.stale() || (any_stale && l.atomic_casualty()))
+                                && attempt < ATTEMPTS =>
                         {
                             stale += 1;
                         }
@@ -320,7 +329,11 @@ impl GitEngine {
             if stale == 0 {
                 break;
             }
-            tracing::info!(refs = stale, attempt, "downstream refs moved during the push; listing again");
+            tracing::info!(
+                refs = stale,
+                attempt,
+                "downstream refs moved during the push; listing again"
+            );
         }
         let mut refs: Vec<PushRefResult> = done.into_values().collect();
         for d in &last_plan.diverged {

@@ -460,8 +460,8 @@ impl Hub {
     /// Brings the queue back after a restart: stale claims released (SQLite), and every
     /// repository still waiting for its initial copy has a job.
     pub async fn recover(&self) -> Result<(), HubError> {
-        let released = self.store.release_all_claims().await?
-            + self.store.release_all_push_claims().await?;
+        let released =
+            self.store.release_all_claims().await? + self.store.release_all_push_claims().await?;
         let requeued = self.store.requeue_cloning(Utc::now()).await?;
         let trash = self.config.repos_dir.join(TRASH_DIR);
         let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(trash)).await;

@@ -16,8 +16,7 @@ use mirrorhub_core::push_mirror::{BranchFilter, PushRefKind, PushRules, PushTrig
 use mirrorhub_core::{schedule, ErrorCode, HostKey, Outcome, Scheme, UpstreamUrl};
 use mirrorhub_git::GitError;
 use mirrorhub_store::{
-    NewPushMirror, PushJob, PushMirror, PushMirrorUpdate, PushRun, PushRunResult, Repo,
-    StoreError,
+    NewPushMirror, PushJob, PushMirror, PushMirrorUpdate, PushRun, PushRunResult, Repo, StoreError,
 };
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -111,7 +110,9 @@ fn parse_filter(patterns: Option<Vec<String>>) -> Result<Option<Vec<String>>, Hu
         None => Ok(None),
         Some(list) => BranchFilter::parse(&list)
             .map(|f| Some(f.patterns().to_vec()))
-            .map_err(|e| HubError::invalid(ErrorCode::InvalidRequest, "only_branches", e.to_string())),
+            .map_err(|e| {
+                HubError::invalid(ErrorCode::InvalidRequest, "only_branches", e.to_string())
+            }),
     }
 }
 
@@ -178,10 +179,17 @@ impl Hub {
             if let Some(id) = request.ssh_key_id {
                 self.owned_ssh_key(&repo.owner, id).await?;
             }
-            (request.ssh_key_id, Some(mirrorhub_core::known_hosts_text(&keys)))
+            (
+                request.ssh_key_id,
+                Some(mirrorhub_core::known_hosts_text(&keys)),
+            )
         } else {
             if request.ssh_key_id.is_some() {
-                return Err(HubError::invalid(ErrorCode::InvalidRequest, "ssh_key_id", "an SSH key is for ssh:// downstreams: give username and token for http(s)"));
+                return Err(HubError::invalid(
+                    ErrorCode::InvalidRequest,
+                    "ssh_key_id",
+                    "an SSH key is for ssh:// downstreams: give username and token for http(s)",
+                ));
             }
             (None, None)
         };
@@ -276,13 +284,24 @@ impl Hub {
             update.credentials = Some(None);
         } else if let Some(token) = change.token.as_deref().filter(|t| !t.is_empty()) {
             if ssh {
-                return Err(HubError::invalid(ErrorCode::InvalidRequest, "token", "an SSH downstream logs in with a key, not a token: give ssh_key_id"));
+                return Err(HubError::invalid(
+                    ErrorCode::InvalidRequest,
+                    "token",
+                    "an SSH downstream logs in with a key, not a token: give ssh_key_id",
+                ));
             }
-            update.credentials = Some(Some(request::credentials(change.username.as_deref(), token)?));
+            update.credentials = Some(Some(request::credentials(
+                change.username.as_deref(),
+                token,
+            )?));
         }
         if let Some(id) = change.ssh_key_id {
             if !ssh {
-                return Err(HubError::invalid(ErrorCode::InvalidRequest, "ssh_key_id", "an SSH key is for ssh:// downstreams"));
+                return Err(HubError::invalid(
+                    ErrorCode::InvalidRequest,
+                    "ssh_key_id",
+                    "an SSH key is for ssh:// downstreams",
+                ));
             }
             self.owned_ssh_key(&repo.owner, id).await?;
             update.ssh_key_id = Some(Some(id));
@@ -291,7 +310,11 @@ impl Hub {
             let keys = Self::push_known_hosts(&target.url, text)?;
             update.known_hosts = Some(Some(mirrorhub_core::known_hosts_text(&keys)));
         } else if ssh && update.url.is_some() && mirror.known_hosts.is_none() {
-            return Err(HubError::invalid(ErrorCode::InvalidRequest, "known_hosts", "an SSH downstream needs its pinned host keys: give known_hosts"));
+            return Err(HubError::invalid(
+                ErrorCode::InvalidRequest,
+                "known_hosts",
+                "an SSH downstream needs its pinned host keys: give known_hosts",
+            ));
         }
         if let Some(only) = change.only_branches {
             update.only_branches = Some(parse_filter(only)?);
@@ -426,7 +449,11 @@ impl Hub {
     }
 
     /// What a push mirror's runs log in with.
-    async fn push_login(&self, mirror: &PushMirror, url: &UpstreamUrl) -> Result<UpstreamLogin, HubError> {
+    async fn push_login(
+        &self,
+        mirror: &PushMirror,
+        url: &UpstreamUrl,
+    ) -> Result<UpstreamLogin, HubError> {
         if url.scheme() != Scheme::Ssh {
             return Ok(UpstreamLogin::basic(mirror.credentials.clone()));
         }
@@ -444,7 +471,11 @@ impl Hub {
 
     /// When the fallback runs a target next after a run that ended at `at`: its interval after
     /// a success; capped backoff after a failure (`failures`: this one included).
-    fn next_push_at(mirror: &PushMirror, at: DateTime<Utc>, failures: Option<u32>) -> Option<DateTime<Utc>> {
+    fn next_push_at(
+        mirror: &PushMirror,
+        at: DateTime<Utc>,
+        failures: Option<u32>,
+    ) -> Option<DateTime<Utc>> {
         if !mirror.enabled {
             return None;
         }
@@ -530,7 +561,11 @@ async fn run_job(hub: &Arc<Hub>, worker_id: &str, job: PushJob) {
     if let Err(e) = result {
         tracing::error!(error = %e, "push bookkeeping failed; the job is released for a retry");
         let retry_at = Utc::now() + chrono::Duration::seconds(30);
-        if let Err(e) = hub.store.release_push_job(job.id, worker_id, retry_at).await {
+        if let Err(e) = hub
+            .store
+            .release_push_job(job.id, worker_id, retry_at)
+            .await
+        {
             tracing::error!(error = %e, "could not release the push job; its lease will expire");
         }
     }
@@ -584,7 +619,12 @@ async fn try_run_job(hub: &Arc<Hub>, worker_id: &str, job: &PushJob) -> Result<(
                 .collect();
             let changed = report.changed();
             let (outcome, code, message) = if !rejected.is_empty() {
-                let shown = rejected.iter().take(5).cloned().collect::<Vec<_>>().join(", ");
+                let shown = rejected
+                    .iter()
+                    .take(5)
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ");
                 (
                     Outcome::Failed,
                     Some(ErrorCode::PushRejected.as_str().to_owned()),
@@ -656,17 +696,26 @@ async fn push(
     })?;
     let login = hub.push_login(mirror, &url).await.map_err(|e| {
         tracing::error!(error = ?e, "could not read the push mirror's login");
-        (ErrorCode::Internal, "the hub could not read the push mirror's login; the operator's log has the cause".to_owned())
+        (
+            ErrorCode::Internal,
+            "the hub could not read the push mirror's login; the operator's log has the cause"
+                .to_owned(),
+        )
     })?;
     let pushed = hub.store.pushed_refs(mirror.id).await.map_err(|e| {
         tracing::error!(error = ?e, "could not read the push mirror's known refs");
-        (ErrorCode::Internal, "the hub could not read its records; the operator's log has the cause".to_owned())
+        (
+            ErrorCode::Internal,
+            "the hub could not read its records; the operator's log has the cause".to_owned(),
+        )
     })?;
     let slot = hub.host_slot(&url.authority());
-    let _permit = slot
-        .acquire_owned()
-        .await
-        .map_err(|_| (ErrorCode::Unavailable, "the hub is shutting down".to_owned()))?;
+    let _permit = slot.acquire_owned().await.map_err(|_| {
+        (
+            ErrorCode::Unavailable,
+            "the hub is shutting down".to_owned(),
+        )
+    })?;
     hub.engine
         .push_mirror(&url, login.auth(), &hub.repo_path(repo.id), &rules, &pushed)
         .await

@@ -226,8 +226,7 @@ pub trait PushMirrorStore: Send + Sync {
         result: &PushRunResult,
     ) -> Result<(), StoreError>;
     /// A target's latest runs, newest first, each with its refs.
-    async fn list_push_runs(&self, mirror_id: i64, limit: i64)
-        -> Result<Vec<PushRun>, StoreError>;
+    async fn list_push_runs(&self, mirror_id: i64, limit: i64) -> Result<Vec<PushRun>, StoreError>;
     /// What the target's runs last left each ref at downstream.
     async fn pushed_refs(&self, mirror_id: i64) -> Result<BTreeMap<String, String>, StoreError>;
 }

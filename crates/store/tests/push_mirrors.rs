@@ -13,9 +13,7 @@ use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use harness::{Backend, TestDb};
 use mirrorhub_core::push_mirror::{PushRefKind, PushRefResult, PushTrigger};
 use mirrorhub_core::{Credentials, Mode, Outcome, OwnerName, RepoName, Trigger, Visibility};
-use mirrorhub_store::{
-    NewPushMirror, NewRepo, PushMirrorUpdate, PushRunResult, Store, SyncResult,
-};
+use mirrorhub_store::{NewPushMirror, NewRepo, PushMirrorUpdate, PushRunResult, Store, SyncResult};
 
 conformance!(
     push_mirrors_are_created_listed_changed_and_deleted,
@@ -125,15 +123,25 @@ async fn push_mirrors_are_created_listed_changed_and_deleted(db: TestDb) {
     assert_eq!(created.next_push_at, Some(t0() + secs(86_400)));
     assert!(created.diverged.is_empty());
     let creds = created.credentials.clone().unwrap();
-    assert_eq!((creds.username.as_str(), creds.expose_secret()), ("ci", "t0ken-secret"));
+    assert_eq!(
+        (creds.username.as_str(), creds.expose_secret()),
+        ("ci", "t0ken-secret")
+    );
     let second = s
         .create_push_mirror(&new_mirror(r, "git://b.example.org/app.git"), t0())
         .await
         .unwrap();
-    let listed: Vec<i64> = s.list_push_mirrors(r).await.unwrap().iter().map(|m| m.id).collect();
+    let listed: Vec<i64> = s
+        .list_push_mirrors(r)
+        .await
+        .unwrap()
+        .iter()
+        .map(|m| m.id)
+        .collect();
     assert_eq!(listed, [created.id, second.id]);
     assert!(matches!(
-        s.create_push_mirror(&new_mirror(r + 100, "git://x/y.git"), t0()).await,
+        s.create_push_mirror(&new_mirror(r + 100, "git://x/y.git"), t0())
+            .await,
         Err(mirrorhub_store::StoreError::NotFound)
     ));
 
@@ -162,7 +170,9 @@ async fn push_mirrors_are_created_listed_changed_and_deleted(db: TestDb) {
         .is_none());
 
     // Deleting the repository takes its push mirrors, jobs and runs along.
-    s.enqueue_push(second.id, PushTrigger::Manual, t0()).await.unwrap();
+    s.enqueue_push(second.id, PushTrigger::Manual, t0())
+        .await
+        .unwrap();
     assert!(s.delete_push_mirror(created.id).await.unwrap());
     assert!(!s.delete_push_mirror(created.id).await.unwrap());
     assert!(s.delete_repo(r).await.unwrap());
@@ -173,8 +183,14 @@ async fn push_mirrors_are_created_listed_changed_and_deleted(db: TestDb) {
 async fn push_jobs_coalesce_wait_for_the_first_copy_and_hold_one_lease_per_target(db: TestDb) {
     let s = db.store.as_ref();
     let r = repo(s, "app", false).await;
-    let a = s.create_push_mirror(&new_mirror(r, "git://a/x.git"), t0()).await.unwrap();
-    let b = s.create_push_mirror(&new_mirror(r, "git://b/x.git"), t0()).await.unwrap();
+    let a = s
+        .create_push_mirror(&new_mirror(r, "git://a/x.git"), t0())
+        .await
+        .unwrap();
+    let b = s
+        .create_push_mirror(&new_mirror(r, "git://b/x.git"), t0())
+        .await
+        .unwrap();
     let off = s
         .create_push_mirror(
             &NewPushMirror {
@@ -185,10 +201,18 @@ async fn push_jobs_coalesce_wait_for_the_first_copy_and_hold_one_lease_per_targe
         )
         .await
         .unwrap();
-    assert!(s.enqueue_push(a.id, PushTrigger::Create, t0() + secs(5)).await.unwrap());
-    assert!(!s.enqueue_push(a.id, PushTrigger::Push, t0()).await.unwrap(), "merged");
+    assert!(s
+        .enqueue_push(a.id, PushTrigger::Create, t0() + secs(5))
+        .await
+        .unwrap());
+    assert!(
+        !s.enqueue_push(a.id, PushTrigger::Push, t0()).await.unwrap(),
+        "merged"
+    );
     assert_eq!(
-        s.enqueue_repo_pushes(r, PushTrigger::Push, t0() + secs(1)).await.unwrap(),
+        s.enqueue_repo_pushes(r, PushTrigger::Push, t0() + secs(1))
+            .await
+            .unwrap(),
         1,
         "only b is new; the disabled target is left out"
     );
@@ -207,7 +231,12 @@ async fn push_jobs_coalesce_wait_for_the_first_copy_and_hold_one_lease_per_targe
     make_ready(s, r).await;
     let first = s.claim_push_job("w1", now, LEASE).await.unwrap().unwrap();
     assert_eq!(
-        (first.mirror_id, first.repo_id, first.trigger, first.attempts),
+        (
+            first.mirror_id,
+            first.repo_id,
+            first.trigger,
+            first.attempts
+        ),
         (a.id, r, PushTrigger::Push, 1),
         "the earliest due job, with the trigger of the earlier request"
     );
@@ -216,17 +245,29 @@ async fn push_jobs_coalesce_wait_for_the_first_copy_and_hold_one_lease_per_targe
     let second = s.claim_push_job("w2", now, LEASE).await.unwrap().unwrap();
     assert_eq!(second.mirror_id, b.id);
     assert!(s.claim_push_job("w3", now, LEASE).await.unwrap().is_none());
-    assert!(s.renew_push_lease(first.id, "w1", now, LEASE).await.unwrap());
-    assert!(!s.renew_push_lease(first.id, "other", now, LEASE).await.unwrap());
+    assert!(s
+        .renew_push_lease(first.id, "w1", now, LEASE)
+        .await
+        .unwrap());
+    assert!(!s
+        .renew_push_lease(first.id, "other", now, LEASE)
+        .await
+        .unwrap());
 
     // After the lease runs out, another worker takes the job over (not the follow-up beside it).
     let later = now + secs(61);
     let taken = s.claim_push_job("w4", later, LEASE).await.unwrap().unwrap();
     assert_eq!((taken.id, taken.attempts), (first.id, 2));
-    assert!(!s.renew_push_lease(first.id, "w1", later, LEASE).await.unwrap());
+    assert!(!s
+        .renew_push_lease(first.id, "w1", later, LEASE)
+        .await
+        .unwrap());
     s.complete_push_job(taken.id, "w4").await.unwrap();
     let follow_up = s.claim_push_job("w4", later, LEASE).await.unwrap().unwrap();
-    assert_eq!((follow_up.mirror_id, follow_up.trigger), (a.id, PushTrigger::Sync));
+    assert_eq!(
+        (follow_up.mirror_id, follow_up.trigger),
+        (a.id, PushTrigger::Sync)
+    );
 
     // Released: back in the queue, or folded into a pending job of the same target.
     s.release_push_job(follow_up.id, "w4", later).await.unwrap();
@@ -252,13 +293,32 @@ fn pushed(name: &str, old: Option<&str>, new: Option<&str>, kind: PushRefKind) -
 async fn push_runs_record_refs_status_and_known_refs_together(db: TestDb) {
     let s = db.store.as_ref();
     let r = repo(s, "app", true).await;
-    let m = s.create_push_mirror(&new_mirror(r, "git://a/x.git"), t0()).await.unwrap();
-    let run = s.start_push_run(m.id, PushTrigger::Push, t0()).await.unwrap();
-    assert_eq!(s.get_push_mirror(m.id).await.unwrap().unwrap().last_run_at, Some(t0()));
+    let m = s
+        .create_push_mirror(&new_mirror(r, "git://a/x.git"), t0())
+        .await
+        .unwrap();
+    let run = s
+        .start_push_run(m.id, PushTrigger::Push, t0())
+        .await
+        .unwrap();
+    assert_eq!(
+        s.get_push_mirror(m.id).await.unwrap().unwrap().last_run_at,
+        Some(t0())
+    );
     let refs = vec![
-        pushed("refs/heads/main", Some("a1"), Some("b2"), PushRefKind::FastForward),
+        pushed(
+            "refs/heads/main",
+            Some("a1"),
+            Some("b2"),
+            PushRefKind::FastForward,
+        ),
         pushed("refs/heads/old", Some("c3"), None, PushRefKind::Deleted),
-        pushed("refs/heads/theirs", Some("d4"), Some("e5"), PushRefKind::Diverged),
+        pushed(
+            "refs/heads/theirs",
+            Some("d4"),
+            Some("e5"),
+            PushRefKind::Diverged,
+        ),
         PushRefResult {
             reason: Some("pre-receive hook declined".into()),
             ..pushed("refs/tags/v1", None, Some("f6"), PushRefKind::Rejected)
@@ -297,7 +357,10 @@ async fn push_runs_record_refs_status_and_known_refs_together(db: TestDb) {
     assert_eq!(runs[0].outcome, Outcome::Success);
 
     // A failure keeps the diverged refs it could not look at, counts, and says why.
-    let run2 = s.start_push_run(m.id, PushTrigger::Schedule, t0() + secs(2)).await.unwrap();
+    let run2 = s
+        .start_push_run(m.id, PushTrigger::Schedule, t0() + secs(2))
+        .await
+        .unwrap();
     s.finish_push_run(
         run2,
         m.id,
@@ -316,7 +379,10 @@ async fn push_runs_record_refs_status_and_known_refs_together(db: TestDb) {
     .await
     .unwrap();
     let failed = s.get_push_mirror(m.id).await.unwrap().unwrap();
-    assert_eq!(failed.last_error_code.as_deref(), Some("upstream_auth_failed"));
+    assert_eq!(
+        failed.last_error_code.as_deref(),
+        Some("upstream_auth_failed")
+    );
     assert_eq!(failed.consecutive_failures, 1);
     assert_eq!(failed.diverged, ["refs/heads/theirs"]);
     assert_eq!(failed.last_success_at, Some(t0() + secs(1)));
@@ -325,8 +391,16 @@ async fn push_runs_record_refs_status_and_known_refs_together(db: TestDb) {
     assert_eq!(runs.iter().map(|r| r.id).collect::<Vec<_>>(), [run2, run]);
 
     // A run left running by a dead worker is closed as interrupted.
-    let run3 = s.start_push_run(m.id, PushTrigger::Manual, t0() + secs(4)).await.unwrap();
-    assert_eq!(s.fail_interrupted_push_runs(m.id, t0() + secs(5)).await.unwrap(), 1);
+    let run3 = s
+        .start_push_run(m.id, PushTrigger::Manual, t0() + secs(4))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.fail_interrupted_push_runs(m.id, t0() + secs(5))
+            .await
+            .unwrap(),
+        1
+    );
     let runs = s.list_push_runs(m.id, 1).await.unwrap();
     assert_eq!((runs[0].id, runs[0].outcome), (run3, Outcome::Failed));
     assert_eq!(runs[0].error_code.as_deref(), Some("interrupted"));
@@ -361,7 +435,13 @@ async fn push_runs_record_refs_status_and_known_refs_together(db: TestDb) {
     .await
     .unwrap();
     assert!(s.pushed_refs(m.id).await.unwrap().is_empty());
-    assert!(s.get_push_mirror(m.id).await.unwrap().unwrap().diverged.is_empty());
+    assert!(s
+        .get_push_mirror(m.id)
+        .await
+        .unwrap()
+        .unwrap()
+        .diverged
+        .is_empty());
 }
 
 async fn due_push_mirrors_are_queued_by_the_scheduler(db: TestDb) {
@@ -398,14 +478,32 @@ async fn due_push_mirrors_are_queued_by_the_scheduler(db: TestDb) {
     .await
     .unwrap();
     assert_eq!(s.enqueue_due_pushes(t0() + secs(1), 10).await.unwrap(), 1);
-    assert_eq!(s.enqueue_due_pushes(t0() + secs(1), 10).await.unwrap(), 0, "it has a job");
-    let job = s.claim_push_job("w", t0() + secs(1), LEASE).await.unwrap().unwrap();
-    assert_eq!((job.mirror_id, job.trigger), (due.id, PushTrigger::Schedule));
+    assert_eq!(
+        s.enqueue_due_pushes(t0() + secs(1), 10).await.unwrap(),
+        0,
+        "it has a job"
+    );
+    let job = s
+        .claim_push_job("w", t0() + secs(1), LEASE)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (job.mirror_id, job.trigger),
+        (due.id, PushTrigger::Schedule)
+    );
     s.complete_push_job(job.id, "w").await.unwrap();
     // The first is due again (no run recorded a next time for it), and the second now.
-    assert_eq!(s.enqueue_due_pushes(t0() + secs(7200), 10).await.unwrap(), 2);
+    assert_eq!(
+        s.enqueue_due_pushes(t0() + secs(7200), 10).await.unwrap(),
+        2
+    );
     let mut claimed = Vec::new();
-    while let Some(j) = s.claim_push_job("w", t0() + secs(7200), LEASE).await.unwrap() {
+    while let Some(j) = s
+        .claim_push_job("w", t0() + secs(7200), LEASE)
+        .await
+        .unwrap()
+    {
         claimed.push(j.mirror_id);
     }
     claimed.sort();

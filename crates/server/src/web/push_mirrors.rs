@@ -38,7 +38,11 @@ impl PushMirrorView {
         if let Some(only) = &m.only_branches {
             options.push(format!("only {}", only.join(", ")));
         }
-        for (on, off) in [(m.tags, "no tags"), (m.prune, "no prune"), (m.force, "no force")] {
+        for (on, off) in [
+            (m.tags, "no tags"),
+            (m.prune, "no prune"),
+            (m.force, "no force"),
+        ] {
             if !on {
                 options.push(off.to_owned());
             }
@@ -51,9 +55,10 @@ impl PushMirrorView {
             enabled: m.enabled,
             last_success: m.last_success_at.map(|t| When::new(t, now)),
             last_run: m.last_run_at.map(|t| When::new(t, now)),
-            last_error: m.last_error_code.clone().map(|code| {
-                (code, m.last_error_message.clone().unwrap_or_default())
-            }),
+            last_error: m
+                .last_error_code
+                .clone()
+                .map(|code| (code, m.last_error_message.clone().unwrap_or_default())),
             diverged: m.diverged.clone(),
         }
     }

@@ -528,11 +528,7 @@ impl PushMirrorStore for SqliteStore {
         Ok(())
     }
 
-    async fn list_push_runs(
-        &self,
-        mirror_id: i64,
-        limit: i64,
-    ) -> Result<Vec<PushRun>, StoreError> {
+    async fn list_push_runs(&self, mirror_id: i64, limit: i64) -> Result<Vec<PushRun>, StoreError> {
         let mut tx = self.pool.begin().await?;
         let rows = sqlx::query(
             "SELECT id, mirror_id, trigger, started_at, finished_at, outcome, error_code, error_message \
