@@ -121,6 +121,9 @@ pub enum RepoCommand {
         #[command(flatten)]
         hub: HubArgs,
     },
+    /// Push mirrors: downstream servers the repository is pushed to after every change.
+    #[command(subcommand, name = "push-mirror")]
+    PushMirror(crate::push_mirror_cli::PushMirrorCommand),
     /// Delete a repository and its copy on the hub.
     Delete {
         /// owner/name
@@ -235,7 +238,7 @@ pub fn read_stdin_secret(what: &str) -> anyhow::Result<SecretString> {
 }
 
 /// A file's text, or standard input's for `-`.
-fn read_text(path: &std::path::Path, what: &str) -> anyhow::Result<String> {
+pub(crate) fn read_text(path: &std::path::Path, what: &str) -> anyhow::Result<String> {
     if path.as_os_str() == "-" {
         let mut text = String::new();
         std::io::stdin()
@@ -247,7 +250,7 @@ fn read_text(path: &std::path::Path, what: &str) -> anyhow::Result<String> {
         .with_context(|| format!("could not read {what} from {}", path.display()))
 }
 
-fn split_repo(repo: &str) -> anyhow::Result<(&str, &str)> {
+pub(crate) fn split_repo(repo: &str) -> anyhow::Result<(&str, &str)> {
     repo.split_once('/')
         .filter(|(o, n)| !o.is_empty() && !n.is_empty() && !n.contains('/'))
         .ok_or_else(|| anyhow::anyhow!("write the repository as owner/name, e.g. team/project"))
@@ -427,6 +430,7 @@ pub async fn run(cmd: RepoCommand) -> anyhow::Result<std::process::ExitCode> {
                 Ok(std::process::ExitCode::FAILURE)
             }
         }
+        RepoCommand::PushMirror(cmd) => crate::push_mirror_cli::run(cmd).await,
         RepoCommand::Delete { repo, hub } => {
             let (owner, name) = split_repo(&repo)?;
             let client = Client::new(&hub)?;

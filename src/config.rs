@@ -66,6 +66,9 @@ pub struct ServeArgs {
     /// Syncs that run at once in this process.
     #[arg(long, env = "MIRRORHUB_WORKERS", default_value_t = 4)]
     pub workers: usize,
+    /// How many push mirror runs run at once in this process.
+    #[arg(long, env = "MIRRORHUB_PUSH_WORKERS", default_value_t = 4)]
+    pub push_workers: usize,
     /// How long a claimed sync stays owned without renewal (another replica takes it over after).
     #[arg(long, env = "MIRRORHUB_SYNC_LEASE", default_value = "30s", value_parser = parse_duration)]
     pub sync_lease: Duration,

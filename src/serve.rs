@@ -74,6 +74,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<std::process::ExitCode> {
             default_sync_interval: args.default_sync_interval,
             min_sync_interval: args.min_sync_interval,
             workers: args.workers,
+            push_workers: args.push_workers,
             lease: args.sync_lease,
             poll_interval: args.poll_interval,
             schedule_tick: args.poll_interval,

@@ -72,6 +72,11 @@ pub enum ErrorCode {
     MirrorSetExists,
     /// The forge's API refused or failed a namespace listing (token, namespace, rate limit).
     ForgeApiFailed,
+    /// No push mirror with this id on the repository.
+    PushMirrorNotFound,
+    /// A push mirror's downstream refused some of the refs pushed to it (a hook, a protected
+    /// branch).
+    PushRejected,
 }
 
 impl ErrorCode {
@@ -110,6 +115,8 @@ impl ErrorCode {
             Self::MirrorSetNotFound => "mirror_set_not_found",
             Self::MirrorSetExists => "mirror_set_exists",
             Self::ForgeApiFailed => "forge_api_failed",
+            Self::PushMirrorNotFound => "push_mirror_not_found",
+            Self::PushRejected => "push_rejected",
         }
     }
 
@@ -130,7 +137,7 @@ impl ErrorCode {
     }
 }
 
-const ALL: [ErrorCode; 33] = [
+const ALL: [ErrorCode; 35] = [
     ErrorCode::InvalidRequest,
     ErrorCode::InvalidUrl,
     ErrorCode::UnsupportedScheme,
@@ -164,6 +171,8 @@ const ALL: [ErrorCode; 33] = [
     ErrorCode::MirrorSetNotFound,
     ErrorCode::MirrorSetExists,
     ErrorCode::ForgeApiFailed,
+    ErrorCode::PushMirrorNotFound,
+    ErrorCode::PushRejected,
 ];
 
 impl std::fmt::Display for ErrorCode {

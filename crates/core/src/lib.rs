@@ -9,6 +9,7 @@ pub mod duration;
 pub mod error;
 pub mod names;
 pub mod policy;
+pub mod push_mirror;
 pub mod repo_key;
 pub mod schedule;
 pub mod ssh;

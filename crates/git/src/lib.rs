@@ -25,6 +25,7 @@ mod error;
 mod first_copy;
 mod progress;
 mod proxy;
+mod push;
 mod refs;
 mod ssh;
 mod transport;
@@ -41,6 +42,7 @@ pub use browse::{CommitEntry, RefEntry, RepoContents};
 pub use command::ProcessGroup;
 pub use error::GitError;
 pub use progress::{no_progress, Progress, ProgressFn};
+pub use push::PushReport;
 pub use ssh::SshAccess;
 
 use advert::AdvertisedHead;

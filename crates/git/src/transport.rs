@@ -145,10 +145,10 @@ struct RunHow<'a> {
 
 /// A git run prepared for one remote: the URL to give git, its environment, and what to
 /// redact from its output.
-struct Prepared {
-    url: String,
-    env: Vec<(OsString, OsString)>,
-    secrets: Vec<String>,
+pub(crate) struct Prepared {
+    pub(crate) url: String,
+    pub(crate) env: Vec<(OsString, OsString)>,
+    pub(crate) secrets: Vec<String>,
     ticket: Option<Ticket>,
     /// The key and known_hosts files of an ssh run, removed when the run is over.
     _ssh_files: Option<SshFiles>,
@@ -226,7 +226,7 @@ impl GitCli {
         self.private.join("hooks")
     }
 
-    async fn prepare(
+    pub(crate) async fn prepare(
         &self,
         remote: &Remote<'_>,
         extra_config: &[(String, String)],
@@ -471,7 +471,7 @@ impl GitCli {
         Ok(keys)
     }
 
-    fn failure(
+    pub(crate) fn failure(
         &self,
         remote: &Remote<'_>,
         prepared: &Prepared,

@@ -8,6 +8,7 @@ mod error;
 mod lfs;
 mod mirror_sets;
 mod promote;
+mod push_mirrors;
 mod request;
 mod sessions;
 mod ssh;
@@ -36,6 +37,7 @@ pub use mirror_sets::{
     CreateMirrorSet, MirrorSetView, SetCounts, SetRepoView, DEFAULT_LIST_INTERVAL,
     MIN_LIST_INTERVAL,
 };
+pub use push_mirrors::{count_kind, CreatePushMirror, UpdatePushMirror};
 pub use request::{CreateRepo, UpdateRepo, ValidCreateRepo};
 pub use sessions::{random_token, NewWebSession};
 pub use ssh::pinned_host_keys;
@@ -50,6 +52,9 @@ pub struct HubConfig {
     pub min_sync_interval: SyncInterval,
     /// How many syncs run at once in this process.
     pub workers: usize,
+    /// How many push mirror runs run at once in this process (their own workers, so a
+    /// backlog of syncs never holds up a push).
+    pub push_workers: usize,
     /// How long a claimed job stays ours without renewal; renewed every third of it.
     pub lease: Duration,
     /// How often an idle worker looks at the queue when nothing woke it (other replicas'
@@ -91,6 +96,8 @@ pub struct Hub {
     host_slots: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Semaphore>>>,
     /// Signs the hrefs of the hub's own LFS batch answers; loaded on first use.
     lfs_signer: tokio::sync::OnceCell<mirrorhub_lfs::ActionSigner>,
+    /// The push mirror workers' wake-up and held jobs.
+    push_queue: push_mirrors::PushQueue,
 }
 
 impl Hub {
@@ -107,6 +114,7 @@ impl Hub {
             host_slots: Default::default(),
             held: Default::default(),
             lfs_signer: Default::default(),
+            push_queue: Default::default(),
         }
     }
 
@@ -413,6 +421,7 @@ impl Hub {
                 tracing::warn!(job_id = job, error = %e, "could not release a job at shutdown; its lease will expire");
             }
         }
+        self.release_held_push_jobs().await;
     }
 
     /// The slot a sync of `host` must hold while it transfers.
@@ -477,7 +486,8 @@ impl Hub {
     /// Brings the queue back after a restart: stale claims released (SQLite), and every
     /// repository still waiting for its initial copy has a job.
     pub async fn recover(&self) -> Result<(), HubError> {
-        let released = self.store.release_all_claims().await?;
+        let released =
+            self.store.release_all_claims().await? + self.store.release_all_push_claims().await?;
         let requeued = self.store.requeue_cloning(Utc::now()).await?;
         let trash = self.config.repos_dir.join(TRASH_DIR);
         let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(trash)).await;

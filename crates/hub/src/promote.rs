@@ -117,6 +117,8 @@ impl Hub {
             changes = result.ref_changes.len(),
             "push recorded"
         );
+        self.queue_pushes(repo.id, mirrorhub_core::push_mirror::PushTrigger::Push)
+            .await;
         // The pushed commits join the commit-graph, as a sync's do.
         crate::worker::housekeeping(self, repo.id, false).await;
         Ok(())

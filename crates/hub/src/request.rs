@@ -81,7 +81,7 @@ pub(crate) fn parse_lfs_url(text: &str) -> Result<Option<String>, HubError> {
 }
 
 /// A secret field as `Debug` shows it: whether it was given, never what.
-struct Redacted<'a>(&'a Option<String>);
+pub(crate) struct Redacted<'a>(pub(crate) &'a Option<String>);
 
 impl std::fmt::Debug for Redacted<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

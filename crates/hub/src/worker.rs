@@ -33,6 +33,7 @@ pub fn spawn(hub: Arc<Hub>, shutdown: CancellationToken) -> JoinSet<()> {
         format!("{}-sets", &process[..12]),
         shutdown.clone(),
     ));
+    crate::push_mirrors::spawn_workers(&hub, &process, &shutdown, &mut tasks);
     tasks.spawn(scheduler_loop(hub, shutdown));
     tasks
 }
@@ -65,6 +66,9 @@ async fn worker_loop(hub: Arc<Hub>, worker_id: String, shutdown: CancellationTok
         }
     }
 }
+
+/// The most push mirror runs the scheduler queues per tick (the rest wait for the next).
+const PUSHES_PER_TICK: i64 = 1000;
 
 /// How often the leading scheduler forgets old webhook delivery ids and log lines.
 const PRUNE_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
@@ -103,6 +107,15 @@ async fn scheduler_loop(hub: Arc<Hub>, shutdown: CancellationToken) {
             }
         }
         let now = Utc::now();
+        // Push mirrors whose fallback interval passed (a missed push is repaired).
+        match hub.store.enqueue_due_pushes(now, PUSHES_PER_TICK).await {
+            Ok(0) => {}
+            Ok(n) => {
+                tracing::debug!(queued = n, "scheduled due push mirrors");
+                hub.wake_push_workers(n);
+            }
+            Err(e) => tracing::error!(error = %e, "could not schedule due push mirrors"),
+        }
         let newly_due = match hub.store.count_due_between(previous, now).await {
             Ok(n) => n,
             Err(e) => {
@@ -305,6 +318,11 @@ async fn try_run_job(
     };
     store.finish_run(run_id, repo.id, &sync_result).await?;
     store.complete_job(job.id, worker_id).await?;
+    if sync_result.outcome == Outcome::Success {
+        // The mirror moved: push it on to its push mirrors.
+        hub.queue_pushes(repo.id, mirrorhub_core::push_mirror::PushTrigger::Sync)
+            .await;
+    }
     if sync_result.outcome == Outcome::Success {
         housekeeping(hub, repo.id, first_copy).await;
     }

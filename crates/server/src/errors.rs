@@ -79,12 +79,14 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         }
         UrlNotAllowed | UpstreamUnreachable | UpstreamAuthFailed | UpstreamNotFound
         | NotAGitRepository | Timeout | GitFailed | HostKeyMismatch | LfsObjectInvalid
-        | LfsObjectTooLarge | LfsBatchInvalid | ForgeApiFailed => StatusCode::UNPROCESSABLE_ENTITY,
+        | LfsObjectTooLarge | LfsBatchInvalid | ForgeApiFailed | PushRejected => {
+            StatusCode::UNPROCESSABLE_ENTITY
+        }
         RepoExists | AccountExists | InvalidState | SshKeyInUse | MirrorSetExists => {
             StatusCode::CONFLICT
         }
         RepoNotFound | AccountNotFound | TokenNotFound | WebhookNotEnabled | SshKeyNotFound
-        | LfsObjectMissing | MirrorSetNotFound => StatusCode::NOT_FOUND,
+        | LfsObjectMissing | MirrorSetNotFound | PushMirrorNotFound => StatusCode::NOT_FOUND,
         Unauthorized => StatusCode::UNAUTHORIZED,
         Forbidden => StatusCode::FORBIDDEN,
         Internal => StatusCode::INTERNAL_SERVER_ERROR,

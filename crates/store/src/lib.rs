@@ -19,6 +19,7 @@
 mod crypto;
 mod mirror_sets;
 mod postgres;
+mod push_mirrors;
 mod sqlite;
 
 use std::sync::Arc;
@@ -33,6 +34,9 @@ use mirrorhub_core::{
 
 pub use crypto::{CryptoError, SecretKey};
 pub use mirror_sets::{MemberState, MirrorSet, MirrorSetStore, NewMirrorSet, SetMember};
+pub use push_mirrors::{
+    NewPushMirror, PushJob, PushMirror, PushMirrorStore, PushMirrorUpdate, PushRun, PushRunResult,
+};
 pub use secrecy::SecretString;
 
 /// The error code recorded on runs that were still running when the hub stopped.
@@ -417,7 +421,7 @@ pub struct SyncRun {
 /// Time is always passed in (`now`), never read from the clock, so that schedules and leases
 /// can be tested without waiting.
 #[async_trait]
-pub trait Store: MirrorSetStore + Send + Sync {
+pub trait Store: MirrorSetStore + PushMirrorStore + Send + Sync {
     /// Whether the database answers (readiness).
     async fn ping(&self) -> Result<(), StoreError>;
 

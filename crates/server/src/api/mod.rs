@@ -4,6 +4,7 @@
 
 mod accounts;
 mod mirror_sets;
+mod push_mirrors;
 mod ssh;
 mod types;
 
@@ -17,6 +18,7 @@ use poem_openapi::{ApiResponse, OpenApi, Tags};
 
 pub use accounts::AccountsApi;
 pub use mirror_sets::MirrorSetsApi;
+pub use push_mirrors::PushMirrorsApi;
 pub use ssh::SshApi;
 
 use crate::auth::ApiToken;

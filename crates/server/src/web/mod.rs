@@ -8,6 +8,7 @@
 //! `/{owner}/{name}`, its actions `/{owner}/{name}/-/{action}`.
 
 mod pages;
+mod push_mirrors;
 mod session;
 mod sets;
 mod ssh;
@@ -61,6 +62,18 @@ pub(crate) fn mount(route: Route, body_limit: usize) -> Route {
         .at(
             "/:owner/:repo/-/delete",
             poem::post(pages::delete.with(limit())),
+        )
+        .at(
+            "/:owner/:repo/-/push-mirrors",
+            poem::post(push_mirrors::add.with(limit())),
+        )
+        .at(
+            "/:owner/:repo/-/push-mirrors/:id/sync",
+            poem::post(push_mirrors::push_now.with(limit())),
+        )
+        .at(
+            "/:owner/:repo/-/push-mirrors/:id/delete",
+            poem::post(push_mirrors::delete.with(limit())),
         )
 }
 

@@ -124,6 +124,8 @@ struct RepoPage {
     /// The mirror is failing or paused because the SSH server showed another host key.
     host_key_mismatch: bool,
     host_keys: super::ssh::HostKeysForm,
+    /// Admins: the repository's push mirrors and the add form.
+    push_mirrors: super::push_mirrors::PushMirrorsSection,
 }
 
 #[derive(Deserialize, Default)]
@@ -185,6 +187,9 @@ pub(super) fn notice(code: &str) -> Option<&'static str> {
         "promoted" => "Promoted: the hub's copy is the primary now and is never synced again.",
         "deleted" => "Repository deleted.",
         "host-keys-saved" => "Host keys pinned: from now on the hub trusts only these, and a sync is queued.",
+        "push-mirror-added" => "Push mirror added: the first push runs now, and then after every change.",
+        "push-queued" => "Push queued: the push mirror's status updates when it has run.",
+        "push-mirror-deleted" => "Push mirror deleted (the downstream is left as it is).",
         "signed-out" => "Signed out.",
         "set-created" => "Mirror set created: the namespace is listed in the background, and each repository it keeps becomes a mirror. This page follows it.",
         "set-listing" => "Listing queued: new, renamed and removed repositories show here when it has run.",
@@ -714,6 +719,7 @@ pub(super) struct RepoPageExtras {
     pub delete_error: Option<String>,
     pub promote_error: Option<String>,
     pub host_keys: super::ssh::HostKeysForm,
+    pub push_mirrors: super::push_mirrors::PushMirrorsSection,
 }
 
 /// The repository's page for `user`, whose `access` to it the caller has checked.
@@ -752,7 +758,24 @@ pub(super) async fn repo_page_with(
     view.can_sync &= access.includes(Access::Write);
     view.lfs = super::view::LfsView::new(&repo, hub.lfs_counts(repo.id).await);
     let ssh = super::ssh::RepoSsh::of(hub, &repo).await;
+    let can_admin = access.includes(Access::Admin);
+    let mut push_mirrors = extras.push_mirrors;
+    if push_mirrors.error.is_none() {
+        push_mirrors.form = super::push_mirrors::PushMirrorForm::fresh();
+    }
+    if can_admin {
+        match hub.list_push_mirrors(&repo).await {
+            Ok(mirrors) => {
+                push_mirrors.list = mirrors
+                    .iter()
+                    .map(|m| super::push_mirrors::PushMirrorView::new(m, now))
+                    .collect()
+            }
+            Err(e) => return hub_error_page(&e, user),
+        }
+    }
     let page = RepoPage {
+        push_mirrors,
         host_key_mismatch: ssh.as_ref().is_some_and(|s| s.mismatch.is_some()),
         ssh,
         host_keys: extras.host_keys,
@@ -760,7 +783,7 @@ pub(super) async fn repo_page_with(
             notice: extras.notice,
             ..layout(user, "")
         },
-        can_admin: access.includes(Access::Admin),
+        can_admin,
         csrf: user.session.csrf_token.clone(),
         repo: view,
         contents: ContentsView::new(&contents, now),
