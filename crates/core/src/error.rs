@@ -66,6 +66,8 @@ pub enum ErrorCode {
     LfsBatchInvalid,
     /// The upstream's (or the hub's) LFS server does not have the object.
     LfsObjectMissing,
+    /// No notification target with this id (or the caller may not manage it).
+    NotificationTargetNotFound,
 }
 
 impl ErrorCode {
@@ -101,6 +103,7 @@ impl ErrorCode {
             Self::LfsObjectTooLarge => "lfs_object_too_large",
             Self::LfsBatchInvalid => "lfs_batch_invalid",
             Self::LfsObjectMissing => "lfs_object_missing",
+            Self::NotificationTargetNotFound => "notification_target_not_found",
         }
     }
 
@@ -121,7 +124,7 @@ impl ErrorCode {
     }
 }
 
-const ALL: [ErrorCode; 30] = [
+const ALL: [ErrorCode; 31] = [
     ErrorCode::InvalidRequest,
     ErrorCode::InvalidUrl,
     ErrorCode::UnsupportedScheme,
@@ -152,6 +155,7 @@ const ALL: [ErrorCode; 30] = [
     ErrorCode::LfsObjectTooLarge,
     ErrorCode::LfsBatchInvalid,
     ErrorCode::LfsObjectMissing,
+    ErrorCode::NotificationTargetNotFound,
 ];
 
 impl std::fmt::Display for ErrorCode {

@@ -36,6 +36,8 @@ pub enum HubError {
     SshKeyNotFound(String),
     #[error("{0}")]
     SshKeyInUse(String),
+    #[error("{0}")]
+    NotificationTargetNotFound(String),
     #[error(transparent)]
     Upstream(#[from] GitError),
     /// A promotion was refused because the upstream could not be checked.
@@ -80,6 +82,7 @@ impl HubError {
             Self::TokenNotFound(_) => ErrorCode::TokenNotFound,
             Self::SshKeyNotFound(_) => ErrorCode::SshKeyNotFound,
             Self::SshKeyInUse(_) => ErrorCode::SshKeyInUse,
+            Self::NotificationTargetNotFound(_) => ErrorCode::NotificationTargetNotFound,
             Self::Upstream(e) | Self::PromoteRefused(e) => e.code(),
             Self::Store(_) | Self::Io(_) => ErrorCode::Internal,
             Self::Lfs(e) => e.code(),

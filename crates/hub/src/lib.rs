@@ -6,6 +6,7 @@ mod accounts;
 pub mod bot;
 mod error;
 mod lfs;
+mod notifications;
 mod promote;
 mod request;
 mod sessions;
@@ -31,6 +32,9 @@ pub use accounts::{
 pub use bot::BotConfig;
 pub use error::HubError;
 pub use lfs::{LfsBatchRequest, LfsConfig};
+pub use notifications::{
+    CreatedTarget, NotifyConfig, SmtpConfig, SmtpTls, TargetChange, TargetRequest,
+};
 pub use request::{CreateRepo, UpdateRepo, ValidCreateRepo};
 pub use sessions::{random_token, NewWebSession};
 pub use ssh::pinned_host_keys;
@@ -67,6 +71,8 @@ pub struct HubConfig {
     /// The bot's credentials on the forges (reply, react, check permissions).
     pub bot_credentials: mirrorhub_forges::BotCredentials,
     pub lfs: LfsConfig,
+    /// The notification outbox: senders, timeouts, retries, the SMTP server.
+    pub notifications: NotifyConfig,
 }
 
 /// The hub's services. Cheap to share behind an `Arc`.
@@ -84,6 +90,8 @@ pub struct Hub {
     host_slots: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Semaphore>>>,
     /// Signs the hrefs of the hub's own LFS batch answers; loaded on first use.
     lfs_signer: tokio::sync::OnceCell<mirrorhub_lfs::ActionSigner>,
+    /// The notification outbox's senders' wake-up and the stale check's clock.
+    notifier: notifications::Notifier,
 }
 
 impl Hub {
@@ -99,6 +107,7 @@ impl Hub {
             host_slots: Default::default(),
             held: Default::default(),
             lfs_signer: Default::default(),
+            notifier: Default::default(),
         }
     }
 

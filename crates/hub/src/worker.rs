@@ -28,6 +28,7 @@ pub fn spawn(hub: Arc<Hub>, shutdown: CancellationToken) -> JoinSet<()> {
         let worker_id = format!("{}-{n}", &process[..12]);
         tasks.spawn(worker_loop(hub.clone(), worker_id, shutdown.clone()));
     }
+    crate::notifications::spawn_senders(&hub, &process, &shutdown, &mut tasks);
     tasks.spawn(scheduler_loop(hub, shutdown));
     tasks
 }
@@ -97,6 +98,7 @@ async fn scheduler_loop(hub: Arc<Hub>, shutdown: CancellationToken) {
                 tracing::warn!(error = %e, "could not prune old webhook deliveries");
             }
         }
+        hub.check_stale().await;
         let now = Utc::now();
         let newly_due = match hub.store.count_due_between(previous, now).await {
             Ok(n) => n,
@@ -221,6 +223,18 @@ async fn try_run_job(
     let last_copy = promoting
         || (repo.mode == mirrorhub_core::Mode::Migrate
             && repo.state != mirrorhub_core::RepoState::Ready);
+    // The LFS part of the run, for notifications (only when the transfer worked).
+    let lfs_outcome = match &result {
+        Ok((_, lfs)) => Some(match &lfs.warning {
+            Some(warning) => Err((
+                lfs.transient
+                    .unwrap_or(mirrorhub_core::ErrorCode::LfsObjectMissing),
+                warning.clone(),
+            )),
+            None => Ok(()),
+        }),
+        Err(_) => None,
+    };
     let result = match result {
         Ok((report, lfs)) => match lfs.transient {
             Some(code) if last_copy => Err((
@@ -299,6 +313,8 @@ async fn try_run_job(
         sync_result
     };
     store.finish_run(run_id, repo.id, &sync_result).await?;
+    // Before the job is completed: a crash here runs the job again, whose outcome is noted.
+    hub.note_run(&repo, &sync_result, lfs_outcome).await;
     store.complete_job(job.id, worker_id).await?;
     if sync_result.outcome == Outcome::Success {
         housekeeping(hub, repo.id, first_copy).await;

@@ -17,6 +17,7 @@
 #![forbid(unsafe_code)]
 
 mod crypto;
+mod notifications;
 mod postgres;
 mod sqlite;
 
@@ -31,6 +32,10 @@ use mirrorhub_core::{
 };
 
 pub use crypto::{CryptoError, SecretKey};
+pub use notifications::{
+    ClaimedDelivery, DeliveryAttempt, DeliveryStatus, NewNotificationTarget, NotificationDelivery,
+    NotificationFacts, NotificationStore, NotificationTarget, NotificationTargetUpdate, Observation,
+};
 pub use secrecy::SecretString;
 
 /// The error code recorded on runs that were still running when the hub stopped.
@@ -415,7 +420,7 @@ pub struct SyncRun {
 /// Time is always passed in (`now`), never read from the clock, so that schedules and leases
 /// can be tested without waiting.
 #[async_trait]
-pub trait Store: Send + Sync {
+pub trait Store: NotificationStore + Send + Sync {
     /// Whether the database answers (readiness).
     async fn ping(&self) -> Result<(), StoreError>;
 

@@ -20,6 +20,8 @@ use crate::{
     INTERRUPTED_CODE, INTERRUPTED_MESSAGE, REF_CHANGES_PER_INSERT,
 };
 
+mod notifications;
+
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
 
 /// How many candidates one claim looks at when it loses races for their repositories.

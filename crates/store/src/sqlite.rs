@@ -25,6 +25,8 @@ use crate::{
     INTERRUPTED_CODE, INTERRUPTED_MESSAGE, REF_CHANGES_PER_INSERT,
 };
 
+mod notifications;
+
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
 
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);

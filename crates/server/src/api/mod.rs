@@ -3,6 +3,7 @@
 //! hub decides what the caller may see and do.
 
 mod accounts;
+mod notifications;
 mod ssh;
 mod types;
 
@@ -15,6 +16,7 @@ use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, OpenApi, Tags};
 
 pub use accounts::AccountsApi;
+pub use notifications::NotificationsApi;
 pub use ssh::SshApi;
 
 use crate::auth::ApiToken;
@@ -29,6 +31,8 @@ enum ApiTags {
     Accounts,
     /// Deploy keys for SSH upstreams, and detecting an SSH server's host keys.
     Ssh,
+    /// Notification targets (webhook, Slack, e-mail) and their deliveries.
+    Notifications,
 }
 
 pub struct ReposApi {
