@@ -598,10 +598,14 @@ async fn targets_are_scoped_checked_and_guarded(db: TestDb) {
         .await;
     assert_eq!(status, 201, "{made}");
     let ana = made["token"].as_str().unwrap().to_owned();
-    let as_ana = |method: Method, path: String, body: Option<Value>| {
+    let hub_ref = &hub;
+    let as_ana = move |method: Method, path: String, body: Option<Value>| {
         let ana = ana.clone();
-        let hub = &hub;
-        async move { hub.call_with_token(method, &path, body, Some(&ana)).await }
+        async move {
+            hub_ref
+                .call_with_token(method, &path, body, Some(&ana))
+                .await
+        }
     };
     let hook = json!({"kind": "webhook", "url": format!("{}/ana", receiver.url())});
     let (status, answer) = as_ana(Method::POST, "/api/v1/notifications/targets".into(), Some(hook.clone())).await;

@@ -6,6 +6,8 @@
 
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
+
 string_enum! {
     /// What a notification says happened. The string form is the webhook's `event` field, the
     /// `X-Mirrorhub-Event` header and the words of a target's `events` filter.

@@ -209,7 +209,7 @@ impl SmtpConfig {
                 password.expose_secret().to_owned(),
             ));
         }
-        let mailer = transport.build();
+        let mailer: AsyncSmtpTransport<Tokio1Executor> = transport.build();
         match tokio::time::timeout(timeout, mailer.send(message)).await {
             Ok(Ok(response)) => Ok(reply_code(&response.code())),
             Ok(Err(e)) => {

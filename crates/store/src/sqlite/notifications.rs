@@ -161,7 +161,9 @@ async fn transition(
     .fetch_all(&mut *conn)
     .await?
     .iter()
-    .map(|r| Ok((r.try_get("id")?, parse_events(r.try_get("events")?)?)))
+    .map(|r| -> Result<(i64, Option<Vec<NotifyEvent>>), StoreError> {
+        Ok((r.try_get("id")?, parse_events(r.try_get("events")?)?))
+    })
     .collect::<Result<Vec<_>, StoreError>>()?;
     let mut ids = Vec::new();
     for (target_id, event) in deliveries_for(&targets, &events) {
