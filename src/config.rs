@@ -182,6 +182,26 @@ pub struct ServeArgs {
     /// Forge namespace to hub owner, e.g. `acme-corp=acme,gitlab-group/sub=platform`.
     #[arg(long, env = "MIRRORHUB_BOT_OWNER_MAP", default_value = "", value_parser = parse_owner_map)]
     pub bot_owner_map: OwnerMap,
+    /// Notification deliveries (webhook, Slack, e-mail) sent at once by this process.
+    #[arg(long, env = "MIRRORHUB_NOTIFY_CONCURRENCY", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub notify_concurrency: u32,
+    /// The longest one notification attempt (an HTTP request, an SMTP conversation) may take.
+    #[arg(long, env = "MIRRORHUB_NOTIFY_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub notify_timeout: Duration,
+    /// The wait before a failed notification is tried again; it doubles each time, up to 1h.
+    #[arg(long, env = "MIRRORHUB_NOTIFY_RETRY_BASE", default_value = "10s", value_parser = parse_duration)]
+    pub notify_retry_base: Duration,
+    /// A notification still not delivered this long after it was queued is given up.
+    #[arg(long, env = "MIRRORHUB_NOTIFY_GIVE_UP_AFTER", default_value = "24h", value_parser = parse_duration)]
+    pub notify_give_up_after: Duration,
+    /// The SMTP server for e-mail notifications: smtp://user:password@host:587 (STARTTLS,
+    /// required), smtps://user:password@host:465 (implicit TLS), or smtp://host:port?tls=none
+    /// (plain: a relay on this machine or a trusted local network only).
+    #[arg(long, env = "MIRRORHUB_SMTP_URL", hide_env_values = true)]
+    pub smtp_url: Option<SecretString>,
+    /// The sender of notification e-mail, e.g. `mirrorhub <hub@example.org>`.
+    #[arg(long, env = "MIRRORHUB_SMTP_FROM")]
+    pub smtp_from: Option<String>,
     /// On SIGTERM, how long requests and running syncs get to finish.
     #[arg(long, env = "MIRRORHUB_SHUTDOWN_GRACE", default_value = "30s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,

@@ -7,7 +7,7 @@ use anyhow::{bail, Context};
 use clap::Subcommand;
 use mirrorhub_forges::{BotCredentials, ForgeApis, GitHubAuth};
 use mirrorhub_git::{EngineConfig, GitEngine};
-use mirrorhub_hub::{BotConfig, Hub, HubConfig, LfsConfig, WebhookConfig};
+use mirrorhub_hub::{BotConfig, Hub, HubConfig, LfsConfig, NotifyConfig, SmtpConfig, WebhookConfig};
 use mirrorhub_server::{AdminAuth, ServerConfig, WebConfig};
 use mirrorhub_store::{SecretKey, Store};
 use poem::listener::{Acceptor, Listener, TcpListener};
@@ -106,6 +106,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<std::process::ExitCode> {
                 objects: lfs_objects,
                 concurrency: args.lfs_concurrency as usize,
             },
+            notifications: notify_config(&args, &public_url)?,
         },
     ));
     hub.recover()
@@ -159,6 +160,33 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<std::process::ExitCode> {
     }
     hub.release_held_jobs().await;
     Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// The notification outbox's settings; the SMTP server only when both its settings are given.
+fn notify_config(args: &ServeArgs, public_url: &str) -> anyhow::Result<NotifyConfig> {
+    let smtp = match (&args.smtp_url, args.smtp_from.as_deref()) {
+        (Some(url), Some(from)) => {
+            // EHLO with the hub's public host name unless the URL names one.
+            let hello = url::Url::parse(public_url)
+                .ok()
+                .and_then(|u| u.host_str().map(str::to_owned));
+            let smtp = SmtpConfig::parse(url, from)
+                .map_err(anyhow::Error::msg)?
+                .with_default_hello(hello);
+            tracing::info!(smtp = %smtp.describe(), "e-mail notifications go through this SMTP server");
+            Some(smtp)
+        }
+        (None, None) => None,
+        (Some(_), None) => bail!("MIRRORHUB_SMTP_URL is set but MIRRORHUB_SMTP_FROM is not: name the sender of notification e-mail, e.g. `mirrorhub <hub@example.org>`"),
+        (None, Some(_)) => bail!("MIRRORHUB_SMTP_FROM is set but MIRRORHUB_SMTP_URL is not: name the SMTP server, e.g. smtp://user:password@mail.example.org:587"),
+    };
+    Ok(NotifyConfig {
+        concurrency: args.notify_concurrency as usize,
+        timeout: args.notify_timeout,
+        retry_base: args.notify_retry_base,
+        give_up_after: args.notify_give_up_after,
+        smtp,
+    })
 }
 
 async fn wait_for_signal() {

@@ -77,6 +77,8 @@ pub enum ErrorCode {
     /// A push mirror's downstream refused some of the refs pushed to it (a hook, a protected
     /// branch).
     PushRejected,
+    /// No notification target with this id (or the caller may not manage it).
+    NotificationTargetNotFound,
 }
 
 impl ErrorCode {
@@ -117,6 +119,7 @@ impl ErrorCode {
             Self::ForgeApiFailed => "forge_api_failed",
             Self::PushMirrorNotFound => "push_mirror_not_found",
             Self::PushRejected => "push_rejected",
+            Self::NotificationTargetNotFound => "notification_target_not_found",
         }
     }
 
@@ -137,7 +140,7 @@ impl ErrorCode {
     }
 }
 
-const ALL: [ErrorCode; 35] = [
+const ALL: [ErrorCode; 36] = [
     ErrorCode::InvalidRequest,
     ErrorCode::InvalidUrl,
     ErrorCode::UnsupportedScheme,
@@ -173,6 +176,7 @@ const ALL: [ErrorCode; 35] = [
     ErrorCode::ForgeApiFailed,
     ErrorCode::PushMirrorNotFound,
     ErrorCode::PushRejected,
+    ErrorCode::NotificationTargetNotFound,
 ];
 
 impl std::fmt::Display for ErrorCode {

@@ -8,6 +8,7 @@ pub mod access;
 pub mod duration;
 pub mod error;
 pub mod names;
+pub mod notify;
 pub mod policy;
 pub mod push_mirror;
 pub mod repo_key;

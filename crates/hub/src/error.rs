@@ -38,6 +38,7 @@ pub enum HubError {
     SshKeyInUse(String),
     #[error("{0}")]
     PushMirrorNotFound(String),
+    NotificationTargetNotFound(String),
     #[error(transparent)]
     Upstream(#[from] GitError),
     /// A promotion was refused because the upstream could not be checked.
@@ -83,6 +84,7 @@ impl HubError {
             Self::SshKeyNotFound(_) => ErrorCode::SshKeyNotFound,
             Self::SshKeyInUse(_) => ErrorCode::SshKeyInUse,
             Self::PushMirrorNotFound(_) => ErrorCode::PushMirrorNotFound,
+            Self::NotificationTargetNotFound(_) => ErrorCode::NotificationTargetNotFound,
             Self::Upstream(e) | Self::PromoteRefused(e) => e.code(),
             Self::Store(_) | Self::Io(_) => ErrorCode::Internal,
             Self::Lfs(e) => e.code(),

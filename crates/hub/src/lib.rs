@@ -7,6 +7,7 @@ pub mod bot;
 mod error;
 mod lfs;
 mod mirror_sets;
+mod notifications;
 mod promote;
 mod push_mirrors;
 mod request;
@@ -38,6 +39,9 @@ pub use mirror_sets::{
     MIN_LIST_INTERVAL,
 };
 pub use push_mirrors::{count_kind, CreatePushMirror, UpdatePushMirror};
+pub use notifications::{
+    CreatedTarget, NotifyConfig, SmtpConfig, SmtpTls, TargetChange, TargetRequest,
+};
 pub use request::{CreateRepo, UpdateRepo, ValidCreateRepo};
 pub use sessions::{random_token, NewWebSession};
 pub use ssh::pinned_host_keys;
@@ -77,6 +81,8 @@ pub struct HubConfig {
     /// The bot's credentials on the forges (reply, react, check permissions).
     pub bot_credentials: mirrorhub_forges::BotCredentials,
     pub lfs: LfsConfig,
+    /// The notification outbox: senders, timeouts, retries, the SMTP server.
+    pub notifications: NotifyConfig,
 }
 
 /// The hub's services. Cheap to share behind an `Arc`.
@@ -98,6 +104,8 @@ pub struct Hub {
     lfs_signer: tokio::sync::OnceCell<mirrorhub_lfs::ActionSigner>,
     /// The push mirror workers' wake-up and held jobs.
     push_queue: push_mirrors::PushQueue,
+    /// The notification outbox's senders' wake-up and the stale check's clock.
+    notifier: notifications::Notifier,
 }
 
 impl Hub {
@@ -115,6 +123,7 @@ impl Hub {
             held: Default::default(),
             lfs_signer: Default::default(),
             push_queue: Default::default(),
+            notifier: Default::default(),
         }
     }
 

@@ -412,7 +412,7 @@ impl Hub {
     /// THE one place a push mirror run's outcome is recorded, whatever ended it (success,
     /// failure, refused refs): per target, `result.outcome` is `Success`/`Unchanged` or
     /// `Failed` with `result.error_code` and `result.error_message`. Notifications of push
-    /// mirror outcomes are to be wired in here (at merge), after the record is written.
+    /// mirror outcomes are noted here, after the record is written.
     pub async fn finish_push_run(
         &self,
         mirror: &PushMirror,
@@ -422,6 +422,32 @@ impl Hub {
         self.store
             .finish_push_run(run_id, mirror.id, result)
             .await?;
+        // One notification per episode of this target's failures, and one when it recovers.
+        if let Some(repo) = self.store.get_repo_by_id(mirror.repo_id).await? {
+            let outcome = match result.outcome {
+                Outcome::Failed => Err((
+                    result
+                        .error_code
+                        .as_deref()
+                        .and_then(ErrorCode::parse)
+                        .unwrap_or(ErrorCode::GitFailed),
+                    result.error_message.clone().unwrap_or_default(),
+                )),
+                _ => Ok(()),
+            };
+            // The stored URL carries no credentials (they are sealed apart).
+            let label = mirror.url.clone();
+            self.note_outcome(
+                &repo,
+                mirrorhub_core::notify::Subject::PushMirror {
+                    id: mirror.id,
+                    label,
+                },
+                outcome,
+                false,
+            )
+            .await;
+        }
         Ok(())
     }
 

@@ -34,6 +34,7 @@ pub fn spawn(hub: Arc<Hub>, shutdown: CancellationToken) -> JoinSet<()> {
         shutdown.clone(),
     ));
     crate::push_mirrors::spawn_workers(&hub, &process, &shutdown, &mut tasks);
+    crate::notifications::spawn_senders(&hub, &process, &shutdown, &mut tasks);
     tasks.spawn(scheduler_loop(hub, shutdown));
     tasks
 }
@@ -106,6 +107,7 @@ async fn scheduler_loop(hub: Arc<Hub>, shutdown: CancellationToken) {
                 tracing::warn!(error = %e, "could not prune old webhook deliveries");
             }
         }
+        hub.check_stale().await;
         let now = Utc::now();
         // Push mirrors whose fallback interval passed (a missed push is repaired).
         match hub.store.enqueue_due_pushes(now, PUSHES_PER_TICK).await {
@@ -239,6 +241,18 @@ async fn try_run_job(
     let last_copy = promoting
         || (repo.mode == mirrorhub_core::Mode::Migrate
             && repo.state != mirrorhub_core::RepoState::Ready);
+    // The LFS part of the run, for notifications (only when the transfer worked).
+    let lfs_outcome = match &result {
+        Ok((_, lfs)) => Some(match &lfs.warning {
+            Some(warning) => Err((
+                lfs.transient
+                    .unwrap_or(mirrorhub_core::ErrorCode::LfsObjectMissing),
+                warning.clone(),
+            )),
+            None => Ok(()),
+        }),
+        Err(_) => None,
+    };
     let result = match result {
         Ok((report, lfs)) => match lfs.transient {
             Some(code) if last_copy => Err((
@@ -317,6 +331,8 @@ async fn try_run_job(
         sync_result
     };
     store.finish_run(run_id, repo.id, &sync_result).await?;
+    // Before the job is completed: a crash here runs the job again, whose outcome is noted.
+    hub.note_run(&repo, &sync_result, lfs_outcome).await;
     store.complete_job(job.id, worker_id).await?;
     if sync_result.outcome == Outcome::Success {
         // The mirror moved: push it on to its push mirrors.

@@ -86,7 +86,9 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
             StatusCode::CONFLICT
         }
         RepoNotFound | AccountNotFound | TokenNotFound | WebhookNotEnabled | SshKeyNotFound
-        | LfsObjectMissing | MirrorSetNotFound | PushMirrorNotFound => StatusCode::NOT_FOUND,
+        | LfsObjectMissing | MirrorSetNotFound | PushMirrorNotFound | NotificationTargetNotFound => {
+            StatusCode::NOT_FOUND
+        }
         Unauthorized => StatusCode::UNAUTHORIZED,
         Forbidden => StatusCode::FORBIDDEN,
         Internal => StatusCode::INTERNAL_SERVER_ERROR,

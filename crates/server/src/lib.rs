@@ -50,6 +50,7 @@ pub fn app(hub: Arc<Hub>, config: ServerConfig) -> impl poem::Endpoint + 'static
         api::SshApi { hub: hub.clone() },
         api::MirrorSetsApi { hub: hub.clone() },
         api::PushMirrorsApi { hub: hub.clone() },
+        api::NotificationsApi { hub: hub.clone() },
     );
     let service = OpenApiService::new(api, "mirrorhub", env!("CARGO_PKG_VERSION"))
         .description(

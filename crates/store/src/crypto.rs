@@ -75,7 +75,7 @@ impl SecretKey {
         XChaCha20Poly1305::new(self.0.as_slice().into())
     }
 
-    fn seal(&self, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, CryptoError> {
+    pub(crate) fn seal(&self, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, CryptoError> {
         let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
         let ciphertext = self
             .cipher()
@@ -94,7 +94,7 @@ impl SecretKey {
         Ok(out)
     }
 
-    fn open(&self, aad: &[u8], sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+    pub(crate) fn open(&self, aad: &[u8], sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
         let (&version, rest) = sealed.split_first().ok_or(CryptoError::Decrypt)?;
         if version != VERSION || rest.len() < NONCE_LEN {
             return Err(CryptoError::Decrypt);

@@ -18,6 +18,7 @@
 
 mod crypto;
 mod mirror_sets;
+mod notifications;
 mod postgres;
 mod push_mirrors;
 mod sqlite;
@@ -36,6 +37,10 @@ pub use crypto::{CryptoError, SecretKey};
 pub use mirror_sets::{MemberState, MirrorSet, MirrorSetStore, NewMirrorSet, SetMember};
 pub use push_mirrors::{
     NewPushMirror, PushJob, PushMirror, PushMirrorStore, PushMirrorUpdate, PushRun, PushRunResult,
+};
+pub use notifications::{
+    ClaimedDelivery, DeliveryAttempt, DeliveryStatus, NewNotificationTarget, NotificationDelivery,
+    NotificationFacts, NotificationStore, NotificationTarget, NotificationTargetUpdate, Observation,
 };
 pub use secrecy::SecretString;
 
@@ -421,7 +426,7 @@ pub struct SyncRun {
 /// Time is always passed in (`now`), never read from the clock, so that schedules and leases
 /// can be tested without waiting.
 #[async_trait]
-pub trait Store: MirrorSetStore + PushMirrorStore + Send + Sync {
+pub trait Store: MirrorSetStore + PushMirrorStore + NotificationStore + Send + Sync {
     /// Whether the database answers (readiness).
     async fn ping(&self) -> Result<(), StoreError>;
 

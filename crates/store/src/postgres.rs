@@ -23,6 +23,7 @@ use crate::{
 };
 
 mod push_mirrors;
+mod notifications;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
 

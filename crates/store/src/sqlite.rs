@@ -28,6 +28,7 @@ use crate::{
 };
 
 mod push_mirrors;
+mod notifications;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
 

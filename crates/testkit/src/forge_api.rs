@@ -259,6 +259,12 @@ impl ForgeApiServer {
         self.shared.log.lock().expect("request log").clone()
     }
 
+    /// Forgets every route (the recorded requests stay): requests go to the fallback again,
+    /// or get 404.
+    pub fn clear_routes(&self) {
+        self.shared.routes.lock().expect("routes").clear();
+    }
+
     /// Forgets the requests recorded so far (the routes stay).
     pub fn clear_recorded(&self) {
         self.shared.log.lock().expect("request log").clear();

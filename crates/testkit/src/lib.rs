@@ -15,6 +15,8 @@
 //!   uses, optionally in front of a git server, with separate object storage, and with faults
 //!   on request ([`LfsFault`]); [`LfsHome`] and [`lfs_git_command`]: git-lfs isolated from the
 //!   machine's config.
+//! - [`SmtpServer`]: a plain SMTP server that records the messages it accepts (and can refuse
+//!   recipients), for the hub's notification e-mail.
 //! - [`git`], [`init_bare`], [`Scratch`], [`for_each_ref`], [`RefSnapshot`]: building and
 //!   comparing repositories with a clean, deterministic git environment.
 //! - [`synthetic_upstream`]: a large deterministic repository for benchmarks, and the upstream
@@ -30,6 +32,7 @@ mod gate;
 mod http;
 mod lfs;
 mod repo;
+mod smtp;
 mod ssh;
 mod synthetic;
 
@@ -44,6 +47,7 @@ pub use repo::{
     noise, tiny_repo_aliases, tiny_repos, try_git, LfsHome, RefSnapshot, Scratch, AUTHOR_EMAIL,
     AUTHOR_NAME, FIXED_DATE,
 };
+pub use smtp::{SmtpMessage, SmtpServer};
 pub use ssh::{SshKeyPair, SshServer};
 pub use synthetic::{
     add_commit, delete_branch, delete_tag, rewrite_branch, synthetic_upstream, Spec, Synthetic,

@@ -5,6 +5,7 @@
 mod accounts;
 mod mirror_sets;
 mod push_mirrors;
+mod notifications;
 mod ssh;
 mod types;
 
@@ -19,6 +20,7 @@ use poem_openapi::{ApiResponse, OpenApi, Tags};
 pub use accounts::AccountsApi;
 pub use mirror_sets::MirrorSetsApi;
 pub use push_mirrors::PushMirrorsApi;
+pub use notifications::NotificationsApi;
 pub use ssh::SshApi;
 
 use crate::auth::ApiToken;
@@ -36,6 +38,8 @@ enum ApiTags {
     /// Every repository of an organization, group or account, and the new ones as they
     /// appear.
     MirrorSets,
+    /// Notification targets (webhook, Slack, e-mail) and their deliveries.
+    Notifications,
 }
 
 pub struct ReposApi {
