@@ -5,6 +5,7 @@
 mod accounts_cli;
 mod cli;
 mod config;
+mod fidelity_cli;
 mod serve;
 mod ssh_cli;
 

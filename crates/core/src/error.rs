@@ -66,6 +66,8 @@ pub enum ErrorCode {
     LfsBatchInvalid,
     /// The upstream's (or the hub's) LFS server does not have the object.
     LfsObjectMissing,
+    /// The repository has no backup with this id (expired, or never made).
+    BackupNotFound,
 }
 
 impl ErrorCode {
@@ -101,6 +103,7 @@ impl ErrorCode {
             Self::LfsObjectTooLarge => "lfs_object_too_large",
             Self::LfsBatchInvalid => "lfs_batch_invalid",
             Self::LfsObjectMissing => "lfs_object_missing",
+            Self::BackupNotFound => "backup_not_found",
         }
     }
 
@@ -121,7 +124,7 @@ impl ErrorCode {
     }
 }
 
-const ALL: [ErrorCode; 30] = [
+const ALL: [ErrorCode; 31] = [
     ErrorCode::InvalidRequest,
     ErrorCode::InvalidUrl,
     ErrorCode::UnsupportedScheme,
@@ -152,6 +155,7 @@ const ALL: [ErrorCode; 30] = [
     ErrorCode::LfsObjectTooLarge,
     ErrorCode::LfsBatchInvalid,
     ErrorCode::LfsObjectMissing,
+    ErrorCode::BackupNotFound,
 ];
 
 impl std::fmt::Display for ErrorCode {

@@ -9,6 +9,7 @@ pub mod duration;
 pub mod error;
 pub mod names;
 pub mod policy;
+pub mod ref_filter;
 pub mod repo_key;
 pub mod schedule;
 pub mod ssh;
@@ -22,5 +23,6 @@ pub use model::{
 };
 pub use names::{NameError, OwnerName, RepoName};
 pub use policy::{AddressPolicy, AllowEntry, Refusal};
+pub use ref_filter::{RefFilter, RefFilterError, RefFilterSpec};
 pub use ssh::{known_hosts_text, parse_known_hosts, HostKey, KnownHostsError};
 pub use url::{Credentials, Scheme, UpstreamUrl, UrlError};

@@ -10,7 +10,8 @@ pub enum HubError {
     #[error("{message}")]
     Invalid {
         code: ErrorCode,
-        field: Option<&'static str>,
+        /// A name (`token`) or a path into the body (`refs.include[1]`).
+        field: Option<std::borrow::Cow<'static, str>>,
         message: String,
     },
     #[error("repository {0} does not exist")]
@@ -36,6 +37,8 @@ pub enum HubError {
     SshKeyNotFound(String),
     #[error("{0}")]
     SshKeyInUse(String),
+    #[error("{0}")]
+    BackupNotFound(String),
     #[error(transparent)]
     Upstream(#[from] GitError),
     /// A promotion was refused because the upstream could not be checked.
@@ -62,7 +65,16 @@ impl HubError {
     pub fn invalid(code: ErrorCode, field: &'static str, message: impl Into<String>) -> Self {
         Self::Invalid {
             code,
-            field: Some(field),
+            field: Some(field.into()),
+            message: message.into(),
+        }
+    }
+
+    /// An invalid field whose name is made at run time, e.g. `refs.include[1]`.
+    pub fn invalid_at(code: ErrorCode, field: String, message: impl Into<String>) -> Self {
+        Self::Invalid {
+            code,
+            field: Some(field.into()),
             message: message.into(),
         }
     }
@@ -80,6 +92,7 @@ impl HubError {
             Self::TokenNotFound(_) => ErrorCode::TokenNotFound,
             Self::SshKeyNotFound(_) => ErrorCode::SshKeyNotFound,
             Self::SshKeyInUse(_) => ErrorCode::SshKeyInUse,
+            Self::BackupNotFound(_) => ErrorCode::BackupNotFound,
             Self::Upstream(e) | Self::PromoteRefused(e) => e.code(),
             Self::Store(_) | Self::Io(_) => ErrorCode::Internal,
             Self::Lfs(e) => e.code(),
@@ -87,9 +100,9 @@ impl HubError {
     }
 
     /// The request field the error is about, when there is one.
-    pub fn field(&self) -> Option<&'static str> {
+    pub fn field(&self) -> Option<&str> {
         match self {
-            Self::Invalid { field, .. } => *field,
+            Self::Invalid { field, .. } => field.as_deref(),
             Self::Exists(_) => Some("name"),
             Self::Upstream(GitError::SshAuthFailed) => Some("ssh_key_id"),
             Self::Upstream(GitError::HostKeyMismatch { .. }) => Some("known_hosts"),

@@ -82,7 +82,7 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         | LfsObjectTooLarge | LfsBatchInvalid => StatusCode::UNPROCESSABLE_ENTITY,
         RepoExists | AccountExists | InvalidState | SshKeyInUse => StatusCode::CONFLICT,
         RepoNotFound | AccountNotFound | TokenNotFound | WebhookNotEnabled | SshKeyNotFound
-        | LfsObjectMissing => StatusCode::NOT_FOUND,
+        | LfsObjectMissing | BackupNotFound => StatusCode::NOT_FOUND,
         Unauthorized => StatusCode::UNAUTHORIZED,
         Forbidden => StatusCode::FORBIDDEN,
         Internal => StatusCode::INTERNAL_SERVER_ERROR,

@@ -48,6 +48,7 @@ pub fn app(hub: Arc<Hub>, config: ServerConfig) -> impl poem::Endpoint + 'static
         },
         api::AccountsApi { hub: hub.clone() },
         api::SshApi { hub: hub.clone() },
+        api::BackupsApi { hub: hub.clone() },
     );
     let service = OpenApiService::new(api, "mirrorhub", env!("CARGO_PKG_VERSION"))
         .description(

@@ -17,6 +17,7 @@
 #![forbid(unsafe_code)]
 
 mod crypto;
+mod fidelity;
 mod postgres;
 mod sqlite;
 
@@ -31,6 +32,7 @@ use mirrorhub_core::{
 };
 
 pub use crypto::{CryptoError, SecretKey};
+pub use fidelity::{Backup, FidelityStore, Freshness, NewBackup, Silence};
 pub use secrecy::SecretString;
 
 /// The error code recorded on runs that were still running when the hub stopped.
@@ -415,7 +417,7 @@ pub struct SyncRun {
 /// Time is always passed in (`now`), never read from the clock, so that schedules and leases
 /// can be tested without waiting.
 #[async_trait]
-pub trait Store: Send + Sync {
+pub trait Store: FidelityStore + Send + Sync {
     /// Whether the database answers (readiness).
     async fn ping(&self) -> Result<(), StoreError>;
 

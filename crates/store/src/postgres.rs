@@ -2,6 +2,8 @@
 //! replicas claim from the same queue with `FOR UPDATE SKIP LOCKED`, and serialise on the
 //! repository's row before taking a lease, so one repository is never synced twice at once.
 
+mod fidelity;
+
 use std::collections::HashMap;
 use std::time::Duration;
 

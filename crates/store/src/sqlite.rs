@@ -3,6 +3,8 @@
 //! takes the database's write lock up front (waiting up to the busy timeout) and never fails
 //! half-way on a lock upgrade.
 
+mod fidelity;
+
 use std::collections::HashMap;
 use std::str::FromStr;
 use std::time::Duration;
