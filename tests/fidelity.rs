@@ -76,8 +76,19 @@ fn changes(run: &Value) -> Vec<(String, String)> {
     v
 }
 
+/// "sync finished" lines of no-op syncs in the hub's log (ANSI colours taken out).
 fn noop_lines(hub: &Hub) -> usize {
-    hub.log_text()
+    let mut plain = String::new();
+    let mut escape = false;
+    for c in hub.log_text().chars() {
+        match (escape, c) {
+            (false, '\u{1b}') => escape = true,
+            (true, 'm') => escape = false,
+            (true, _) => {}
+            (false, c) => plain.push(c),
+        }
+    }
+    plain
         .lines()
         .filter(|l| l.contains("sync finished") && l.contains("noop=true"))
         .count()
