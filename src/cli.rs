@@ -58,9 +58,61 @@ pub enum RepoCommand {
         /// Without it, the keys the server shows now are pinned and printed.
         #[arg(long, value_name = "FILE")]
         known_hosts: Option<std::path::PathBuf>,
+        /// Mirror only the branches and tags matching this pattern (repeat it; a name,
+        /// `release/*`, `refs/tags/v*` or `re:REGEX`).
+        #[arg(long, value_name = "PATTERN")]
+        include: Vec<String>,
+        /// Leave out the branches and tags matching this pattern (repeat it).
+        #[arg(long, value_name = "PATTERN")]
+        exclude: Vec<String>,
         /// Wait until the initial copy is done and print the result.
         #[arg(long)]
         wait: bool,
+        #[command(flatten)]
+        hub: HubArgs,
+    },
+    /// Show a mirror's ref filter, or set it with --include/--exclude (replacing it) or --all.
+    Refs {
+        /// owner/name
+        repo: String,
+        #[arg(long, value_name = "PATTERN")]
+        include: Vec<String>,
+        #[arg(long, value_name = "PATTERN")]
+        exclude: Vec<String>,
+        /// Mirror every branch and tag again.
+        #[arg(long, conflicts_with_all = ["include", "exclude"])]
+        all: bool,
+        #[command(flatten)]
+        hub: HubArgs,
+    },
+    /// List the backups of branches and tags that syncs overwrote or deleted.
+    Backups {
+        /// owner/name
+        repo: String,
+        #[command(flatten)]
+        hub: HubArgs,
+    },
+    /// Restore a backup as a new branch (primaries only; a mirror: `repo bundle`).
+    Restore {
+        /// owner/name
+        repo: String,
+        /// The backup's id (`repo backups`).
+        id: i64,
+        /// The new branch's name (default `restored/<name>-<time>`).
+        #[arg(long)]
+        branch: Option<String>,
+        #[command(flatten)]
+        hub: HubArgs,
+    },
+    /// Download a backup as a git bundle.
+    Bundle {
+        /// owner/name
+        repo: String,
+        /// The backup's id (`repo backups`).
+        id: i64,
+        /// Where to write it.
+        #[arg(long, short, value_name = "FILE", default_value = "backup.bundle")]
+        output: std::path::PathBuf,
         #[command(flatten)]
         hub: HubArgs,
     },
@@ -219,6 +271,37 @@ impl Client {
             .unwrap_or_default())
     }
 
+    /// A response body as bytes (a download).
+    pub async fn download(&self, path: &str) -> anyhow::Result<Vec<u8>> {
+        let req = self
+            .http
+            .get(format!("{}/api/v1{path}", self.base))
+            .timeout(Duration::from_secs(3600));
+        let req = match (&self.password, &self.token) {
+            (Some((user, password)), _) => req.basic_auth(user, Some(password.expose_secret())),
+            (None, Some(token)) => req.bearer_auth(token.expose_secret()),
+            (None, None) => anyhow::bail!("no API token: set MIRRORHUB_TOKEN (or pass --token)"),
+        };
+        let resp = req
+            .send()
+            .await
+            .with_context(|| format!("could not reach the hub at {}", self.base))?;
+        let status = resp.status();
+        if !status.is_success() {
+            let parsed: Value =
+                serde_json::from_str(&resp.text().await.unwrap_or_default()).unwrap_or_default();
+            anyhow::bail!(
+                "{}: {}",
+                parsed["error"]["code"].as_str().unwrap_or("error"),
+                parsed["error"]["message"]
+                    .as_str()
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| format!("HTTP {status}"))
+            );
+        }
+        Ok(resp.bytes().await?.to_vec())
+    }
+
     /// The newest `limit` sync runs of `repo` (owner/name).
     async fn runs(&self, repo: &str, limit: i64) -> anyhow::Result<Value> {
         self.get(&format!("/repos/{repo}/syncs?limit={limit}"))
@@ -270,6 +353,8 @@ pub async fn run(cmd: RepoCommand) -> anyhow::Result<std::process::ExitCode> {
             ssh_key,
             ssh_private_key_file,
             known_hosts,
+            include,
+            exclude,
             wait,
             hub,
         } => {
@@ -299,6 +384,7 @@ pub async fn run(cmd: RepoCommand) -> anyhow::Result<std::process::ExitCode> {
                 "visibility": visibility, "description": description, "sync_interval": interval,
                 "ssh_key_id": ssh_key, "ssh_private_key": ssh_private_key,
                 "ssh_key_passphrase": ssh_key_passphrase, "known_hosts": known_hosts,
+                "refs": crate::fidelity_cli::filter_body(&include, &exclude),
             });
             let repo = client
                 .call(reqwest::Method::POST, "/repos", Some(body))
@@ -315,6 +401,26 @@ pub async fn run(cmd: RepoCommand) -> anyhow::Result<std::process::ExitCode> {
             }
             print_repo(&repo, hub.json)
         }
+        RepoCommand::Refs {
+            repo,
+            include,
+            exclude,
+            all,
+            hub,
+        } => crate::fidelity_cli::refs(&repo, &include, &exclude, all, &hub).await,
+        RepoCommand::Backups { repo, hub } => crate::fidelity_cli::backups(&repo, &hub).await,
+        RepoCommand::Restore {
+            repo,
+            id,
+            branch,
+            hub,
+        } => crate::fidelity_cli::restore(&repo, id, branch, &hub).await,
+        RepoCommand::Bundle {
+            repo,
+            id,
+            output,
+            hub,
+        } => crate::fidelity_cli::bundle(&repo, id, &output, &hub).await,
         RepoCommand::HostKeys { repo, accept, hub } => {
             let (owner, name) = split_repo(&repo)?;
             let client = Client::new(&hub)?;
@@ -509,6 +615,10 @@ fn print_repo(r: &Value, as_json: bool) -> anyhow::Result<std::process::ExitCode
         s("last_success_at"),
         s("next_sync_at")
     );
+    if r["mode"] == "mirror" {
+        crate::fidelity_cli::print_filter(&r["refs"]);
+        crate::fidelity_cli::print_freshness(r);
+    }
     if let Some(reason) = r["paused_reason"].as_str() {
         println!("  paused:       {reason} (a sync or a settings change resumes it)");
     }
@@ -551,8 +661,12 @@ fn print_runs(runs: &Value, as_json: bool) -> anyhow::Result<()> {
                     .map(|s| s[..s.len().min(12)].to_owned())
                     .unwrap_or_else(|| "-".into())
             };
+            let backup = c["backup_id"]
+                .as_i64()
+                .map(|id| format!(" (old tip kept: backup #{id})"))
+                .unwrap_or_default();
             println!(
-                "  {:<12} {} {} -> {}",
+                "  {:<12} {} {} -> {}{backup}",
                 c["kind"].as_str().unwrap_or_default(),
                 c["ref"].as_str().unwrap_or_default(),
                 short(&c["old"]),

@@ -102,6 +102,14 @@ pub struct ServeArgs {
     /// Git LFS downloads from an upstream at once, per sync.
     #[arg(long, env = "MIRRORHUB_LFS_CONCURRENCY", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub lfs_concurrency: u32,
+    /// How long a backup of a tip a sync overwrote or deleted is kept (then removed by
+    /// housekeeping).
+    #[arg(long, env = "MIRRORHUB_BACKUP_RETENTION", default_value = "30d", value_parser = parse_duration)]
+    pub backup_retention: Duration,
+    /// How often the upstream of a mirror whose webhook is connected is listed (cheaply) to
+    /// notice a silent webhook; a silent one is polled at this interval.
+    #[arg(long, env = "MIRRORHUB_SILENCE_CHECK", default_value = "1h", value_parser = parse_duration)]
+    pub silence_check: Duration,
     /// The largest Git LFS object the hub fetches or accepts, in bytes.
     #[arg(long, env = "MIRRORHUB_LFS_MAX_OBJECT_BYTES", default_value_t = 10 << 30)]
     pub lfs_max_object_bytes: u64,

@@ -6,6 +6,7 @@ mod accounts_cli;
 mod cli;
 mod config;
 mod push_mirror_cli;
+mod fidelity_cli;
 mod serve;
 mod set_cli;
 mod ssh_cli;

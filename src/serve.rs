@@ -7,7 +7,9 @@ use anyhow::{bail, Context};
 use clap::Subcommand;
 use mirrorhub_forges::{BotCredentials, ForgeApis, GitHubAuth};
 use mirrorhub_git::{EngineConfig, GitEngine};
-use mirrorhub_hub::{BotConfig, Hub, HubConfig, LfsConfig, NotifyConfig, SmtpConfig, WebhookConfig};
+use mirrorhub_hub::{
+    BotConfig, FidelityConfig, Hub, HubConfig, LfsConfig, NotifyConfig, SmtpConfig, WebhookConfig,
+};
 use mirrorhub_server::{AdminAuth, ServerConfig, WebConfig};
 use mirrorhub_store::{SecretKey, Store};
 use poem::listener::{Acceptor, Listener, TcpListener};
@@ -107,6 +109,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<std::process::ExitCode> {
                 concurrency: args.lfs_concurrency as usize,
             },
             notifications: notify_config(&args, &public_url)?,
+            fidelity: FidelityConfig {
+                backup_retention: args.backup_retention,
+                silence_check: args.silence_check,
+            },
         },
     ));
     hub.recover()
@@ -358,6 +364,16 @@ pub enum AdminCommand {
         #[command(flatten)]
         args: Box<ServeArgs>,
     },
+    /// Remove the backups of overwritten or deleted refs older than
+    /// MIRRORHUB_BACKUP_RETENTION now (the running hub's housekeeping does this every hour).
+    ExpireBackups {
+        /// Expire as of this moment instead of the current time (RFC 3339), e.g. to see what
+        /// a later housekeeping run removes.
+        #[arg(long, value_name = "TIME")]
+        now: Option<chrono::DateTime<chrono::Utc>>,
+        #[command(flatten)]
+        args: Box<ServeArgs>,
+    },
 }
 
 pub async fn admin(cmd: AdminCommand) -> anyhow::Result<std::process::ExitCode> {
@@ -395,6 +411,26 @@ pub async fn admin(cmd: AdminCommand) -> anyhow::Result<std::process::ExitCode> 
                 user.name,
                 if site_admin { ", a site admin," } else { "" }
             );
+        }
+        AdminCommand::ExpireBackups { now, args } => {
+            std::fs::create_dir_all(&args.data_dir)?;
+            let store = open_store(&args).await?;
+            let engine = GitEngine::start(EngineConfig {
+                git_program: args.git.clone(),
+                ..EngineConfig::default()
+            })
+            .await
+            .context("could not start the git engine")?;
+            let removed = mirrorhub_hub::expire_backups(
+                store.as_ref(),
+                &engine,
+                &args.data_dir.join("repos"),
+                args.backup_retention,
+                now.unwrap_or_else(chrono::Utc::now),
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+            eprintln!("removed {removed} expired backup(s)");
         }
         AdminCommand::Migrate(args) => {
             std::fs::create_dir_all(&args.data_dir)?;

@@ -289,6 +289,24 @@ impl Hub {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Runs `mirrorhub admin <args>` on this hub's data directory and database.
+    pub fn admin(&self, db: &TestDb, args: &[&str]) -> Output {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_mirrorhub"));
+        cmd.arg("admin")
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("MIRRORHUB_DATA_DIR", &self.data_dir)
+            .env("RUST_LOG", "warn");
+        if let Some(url) = db.url() {
+            cmd.env("DATABASE_URL", url);
+        }
+        for (k, v) in &self.extra_env {
+            cmd.env(k, v);
+        }
+        cmd.output().expect("run mirrorhub admin")
+    }
+
     pub fn repo_dir(&self, id: i64) -> PathBuf {
         self.data_dir.join("repos").join(format!("{id}.git"))
     }

@@ -79,6 +79,8 @@ pub enum ErrorCode {
     PushRejected,
     /// No notification target with this id (or the caller may not manage it).
     NotificationTargetNotFound,
+    /// The repository has no backup with this id (expired, or never made).
+    BackupNotFound,
 }
 
 impl ErrorCode {
@@ -120,6 +122,7 @@ impl ErrorCode {
             Self::PushMirrorNotFound => "push_mirror_not_found",
             Self::PushRejected => "push_rejected",
             Self::NotificationTargetNotFound => "notification_target_not_found",
+            Self::BackupNotFound => "backup_not_found",
         }
     }
 
@@ -140,7 +143,7 @@ impl ErrorCode {
     }
 }
 
-const ALL: [ErrorCode; 36] = [
+const ALL: [ErrorCode; 37] = [
     ErrorCode::InvalidRequest,
     ErrorCode::InvalidUrl,
     ErrorCode::UnsupportedScheme,
@@ -177,6 +180,7 @@ const ALL: [ErrorCode; 36] = [
     ErrorCode::PushMirrorNotFound,
     ErrorCode::PushRejected,
     ErrorCode::NotificationTargetNotFound,
+    ErrorCode::BackupNotFound,
 ];
 
 impl std::fmt::Display for ErrorCode {

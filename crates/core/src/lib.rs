@@ -11,6 +11,7 @@ pub mod names;
 pub mod notify;
 pub mod policy;
 pub mod push_mirror;
+pub mod ref_filter;
 pub mod repo_key;
 pub mod schedule;
 pub mod ssh;
@@ -24,5 +25,6 @@ pub use model::{
 };
 pub use names::{NameError, OwnerName, RepoName};
 pub use policy::{AddressPolicy, AllowEntry, Refusal};
+pub use ref_filter::{RefFilter, RefFilterError, RefFilterSpec};
 pub use ssh::{known_hosts_text, parse_known_hosts, HostKey, KnownHostsError};
 pub use url::{Credentials, Scheme, UpstreamUrl, UrlError};

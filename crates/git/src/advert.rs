@@ -8,7 +8,7 @@
 //! capabilities carry `symref=HEAD:<ref>`.
 
 /// The upstream's HEAD as a fetch saw it advertised.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub(crate) enum AdvertisedHead {
     /// HEAD is a symbolic ref to this branch (which need not exist: `unborn` in v2).
     Symref(String),
@@ -16,6 +16,7 @@ pub(crate) enum AdvertisedHead {
     Detached,
     /// The trace holds no advertisement of HEAD: a dumb HTTP server, or a server that left
     /// HEAD out. Only a listing can tell.
+    #[default]
     NotSeen,
 }
 

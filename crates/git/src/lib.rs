@@ -13,16 +13,24 @@
 //!   the [`AddressPolicy`] to the address actually connected to, redirects included; git://
 //!   addresses are resolved, checked and pinned before git runs.
 //!
-//! A sync is one `git fetch`, nothing beside it: the fetch's own ref advertisement, read back
-//! from git's packet trace ([`advert`]), gives the upstream's HEAD, which the mirror follows.
-//! The upstream is listed separately only when that fetch fails for a reason a listing can
-//! explain (every ref deleted upstream, a ref in the way of a new one, no HEAD).
+//! A sync first reads the upstream's ref advertisement in process ([`listing`]: smart HTTP
+//! and git://, no process spawned) and compares it with the mirror's refs ([`freshness`]):
+//! equal, the sync is a no-op and nothing else runs. Otherwise it is one `git fetch`: the
+//! fetch's own ref advertisement, read back from git's packet trace ([`advert`]), gives the
+//! upstream's HEAD, which the mirror follows. The upstream is listed by git only when that
+//! fetch fails for a reason a listing can explain (every ref deleted upstream, a ref in the
+//! way of a new one, no HEAD). A listing never moves a ref. Tips a sync overwrites
+//! non-fast-forward or deletes are kept under backup refs ([`backup`]).
 
 mod advert;
+mod backup;
 mod browse;
 mod command;
 mod error;
 mod first_copy;
+mod freshness;
+mod listing;
+mod pkt;
 mod progress;
 mod proxy;
 mod push;
@@ -34,10 +42,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use mirrorhub_core::{AddressPolicy, Credentials, HostKey, RefChange, RefChangeKind, UpstreamUrl};
+use mirrorhub_core::{
+    AddressPolicy, Credentials, HostKey, RefChange, RefChangeKind, RefFilter, UpstreamUrl,
+};
 use rand::RngCore;
 use tokio::time::Instant;
 
+pub use backup::{BackupRef, BACKUP_PREFIX};
 pub use browse::{CommitEntry, RefEntry, RepoContents};
 pub use command::ProcessGroup;
 pub use error::GitError;
@@ -47,6 +58,8 @@ pub use ssh::SshAccess;
 
 use advert::AdvertisedHead;
 use first_copy::{Attempt, GixCopier};
+use listing::ListingError;
+use pkt::Advertised;
 use proxy::EgressProxy;
 use refs::{LocalState, RefMap};
 use transport::{FetchOptions, GitCli, Remote, RemoteRefs, Transport};
@@ -154,6 +167,35 @@ pub struct SyncReport {
     pub head: Option<String>,
     /// What made the copy (a sync is always `git fetch`).
     pub engine: CopyEngine,
+    /// The upstream was listed and equalled the mirror: nothing was fetched or written.
+    pub noop: bool,
+    /// How many refs differed from the upstream's when it was listed before the fetch (a
+    /// HEAD to follow counts as one); `None` when it was not listed in process (ssh://, or the
+    /// listing failed and git fetched as before).
+    pub listed_behind: Option<usize>,
+    /// Tips this sync overwrote non-fast-forward or deleted, kept under backup refs.
+    pub backups: Vec<BackupRef>,
+}
+
+/// How a sync treats a mirror beyond making it equal to the upstream.
+#[derive(Clone, Default)]
+pub struct SyncOptions {
+    /// Which branches and tags the mirror keeps; the rest are never fetched, and removed.
+    pub filter: RefFilter,
+    /// Keep the tips the sync overwrites non-fast-forward or deletes under backup refs.
+    pub backups: bool,
+    /// Told how many refs differ (see [`SyncReport::listed_behind`]) as soon as the upstream
+    /// has been listed, also when the fetch then fails.
+    pub on_listing: Option<Arc<dyn Fn(usize) + Send + Sync>>,
+}
+
+impl std::fmt::Debug for SyncOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SyncOptions")
+            .field("filter", &self.filter)
+            .field("backups", &self.backups)
+            .finish_non_exhaustive()
+    }
 }
 
 /// One request's credential of the engine's egress proxy. Its connections end when it drops.
@@ -303,13 +345,27 @@ impl GitEngine {
     /// directory (`<dest>.tmp-<random>`) and renamed into place only when complete, so a crash
     /// or a cancelled future never leaves a half repository at `dest`; leftovers of earlier
     /// attempts for the same `dest` are removed first.
-    #[tracing::instrument(skip_all, fields(url = %url, dest = %dest.display()))]
     pub async fn clone_mirror<'a>(
         &self,
         url: &'a UpstreamUrl,
         auth: impl Into<Auth<'a>>,
         dest: &Path,
         progress: ProgressFn,
+    ) -> Result<SyncReport, GitError> {
+        self.clone_mirror_with(url, auth, dest, progress, &RefFilter::default())
+            .await
+    }
+
+    /// [`GitEngine::clone_mirror`] of the branches and tags `filter` keeps only: the others
+    /// are never fetched.
+    #[tracing::instrument(skip_all, fields(url = %url, dest = %dest.display()))]
+    pub async fn clone_mirror_with<'a>(
+        &self,
+        url: &'a UpstreamUrl,
+        auth: impl Into<Auth<'a>>,
+        dest: &Path,
+        progress: ProgressFn,
+        filter: &RefFilter,
     ) -> Result<SyncReport, GitError> {
         let remote = self.remote(url, auth.into(), self.inner.config.timeout);
         let dest = std::path::absolute(dest)?;
@@ -319,7 +375,12 @@ impl GitEngine {
         })
         .await?;
         let transport = &self.inner.transport;
-        let checked = match self.copy(&remote, &tmp, progress).await {
+        let copied = if filter.is_all() {
+            self.copy(&remote, &tmp, progress).await
+        } else {
+            self.copy_filtered(&remote, &tmp, progress, filter).await
+        };
+        let checked = match copied {
             Err(e) => Err(e),
             Ok(engine) => {
                 let tmp = tmp.clone();
@@ -378,7 +439,42 @@ impl GitEngine {
             tags: state.tags(),
             head: state.head,
             engine,
+            noop: false,
+            listed_behind: None,
+            backups: Vec::new(),
         })
+    }
+
+    /// Makes the first copy of the refs `filter` keeps at `tmp` (which must not exist): an
+    /// empty repository, then the filtered fetch of a sync.
+    async fn copy_filtered(
+        &self,
+        remote: &Remote<'_>,
+        tmp: &Path,
+        progress: ProgressFn,
+        filter: &RefFilter,
+    ) -> Result<CopyEngine, GitError> {
+        blocking({
+            let tmp = tmp.to_path_buf();
+            move || {
+                git2::Repository::init_bare(&tmp)?;
+                Ok(())
+            }
+        })
+        .await?;
+        let listed = match listing::list(&self.inner.cli, remote).await {
+            Ok(advertised) => Some(advertised),
+            Err(ListingError::Refused(e)) => return Err(e),
+            Err(_) => None,
+        };
+        let head = self
+            .fetch_filtered(remote, tmp, &LocalState::default(), listed, filter, progress)
+            .await?;
+        if let Some(head) = head.filter(|h| h.starts_with("refs/heads/")) {
+            let tmp = tmp.to_path_buf();
+            blocking(move || refs::set_head(&tmp, &head)).await?;
+        }
+        Ok(CopyEngine::Git)
     }
 
     /// Makes the first copy at `tmp` (which must not exist): with gix when configured and it
@@ -411,8 +507,8 @@ impl GitEngine {
 
     /// Makes `repo` exactly equal to the upstream: branches and tags created, moved and pruned
     /// as upstream, HEAD following the upstream's default branch. Requires that nothing else
-    /// writes to `repo` meanwhile (the sync queue runs one sync per repository).
-    #[tracing::instrument(skip_all, fields(url = %url, repo = %repo.display()))]
+    /// writes to `repo` meanwhile (the sync queue runs one sync per repository). Tips it
+    /// overwrites non-fast-forward or deletes are kept under backup refs.
     pub async fn sync_mirror<'a>(
         &self,
         url: &'a UpstreamUrl,
@@ -420,47 +516,129 @@ impl GitEngine {
         repo: &Path,
         progress: ProgressFn,
     ) -> Result<SyncReport, GitError> {
+        let options = SyncOptions {
+            backups: true,
+            ..SyncOptions::default()
+        };
+        self.sync_mirror_with(url, auth, repo, progress, &options)
+            .await
+    }
+
+    /// [`GitEngine::sync_mirror`] with a ref filter, backups on or off, and a word as soon as
+    /// the upstream has been listed.
+    #[tracing::instrument(skip_all, fields(url = %url, repo = %repo.display()))]
+    pub async fn sync_mirror_with<'a>(
+        &self,
+        url: &'a UpstreamUrl,
+        auth: impl Into<Auth<'a>>,
+        repo: &Path,
+        progress: ProgressFn,
+        options: &SyncOptions,
+    ) -> Result<SyncReport, GitError> {
         let remote = self.remote(url, auth.into(), self.inner.config.timeout);
         let repo = std::path::absolute(repo)?;
-        let (before, stamp) = blocking({
+        let before = blocking({
             let repo = repo.clone();
+            move || refs::read_state(&repo)
+        })
+        .await?;
+
+        // The no-op check: the upstream's advertisement, read in process, against the
+        // mirror's refs. Equal: done, nothing spawned, nothing written.
+        let listed = match listing::list(&self.inner.cli, &remote).await {
+            Ok(advertised) => Some(advertised),
+            Err(ListingError::Refused(e)) => return Err(e),
+            Err(ListingError::Unsupported) => None,
+            Err(e) => {
+                tracing::debug!(error = %e, "the upstream could not be listed in process; fetching");
+                None
+            }
+        };
+        let comparison = listed
+            .as_ref()
+            .map(|advertised| freshness::compare(&before, advertised, &options.filter));
+        if let Some(comparison) = &comparison {
+            if let Some(tell) = &options.on_listing {
+                tell(comparison.behind());
+            }
+            if comparison.is_empty() {
+                return Ok(SyncReport {
+                    changes: Vec::new(),
+                    branches: before.branches(),
+                    tags: before.tags(),
+                    head: before.head,
+                    engine: CopyEngine::Git,
+                    noop: true,
+                    listed_behind: Some(0),
+                    backups: Vec::new(),
+                });
+            }
+            if comparison.differing.is_empty() {
+                // Only HEAD moved upstream: follow it, nothing to fetch.
+                let head = comparison.head.clone();
+                blocking({
+                    let repo = repo.clone();
+                    let head = head.clone();
+                    move || head.map_or(Ok(()), |h| refs::set_head(&repo, &h))
+                })
+                .await?;
+                return Ok(SyncReport {
+                    changes: Vec::new(),
+                    branches: before.branches(),
+                    tags: before.tags(),
+                    head: head.or(before.head),
+                    engine: CopyEngine::Git,
+                    noop: false,
+                    listed_behind: Some(comparison.behind()),
+                    backups: Vec::new(),
+                });
+            }
+        }
+        let listed_behind = comparison.as_ref().map(freshness::Comparison::behind);
+
+        // The tips the listing says will be overwritten or deleted are saved before git
+        // moves them, so a crash in between loses none; what the fetch really did settles
+        // them afterwards.
+        let now = chrono::Utc::now().timestamp();
+        let (foretold, stamp) = blocking({
+            let repo = repo.clone();
+            let wanted = match (&listed, options.backups) {
+                (Some(advertised), true) => {
+                    Some(freshness::wanted(&advertised.refs, &options.filter))
+                }
+                _ => None,
+            };
+            let before = before.refs.clone();
             move || {
-                refs::open(&repo)?;
                 refs::remove_leftovers(&repo)?;
-                Ok((refs::read_state(&repo)?, refs::stamp(&repo)?))
+                let foretold = match wanted {
+                    Some(wanted) => refs::foretell_backups(&repo, &before, &wanted, now)?,
+                    None => Vec::new(),
+                };
+                Ok((foretold, refs::stamp(&repo)?))
             }
         })
         .await?;
 
-        // One fetch, as `git fetch` makes it; its own ref advertisement says where the
-        // upstream's HEAD points. Only when it fails for a reason a listing can explain (an
-        // emptied upstream, a ref in the way of a new one, no HEAD) is the upstream listed.
-        let transport = &self.inner.transport;
-        let options = FetchOptions {
-            // A fetch that asks for HEAD fails before touching a ref when the advertisement
-            // has no HEAD, and an empty advertisement never has one: a git server's (smart) or
-            // a web page's (git cannot read one). Only a "dumb" HTTP server with a detached
-            // HEAD and no refs would empty the mirror here, which is then what it advertises.
-            // So the keep-nonempty hook, which git runs twice per fetch, is left to the
-            // careful path.
-            keep_nonempty: 0,
-            follow_head: true,
+        let fetched = if options.filter.is_all() {
+            self.fetch_all(&remote, &repo, &before.refs, progress).await
+        } else {
+            self.fetch_filtered(&remote, &repo, &before, listed, &options.filter, progress)
+                .await
         };
-        let head = match transport
-            .fetch(&remote, &repo, Arc::clone(&progress), options)
-            .await
-        {
-            Ok(fetched) => match fetched.head {
-                AdvertisedHead::Symref(target) => Some(target),
-                AdvertisedHead::Detached => None,
-                AdvertisedHead::NotSeen => transport.list(&remote).await?.head,
-            },
-            Err(e @ (GitError::Failed { .. } | GitError::NotARepository)) => {
-                tracing::debug!(error = %e, "the fetch failed; listing the upstream to see why");
-                self.sync_by_listing(&remote, &repo, &before.refs, progress)
-                    .await?
+        let head = match fetched {
+            Ok(head) => head,
+            Err(e) => {
+                if !foretold.is_empty() {
+                    // Keep only the backups of refs the failed run did move.
+                    let _ = blocking({
+                        let repo = repo.clone();
+                        move || refs::drop_unneeded_backups(&repo, &foretold)
+                    })
+                    .await;
+                }
+                return Err(e);
             }
-            Err(e) => return Err(e),
         };
 
         let head = head.filter(|h| h.starts_with("refs/heads/"));
@@ -487,13 +665,22 @@ impl GitEngine {
                 head: head.or(before.head),
             },
         };
-        let changes = if after.refs == before.refs {
-            Vec::new()
+        let (changes, backups) = if after.refs == before.refs && foretold.is_empty() {
+            (Vec::new(), Vec::new())
         } else {
             blocking({
                 let repo = repo.clone();
                 let (old, new) = (before.refs, after.refs.clone());
-                move || refs::journal(&repo, &old, &new)
+                let keep_backups = options.backups;
+                move || {
+                    let changes = refs::journal(&repo, &old, &new)?;
+                    let backups = if keep_backups {
+                        refs::settle_backups(&repo, foretold, &changes, now)?
+                    } else {
+                        Vec::new()
+                    };
+                    Ok((changes, backups))
+                }
             })
             .await?
         };
@@ -503,7 +690,107 @@ impl GitEngine {
             tags: after.tags(),
             head: after.head,
             engine: CopyEngine::Git,
+            noop: false,
+            listed_behind,
+            backups,
         })
+    }
+
+    /// Every branch and tag, in one `git fetch --prune` as git makes it; its own ref
+    /// advertisement says where the upstream's HEAD points. Only when it fails for a reason
+    /// a listing can explain (an emptied upstream, a ref in the way of a new one, no HEAD) is
+    /// the upstream listed by git. Returns the upstream's HEAD.
+    async fn fetch_all(
+        &self,
+        remote: &Remote<'_>,
+        repo: &Path,
+        before: &RefMap,
+        progress: ProgressFn,
+    ) -> Result<Option<String>, GitError> {
+        let transport = &self.inner.transport;
+        let options = FetchOptions {
+            // A fetch that asks for HEAD fails before touching a ref when the advertisement
+            // has no HEAD, and an empty advertisement never has one: a git server's (smart) or
+            // a web page's (git cannot read one). Only a "dumb" HTTP server with a detached
+            // HEAD and no refs would empty the mirror here, which is then what it advertises.
+            // So the keep-nonempty hook, which git runs twice per fetch, is left to the
+            // careful path.
+            keep_nonempty: 0,
+            follow_head: true,
+            only: Vec::new(),
+        };
+        match transport
+            .fetch(remote, repo, Arc::clone(&progress), options)
+            .await
+        {
+            Ok(fetched) => Ok(match fetched.head {
+                AdvertisedHead::Symref(target) => Some(target),
+                AdvertisedHead::Detached => None,
+                AdvertisedHead::NotSeen => transport.list(remote).await?.head,
+            }),
+            Err(e @ (GitError::Failed { .. } | GitError::NotARepository)) => {
+                tracing::debug!(error = %e, "the fetch failed; listing the upstream to see why");
+                self.sync_by_listing(remote, repo, before, progress).await
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The refs a filter keeps: refs the mirror must no longer hold (deleted upstream, or
+    /// outside the filter) are deleted first, in one transaction; then exactly the wanted
+    /// refs that differ are fetched, in another. Refs outside the filter are never fetched.
+    /// Returns the upstream's HEAD.
+    async fn fetch_filtered(
+        &self,
+        remote: &Remote<'_>,
+        repo: &Path,
+        before: &LocalState,
+        listed: Option<Advertised>,
+        filter: &RefFilter,
+        progress: ProgressFn,
+    ) -> Result<Option<String>, GitError> {
+        let transport = &self.inner.transport;
+        let (refs, head, smart) = match listed {
+            Some(advertised) => {
+                let head = match advertised.head {
+                    AdvertisedHead::Symref(target) => Some(target),
+                    _ => None,
+                };
+                (advertised.refs, head, true)
+            }
+            None => {
+                let listed = transport.list(remote).await?;
+                (listed.refs, listed.head, listed.smart)
+            }
+        };
+        if refs.is_empty() && !before.refs.is_empty() && !smart {
+            // A web page at the repository's URL lists nothing: never empty a mirror on that.
+            return Err(GitError::NotARepository);
+        }
+        let wanted = freshness::wanted(&refs, filter);
+        let gone: Vec<(String, String)> = before
+            .refs
+            .iter()
+            .filter(|(name, _)| !wanted.contains_key(*name))
+            .map(|(n, o)| (n.clone(), o.clone()))
+            .collect();
+        if !gone.is_empty() {
+            self.inner.cli.delete_refs(repo, &gone).await?;
+        }
+        let only: Vec<String> = wanted
+            .iter()
+            .filter(|(name, oid)| before.refs.get(*name) != Some(*oid))
+            .map(|(name, _)| name.clone())
+            .collect();
+        if !only.is_empty() {
+            let options = FetchOptions {
+                keep_nonempty: 0,
+                follow_head: false,
+                only,
+            };
+            transport.fetch(remote, repo, progress, options).await?;
+        }
+        Ok(head)
     }
 
     /// The careful sync, after a plain fetch failed: list the upstream first, then do what the
@@ -554,6 +841,7 @@ impl GitEngine {
             let options = FetchOptions {
                 keep_nonempty,
                 follow_head: false,
+                only: Vec::new(),
             };
             transport.fetch(remote, repo, progress, options).await?;
         }
@@ -701,32 +989,111 @@ impl GitEngine {
     }
 
     /// The branches and tags (full names, sorted) whose object differs between the upstream
-    /// and the local bare repository at `repo`, or that exist on one side only. Empty when the
-    /// mirror equals the upstream. Reads the upstream's listing only: no transfer.
+    /// and the local bare repository at `repo`, or that exist on one side only, counting only
+    /// the upstream's refs that `filter` keeps. Empty when the mirror equals the upstream.
+    /// Reads the upstream's listing only: no transfer.
     #[tracing::instrument(skip_all, fields(url = %url))]
     pub async fn differences<'a>(
         &self,
         url: &'a UpstreamUrl,
         auth: impl Into<Auth<'a>>,
         repo: &Path,
+        filter: &RefFilter,
     ) -> Result<Vec<String>, GitError> {
         let remote = self.remote(url, auth.into(), self.inner.config.probe_timeout);
-        let upstream = self.inner.transport.list(&remote).await?.refs;
+        let listed = self.list_upstream(&remote).await?;
         let repo = repo.to_path_buf();
-        let local = blocking(move || refs::read_state(&repo)).await?.refs;
-        let mut differing: Vec<String> = upstream
-            .iter()
-            .filter(|(name, oid)| local.get(*name) != Some(*oid))
-            .map(|(name, _)| name.clone())
-            .chain(
-                local
-                    .keys()
-                    .filter(|name| !upstream.contains_key(*name))
-                    .cloned(),
-            )
-            .collect();
-        differing.sort();
-        Ok(differing)
+        let local = blocking(move || refs::read_state(&repo)).await?;
+        Ok(freshness::compare(&local, &listed, filter).differing)
+    }
+
+    /// The scheduler's cheap check: lists the upstream (in process for http(s) and git://, no
+    /// transfer) and counts the refs of the mirror at `repo` that a sync would change (a HEAD
+    /// to follow counts as one). Writes nothing.
+    #[tracing::instrument(skip_all, fields(url = %url))]
+    pub async fn behind<'a>(
+        &self,
+        url: &'a UpstreamUrl,
+        auth: impl Into<Auth<'a>>,
+        repo: &Path,
+        filter: &RefFilter,
+    ) -> Result<usize, GitError> {
+        let remote = self.remote(url, auth.into(), self.inner.config.probe_timeout);
+        let listed = self.list_upstream(&remote).await?;
+        let repo = repo.to_path_buf();
+        let local = blocking(move || refs::read_state(&repo)).await?;
+        Ok(freshness::compare(&local, &listed, filter).behind())
+    }
+
+    /// The upstream's branches, tags and HEAD: in process where the scheme allows, else (and
+    /// when that fails for any reason but the address policy) by git, whose errors say best
+    /// what is wrong with an upstream.
+    async fn list_upstream(&self, remote: &Remote<'_>) -> Result<Advertised, GitError> {
+        match listing::list(&self.inner.cli, remote).await {
+            Ok(advertised) => return Ok(advertised),
+            Err(ListingError::Refused(e)) => return Err(e),
+            Err(ListingError::Unsupported) => {}
+            Err(e) => tracing::debug!(error = %e, "the upstream could not be listed in process; asking git"),
+        }
+        let listed = self.inner.transport.list(remote).await?;
+        if !listed.smart {
+            return Err(GitError::NotARepository);
+        }
+        Ok(Advertised {
+            refs: listed.refs,
+            head: listed
+                .head
+                .map_or(AdvertisedHead::NotSeen, AdvertisedHead::Symref),
+        })
+    }
+
+    /// The backup refs of the local repository at `repo` (see [`BackupRef`]).
+    pub async fn backup_refs(&self, repo: &Path) -> Result<Vec<BackupRef>, GitError> {
+        let repo = repo.to_path_buf();
+        blocking(move || backup::list(&refs::open(&repo)?)).await
+    }
+
+    /// Removes a backup ref of the local repository at `repo`, if it still points at `old`.
+    pub async fn delete_backup_ref(
+        &self,
+        repo: &Path,
+        backup_ref: &str,
+        old: &str,
+    ) -> Result<(), GitError> {
+        let (repo, backup_ref, old) = (repo.to_path_buf(), backup_ref.to_owned(), old.to_owned());
+        blocking(move || backup::remove(&refs::open(&repo)?, &backup_ref, &old)).await
+    }
+
+    /// Creates the branch `refs/heads/<branch>` at `oid` in the local repository at `repo`;
+    /// `Ok(false)` when a branch of that name exists (nothing is changed). The name must be
+    /// one git accepts.
+    pub async fn create_branch(&self, repo: &Path, branch: &str, oid: &str) -> Result<bool, GitError> {
+        let name = format!("refs/heads/{branch}");
+        if !git2::Reference::is_valid_name(&name) {
+            return Err(GitError::failed(format!("{branch:?} is not a valid branch name")));
+        }
+        let (repo, oid) = (repo.to_path_buf(), oid.to_owned());
+        blocking(move || {
+            let handle = refs::open(&repo)?;
+            let oid = git2::Oid::from_str(&oid)?;
+            let created =
+                match handle.reference(&name, oid, false, "mirrorhub: restored from a backup") {
+                    Ok(_) => Ok(true),
+                    Err(e) if e.code() == git2::ErrorCode::Exists => Ok(false),
+                    Err(e) => Err(e.into()),
+                };
+            created
+        })
+        .await
+    }
+
+    /// `git bundle create - <backup_ref>` in the local repository at `repo`, in the engine's
+    /// hardened environment (see [`GitEngine::local_command`]): its stdout is a bundle of
+    /// the backup ref's history, to stream to whoever asked.
+    pub fn bundle_command(&self, repo: &Path, backup_ref: &str) -> tokio::process::Command {
+        let mut cmd = self.local_command(repo);
+        cmd.args(["bundle", "create", "--quiet", "-", backup_ref]);
+        cmd
     }
 
     /// What a repository page shows: at most `max_refs` branches and tags (most recently

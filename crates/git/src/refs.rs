@@ -163,6 +163,85 @@ pub(crate) fn journal(
     Ok(changes)
 }
 
+/// Saves, before a fetch, the tips of `before` that a mirror holding `wanted` would lose: refs
+/// to be deleted, tags to be moved, and branches to be moved to a commit that is not (known
+/// to be) a descendant. A new tip the mirror does not have yet cannot be checked: its branch
+/// is saved too, and [`settle_backups`] drops the backup when the move was a fast-forward.
+pub(crate) fn foretell_backups(
+    repo: &Path,
+    before: &RefMap,
+    wanted: &RefMap,
+    now: i64,
+) -> Result<Vec<crate::BackupRef>, GitError> {
+    let handle = open(repo)?;
+    let mut saved = Vec::new();
+    for (name, old) in before {
+        let new = wanted.get(name);
+        if new == Some(old) {
+            continue;
+        }
+        if let Some(new) = new {
+            if name.starts_with("refs/heads/") && descends(&handle, new, old) {
+                continue;
+            }
+        }
+        saved.push(crate::backup::create(&handle, name, old, now)?);
+    }
+    Ok(saved)
+}
+
+/// After a fetch: keeps the backups of the changes that overwrote (`forced`) or deleted a
+/// tip, makes the ones the listing could not foretell (the upstream moved in between; the
+/// old objects are still there), and removes those that were not needed (fast-forwards).
+pub(crate) fn settle_backups(
+    repo: &Path,
+    foretold: Vec<crate::BackupRef>,
+    changes: &[RefChange],
+    now: i64,
+) -> Result<Vec<crate::BackupRef>, GitError> {
+    let handle = open(repo)?;
+    let needed: Vec<(&str, &str)> = changes
+        .iter()
+        .filter(|c| matches!(c.kind, RefChangeKind::Forced | RefChangeKind::Deleted))
+        .filter_map(|c| Some((c.name.as_str(), c.old.as_deref()?)))
+        .collect();
+    let mut kept = Vec::new();
+    for backup in foretold {
+        if needed.contains(&(backup.ref_name.as_str(), backup.old.as_str())) {
+            kept.push(backup);
+        } else {
+            crate::backup::remove(&handle, &backup.backup_ref, &backup.old)?;
+        }
+    }
+    for (name, old) in needed {
+        if kept.iter().any(|b| b.ref_name == name && b.old == old) {
+            continue;
+        }
+        match crate::backup::create(&handle, name, old, now) {
+            Ok(backup) => kept.push(backup),
+            Err(e) => tracing::warn!(r#ref = name, error = %e, "the overwritten tip could not be kept under a backup ref"),
+        }
+    }
+    kept.sort_by(|a, b| a.ref_name.cmp(&b.ref_name));
+    Ok(kept)
+}
+
+/// After a failed fetch: removes the backups of refs still at their saved tip (the run did
+/// not move them); the others stay, found again by the hub's next look at the backup refs.
+pub(crate) fn drop_unneeded_backups(
+    repo: &Path,
+    foretold: &[crate::BackupRef],
+) -> Result<(), GitError> {
+    let handle = open(repo)?;
+    let now = read_state_of(&handle)?;
+    for backup in foretold {
+        if now.refs.get(&backup.ref_name) == Some(&backup.old) {
+            crate::backup::remove(&handle, &backup.backup_ref, &backup.old)?;
+        }
+    }
+    Ok(())
+}
+
 /// Whether commit `new` contains commit `old`; anything that is not a pair of commits does not.
 fn descends(repo: &Repository, new: &str, old: &str) -> bool {
     let (Ok(new), Ok(old)) = (Oid::from_str(new), Oid::from_str(old)) else {

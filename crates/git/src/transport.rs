@@ -89,6 +89,9 @@ pub(crate) struct FetchOptions {
     pub keep_nonempty: usize,
     /// Learn the upstream's HEAD from the fetch's own ref advertisement.
     pub follow_head: bool,
+    /// Fetch exactly these refs (`refs/heads/x`, each to the same name, forced) and prune
+    /// nothing, instead of every branch and tag with `--prune`: a mirror with a ref filter.
+    pub only: Vec<String>,
 }
 
 /// What a fetch learned besides the objects and refs it brought.
@@ -141,6 +144,8 @@ struct RunHow<'a> {
     deadline: Instant,
     capture_stdout: bool,
     progress: Option<ProgressFn>,
+    /// Written to git's stdin, which is then closed.
+    stdin: Option<Vec<u8>>,
 }
 
 /// A git run prepared for one remote: the URL to give git, its environment, and what to
@@ -217,9 +222,16 @@ impl GitCli {
         env
     }
 
-    /// Environment for a local-only git run (no network).
+    /// Environment for a local-only git run (no network). The hub's own refs (backups of
+    /// overwritten tips) are hidden from every client it serves and cannot be pushed to.
     pub(crate) fn local_env(&self) -> Vec<(OsString, OsString)> {
-        self.base_env("", &[])
+        self.base_env(
+            "",
+            &[(
+                "transfer.hideRefs".to_owned(),
+                crate::backup::HIDDEN_NAMESPACE.to_owned(),
+            )],
+        )
     }
 
     pub(crate) fn hooks(&self) -> PathBuf {
@@ -386,6 +398,7 @@ impl GitCli {
             deadline,
             capture_stdout,
             progress,
+            stdin,
         } = how;
         let mut env = prepared.env.clone();
         let cwd = match git_dir {
@@ -401,7 +414,7 @@ impl GitCli {
             env,
             cwd,
             capture_stdout,
-            stdin: None,
+            stdin,
         };
         let finished = command::run(inv, deadline, progress).await?;
         if finished.success {
@@ -537,6 +550,7 @@ impl GitCli {
             deadline,
             capture_stdout: true,
             progress: None,
+            stdin: None,
         };
         let result = self.run_remote(remote, &prepared, args, how).await;
         let mut negotiated = false;
@@ -716,6 +730,7 @@ impl Transport for GitCli {
             deadline: remote.deadline,
             capture_stdout: false,
             progress: Some(progress),
+            stdin: None,
         };
         self.run_remote(remote, &prepared, args, how).await?;
         Ok(())
@@ -742,9 +757,10 @@ impl Transport for GitCli {
                 options.keep_nonempty.to_string().into(),
             ));
         }
+        let filtered = !options.only.is_empty();
         let mut args: Vec<OsString> = [
             "fetch",
-            "--prune",
+            if filtered { "--stdin" } else { "--prune" },
             "--atomic",
             "--no-tags",
             "--no-write-fetch-head",
@@ -759,7 +775,18 @@ impl Transport for GitCli {
         .map(OsString::from)
         .collect();
         args.push(prepared.url.clone().into());
-        args.extend(MIRROR_REFSPECS.iter().map(OsString::from));
+        // A filtered mirror names its refs on stdin (there may be many), each forced to the
+        // same name; `--prune` would not know the refs the filter leaves out.
+        let stdin = filtered.then(|| {
+            let mut list = String::new();
+            for name in &options.only {
+                list.push_str(&format!("+{name}:{name}\n"));
+            }
+            list.into_bytes()
+        });
+        if !filtered {
+            args.extend(MIRROR_REFSPECS.iter().map(OsString::from));
+        }
         // HEAD as a refspec without a destination stores nothing, but puts HEAD (with its
         // symref target) into the advertisement the trace records. (A detached upstream HEAD
         // on a commit no branch holds would bring that commit along, unreferenced.)
@@ -772,6 +799,7 @@ impl Transport for GitCli {
             deadline: remote.deadline,
             capture_stdout: false,
             progress: Some(progress),
+            stdin,
         };
         let result = self.run_remote(remote, &prepared, args, how).await;
         let head = match &trace_file {

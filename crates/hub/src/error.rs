@@ -10,7 +10,8 @@ pub enum HubError {
     #[error("{message}")]
     Invalid {
         code: ErrorCode,
-        field: Option<&'static str>,
+        /// A name (`token`) or a path into the body (`refs.include[1]`).
+        field: Option<std::borrow::Cow<'static, str>>,
         message: String,
     },
     #[error("repository {0} does not exist")]
@@ -39,6 +40,7 @@ pub enum HubError {
     #[error("{0}")]
     PushMirrorNotFound(String),
     NotificationTargetNotFound(String),
+    BackupNotFound(String),
     #[error(transparent)]
     Upstream(#[from] GitError),
     /// A promotion was refused because the upstream could not be checked.
@@ -65,7 +67,16 @@ impl HubError {
     pub fn invalid(code: ErrorCode, field: &'static str, message: impl Into<String>) -> Self {
         Self::Invalid {
             code,
-            field: Some(field),
+            field: Some(field.into()),
+            message: message.into(),
+        }
+    }
+
+    /// An invalid field whose name is made at run time, e.g. `refs.include[1]`.
+    pub fn invalid_at(code: ErrorCode, field: String, message: impl Into<String>) -> Self {
+        Self::Invalid {
+            code,
+            field: Some(field.into()),
             message: message.into(),
         }
     }
@@ -85,6 +96,7 @@ impl HubError {
             Self::SshKeyInUse(_) => ErrorCode::SshKeyInUse,
             Self::PushMirrorNotFound(_) => ErrorCode::PushMirrorNotFound,
             Self::NotificationTargetNotFound(_) => ErrorCode::NotificationTargetNotFound,
+            Self::BackupNotFound(_) => ErrorCode::BackupNotFound,
             Self::Upstream(e) | Self::PromoteRefused(e) => e.code(),
             Self::Store(_) | Self::Io(_) => ErrorCode::Internal,
             Self::Lfs(e) => e.code(),
@@ -92,9 +104,9 @@ impl HubError {
     }
 
     /// The request field the error is about, when there is one.
-    pub fn field(&self) -> Option<&'static str> {
+    pub fn field(&self) -> Option<&str> {
         match self {
-            Self::Invalid { field, .. } => *field,
+            Self::Invalid { field, .. } => field.as_deref(),
             Self::Exists(_) => Some("name"),
             Self::Upstream(GitError::SshAuthFailed) => Some("ssh_key_id"),
             Self::Upstream(GitError::HostKeyMismatch { .. }) => Some("known_hosts"),

@@ -5,6 +5,7 @@
 mod accounts;
 pub mod bot;
 mod error;
+mod fidelity;
 mod lfs;
 mod mirror_sets;
 mod notifications;
@@ -33,6 +34,7 @@ pub use accounts::{
 };
 pub use bot::BotConfig;
 pub use error::HubError;
+pub use fidelity::{expire_backups, Behind, FidelityConfig, WebhookSilence};
 pub use lfs::{LfsBatchRequest, LfsConfig};
 pub use mirror_sets::{
     CreateMirrorSet, MirrorSetView, SetCounts, SetRepoView, DEFAULT_LIST_INTERVAL,
@@ -83,6 +85,8 @@ pub struct HubConfig {
     pub lfs: LfsConfig,
     /// The notification outbox: senders, timeouts, retries, the SMTP server.
     pub notifications: NotifyConfig,
+    /// Backups of overwritten tips, and webhook silence checks.
+    pub fidelity: FidelityConfig,
 }
 
 /// The hub's services. Cheap to share behind an `Arc`.
@@ -168,6 +172,10 @@ impl Hub {
             lfs_url: lfs_url.map(Some),
             ..RepoUpdate::default()
         };
+        let ref_filter = match &request.refs {
+            Some(spec) => Some(fidelity::check_filter(spec)?.spec()),
+            None => None,
+        };
         let mut valid = request.validate(
             self.config.default_sync_interval,
             self.config.min_sync_interval,
@@ -228,6 +236,13 @@ impl Hub {
         } else {
             repo
         };
+        // The ref filter too: the first copy fetches only what it keeps.
+        if let Some(spec) = ref_filter.filter(|s| !s.is_empty()) {
+            if let Err(e) = self.store.set_ref_filter(repo.id, Some(&spec)).await {
+                let _ = self.store.delete_repo(repo.id).await;
+                return Err(e.into());
+            }
+        }
         if let Err(e) = self
             .store
             .enqueue_sync(repo.id, Trigger::Create, Utc::now())
@@ -370,11 +385,26 @@ impl Hub {
         if let Some(v) = change.visibility {
             update.visibility = Some(request::parse_visibility(&v)?);
         }
+        let ref_filter = match &change.refs {
+            Some(spec) => Some(fidelity::check_filter(spec)?),
+            None => None,
+        };
         let updated = self
             .store
             .update_repo(repo.id, &update)
             .await?
             .ok_or_else(|| HubError::NotFound(format!("{owner}/{name}")))?;
+        if let Some(filter) = ref_filter {
+            let before = self.ref_filter(repo.id).await?;
+            self.set_ref_filter(repo.id, &filter.spec()).await?;
+            if before != filter.spec() && repo.mode == Mode::Mirror && repo.state == RepoState::Ready {
+                // Applied at once: refs the filter now leaves out are removed, new ones fetched.
+                self.store
+                    .enqueue_sync(repo.id, Trigger::Manual, Utc::now())
+                    .await?;
+                self.wake.notify_one();
+            }
+        }
         tracing::info!(repo_id = repo.id, "repository settings changed");
         Ok(updated)
     }

@@ -37,6 +37,8 @@ pub struct CreateRepo {
     pub lfs: Option<bool>,
     /// The upstream's LFS endpoint, when git-lfs would not find it.
     pub lfs_url: Option<String>,
+    /// Which branches and tags to mirror (default: all).
+    pub refs: Option<mirrorhub_core::RefFilterSpec>,
 }
 
 /// A change of settings, as it arrives from an edge. `None` leaves a field as it is. Its
@@ -61,6 +63,8 @@ pub struct UpdateRepo {
     pub lfs: Option<bool>,
     /// An empty string forgets a set endpoint.
     pub lfs_url: Option<String>,
+    /// A new ref filter; an empty one (no patterns) mirrors every branch and tag again.
+    pub refs: Option<mirrorhub_core::RefFilterSpec>,
 }
 
 /// A user's LFS endpoint: http(s), a host, no credentials (they come from the repository's).
@@ -110,6 +114,7 @@ impl std::fmt::Debug for CreateRepo {
             .field("known_hosts", &self.known_hosts)
             .field("lfs", &self.lfs)
             .field("lfs_url", &self.lfs_url)
+            .field("refs", &self.refs)
             .finish()
     }
 }
@@ -129,6 +134,7 @@ impl std::fmt::Debug for UpdateRepo {
             .field("known_hosts", &self.known_hosts)
             .field("lfs", &self.lfs)
             .field("lfs_url", &self.lfs_url)
+            .field("refs", &self.refs)
             .finish()
     }
 }

@@ -71,7 +71,11 @@ async fn worker_loop(hub: Arc<Hub>, worker_id: String, shutdown: CancellationTok
 /// The most push mirror runs the scheduler queues per tick (the rest wait for the next).
 const PUSHES_PER_TICK: i64 = 1000;
 
-/// How often the leading scheduler forgets old webhook delivery ids and log lines.
+/// Webhook silence checks (one upstream listing each) per scheduler tick at most.
+const SILENCE_CHECKS_PER_TICK: i64 = 200;
+
+/// How often the leading scheduler forgets old webhook delivery ids and log lines, and
+/// expires backups.
 const PRUNE_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// Feeds the queue with due mirrors. Only one process leads (see `Store::lead_scheduler`);
@@ -84,6 +88,7 @@ async fn scheduler_loop(hub: Arc<Hub>, shutdown: CancellationToken) {
     let mut previous =
         Utc::now() - chrono::Duration::from_std(hub.config.schedule_tick).unwrap_or_default();
     let mut pruned_at: Option<std::time::Instant> = None;
+    let mut silence = None;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -106,6 +111,20 @@ async fn scheduler_loop(hub: Arc<Hub>, shutdown: CancellationToken) {
             if let Err(e) = hub.prune_webhook_deliveries().await {
                 tracing::warn!(error = %e, "could not prune old webhook deliveries");
             }
+            match hub.expire_backups(Utc::now()).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(removed = n, "expired backups removed"),
+                Err(e) => tracing::warn!(error = %e, "could not expire old backups"),
+            }
+        }
+        // In the background (each is a listing of an upstream), one round at a time.
+        if silence.as_ref().is_none_or(|h: &tokio::task::JoinHandle<()>| h.is_finished()) {
+            let hub = Arc::clone(&hub);
+            silence = Some(tokio::spawn(async move {
+                if let Err(e) = hub.check_silence(Utc::now(), SILENCE_CHECKS_PER_TICK).await {
+                    tracing::warn!(error = %e, "could not run the webhook silence checks");
+                }
+            }));
         }
         hub.check_stale().await;
         let now = Utc::now();
@@ -213,9 +232,10 @@ async fn try_run_job(
         .await
         .unwrap_or(false);
     let started = Instant::now();
+    let listed: crate::fidelity::ListedSlot = Default::default();
     let outcome = tokio::select! {
         r = async {
-            let report = transfer(hub, &repo, progress_tx).await?;
+            let report = transfer(hub, &repo, progress_tx, &listed).await?;
             // LFS objects of the commits this run brought; never fails the run.
             let warning = hub.mirror_lfs(&repo, &report).await;
             Ok::<_, mirrorhub_git::GitError>((report, warning))
@@ -278,8 +298,13 @@ async fn try_run_job(
             }
         }
     };
+    let mut note = crate::fidelity::RunNote {
+        recovering,
+        ..Default::default()
+    };
     let sync_result = match result {
         Ok((report, warning)) => {
+            note.backups = report.backups.clone();
             if let Some(warning) = &warning {
                 tracing::warn!(%warning, "the sync succeeded with warnings");
                 store.set_run_warnings(run_id, warning).await?;
@@ -289,10 +314,11 @@ async fn try_run_job(
             } else {
                 Outcome::Unchanged
             };
-            tracing::info!(duration_ms, changes = report.changes.len(), branches = report.branches, tags = report.tags, %outcome, "sync finished");
+            tracing::info!(duration_ms, changes = report.changes.len(), branches = report.branches, tags = report.tags, noop = report.noop, backups = report.backups.len(), %outcome, "sync finished");
             success(hub, &repo, finished_at, outcome, report)
         }
         Err((code, message)) => {
+            note.failed_behind = *listed.lock().unwrap_or_else(|e| e.into_inner());
             if code != mirrorhub_core::ErrorCode::Internal {
                 tracing::warn!(duration_ms, %code, error = %message, "sync failed");
             }
@@ -334,6 +360,7 @@ async fn try_run_job(
     // Before the job is completed: a crash here runs the job again, whose outcome is noted.
     hub.note_run(&repo, &sync_result, lfs_outcome).await;
     store.complete_job(job.id, worker_id).await?;
+    hub.note_run(&repo, run_id, note).await;
     if sync_result.outcome == Outcome::Success {
         // The mirror moved: push it on to its push mirrors.
         hub.queue_pushes(repo.id, mirrorhub_core::push_mirror::PushTrigger::Sync)
@@ -407,13 +434,16 @@ async fn check_promotion(hub: &Hub, repo: &Repo, result: SyncResult) -> SyncResu
         };
     }
     let checked = match mirrorhub_core::UpstreamUrl::parse(&repo.upstream_url) {
-        Ok((url, _)) => match hub.login_for(repo).await {
-            Ok(login) => {
+        Ok((url, _)) => match (hub.login_for(repo).await, hub.stored_filter(repo).await) {
+            (Ok(login), Ok(filter)) => {
                 hub.engine
-                    .differences(&url, login.auth(), &hub.repo_path(repo.id))
+                    .differences(&url, login.auth(), &hub.repo_path(repo.id), &filter)
                     .await
             }
-            Err(e) => Err(mirrorhub_git::GitError::Failed {
+            (_, Err(e)) => Err(mirrorhub_git::GitError::Failed {
+                detail: format!("the ref filter could not be read: {e}"),
+            }),
+            (Err(e), _) => Err(mirrorhub_git::GitError::Failed {
                 detail: format!("the upstream's key could not be read: {e}"),
             }),
         },
@@ -471,6 +501,7 @@ async fn transfer(
     hub: &Hub,
     repo: &Repo,
     progress_tx: tokio::sync::watch::Sender<Option<Progress>>,
+    listed: &crate::fidelity::ListedSlot,
 ) -> Result<SyncReport, mirrorhub_git::GitError> {
     let (url, _) = mirrorhub_core::UpstreamUrl::parse(&repo.upstream_url).map_err(|e| {
         mirrorhub_git::GitError::Failed {
@@ -493,13 +524,23 @@ async fn transfer(
         tracing::error!(error = ?e, "could not read the repository's upstream login");
         mirrorhub_git::GitError::Io(std::io::Error::other("reading the upstream login"))
     })?;
+    let options = hub
+        .sync_options(repo, listed)
+        .await
+        .map_err(|e| match e {
+            crate::HubError::InvalidState(detail) => mirrorhub_git::GitError::Failed { detail },
+            e => {
+                tracing::error!(error = ?e, "could not read the repository's ref filter");
+                mirrorhub_git::GitError::Io(std::io::Error::other("reading the ref filter"))
+            }
+        })?;
     if tokio::fs::try_exists(&path).await.unwrap_or(false) {
         hub.engine
-            .sync_mirror(&url, login.auth(), &path, progress)
+            .sync_mirror_with(&url, login.auth(), &path, progress, &options)
             .await
     } else {
         hub.engine
-            .clone_mirror(&url, login.auth(), &path, progress)
+            .clone_mirror_with(&url, login.auth(), &path, progress, &options.filter)
             .await
     }
 }

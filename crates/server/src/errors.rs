@@ -86,9 +86,8 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
             StatusCode::CONFLICT
         }
         RepoNotFound | AccountNotFound | TokenNotFound | WebhookNotEnabled | SshKeyNotFound
-        | LfsObjectMissing | MirrorSetNotFound | PushMirrorNotFound | NotificationTargetNotFound => {
-            StatusCode::NOT_FOUND
-        }
+        | LfsObjectMissing | MirrorSetNotFound | PushMirrorNotFound | NotificationTargetNotFound
+        | BackupNotFound => StatusCode::NOT_FOUND,
         Unauthorized => StatusCode::UNAUTHORIZED,
         Forbidden => StatusCode::FORBIDDEN,
         Internal => StatusCode::INTERNAL_SERVER_ERROR,

@@ -51,6 +51,7 @@ pub fn app(hub: Arc<Hub>, config: ServerConfig) -> impl poem::Endpoint + 'static
         api::MirrorSetsApi { hub: hub.clone() },
         api::PushMirrorsApi { hub: hub.clone() },
         api::NotificationsApi { hub: hub.clone() },
+        api::BackupsApi { hub: hub.clone() },
     );
     let service = OpenApiService::new(api, "mirrorhub", env!("CARGO_PKG_VERSION"))
         .description(

@@ -19,6 +19,7 @@
 mod crypto;
 mod mirror_sets;
 mod notifications;
+mod fidelity;
 mod postgres;
 mod push_mirrors;
 mod sqlite;
@@ -42,6 +43,7 @@ pub use notifications::{
     ClaimedDelivery, DeliveryAttempt, DeliveryStatus, NewNotificationTarget, NotificationDelivery,
     NotificationFacts, NotificationStore, NotificationTarget, NotificationTargetUpdate, Observation,
 };
+pub use fidelity::{Backup, FidelityStore, Freshness, NewBackup, Silence};
 pub use secrecy::SecretString;
 
 /// The error code recorded on runs that were still running when the hub stopped.
@@ -426,7 +428,9 @@ pub struct SyncRun {
 /// Time is always passed in (`now`), never read from the clock, so that schedules and leases
 /// can be tested without waiting.
 #[async_trait]
-pub trait Store: MirrorSetStore + PushMirrorStore + NotificationStore + Send + Sync {
+pub trait Store:
+    MirrorSetStore + PushMirrorStore + NotificationStore + FidelityStore + Send + Sync
+{
     /// Whether the database answers (readiness).
     async fn ping(&self) -> Result<(), StoreError>;
 

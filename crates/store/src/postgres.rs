@@ -3,6 +3,7 @@
 //! repository's row before taking a lease, so one repository is never synced twice at once.
 
 mod mirror_sets;
+mod fidelity;
 
 use std::collections::HashMap;
 use std::time::Duration;

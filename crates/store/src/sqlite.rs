@@ -4,6 +4,7 @@
 //! half-way on a lock upgrade.
 
 mod mirror_sets;
+mod fidelity;
 
 use std::collections::HashMap;
 use std::str::FromStr;

@@ -6,6 +6,7 @@ mod accounts;
 mod mirror_sets;
 mod push_mirrors;
 mod notifications;
+mod fidelity;
 mod ssh;
 mod types;
 
@@ -21,6 +22,7 @@ pub use accounts::AccountsApi;
 pub use mirror_sets::MirrorSetsApi;
 pub use push_mirrors::PushMirrorsApi;
 pub use notifications::NotificationsApi;
+pub use fidelity::BackupsApi;
 pub use ssh::SshApi;
 
 use crate::auth::ApiToken;
@@ -95,10 +97,11 @@ impl ReposApi {
         let filter = status.0.as_deref().map(StatusFilter::parse).transpose()?;
         let repos = self.hub.visible_repos(&auth.0).await?;
         let statuses = self.hub.statuses().await?;
+        let facts = fidelity::FidelityFacts::all(&self.hub).await?;
         let mut resources = Vec::with_capacity(repos.len());
         for (r, a) in &repos {
             if filter.as_ref().is_none_or(|f| f.matches(statuses.of(r))) {
-                resources.push(self.resource_with(r, *a, &statuses).await);
+                resources.push(self.resource_with(r, *a, &statuses, &facts).await);
             }
         }
         Ok(Json(resources))
@@ -148,7 +151,9 @@ impl ReposApi {
         self.authorize(&auth, &owner, &name, Access::Read).await?;
         let limit = limit.0.unwrap_or(50).clamp(1, 200);
         let runs = self.hub.list_runs(&owner, strip_git(&name), limit).await?;
-        Ok(Json(runs.into_iter().map(SyncRunResource::from).collect()))
+        let mut runs: Vec<SyncRunResource> = runs.into_iter().map(SyncRunResource::from).collect();
+        fidelity::link_backups(&self.hub, &mut runs).await?;
+        Ok(Json(runs))
     }
 
     /// Webhook deliveries received for this repository, newest first (kept 30 days).
@@ -255,7 +260,8 @@ impl ReposApi {
         access: Access,
     ) -> ApiResult<RepoResource> {
         let statuses = self.hub.statuses().await?;
-        Ok(self.resource_with(repo, access, &statuses).await)
+        let facts = fidelity::FidelityFacts::of(&self.hub, repo).await?;
+        Ok(self.resource_with(repo, access, &statuses, &facts).await)
     }
 
     async fn resource_with(
@@ -263,6 +269,7 @@ impl ReposApi {
         repo: &mirrorhub_store::Repo,
         access: Access,
         statuses: &Statuses,
+        facts: &fidelity::FidelityFacts,
     ) -> RepoResource {
         let mut resource = RepoResource::new(
             repo,
@@ -272,11 +279,12 @@ impl ReposApi {
             access == Access::Admin,
         );
         resource.lfs = types::LfsResource::new(repo, self.hub.lfs_counts(repo.id).await);
+        facts.apply(repo, &mut resource);
         resource
     }
 }
 
 /// `owner/name.git` names the same repository as `owner/name`.
-fn strip_git(name: &str) -> &str {
+pub(crate) fn strip_git(name: &str) -> &str {
     name.strip_suffix(".git").unwrap_or(name)
 }

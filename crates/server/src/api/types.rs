@@ -43,6 +43,63 @@ pub struct CreateRepoBody {
     /// The upstream's LFS endpoint (`…/info/lfs`), when it is not where git-lfs would find it
     /// (the `.lfsconfig` of the default branch, else `<url>/info/lfs`).
     pub lfs_url: Option<String>,
+    /// Which branches and tags to mirror (default: all of them).
+    pub refs: Option<RefFilterBody>,
+}
+
+/// Which branches and tags a mirror keeps. A ref is kept when it matches an `include`
+/// pattern (or there are none) and no `exclude` pattern. Patterns are globs (`main`,
+/// `release/*`; `*` stops at `/`, `**` does not) matched against the short name (`main` for
+/// `refs/heads/main` or `refs/tags/main`), or against the full name when they start with
+/// `refs/` (`refs/tags/tmp/*`); or regular expressions prefixed `re:` (`re:v[0-9]+`), which
+/// must match a whole name. Refs outside the filter are never fetched, and removed from the
+/// mirror when the filter narrows.
+#[derive(Object, Default)]
+pub struct RefFilterBody {
+    #[oai(default)]
+    pub include: Vec<String>,
+    #[oai(default)]
+    pub exclude: Vec<String>,
+}
+
+impl From<RefFilterBody> for mirrorhub_core::RefFilterSpec {
+    fn from(b: RefFilterBody) -> Self {
+        Self {
+            include: b.include,
+            exclude: b.exclude,
+        }
+    }
+}
+
+impl From<mirrorhub_core::RefFilterSpec> for RefFilterBody {
+    fn from(s: mirrorhub_core::RefFilterSpec) -> Self {
+        Self {
+            include: s.include,
+            exclude: s.exclude,
+        }
+    }
+}
+
+/// How far a mirror is behind its upstream, as last seen.
+#[derive(Object)]
+pub struct BehindResource {
+    /// Branches and tags that differ from the upstream's (a default branch to follow counts
+    /// as one); 0: in sync.
+    pub refs: i64,
+    /// When that was seen: the upstream's listing, or the end of the last successful sync.
+    pub checked_at: DateTime<Utc>,
+    /// The first check that found it behind, while it still is (null when in sync).
+    pub since: Option<DateTime<Utc>>,
+}
+
+impl From<mirrorhub_hub::Behind> for BehindResource {
+    fn from(b: mirrorhub_hub::Behind) -> Self {
+        Self {
+            refs: b.refs,
+            checked_at: b.checked_at,
+            since: b.since,
+        }
+    }
 }
 
 impl From<CreateRepoBody> for CreateRepo {
@@ -63,6 +120,7 @@ impl From<CreateRepoBody> for CreateRepo {
             known_hosts: b.known_hosts,
             lfs: b.lfs,
             lfs_url: b.lfs_url,
+            refs: b.refs.map(Into::into),
         }
     }
 }
@@ -94,6 +152,9 @@ pub struct UpdateRepoBody {
     pub lfs: Option<bool>,
     /// The upstream's LFS endpoint; an empty string goes back to finding it.
     pub lfs_url: Option<String>,
+    /// A new ref filter (replaces the old one; `{}` mirrors every branch and tag again). A
+    /// narrower filter removes the refs it leaves out at the sync it queues.
+    pub refs: Option<RefFilterBody>,
 }
 
 impl From<UpdateRepoBody> for UpdateRepo {
@@ -111,6 +172,7 @@ impl From<UpdateRepoBody> for UpdateRepo {
             known_hosts: b.known_hosts,
             lfs: b.lfs,
             lfs_url: b.lfs_url,
+            refs: b.refs.map(Into::into),
         }
     }
 }
@@ -186,6 +248,11 @@ pub struct RepoResource {
     pub webhook: WebhookResource,
     /// Git LFS objects of the repository.
     pub lfs: LfsResource,
+    /// Which branches and tags are mirrored (empty lists: all of them).
+    pub refs: RefFilterBody,
+    /// How far a mirror is behind its upstream, as the last listing (or successful sync) saw
+    /// it; null for primaries and mirrors not copied yet.
+    pub behind: Option<BehindResource>,
 }
 
 /// A repository's Git LFS objects.
@@ -237,6 +304,11 @@ pub struct WebhookResource {
     pub registration: String,
     /// Why the hub could not create the webhook on the upstream.
     pub registration_error: Option<String>,
+    /// The upstream changed without a delivery: the webhook seems broken, and the hub polls
+    /// every `MIRRORHUB_SILENCE_CHECK` until a delivery arrives again.
+    pub silent: bool,
+    /// Since when it is silent.
+    pub silent_since: Option<DateTime<Utc>>,
 }
 
 impl WebhookResource {
@@ -258,6 +330,8 @@ impl WebhookResource {
             last_forge: r.webhook.last_forge.clone(),
             registration: registration.to_owned(),
             registration_error,
+            silent: false,
+            silent_since: None,
         }
     }
 }
@@ -344,6 +418,8 @@ impl RepoResource {
             created_at: r.created_at,
             webhook: WebhookResource::new(r, webhook_url, show_secret),
             lfs: LfsResource::new(r, mirrorhub_store::LfsCounts::default()),
+            refs: RefFilterBody::default(),
+            behind: None,
         }
     }
 }
@@ -359,6 +435,9 @@ pub struct RefChangeResource {
     pub new: Option<String>,
     /// `created`, `deleted`, `fast_forward` or `forced`.
     pub kind: String,
+    /// For a forced or deleted ref: the backup that keeps the old tip
+    /// (`GET …/backups`, `POST …/backups/{id}/restore`, `GET …/backups/{id}/bundle`).
+    pub backup_id: Option<i64>,
 }
 
 /// One sync run and its journal.
@@ -400,6 +479,7 @@ impl From<SyncRun> for SyncRunResource {
                     old: c.old,
                     new: c.new,
                     kind: c.kind.to_string(),
+                    backup_id: None,
                 })
                 .collect(),
         }

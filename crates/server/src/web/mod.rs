@@ -7,6 +7,7 @@
 //! Routes under `/-/` are the hub's own (no owner may be named `-`); a repository's page is
 //! `/{owner}/{name}`, its actions `/{owner}/{name}/-/{action}`.
 
+mod fidelity;
 mod pages;
 mod push_mirrors;
 mod session;

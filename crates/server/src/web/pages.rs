@@ -102,6 +102,9 @@ pub(super) struct SettingsForm {
     username: String,
     token: String,
     remove_credentials: Option<String>,
+    /// The ref filter, one pattern per line; `None` when the form did not carry it.
+    refs_include: Option<String>,
+    refs_exclude: Option<String>,
 }
 
 #[derive(Template)]
@@ -244,12 +247,17 @@ pub(super) async fn list(
         Ok(s) => s,
         Err(e) => return hub_error_page(&e, &user),
     };
+    let freshness = match hub.all_freshness().await {
+        Ok(f) => f,
+        Err(e) => return hub_error_page(&e, &user),
+    };
     let now = Utc::now();
     let repos = repos
         .iter()
         .map(|(r, access)| {
             let mut row = RepoRow::new(r, statuses.of(r), now);
             row.can_sync &= access.includes(Access::Write);
+            row.freshness = super::fidelity::FreshnessView::of(r, freshness.get(&r.id), now);
             row
         })
         .collect();
@@ -757,6 +765,12 @@ pub(super) async fn repo_page_with(
     });
     view.can_sync &= access.includes(Access::Write);
     view.lfs = super::view::LfsView::new(&repo, hub.lfs_counts(repo.id).await);
+    let freshness = hub.freshness(repo.id).await.ok().flatten();
+    view.freshness = super::fidelity::FreshnessView::of(&repo, freshness.as_ref(), now);
+    view.webhook_silent = super::fidelity::silence_of(&repo, freshness.as_ref(), now);
+    let filter = hub.ref_filter(repo.id).await.unwrap_or_default();
+    view.ref_include = super::fidelity::patterns_text(&filter.include);
+    view.ref_exclude = super::fidelity::patterns_text(&filter.exclude);
     let ssh = super::ssh::RepoSsh::of(hub, &repo).await;
     let can_admin = access.includes(Access::Admin);
     let mut push_mirrors = extras.push_mirrors;
@@ -863,6 +877,13 @@ pub(super) async fn save_settings(
             .filter(|_| repo.mode == mirrorhub_core::Mode::Mirror),
         description: Some(form.description.clone()),
         visibility: optional(&form.visibility),
+        refs: match (&form.refs_include, &form.refs_exclude) {
+            (None, None) => None,
+            (include, exclude) => Some(super::fidelity::filter_from_form(
+                include.as_deref().unwrap_or_default(),
+                exclude.as_deref().unwrap_or_default(),
+            )),
+        },
         ..UpdateRepo::default()
     };
     match hub.update_repo(&owner, name, update).await {
@@ -873,7 +894,7 @@ pub(super) async fn save_settings(
         Err(e) => {
             let (errors, settings_error) = FieldErrors::from_error(
                 &e,
-                &["sync_interval", "description", "visibility", "token"],
+                &["sync_interval", "description", "visibility", "token", "refs"],
             );
             Ok(repo_page_with(
                 &hub,

@@ -38,7 +38,18 @@ impl FieldErrors {
     /// the message for the top of the form.
     pub fn from_error(error: &HubError, fields: &[&'static str]) -> (Self, Option<String>) {
         let message = user_message(error);
-        match error.field().filter(|f| fields.contains(f)) {
+        // A path into the body (`refs.include[1]`) goes next to its field (`refs`).
+        let field = error.field().and_then(|f| {
+            fields
+                .iter()
+                .find(|known| {
+                    **known == f
+                        || f.strip_prefix(**known)
+                            .is_some_and(|rest| rest.starts_with('.'))
+                })
+                .copied()
+        });
+        match field {
             Some(field) => (Self(vec![(field, message)]), None),
             None => (Self::default(), Some(message)),
         }
@@ -162,6 +173,8 @@ pub struct RepoRow {
     pub branches: i64,
     pub tags: i64,
     pub can_sync: bool,
+    /// A mirror's freshness: in sync, or behind by how many refs since when.
+    pub freshness: Option<super::fidelity::FreshnessView>,
 }
 
 fn mode_view(mode: Mode) -> (&'static str, &'static str) {
@@ -185,6 +198,7 @@ impl RepoRow {
             branches: repo.branches,
             tags: repo.tags,
             can_sync: repo.mode == Mode::Mirror,
+            freshness: None,
         }
     }
 }
@@ -223,6 +237,13 @@ pub struct RepoView {
     pub webhook_registered: bool,
     /// Git LFS objects, when LFS is on or the repository has any.
     pub lfs: Option<LfsView>,
+    /// A mirror's freshness: in sync, or behind by how many refs since when.
+    pub freshness: Option<super::fidelity::FreshnessView>,
+    /// Since when the webhook is silent (the upstream changed without a delivery).
+    pub webhook_silent: Option<When>,
+    /// The ref filter, one pattern per line (empty: every branch and tag).
+    pub ref_include: String,
+    pub ref_exclude: String,
 }
 
 /// A repository's Git LFS objects, as the page shows them.
@@ -325,6 +346,10 @@ impl RepoView {
                 )),
             },
             lfs: None,
+            freshness: None,
+            webhook_silent: None,
+            ref_include: String::new(),
+            ref_exclude: String::new(),
         }
     }
 }

@@ -1,0 +1,308 @@
+//! The upstream's ref advertisement, read in process: no git is spawned. A sync lists the
+//! upstream this way first and fetches only when the listing differs from the mirror (most
+//! scheduled syncs find nothing new), and the scheduler's cheap checks are one listing each.
+//!
+//! - Smart HTTP: `GET …/info/refs?service=git-upload-pack` asking for protocol v2; a v2
+//!   server's `ls-refs` (HEAD, `refs/heads/`, `refs/tags/`) is then one `POST
+//!   …/git-upload-pack`; a v0 server has listed every ref already. reqwest goes through the
+//!   engine's egress proxy under a ticket of its own (the address policy applies where it
+//!   connects, redirects included); credentials go only to the upstream's own origin.
+//! - git://: one TCP connection to the address the policy checked (as git is given), asking
+//!   for v2 in the request's extra parameters; a v0 daemon answers with its advertisement.
+//! - ssh://: not listed here ([`ListingError::Unsupported`]): a sync then fetches as before.
+//!
+//! Every answer is read strictly ([`crate::pkt`]) and bounded in bytes, refs and time. A
+//! listing writes nothing anywhere.
+
+use std::time::Duration;
+
+use mirrorhub_core::Scheme;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::time::Instant;
+
+use crate::error::GitError;
+use crate::pkt::{self, Advertised, Greeting, Limits, Pkt, PktCursor, PktError};
+use crate::transport::{GitCli, Remote};
+
+/// The `agent=` the hub announces in git's protocol.
+const AGENT: &str = concat!("mirrorhub/", env!("CARGO_PKG_VERSION"));
+/// The User-Agent of HTTP listings: some servers serve git's smart protocol only to `git/…`.
+const USER_AGENT: &str = concat!("git/2 (mirrorhub/", env!("CARGO_PKG_VERSION"), ")");
+/// Redirects followed by the first request (as git's `http.followRedirects=initial`).
+const MAX_REDIRECTS: usize = 5;
+
+/// Why the upstream could not be listed in process. The sync then runs git as before, which
+/// reports the upstream's trouble in git's terms; only a refused address is final.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ListingError {
+    #[error("not listed in process for this scheme")]
+    Unsupported,
+    #[error(transparent)]
+    Refused(GitError),
+    #[error("the server does not speak git's smart protocol ({0})")]
+    NotSmart(String),
+    #[error("the server answered HTTP {0}")]
+    Status(u16),
+    #[error(transparent)]
+    Protocol(#[from] PktError),
+    #[error("the listing failed: {0}")]
+    Transfer(String),
+    #[error("the listing took longer than {0:?}")]
+    Timeout(Duration),
+}
+
+/// Lists the upstream of `remote`: its branches, tags and HEAD.
+pub(crate) async fn list(cli: &GitCli, remote: &Remote<'_>) -> Result<Advertised, ListingError> {
+    let timeout = cli
+        .probe_timeout
+        .min(remote.deadline.saturating_duration_since(Instant::now()));
+    let limits = Limits::default();
+    let work = async {
+        match remote.url.scheme() {
+            Scheme::Http | Scheme::Https => list_http(cli, remote, timeout, limits).await,
+            Scheme::Git => list_git(cli, remote, limits).await,
+            Scheme::Ssh => Err(ListingError::Unsupported),
+        }
+    };
+    tokio::time::timeout(timeout, work)
+        .await
+        .map_err(|_| ListingError::Timeout(timeout))?
+}
+
+/// Reads one answer of `what` from a stream up to its first flush, within the byte budget.
+async fn read_to_flush<R: tokio::io::AsyncRead + Unpin>(
+    stream: &mut R,
+    buf: &mut Vec<u8>,
+    start: usize,
+    budget: &mut usize,
+) -> Result<usize, ListingError> {
+    let mut pos = start;
+    loop {
+        while let Some((pkt, used)) = pkt::next_pkt(&buf[pos..])? {
+            pos += used;
+            if pkt == Pkt::Flush {
+                return Ok(pos);
+            }
+        }
+        let before = buf.len();
+        let room = (*budget).min(64 * 1024);
+        if room == 0 {
+            return Err(PktError::TooLarge("the answer exceeds the byte limit".into()).into());
+        }
+        buf.resize(before + room, 0);
+        let n = stream
+            .read(&mut buf[before..])
+            .await
+            .map_err(|e| ListingError::Transfer(e.to_string()))?;
+        buf.truncate(before + n);
+        if n == 0 {
+            return Err(PktError::Truncated.into());
+        }
+        *budget -= n;
+    }
+}
+
+async fn list_git(
+    cli: &GitCli,
+    remote: &Remote<'_>,
+    limits: Limits,
+) -> Result<Advertised, ListingError> {
+    let url = remote.url;
+    let addr = cli.pin_git_address(remote).await.map_err(|e| match e {
+        e @ GitError::UrlRefused { .. } => ListingError::Refused(e),
+        e => ListingError::Transfer(e.to_string()),
+    })?;
+    let mut stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| ListingError::Transfer(format!("connecting to {addr}: {e}")))?;
+    let _ = stream.set_nodelay(true);
+    // The host git would send for the pinned URL it is given: the checked address.
+    let ip = match addr.ip() {
+        std::net::IpAddr::V6(v6) => format!("[{v6}]"),
+        v4 => v4.to_string(),
+    };
+    let host = if url.port() == Scheme::Git.default_port() {
+        ip
+    } else {
+        format!("{ip}:{}", url.port())
+    };
+    let mut request = Vec::new();
+    pkt::encode(
+        &mut request,
+        format!("git-upload-pack {}\0host={host}\0\0version=2\0", url.path()).as_bytes(),
+    );
+    stream
+        .write_all(&request)
+        .await
+        .map_err(|e| ListingError::Transfer(e.to_string()))?;
+    let mut budget = limits.max_bytes;
+    let mut buf = Vec::new();
+    let end = read_to_flush(&mut stream, &mut buf, 0, &mut budget).await?;
+    let greeting = pkt::read_greeting(&mut PktCursor::new(&buf[..end]), limits)?;
+    let advertised = match greeting {
+        Greeting::V0(advertised) => advertised,
+        Greeting::V2 { capabilities } => {
+            if !pkt::offers_ls_refs(&capabilities) {
+                return Err(PktError::Malformed("a v2 server without ls-refs".into()).into());
+            }
+            stream
+                .write_all(&pkt::ls_refs_request(&capabilities, AGENT))
+                .await
+                .map_err(|e| ListingError::Transfer(e.to_string()))?;
+            let answer_end = read_to_flush(&mut stream, &mut buf, end, &mut budget).await?;
+            pkt::read_ls_refs(&mut PktCursor::new(&buf[end..answer_end]), limits)?
+        }
+    };
+    // Nothing wanted: a flush ends the session cleanly in both versions.
+    let _ = stream.write_all(pkt::FLUSH).await;
+    let _ = stream.shutdown().await;
+    Ok(advertised)
+}
+
+async fn list_http(
+    cli: &GitCli,
+    remote: &Remote<'_>,
+    timeout: Duration,
+    limits: Limits,
+) -> Result<Advertised, ListingError> {
+    let ticket = cli.proxy.ticket();
+    let refused = |e: ListingError| match ticket.log().refused {
+        Some(r) => ListingError::Refused(r.into()),
+        None => e,
+    };
+    let upstream = url::Url::parse(&remote.url.to_string())
+        .map_err(|e| ListingError::Transfer(format!("the URL does not parse: {e}")))?;
+    let base = upstream.as_str().trim_end_matches('/').to_owned();
+    let client = client(ticket.proxy_url(), timeout)?;
+    let creds = remote.creds;
+    let with_creds = |request: reqwest::RequestBuilder, to: &url::Url| match creds {
+        Some(c) if same_origin(to, &upstream) => {
+            request.basic_auth(&c.username, Some(c.expose_secret()))
+        }
+        _ => request,
+    };
+
+    let info_refs = url::Url::parse(&format!("{base}/info/refs?service=git-upload-pack"))
+        .map_err(|e| ListingError::Transfer(format!("the URL does not parse: {e}")))?;
+    let request = client
+        .get(info_refs.clone())
+        .header("Git-Protocol", "version=2")
+        .header(reqwest::header::ACCEPT, "*/*");
+    let response = with_creds(request, &info_refs)
+        .send()
+        .await
+        .map_err(|e| refused(transfer(e)))?;
+    let status = response.status();
+    if !status.is_success() {
+        return Err(refused(ListingError::Status(status.as_u16())));
+    }
+    let kind = content_type(&response);
+    if kind != "application/x-git-upload-pack-advertisement" {
+        return Err(ListingError::NotSmart(format!("Content-Type {kind:?}")));
+    }
+    // A redirected first request moves the repository, as for git.
+    let final_url = response.url().clone();
+    let body = read_body(response, limits.max_bytes)
+        .await
+        .map_err(&refused)?;
+    match pkt::read_greeting(&mut PktCursor::new(&body), limits)? {
+        Greeting::V0(advertised) => Ok(advertised),
+        Greeting::V2 { capabilities } => {
+            if !pkt::offers_ls_refs(&capabilities) {
+                return Err(PktError::Malformed("a v2 server without ls-refs".into()).into());
+            }
+            let mut service = final_url.clone();
+            service.set_query(None);
+            let path = service.path().trim_end_matches("/info/refs").to_owned();
+            service.set_path(&format!("{path}/git-upload-pack"));
+            let request = client
+                .post(service.clone())
+                .header("Git-Protocol", "version=2")
+                .header(
+                    reqwest::header::CONTENT_TYPE,
+                    "application/x-git-upload-pack-request",
+                )
+                .header(
+                    reqwest::header::ACCEPT,
+                    "application/x-git-upload-pack-result",
+                )
+                .body(pkt::ls_refs_request(&capabilities, AGENT));
+            let response = with_creds(request, &service)
+                .send()
+                .await
+                .map_err(|e| refused(transfer(e)))?;
+            let status = response.status();
+            if !status.is_success() {
+                return Err(refused(ListingError::Status(status.as_u16())));
+            }
+            let kind = content_type(&response);
+            if kind != "application/x-git-upload-pack-result" {
+                return Err(ListingError::NotSmart(format!(
+                    "Content-Type {kind:?} for ls-refs"
+                )));
+            }
+            let body = read_body(response, limits.max_bytes)
+                .await
+                .map_err(&refused)?;
+            Ok(pkt::read_ls_refs(&mut PktCursor::new(&body), limits)?)
+        }
+    }
+}
+
+/// A client for one listing: through the egress proxy under its ticket, following redirects
+/// of the first request only (the advertisement), never from https to http.
+fn client(proxy_url: &str, timeout: Duration) -> Result<reqwest::Client, ListingError> {
+    let proxy = reqwest::Proxy::all(proxy_url).map_err(|e| transfer(e.without_url()))?;
+    let redirects = reqwest::redirect::Policy::custom(|attempt| {
+        let downgrade = attempt.previous().first().is_some_and(|first| {
+            first.scheme() == "https" && attempt.url().scheme() != "https"
+        });
+        if attempt.previous().len() > MAX_REDIRECTS || downgrade {
+            attempt.stop()
+        } else if attempt.url().path().ends_with("/info/refs") {
+            attempt.follow()
+        } else {
+            attempt.stop()
+        }
+    });
+    reqwest::Client::builder()
+        .proxy(proxy)
+        .redirect(redirects)
+        .connect_timeout(timeout)
+        .timeout(timeout)
+        .user_agent(USER_AGENT)
+        .build()
+        .map_err(|e| transfer(e.without_url()))
+}
+
+fn transfer(e: reqwest::Error) -> ListingError {
+    // Never the URL: it is the upstream's, and errors end up in logs.
+    ListingError::Transfer(e.without_url().to_string())
+}
+
+fn content_type(response: &reqwest::Response) -> String {
+    response
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().to_ascii_lowercase())
+        .unwrap_or_default()
+}
+
+async fn read_body(mut response: reqwest::Response, max: usize) -> Result<Vec<u8>, ListingError> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(transfer)? {
+        if body.len() + chunk.len() > max {
+            return Err(PktError::TooLarge(format!("an answer over {max} bytes")).into());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+fn same_origin(a: &url::Url, b: &url::Url) -> bool {
+    a.scheme() == b.scheme()
+        && a.host_str() == b.host_str()
+        && a.port_or_known_default() == b.port_or_known_default()
+}
