@@ -22,7 +22,8 @@ on_both_databases!(
     users_sign_in_with_a_password_and_see_what_they_may,
     an_ssh_mirror_from_the_form_and_a_changed_host_key_accepted_in_settings,
     ssh_fields_show_their_errors_and_never_echo_a_private_key,
-    mirror_sets_are_made_shown_and_deleted_in_the_pages
+    mirror_sets_are_made_shown_and_deleted_in_the_pages,
+    push_mirrors_are_managed_on_the_repository_page
 );
 
 /// A cookie-keeping client that never follows redirects (they are asserted).
@@ -1227,4 +1228,112 @@ async fn post_set(v: &mut Visitor, fields: Vec<(&'static str, String)>, csrf: &s
     all.extend(fields);
     let req = v.http.post(format!("{}/-/sets", v.base)).form(&all);
     v.send(req).await
+async fn push_mirrors_are_managed_on_the_repository_page(db: TestDb) {
+    let root = tempfile::tempdir().unwrap();
+    let daemon = upstream(root.path()).await;
+    let down = root.path().join("down.git");
+    init_bare(&down);
+    let hub = Hub::start(&db, &[]).await;
+    mirror_app(&hub, &daemon, json!({})).await;
+    let mut v = Visitor::new(&hub);
+    v.sign_in().await;
+    let page = v.get("/team/app").await;
+    assert!(page.body.contains("id=\"push-mirrors\""), "{}", page.body);
+    let csrf = page.csrf();
+    let url = daemon.url("down.git");
+
+    // Without the session's token: refused. A bad pattern: the page again, saying which.
+    let forged = v
+        .post(
+            "/team/app/-/push-mirrors",
+            &[("csrf", "0000"), ("url", &url)],
+        )
+        .await;
+    assert_eq!(forged.status, 403, "{}", forged.body);
+    let refused = v
+        .post(
+            "/team/app/-/push-mirrors",
+            &[
+                ("csrf", &csrf),
+                ("url", &url),
+                ("only_branches", "main\n/(<b>/"),
+                ("token", "t0k-secret"),
+                ("username", "u"),
+            ],
+        )
+        .await;
+    assert_eq!(refused.status, 200, "{}", refused.body);
+    assert!(
+        refused.body.contains("id=\"push-mirror-error\""),
+        "{}",
+        refused.body
+    );
+    assert!(
+        refused.body.contains("/(&#60;b&#62;/") && !refused.body.contains("/(<b>/"),
+        "the pattern, escaped: {}",
+        refused.body
+    );
+    assert!(
+        !refused.body.contains("t0k-secret"),
+        "the token is never sent back"
+    );
+    assert!(refused.body.contains(&url), "the URL is kept");
+    let (_, list) = hub.get("/api/v1/repos/team/app/push-mirrors").await;
+    assert_eq!(list, json!([]));
+
+    let added = v
+        .post(
+            "/team/app/-/push-mirrors",
+            &[
+                ("csrf", &csrf),
+                ("url", &url),
+                ("only_branches", "main"),
+                ("prune", "true"),
+                ("force", "true"),
+            ],
+        )
+        .await;
+    assert_eq!(added.status, 303, "{}", added.body);
+    assert!(added.location.unwrap().contains("notice=push-mirror-added"));
+    let (_, list) = hub.get("/api/v1/repos/team/app/push-mirrors").await;
+    assert_eq!(list[0]["tags"], false, "an unchecked box is off");
+    assert_eq!(list[0]["only_branches"], json!(["main"]));
+    let id = list[0]["id"].as_i64().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !common::refs(&down).contains("refs/heads/main") {
+        assert!(std::time::Instant::now() < deadline, "never pushed");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let page = v.get("/team/app").await;
+    assert!(
+        page.body.contains(&format!("id=\"push-now-{id}\"")),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains(&url));
+
+    let queued = v
+        .post(
+            &format!("/team/app/-/push-mirrors/{id}/sync"),
+            &[("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(queued.status, 303, "{}", queued.body);
+    assert!(queued.location.unwrap().contains("notice=push-queued"));
+    let deleted = v
+        .post(
+            &format!("/team/app/-/push-mirrors/{id}/delete"),
+            &[("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(deleted.status, 303, "{}", deleted.body);
+    let (_, list) = hub.get("/api/v1/repos/team/app/push-mirrors").await;
+    assert_eq!(list, json!([]));
+    let missing = v
+        .post(
+            &format!("/team/app/-/push-mirrors/{id}/delete"),
+            &[("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(missing.status, 404, "{}", missing.body);
 }
