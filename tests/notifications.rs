@@ -251,7 +251,7 @@ async fn a_failure_is_told_once_and_its_recovery_once(db: TestDb) {
     for _ in 0..3 {
         let run = sync(&hub, "team/project").await;
         assert_eq!(run["outcome"], "failed", "{run}");
-        assert_eq!(run["error_code"], "upstream_auth_failed", "{run}");
+        assert_eq!(run["error"]["code"], "upstream_auth_failed", "{run}");
     }
     for target in [&webhook, &slack, &email] {
         let list = settled(&hub, target, 1).await;

@@ -200,6 +200,13 @@ async fn post(hub: &Hub, claimed: &ClaimedDelivery, webhook: bool) -> Answer {
     match request.body(body).send().await {
         Ok(response) => {
             let status = response.status();
+            // The proxy's own answers: the target was never reached.
+            if let Some(refused) = pass.refused() {
+                return failed(&format!("url_not_allowed: {refused}"));
+            }
+            if let Some(detail) = pass.unreachable().filter(|_| !status.is_success()) {
+                return failed(&format!("could not connect: {detail}"));
+            }
             let excerpt = excerpt(response).await;
             let summary = match excerpt.is_empty() {
                 true => status.to_string(),
