@@ -7,7 +7,9 @@ use anyhow::{bail, Context};
 use clap::Subcommand;
 use mirrorhub_forges::{BotCredentials, ForgeApis, GitHubAuth};
 use mirrorhub_git::{EngineConfig, GitEngine};
-use mirrorhub_hub::{BotConfig, Hub, HubConfig, LfsConfig, NotifyConfig, SmtpConfig, WebhookConfig};
+use mirrorhub_hub::{
+    BotConfig, Hub, HubConfig, LfsConfig, NotifyConfig, SmtpConfig, WebhookConfig,
+};
 use mirrorhub_server::{AdminAuth, ServerConfig, WebConfig};
 use mirrorhub_store::{SecretKey, Store};
 use poem::listener::{Acceptor, Listener, TcpListener};

@@ -81,8 +81,13 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         | NotAGitRepository | Timeout | GitFailed | HostKeyMismatch | LfsObjectInvalid
         | LfsObjectTooLarge | LfsBatchInvalid => StatusCode::UNPROCESSABLE_ENTITY,
         RepoExists | AccountExists | InvalidState | SshKeyInUse => StatusCode::CONFLICT,
-        RepoNotFound | AccountNotFound | TokenNotFound | WebhookNotEnabled | SshKeyNotFound
-        | LfsObjectMissing | NotificationTargetNotFound => StatusCode::NOT_FOUND,
+        RepoNotFound
+        | AccountNotFound
+        | TokenNotFound
+        | WebhookNotEnabled
+        | SshKeyNotFound
+        | LfsObjectMissing
+        | NotificationTargetNotFound => StatusCode::NOT_FOUND,
         Unauthorized => StatusCode::UNAUTHORIZED,
         Forbidden => StatusCode::FORBIDDEN,
         Internal => StatusCode::INTERNAL_SERVER_ERROR,

@@ -34,7 +34,8 @@ use mirrorhub_core::{
 pub use crypto::{CryptoError, SecretKey};
 pub use notifications::{
     ClaimedDelivery, DeliveryAttempt, DeliveryStatus, NewNotificationTarget, NotificationDelivery,
-    NotificationFacts, NotificationStore, NotificationTarget, NotificationTargetUpdate, Observation,
+    NotificationFacts, NotificationStore, NotificationTarget, NotificationTargetUpdate,
+    Observation,
 };
 pub use secrecy::SecretString;
 

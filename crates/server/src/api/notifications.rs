@@ -144,7 +144,10 @@ impl From<NotificationDelivery> for NotificationDeliveryResource {
             id: d.id,
             target_id: d.target_id,
             event: f.event.as_str().to_owned(),
-            repository: f.repo_owner.zip(f.repo_name).map(|(o, n)| format!("{o}/{n}")),
+            repository: f
+                .repo_owner
+                .zip(f.repo_name)
+                .map(|(o, n)| format!("{o}/{n}")),
             subject: f.subject.map(|s| s.kind().to_owned()),
             error_code: f.error_code,
             error_message: f.error_message,
@@ -244,14 +247,26 @@ impl NotificationsApi {
 
     /// The targets the caller manages, oldest first.
     #[oai(path = "/notifications/targets", method = "get")]
-    async fn list_targets(&self, auth: ApiToken) -> ApiResult<Json<Vec<NotificationTargetResource>>> {
+    async fn list_targets(
+        &self,
+        auth: ApiToken,
+    ) -> ApiResult<Json<Vec<NotificationTargetResource>>> {
         let targets = self.hub.list_notification_targets(&auth.0).await?;
-        Ok(Json(targets.into_iter().map(NotificationTargetResource::from).collect()))
+        Ok(Json(
+            targets
+                .into_iter()
+                .map(NotificationTargetResource::from)
+                .collect(),
+        ))
     }
 
     /// One target.
     #[oai(path = "/notifications/targets/:id", method = "get")]
-    async fn get_target(&self, auth: ApiToken, id: Path<i64>) -> ApiResult<Json<NotificationTargetResource>> {
+    async fn get_target(
+        &self,
+        auth: ApiToken,
+        id: Path<i64>,
+    ) -> ApiResult<Json<NotificationTargetResource>> {
         let target = self.hub.notification_target(&auth.0, id.0).await?;
         Ok(Json(target.into()))
     }
@@ -314,7 +329,10 @@ impl NotificationsApi {
             .notification_deliveries(&auth.0, id.0, limit)
             .await?;
         Ok(Json(
-            deliveries.into_iter().map(NotificationDeliveryResource::from).collect(),
+            deliveries
+                .into_iter()
+                .map(NotificationDeliveryResource::from)
+                .collect(),
         ))
     }
 }
