@@ -125,7 +125,12 @@ async fn wait_deliveries(
 }
 
 /// Waits (bounded) until the receiver got `n` POSTs to `path`; returns them.
-async fn wait_posts(hub: &Hub, receiver: &ForgeApiServer, path: &str, n: usize) -> Vec<RecordedRequest> {
+async fn wait_posts(
+    hub: &Hub,
+    receiver: &ForgeApiServer,
+    path: &str,
+    n: usize,
+) -> Vec<RecordedRequest> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let posts = posts_to(receiver, path);
@@ -233,7 +238,10 @@ async fn a_failure_is_told_once_and_its_recovery_once(db: TestDb) {
     assert_eq!(webhook["kind"], "webhook");
     assert_eq!(webhook["url_origin"], receiver.url());
     assert_eq!(webhook["has_secret"], true);
-    assert!(webhook.get("url").is_none() && webhook.get("secret").is_none(), "{webhook}");
+    assert!(
+        webhook.get("url").is_none() && webhook.get("secret").is_none(),
+        "{webhook}"
+    );
     let slack = create_target(
         &hub,
         json!({"kind": "slack", "url": format!("{}/services/{SLACK_TOKEN}", receiver.url())}),
@@ -251,7 +259,7 @@ async fn a_failure_is_told_once_and_its_recovery_once(db: TestDb) {
     for _ in 0..3 {
         let run = sync(&hub, "team/project").await;
         assert_eq!(run["outcome"], "failed", "{run}");
-        assert_eq!(run["error_code"], "upstream_auth_failed", "{run}");
+        assert_eq!(run["error"]["code"], "upstream_auth_failed", "{run}");
     }
     for target in [&webhook, &slack, &email] {
         let list = settled(&hub, target, 1).await;
@@ -301,7 +309,11 @@ async fn a_failure_is_told_once_and_its_recovery_once(db: TestDb) {
         mails[0].header("subject").as_deref(),
         Some("[mirrorhub] team/project: sync failed")
     );
-    assert!(mails[0].body().contains("upstream_auth_failed"), "{}", mails[0].data);
+    assert!(
+        mails[0].body().contains("upstream_auth_failed"),
+        "{}",
+        mails[0].data
+    );
 
     // Fixed: one recovery, then nothing for further successes.
     upstream.accept_logins();
@@ -322,7 +334,10 @@ async fn a_failure_is_told_once_and_its_recovery_once(db: TestDb) {
     let body = hooks[1].json();
     assert_eq!(body["event"], "sync_recovered");
     assert!(body["error"].is_null() && body["episode_started_at"].is_string());
-    assert_eq!(posts_to(&receiver, &format!("/services/{SLACK_TOKEN}")).len(), 2);
+    assert_eq!(
+        posts_to(&receiver, &format!("/services/{SLACK_TOKEN}")).len(),
+        2
+    );
     let mails = smtp.messages();
     assert_eq!(mails.len(), 2);
     assert_eq!(
@@ -386,7 +401,10 @@ async fn a_dead_target_is_retried_and_recorded_while_syncs_go_on(db: TestDb) {
     assert_eq!(d["event"], "sync_failed");
     assert!(d["last_status"].is_null(), "{d}");
     assert!(
-        d["last_answer"].as_str().unwrap().contains("could not connect"),
+        d["last_answer"]
+            .as_str()
+            .unwrap()
+            .contains("could not connect"),
         "{d}"
     );
     for _ in 0..2 {
@@ -468,7 +486,11 @@ async fn a_stale_mirror_is_told_once(db: TestDb) {
     // The target of every event got the pause (the most specific event of the first
     // failure) and the staleness.
     let list = wait_deliveries(&hub, &all, "paused and stale", |l| l.len() >= 2).await;
-    let events: Vec<&str> = list.iter().rev().map(|d| d["event"].as_str().unwrap()).collect();
+    let events: Vec<&str> = list
+        .iter()
+        .rev()
+        .map(|d| d["event"].as_str().unwrap())
+        .collect();
     assert_eq!(events, ["paused", "stale"]);
 
     // A person syncs it (which resumes it): one recovery, and staleness was told once.
@@ -509,7 +531,10 @@ async fn targets_are_scoped_checked_and_guarded(db: TestDb) {
     let (_, shown) = hub
         .get(&format!("/api/v1/notifications/targets/{}", everyone["id"]))
         .await;
-    assert!(shown.get("secret").is_none() && shown["has_secret"] == true, "{shown}");
+    assert!(
+        shown.get("secret").is_none() && shown["has_secret"] == true,
+        "{shown}"
+    );
 
     upstream.refuse_logins();
     for repo in ["alpha/one", "beta/two", "alpha/one", "beta/two"] {
@@ -522,7 +547,12 @@ async fn targets_are_scoped_checked_and_guarded(db: TestDb) {
     let list = settled(&hub, &alpha, 2).await;
     let seen: Vec<(String, String)> = list
         .iter()
-        .map(|d| (d["repository"].as_str().unwrap().to_owned(), d["event"].as_str().unwrap().to_owned()))
+        .map(|d| {
+            (
+                d["repository"].as_str().unwrap().to_owned(),
+                d["event"].as_str().unwrap().to_owned(),
+            )
+        })
         .collect();
     assert_eq!(
         seen,
@@ -536,7 +566,9 @@ async fn targets_are_scoped_checked_and_guarded(db: TestDb) {
     assert_eq!(list.len(), 2, "{list:?}");
     assert!(list.iter().all(|d| d["event"] == "sync_failed"));
     let posts = wait_posts(&hub, &receiver, "/alpha", 2).await;
-    assert!(posts.iter().all(|p| p.json()["repository"]["owner"] == "alpha"));
+    assert!(posts
+        .iter()
+        .all(|p| p.json()["repository"]["owner"] == "alpha"));
 
     // The test button: a signed `test` event, also to a target filtered to other events.
     let (status, queued) = hub
@@ -546,9 +578,13 @@ async fn targets_are_scoped_checked_and_guarded(db: TestDb) {
         )
         .await;
     assert_eq!(status, 202, "{queued}");
-    assert_eq!((queued["event"].as_str(), queued["status"].as_str()), (Some("test"), Some("pending")));
+    assert_eq!(
+        (queued["event"].as_str(), queued["status"].as_str()),
+        (Some("test"), Some("pending"))
+    );
     let list = wait_deliveries(&hub, &everyone, "the test delivered", |l| {
-        l.first().is_some_and(|d| d["event"] == "test" && d["status"] == "delivered")
+        l.first()
+            .is_some_and(|d| d["event"] == "test" && d["status"] == "delivered")
     })
     .await;
     assert_eq!(list[0]["last_status"], 200);
@@ -567,19 +603,66 @@ async fn targets_are_scoped_checked_and_guarded(db: TestDb) {
 
     // Bad input: field-level errors, nothing recorded.
     let bad: &[(Value, u16, &str, &str)] = &[
-        (json!({"kind": "webhook", "url": "http://169.254.169.254/latest"}), 422, "url_not_allowed", "url"),
-        (json!({"kind": "slack", "url": "http://10.1.2.3/hook"}), 422, "url_not_allowed", "url"),
-        (json!({"kind": "pager", "url": "https://example.org/"}), 400, "invalid_request", "kind"),
+        (
+            json!({"kind": "webhook", "url": "http://169.254.169.254/latest"}),
+            422,
+            "url_not_allowed",
+            "url",
+        ),
+        (
+            json!({"kind": "slack", "url": "http://10.1.2.3/hook"}),
+            422,
+            "url_not_allowed",
+            "url",
+        ),
+        (
+            json!({"kind": "pager", "url": "https://example.org/"}),
+            400,
+            "invalid_request",
+            "kind",
+        ),
         (json!({"kind": "webhook"}), 400, "invalid_request", "url"),
-        (json!({"kind": "webhook", "url": "ftp://example.org/x"}), 400, "unsupported_scheme", "url"),
-        (json!({"kind": "webhook", "url": "not a url"}), 400, "invalid_url", "url"),
-        (json!({"kind": "webhook", "url": format!("{}/x", receiver.url()), "events": ["sync_broke"]}), 400, "invalid_request", "events"),
-        (json!({"kind": "email", "to": "ops@example.org"}), 400, "invalid_request", "kind"),
-        (json!({"kind": "slack", "url": format!("{}/x", receiver.url()), "secret": "s"}), 400, "invalid_request", "secret"),
-        (json!({"kind": "webhook", "url": format!("{}/x", receiver.url()), "owner": "nobody"}), 404, "account_not_found", "owner"),
+        (
+            json!({"kind": "webhook", "url": "ftp://example.org/x"}),
+            400,
+            "unsupported_scheme",
+            "url",
+        ),
+        (
+            json!({"kind": "webhook", "url": "not a url"}),
+            400,
+            "invalid_url",
+            "url",
+        ),
+        (
+            json!({"kind": "webhook", "url": format!("{}/x", receiver.url()), "events": ["sync_broke"]}),
+            400,
+            "invalid_request",
+            "events",
+        ),
+        (
+            json!({"kind": "email", "to": "ops@example.org"}),
+            400,
+            "invalid_request",
+            "kind",
+        ),
+        (
+            json!({"kind": "slack", "url": format!("{}/x", receiver.url()), "secret": "s"}),
+            400,
+            "invalid_request",
+            "secret",
+        ),
+        (
+            json!({"kind": "webhook", "url": format!("{}/x", receiver.url()), "owner": "nobody"}),
+            404,
+            "account_not_found",
+            "owner",
+        ),
     ];
     for (body, status, code, field) in bad {
-        let (got, answer) = hub.post("/api/v1/notifications/targets", body.clone()).await;
+        let (got, answer) = hub
+            .post("/api/v1/notifications/targets", body.clone())
+            .await;
         assert_eq!(got, *status, "{body}: {answer}");
         assert_eq!(answer["error"]["code"], *code, "{body}: {answer}");
         assert_eq!(answer["error"]["field"], *field, "{body}: {answer}");
@@ -608,22 +691,54 @@ async fn targets_are_scoped_checked_and_guarded(db: TestDb) {
         }
     };
     let hook = json!({"kind": "webhook", "url": format!("{}/ana", receiver.url())});
-    let (status, answer) = as_ana(Method::POST, "/api/v1/notifications/targets".into(), Some(hook.clone())).await;
-    assert_eq!((status, answer["error"]["code"].as_str()), (403, Some("forbidden")), "{answer}");
+    let (status, answer) = as_ana(
+        Method::POST,
+        "/api/v1/notifications/targets".into(),
+        Some(hook.clone()),
+    )
+    .await;
+    assert_eq!(
+        (status, answer["error"]["code"].as_str()),
+        (403, Some("forbidden")),
+        "{answer}"
+    );
     let mut for_alpha = hook.clone();
     for_alpha["owner"] = json!("alpha");
-    let (status, _) = as_ana(Method::POST, "/api/v1/notifications/targets".into(), Some(for_alpha)).await;
+    let (status, _) = as_ana(
+        Method::POST,
+        "/api/v1/notifications/targets".into(),
+        Some(for_alpha),
+    )
+    .await;
     assert_eq!(status, 403);
     let mut own = hook.clone();
     own["owner"] = json!("ana");
-    let (status, mine) = as_ana(Method::POST, "/api/v1/notifications/targets".into(), Some(own)).await;
+    let (status, mine) = as_ana(
+        Method::POST,
+        "/api/v1/notifications/targets".into(),
+        Some(own),
+    )
+    .await;
     assert_eq!(status, 201, "{mine}");
     let (_, listed) = as_ana(Method::GET, "/api/v1/notifications/targets".into(), None).await;
     assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
     assert_eq!(listed[0]["id"], mine["id"]);
-    let (status, answer) = as_ana(Method::GET, format!("/api/v1/notifications/targets/{}", alpha["id"]), None).await;
-    assert_eq!((status, answer["error"]["code"].as_str()), (404, Some("notification_target_not_found")));
-    let (status, _) = as_ana(Method::GET, format!("/api/v1/notifications/targets/{}/deliveries", alpha["id"]), None).await;
+    let (status, answer) = as_ana(
+        Method::GET,
+        format!("/api/v1/notifications/targets/{}", alpha["id"]),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, answer["error"]["code"].as_str()),
+        (404, Some("notification_target_not_found"))
+    );
+    let (status, _) = as_ana(
+        Method::GET,
+        format!("/api/v1/notifications/targets/{}/deliveries", alpha["id"]),
+        None,
+    )
+    .await;
     assert_eq!(status, 404);
     let (status, _) = hub
         .call_with_token(Method::GET, "/api/v1/notifications/targets", None, None)
@@ -638,7 +753,13 @@ async fn targets_are_scoped_checked_and_guarded(db: TestDb) {
     )
     .await;
     assert_eq!(status, 200, "{changed}");
-    assert_eq!((changed["enabled"].as_bool(), changed["description"].as_str()), (Some(false), Some("ana's")));
+    assert_eq!(
+        (
+            changed["enabled"].as_bool(),
+            changed["description"].as_str()
+        ),
+        (Some(false), Some("ana's"))
+    );
     assert_eq!(changed["events"], json!(["paused", "stale"]));
     let (status, answer) = as_ana(
         Method::PATCH,
@@ -646,10 +767,21 @@ async fn targets_are_scoped_checked_and_guarded(db: TestDb) {
         Some(json!({"url": "http://127.0.0.2:1/x"})),
     )
     .await;
-    assert_eq!((status, answer["error"]["code"].as_str()), (422, Some("url_not_allowed")), "{answer}");
-    let (status, _) = as_ana(Method::DELETE, format!("/api/v1/notifications/targets/{}", mine["id"]), None).await;
+    assert_eq!(
+        (status, answer["error"]["code"].as_str()),
+        (422, Some("url_not_allowed")),
+        "{answer}"
+    );
+    let (status, _) = as_ana(
+        Method::DELETE,
+        format!("/api/v1/notifications/targets/{}", mine["id"]),
+        None,
+    )
+    .await;
     assert_eq!(status, 204);
-    let (status, _) = hub.get(&format!("/api/v1/notifications/targets/{}", mine["id"])).await;
+    let (status, _) = hub
+        .get(&format!("/api/v1/notifications/targets/{}", mine["id"]))
+        .await;
     assert_eq!(status, 404);
 
     // Secrets are sealed at rest.
@@ -658,7 +790,10 @@ async fn targets_are_scoped_checked_and_guarded(db: TestDb) {
             for file in ["mirrorhub.db", "mirrorhub.db-wal"] {
                 let bytes = std::fs::read(hub.data_dir.join(file)).unwrap_or_default();
                 let text = String::from_utf8_lossy(&bytes);
-                assert!(!text.contains(WEBHOOK_SECRET) && !text.contains(&generated), "{file}");
+                assert!(
+                    !text.contains(WEBHOOK_SECRET) && !text.contains(&generated),
+                    "{file}"
+                );
             }
         }
         Some(_) => {

@@ -1228,6 +1228,8 @@ async fn post_set(v: &mut Visitor, fields: Vec<(&'static str, String)>, csrf: &s
     all.extend(fields);
     let req = v.http.post(format!("{}/-/sets", v.base)).form(&all);
     v.send(req).await
+}
+
 async fn push_mirrors_are_managed_on_the_repository_page(db: TestDb) {
     let root = tempfile::tempdir().unwrap();
     let daemon = upstream(root.path()).await;

@@ -349,7 +349,10 @@ mod tests {
         );
         assert_eq!(push.key(), "push_mirror:7");
         assert_eq!(
-            Subject::from_key("push_mirror:7", Some("https://gitlab.example/team/app".into())),
+            Subject::from_key(
+                "push_mirror:7",
+                Some("https://gitlab.example/team/app".into())
+            ),
             Some(push)
         );
         assert_eq!(Subject::from_key("sync", None), Some(Subject::Sync));
@@ -370,9 +373,7 @@ mod tests {
     #[test]
     fn retries_back_off_to_an_hour() {
         let base = Duration::from_secs(10);
-        let delays: Vec<u64> = (1..=11)
-            .map(|n| retry_delay(n, base).as_secs())
-            .collect();
+        let delays: Vec<u64> = (1..=11).map(|n| retry_delay(n, base).as_secs()).collect();
         assert_eq!(
             delays,
             vec![10, 20, 40, 80, 160, 320, 640, 1280, 2560, 3600, 3600]

@@ -211,6 +211,12 @@ impl EgressPass {
     pub fn refused(&self) -> Option<String> {
         self.0.log().refused.map(|r| GitError::from(r).to_string())
     }
+
+    /// Why the proxy could not connect under this pass (resolution or connection failure),
+    /// when it answered a request with `502` itself: the target was never reached.
+    pub fn unreachable(&self) -> Option<String> {
+        self.0.log().unreachable
+    }
 }
 
 /// The sync engine. Cheap to clone; the egress proxy stops when the last clone is dropped.

@@ -522,7 +522,11 @@ impl Hub {
 
     /// The actor's role in `owner`, when the actor is a user and `owner` an organization they
     /// belong to.
-    pub(crate) async fn org_role(&self, actor: &Actor, owner: &str) -> Result<Option<Access>, HubError> {
+    pub(crate) async fn org_role(
+        &self,
+        actor: &Actor,
+        owner: &str,
+    ) -> Result<Option<Access>, HubError> {
         let Actor::User { id, .. } = actor else {
             return Ok(None);
         };

@@ -94,7 +94,11 @@ impl SecretKey {
         Ok(out)
     }
 
-    pub(crate) fn open(&self, aad: &[u8], sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+    pub(crate) fn open(
+        &self,
+        aad: &[u8],
+        sealed: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
         let (&version, rest) = sealed.split_first().ok_or(CryptoError::Decrypt)?;
         if version != VERSION || rest.len() < NONCE_LEN {
             return Err(CryptoError::Decrypt);

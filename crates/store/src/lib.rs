@@ -41,7 +41,8 @@ pub use push_mirrors::{
 };
 pub use notifications::{
     ClaimedDelivery, DeliveryAttempt, DeliveryStatus, NewNotificationTarget, NotificationDelivery,
-    NotificationFacts, NotificationStore, NotificationTarget, NotificationTargetUpdate, Observation,
+    NotificationFacts, NotificationStore, NotificationTarget, NotificationTargetUpdate,
+    Observation,
 };
 pub use fidelity::{Backup, FidelityStore, Freshness, NewBackup, Silence};
 pub use secrecy::SecretString;

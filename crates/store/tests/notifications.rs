@@ -218,7 +218,11 @@ async fn targets_are_sealed_scoped_and_changed(db: TestDb) {
         .is_none());
 
     // The claimed delivery carries the opened URL and secret.
-    let test = s.queue_test_delivery(slack.id, t0()).await.unwrap().unwrap();
+    let test = s
+        .queue_test_delivery(slack.id, t0())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(test.facts.event, NotifyEvent::Test);
     assert!(test.facts.repo_id.is_none());
     let claimed = s
@@ -293,7 +297,9 @@ async fn an_episode_is_told_once_per_target(db: TestDb) {
     assert_eq!(observe(s, other, &Subject::Sync, failed()).await.len(), 1);
     // The recovery, once.
     assert_eq!(
-        observe(s, repo, &Subject::Sync, Seen::Succeeded).await.len(),
+        observe(s, repo, &Subject::Sync, Seen::Succeeded)
+            .await
+            .len(),
         1
     );
     assert!(observe(s, repo, &Subject::Sync, Seen::Succeeded)
@@ -358,10 +364,8 @@ async fn an_episode_is_told_once_per_target(db: TestDb) {
     assert!(s.delete_repo(repo).await.unwrap());
     assert!(observe(s, repo, &Subject::Sync, failed()).await.is_empty());
     assert_eq!(
-        db.count(&format!(
-            "notification_episodes WHERE repo_id = {repo}"
-        ))
-        .await,
+        db.count(&format!("notification_episodes WHERE repo_id = {repo}"))
+            .await,
         0
     );
 }
@@ -387,7 +391,11 @@ async fn one_episode_whatever_the_number_of_writers(db: TestDb) {
         let mut tasks = tokio::task::JoinSet::new();
         for i in 0..16 {
             let store = stores[i % stores.len()].clone();
-            tasks.spawn(async move { observe(store.as_ref(), repo, &Subject::Sync, seen).await.len() });
+            tasks.spawn(async move {
+                observe(store.as_ref(), repo, &Subject::Sync, seen)
+                    .await
+                    .len()
+            });
         }
         let mut told = 0;
         while let Some(n) = tasks.join_next().await {
@@ -473,7 +481,12 @@ async fn the_outbox_leases_retries_and_gives_up(db: TestDb) {
         .is_none());
 
     // Given up.
-    assert!(observe(s, repo, &Subject::Sync, Seen::Succeeded).await.len() == 1);
+    assert!(
+        observe(s, repo, &Subject::Sync, Seen::Succeeded)
+            .await
+            .len()
+            == 1
+    );
     let claimed = s.claim_delivery("a", later, LEASE).await.unwrap().unwrap();
     let give_up = DeliveryAttempt {
         at: later,
@@ -517,10 +530,7 @@ async fn the_outbox_leases_retries_and_gives_up(db: TestDb) {
     assert_eq!(claimed.delivery.id, test.id);
 
     // Finished deliveries are pruned; pending ones never.
-    assert_eq!(
-        s.prune_target_deliveries(later + secs(1)).await.unwrap(),
-        3
-    );
+    assert_eq!(s.prune_target_deliveries(later + secs(1)).await.unwrap(), 3);
     assert_eq!(db.count("notification_deliveries").await, 1);
 }
 
@@ -588,6 +598,9 @@ async fn stale_mirrors_are_noted_once(db: TestDb) {
         s.stale_unnoted(much_later, grace, 10).await.unwrap(),
         vec![repo]
     );
-    assert_eq!(s.note_stale(repo, grace, much_later).await.unwrap().len(), 1);
+    assert_eq!(
+        s.note_stale(repo, grace, much_later).await.unwrap().len(),
+        1
+    );
     assert_eq!(s.list_target_deliveries(target, 10).await.unwrap().len(), 2);
 }

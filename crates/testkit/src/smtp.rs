@@ -254,9 +254,15 @@ mod tests {
         c.write_all(script.as_bytes()).await.unwrap();
         let mut answer = String::new();
         c.read_to_string(&mut answer).await.unwrap();
-        assert!(answer.contains("250 queued") && answer.ends_with("221 bye\r\n"), "{answer}");
+        assert!(
+            answer.contains("250 queued") && answer.ends_with("221 bye\r\n"),
+            "{answer}"
+        );
         let m = &server.messages()[0];
-        assert_eq!((m.hello.as_str(), m.from.as_str()), ("client.example", "a@example.org"));
+        assert_eq!(
+            (m.hello.as_str(), m.from.as_str()),
+            ("client.example", "a@example.org")
+        );
         assert_eq!(m.to, vec!["b@example.org".to_owned()]);
         assert_eq!(m.header("subject").as_deref(), Some("hi"));
         assert_eq!(m.body(), ".dot\r\nline\r\n");

@@ -266,11 +266,17 @@ mod tests {
         let text = plain_text(&facts(NotifyEvent::SyncRecovered), "https://hub.example");
         assert!(text.contains("Back to normal after 1h 15m."), "{text}");
         let failed = plain_text(&facts(NotifyEvent::Paused), "https://hub.example");
-        assert!(failed.contains("In trouble since 2026-01-02T01:49:05Z."), "{failed}");
+        assert!(
+            failed.contains("In trouble since 2026-01-02T01:49:05Z."),
+            "{failed}"
+        );
         assert_eq!(
             email_subject(&facts(NotifyEvent::Stale)),
             "[mirrorhub] team/app: stale"
         );
-        assert_eq!(lasted(Utc::now(), Utc::now() + chrono::TimeDelta::days(2)), "2d 0h");
+        assert_eq!(
+            lasted(Utc::now(), Utc::now() + chrono::TimeDelta::days(2)),
+            "2d 0h"
+        );
     }
 }

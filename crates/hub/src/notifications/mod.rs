@@ -438,7 +438,10 @@ impl Hub {
             return;
         }
         tracing::info!(repo_id, subject = %subject.key(), deliveries = deliveries.len(), "notifications queued");
-        for _ in 0..deliveries.len().min(self.config.notifications.concurrency.max(1)) {
+        for _ in 0..deliveries
+            .len()
+            .min(self.config.notifications.concurrency.max(1))
+        {
             self.notifier.wake.notify_one();
         }
     }
@@ -544,7 +547,9 @@ impl Hub {
         if text.len() > MAX_URL_LEN || text.chars().any(char::is_control) {
             return Err(invalid(
                 ErrorCode::InvalidUrl,
-                format!("the url must be at most {MAX_URL_LEN} characters, without control characters"),
+                format!(
+                    "the url must be at most {MAX_URL_LEN} characters, without control characters"
+                ),
             ));
         }
         let url = url::Url::parse(text).map_err(|e| {
@@ -619,7 +624,9 @@ impl Hub {
 const NEED_TOKEN: &str = "send a token: `Authorization: Bearer <token>`";
 
 fn is_site_admin(actor: &Actor) -> bool {
-    actor.site_access().is_some_and(|a| a.includes(Access::Admin))
+    actor
+        .site_access()
+        .is_some_and(|a| a.includes(Access::Admin))
 }
 
 /// `None` or empty: every event. Unknown words and `test` are refused, naming the words.
@@ -651,10 +658,7 @@ fn parse_events(words: Option<&[String]>) -> Result<Option<Vec<NotifyEvent>>, Hu
 }
 
 fn check_secret(secret: &str) -> Result<SecretString, HubError> {
-    if secret.is_empty()
-        || secret.len() > MAX_SECRET_LEN
-        || secret.chars().any(char::is_control)
-    {
+    if secret.is_empty() || secret.len() > MAX_SECRET_LEN || secret.chars().any(char::is_control) {
         return Err(HubError::invalid(
             ErrorCode::InvalidRequest,
             "secret",
@@ -713,7 +717,11 @@ mod tests {
     fn events_are_checked_words() {
         assert_eq!(parse_events(None).unwrap(), None);
         assert_eq!(parse_events(Some(&[])).unwrap(), None);
-        let words = vec!["sync_failed".to_owned(), " paused ".into(), "sync_failed".into()];
+        let words = vec![
+            "sync_failed".to_owned(),
+            " paused ".into(),
+            "sync_failed".into(),
+        ];
         assert_eq!(
             parse_events(Some(&words)).unwrap(),
             Some(vec![NotifyEvent::SyncFailed, NotifyEvent::Paused])

@@ -140,7 +140,11 @@ async fn attempt(hub: &Hub, sender: &str, claimed: ClaimedDelivery) {
         answer_status: answer.status,
         answer: summary,
     };
-    match hub.store.finish_delivery(delivery.id, sender, &record).await {
+    match hub
+        .store
+        .finish_delivery(delivery.id, sender, &record)
+        .await
+    {
         Ok(true) => {}
         Ok(false) => {
             tracing::warn!("the delivery's lease ran out during the attempt; another sender has it")
@@ -176,7 +180,12 @@ async fn post(hub: &Hub, claimed: &ClaimedDelivery, webhook: bool) -> Answer {
             .build()
     }) {
         Ok(c) => c,
-        Err(e) => return failed(&format!("the HTTP client could not be made: {}", e.without_url())),
+        Err(e) => {
+            return failed(&format!(
+                "the HTTP client could not be made: {}",
+                e.without_url()
+            ))
+        }
     };
     let mut request = client
         .post(url.expose_secret())
@@ -200,6 +209,13 @@ async fn post(hub: &Hub, claimed: &ClaimedDelivery, webhook: bool) -> Answer {
     match request.body(body).send().await {
         Ok(response) => {
             let status = response.status();
+            // The proxy's own answers: the target was never reached.
+            if let Some(refused) = pass.refused() {
+                return failed(&format!("url_not_allowed: {refused}"));
+            }
+            if let Some(detail) = pass.unreachable().filter(|_| !status.is_success()) {
+                return failed(&format!("could not connect: {detail}"));
+            }
             let excerpt = excerpt(response).await;
             let summary = match excerpt.is_empty() {
                 true => status.to_string(),

@@ -251,9 +251,12 @@ fn describe_error(e: &lettre::transport::smtp::Error) -> String {
 
 /// `Name <a@b>` or `a@b`.
 fn parse_mailbox(text: &str) -> Result<Mailbox, String> {
-    text.trim()
-        .parse::<Mailbox>()
-        .map_err(|e| format!("{:?} is not an address such as `mirrorhub <hub@example.org>` ({e})", text.trim()))
+    text.trim().parse::<Mailbox>().map_err(|e| {
+        format!(
+            "{:?} is not an address such as `mirrorhub <hub@example.org>` ({e})",
+            text.trim()
+        )
+    })
 }
 
 /// Checks one recipient address as the hub accepts them: a bare `local@domain`, no name.
@@ -300,7 +303,10 @@ mod tests {
     #[test]
     fn the_url_forms() {
         let c = parse("smtp://ops:s%40cret@mail.example.org").unwrap();
-        assert_eq!((c.host(), c.port(), c.tls), ("mail.example.org", 587, SmtpTls::StartTls));
+        assert_eq!(
+            (c.host(), c.port(), c.tls),
+            ("mail.example.org", 587, SmtpTls::StartTls)
+        );
         assert_eq!(c.password.as_ref().unwrap().expose_secret(), "s@cret");
         let c = parse("smtps://ops:pw@mail.example.org").unwrap();
         assert_eq!((c.port(), c.tls), (465, SmtpTls::Implicit));
@@ -337,8 +343,17 @@ mod tests {
 
     #[test]
     fn recipients_are_bare_addresses() {
-        assert_eq!(check_address(" ops@example.org ").unwrap(), "ops@example.org");
-        for bad in ["", "ops", "Ops <ops@example.org>", "a@b.org,c@d.org", "@example.org"] {
+        assert_eq!(
+            check_address(" ops@example.org ").unwrap(),
+            "ops@example.org"
+        );
+        for bad in [
+            "",
+            "ops",
+            "Ops <ops@example.org>",
+            "a@b.org,c@d.org",
+            "@example.org",
+        ] {
             assert!(check_address(bad).is_err(), "{bad}");
         }
     }

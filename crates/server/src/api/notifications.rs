@@ -24,7 +24,7 @@ pub struct NotificationsApi {
 /// A notification target. Its URL (a Slack incoming-webhook URL is a credential) and secret
 /// are stored encrypted and never shown: only the URL's origin and `has_secret`.
 #[derive(Object)]
-pub struct TargetResource {
+pub struct NotificationTargetResource {
     pub id: i64,
     /// `webhook`, `slack` or `email`.
     pub kind: String,
@@ -49,7 +49,7 @@ pub struct TargetResource {
     pub secret: Option<String>,
 }
 
-impl From<NotificationTarget> for TargetResource {
+impl From<NotificationTarget> for NotificationTargetResource {
     fn from(t: NotificationTarget) -> Self {
         Self {
             id: t.id,
@@ -71,7 +71,7 @@ impl From<NotificationTarget> for TargetResource {
 }
 
 #[derive(Object)]
-pub struct CreateTargetBody {
+pub struct CreateNotificationTargetBody {
     /// `webhook` (JSON signed with HMAC-SHA256 in `X-Mirrorhub-Signature-256`), `slack` (an
     /// incoming webhook of Slack, Mattermost or Rocket.Chat) or `email`.
     pub kind: String,
@@ -97,7 +97,7 @@ pub struct CreateTargetBody {
 
 /// A change; absent fields stay as they are.
 #[derive(Object)]
-pub struct UpdateTargetBody {
+pub struct UpdateNotificationTargetBody {
     pub url: Option<String>,
     /// webhook: a new secret.
     pub secret: Option<String>,
@@ -112,7 +112,7 @@ pub struct UpdateTargetBody {
 
 /// One notification to one target, with its record of attempts.
 #[derive(Object)]
-pub struct DeliveryResource {
+pub struct NotificationDeliveryResource {
     pub id: i64,
     pub target_id: i64,
     /// `sync_failed`, `sync_recovered`, …, `test`.
@@ -137,14 +137,17 @@ pub struct DeliveryResource {
     pub created_at: DateTime<Utc>,
 }
 
-impl From<NotificationDelivery> for DeliveryResource {
+impl From<NotificationDelivery> for NotificationDeliveryResource {
     fn from(d: NotificationDelivery) -> Self {
         let f = d.facts;
         Self {
             id: d.id,
             target_id: d.target_id,
             event: f.event.as_str().to_owned(),
-            repository: f.repo_owner.zip(f.repo_name).map(|(o, n)| format!("{o}/{n}")),
+            repository: f
+                .repo_owner
+                .zip(f.repo_name)
+                .map(|(o, n)| format!("{o}/{n}")),
             subject: f.subject.map(|s| s.kind().to_owned()),
             error_code: f.error_code,
             error_message: f.error_message,
@@ -165,7 +168,7 @@ impl From<NotificationDelivery> for DeliveryResource {
 enum CreatedTarget {
     /// The target is recorded.
     #[oai(status = 201)]
-    Target(Json<TargetResource>),
+    Target(Json<NotificationTargetResource>),
 }
 
 #[derive(ApiResponse)]
@@ -179,7 +182,7 @@ enum DeletedTarget {
 enum QueuedTest {
     /// The test notification is queued; its outcome shows in the target's deliveries.
     #[oai(status = 202)]
-    Delivery(Json<DeliveryResource>),
+    Delivery(Json<NotificationDeliveryResource>),
 }
 
 /// `"to"` as one address or a list of them.
@@ -218,7 +221,7 @@ impl NotificationsApi {
     async fn create_target(
         &self,
         auth: ApiToken,
-        body: Json<CreateTargetBody>,
+        body: Json<CreateNotificationTargetBody>,
     ) -> ApiResult<CreatedTarget> {
         let b = body.0;
         let request = TargetRequest {
@@ -235,7 +238,7 @@ impl NotificationsApi {
             .hub
             .create_notification_target(&auth.0, request)
             .await?;
-        let mut resource = TargetResource::from(created.target);
+        let mut resource = NotificationTargetResource::from(created.target);
         resource.secret = created
             .generated_secret
             .map(|s| s.expose_secret().to_owned());
@@ -244,14 +247,26 @@ impl NotificationsApi {
 
     /// The targets the caller manages, oldest first.
     #[oai(path = "/notifications/targets", method = "get")]
-    async fn list_targets(&self, auth: ApiToken) -> ApiResult<Json<Vec<TargetResource>>> {
+    async fn list_targets(
+        &self,
+        auth: ApiToken,
+    ) -> ApiResult<Json<Vec<NotificationTargetResource>>> {
         let targets = self.hub.list_notification_targets(&auth.0).await?;
-        Ok(Json(targets.into_iter().map(TargetResource::from).collect()))
+        Ok(Json(
+            targets
+                .into_iter()
+                .map(NotificationTargetResource::from)
+                .collect(),
+        ))
     }
 
     /// One target.
     #[oai(path = "/notifications/targets/:id", method = "get")]
-    async fn get_target(&self, auth: ApiToken, id: Path<i64>) -> ApiResult<Json<TargetResource>> {
+    async fn get_target(
+        &self,
+        auth: ApiToken,
+        id: Path<i64>,
+    ) -> ApiResult<Json<NotificationTargetResource>> {
         let target = self.hub.notification_target(&auth.0, id.0).await?;
         Ok(Json(target.into()))
     }
@@ -263,8 +278,8 @@ impl NotificationsApi {
         &self,
         auth: ApiToken,
         id: Path<i64>,
-        body: Json<UpdateTargetBody>,
-    ) -> ApiResult<Json<TargetResource>> {
+        body: Json<UpdateNotificationTargetBody>,
+    ) -> ApiResult<Json<NotificationTargetResource>> {
         let b = body.0;
         let change = TargetChange {
             url: b.url,
@@ -307,14 +322,17 @@ impl NotificationsApi {
         id: Path<i64>,
         /// How many deliveries to return (1-200, default 50).
         limit: Query<Option<i64>>,
-    ) -> ApiResult<Json<Vec<DeliveryResource>>> {
+    ) -> ApiResult<Json<Vec<NotificationDeliveryResource>>> {
         let limit = limit.0.unwrap_or(50).clamp(1, 200);
         let deliveries = self
             .hub
             .notification_deliveries(&auth.0, id.0, limit)
             .await?;
         Ok(Json(
-            deliveries.into_iter().map(DeliveryResource::from).collect(),
+            deliveries
+                .into_iter()
+                .map(NotificationDeliveryResource::from)
+                .collect(),
         ))
     }
 }

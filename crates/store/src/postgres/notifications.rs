@@ -13,9 +13,8 @@ use sqlx::{PgConnection, Row};
 
 use super::PgStore;
 use crate::notifications::{
-    deliveries_for, email_column, events_column, open_text, parse_email, parse_event,
-    parse_events, parse_status, parse_subject, parse_target_kind, seal_text, TARGET_SECRET_AAD,
-    TARGET_URL_AAD,
+    deliveries_for, email_column, events_column, open_text, parse_email, parse_event, parse_events,
+    parse_status, parse_subject, parse_target_kind, seal_text, TARGET_SECRET_AAD, TARGET_URL_AAD,
 };
 use crate::{
     lease_end, ClaimedDelivery, DeliveryAttempt, DeliveryStatus, NewNotificationTarget,
@@ -294,7 +293,12 @@ impl NotificationStore for PgStore {
         .bind(update.email_to.is_some())
         .bind(update.email_to.as_deref().and_then(email_column))
         .bind(update.events.is_some())
-        .bind(update.events.as_ref().and_then(|e| events_column(e.as_deref())))
+        .bind(
+            update
+                .events
+                .as_ref()
+                .and_then(|e| events_column(e.as_deref())),
+        )
         .bind(update.enabled)
         .bind(update.description.as_deref())
         .bind(now)
