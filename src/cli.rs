@@ -21,6 +21,8 @@ pub struct HubArgs {
     pub json: bool,
 }
 
+// Parsed once per run: the size of its largest variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 pub enum RepoCommand {
     /// Mirror or migrate a repository from a Git server.

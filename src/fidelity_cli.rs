@@ -95,7 +95,9 @@ pub fn print_freshness(r: &Value) {
 pub async fn backups(repo: &str, hub: &HubArgs) -> anyhow::Result<std::process::ExitCode> {
     let (owner, name) = split_repo(repo)?;
     let client = Client::new(hub)?;
-    let list = client.get(&format!("/repos/{owner}/{name}/backups")).await?;
+    let list = client
+        .get(&format!("/repos/{owner}/{name}/backups"))
+        .await?;
     if hub.json {
         println!("{}", serde_json::to_string_pretty(&list)?);
         return Ok(std::process::ExitCode::SUCCESS);
@@ -110,7 +112,10 @@ pub async fn backups(repo: &str, hub: &HubArgs) -> anyhow::Result<std::process::
             b["id"],
             b["created_at"].as_str().unwrap_or_default(),
             b["ref"].as_str().unwrap_or_default(),
-            b["old"].as_str().map(|o| &o[..o.len().min(12)]).unwrap_or_default(),
+            b["old"]
+                .as_str()
+                .map(|o| &o[..o.len().min(12)])
+                .unwrap_or_default(),
             b["run_id"],
             b["expires_at"].as_str().unwrap_or_default()
         );

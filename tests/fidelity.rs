@@ -30,7 +30,8 @@ fn upstream(root: &Path, name: &str) -> (PathBuf, Scratch) {
     work.tag("v1");
     work.commit_file("lib.rs", "fn a() {}\n", "second");
     work.tag_annotated("v2", "release 2");
-    work.branch("dev").commit_file("dev.txt", "dev\n", "dev work");
+    work.branch("dev")
+        .commit_file("dev.txt", "dev\n", "dev work");
     work.checkout("main");
     work.push_mirror(path.to_str().unwrap());
     git(&path, ["symbolic-ref", "HEAD", "refs/heads/main"]);
@@ -114,7 +115,11 @@ async fn noop_syncs_and_every_kind_of_change_on_both_transports(db: TestDb) {
         let noops = noop_lines(&hub);
         let (repo, run) = sync(&hub, name).await;
         assert_eq!(run["outcome"], "unchanged", "{name}: {run}");
-        assert_eq!(noop_lines(&hub), noops + 1, "{name}: the sync was not a no-op");
+        assert_eq!(
+            noop_lines(&hub),
+            noops + 1,
+            "{name}: the sync was not a no-op"
+        );
         assert_eq!(repo["behind"]["refs"], 0, "{name}: {repo}");
 
         // HEAD moved only: followed.
@@ -185,7 +190,10 @@ async fn backups_of_force_pushes_and_deletions(db: TestDb) {
     assert_eq!(status, 200, "{backups}");
     let backups = backups.as_array().unwrap().clone();
     assert_eq!(backups.len(), 2, "{backups:?}");
-    let dev = backups.iter().find(|b| b["ref"] == "refs/heads/dev").unwrap();
+    let dev = backups
+        .iter()
+        .find(|b| b["ref"] == "refs/heads/dev")
+        .unwrap();
     let v1 = backups.iter().find(|b| b["ref"] == "refs/tags/v1").unwrap();
     assert_eq!(dev["old"], old_dev.as_str());
     assert_eq!(v1["old"], old_v1.as_str());
@@ -205,7 +213,12 @@ async fn backups_of_force_pushes_and_deletions(db: TestDb) {
     for protocol in ["0", "2"] {
         let listed = ok(&git_client(
             client.path(),
-            &["-c", &format!("protocol.version={protocol}"), "ls-remote", &clone_url],
+            &[
+                "-c",
+                &format!("protocol.version={protocol}"),
+                "ls-remote",
+                &clone_url,
+            ],
             &[],
         )
         .await);
@@ -234,13 +247,19 @@ async fn backups_of_force_pushes_and_deletions(db: TestDb) {
     // The bundle brings the old tip into any repository.
     let id = dev["id"].as_i64().unwrap();
     let response = reqwest::Client::new()
-        .get(format!("{}/api/v1/repos/team/project/backups/{id}/bundle", hub.base))
+        .get(format!(
+            "{}/api/v1/repos/team/project/backups/{id}/bundle",
+            hub.base
+        ))
         .bearer_auth(TOKEN)
         .send()
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
-    assert_eq!(response.headers()["content-type"], "application/x-git-bundle");
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/x-git-bundle"
+    );
     assert!(response.headers()["content-disposition"]
         .to_str()
         .unwrap()
@@ -252,18 +271,36 @@ async fn backups_of_force_pushes_and_deletions(db: TestDb) {
     init_bare(&target);
     git(
         &target,
-        ["fetch", bundle.to_str().unwrap(), &format!("{dev_ref}:refs/heads/restored")],
+        [
+            "fetch",
+            bundle.to_str().unwrap(),
+            &format!("{dev_ref}:refs/heads/restored"),
+        ],
     );
-    assert_eq!(git(&target, ["rev-parse", "refs/heads/restored"]).trim(), old_dev);
+    assert_eq!(
+        git(&target, ["rev-parse", "refs/heads/restored"]).trim(),
+        old_dev
+    );
 
     // A mirror's branches follow the upstream: no restore there.
     let restore = format!("/api/v1/repos/team/project/backups/{id}/restore");
     let (status, e) = hub.post(&restore, json!({})).await;
-    assert_eq!((status, e["error"]["code"].as_str()), (409, Some("invalid_state")), "{e}");
+    assert_eq!(
+        (status, e["error"]["code"].as_str()),
+        (409, Some("invalid_state")),
+        "{e}"
+    );
     let (status, e) = hub
-        .post("/api/v1/repos/team/project/backups/99999/restore", json!({}))
+        .post(
+            "/api/v1/repos/team/project/backups/99999/restore",
+            json!({}),
+        )
         .await;
-    assert_eq!((status, e["error"]["code"].as_str()), (404, Some("backup_not_found")), "{e}");
+    assert_eq!(
+        (status, e["error"]["code"].as_str()),
+        (404, Some("backup_not_found")),
+        "{e}"
+    );
 
     // On a primary it becomes a branch.
     let (status, e) = hub
@@ -277,32 +314,55 @@ async fn backups_of_force_pushes_and_deletions(db: TestDb) {
     assert_eq!(restored["target"], old_dev.as_str());
     assert_eq!(git(&mirror, ["rev-parse", &branch]).trim(), old_dev);
     let (status, e) = hub
-        .post(&restore, json!({"branch": branch.trim_start_matches("refs/heads/")}))
+        .post(
+            &restore,
+            json!({"branch": branch.trim_start_matches("refs/heads/")}),
+        )
         .await;
-    assert_eq!((status, e["error"]["code"].as_str()), (409, Some("invalid_state")), "{e}");
+    assert_eq!(
+        (status, e["error"]["code"].as_str()),
+        (409, Some("invalid_state")),
+        "{e}"
+    );
     let (status, e) = hub.post(&restore, json!({"branch": "bad..name"})).await;
-    assert_eq!((status, e["error"]["field"].as_str()), (400, Some("branch")), "{e}");
+    assert_eq!(
+        (status, e["error"]["field"].as_str()),
+        (400, Some("branch")),
+        "{e}"
+    );
     let (status, named) = hub.post(&restore, json!({"branch": "old-dev"})).await;
-    assert_eq!((status, named["branch"].as_str()), (201, Some("refs/heads/old-dev")));
+    assert_eq!(
+        (status, named["branch"].as_str()),
+        (201, Some("refs/heads/old-dev"))
+    );
 
     // Expiry, as of a moment 31 days on (the default retention is 30 days): refs and rows go.
     let later = (chrono::Utc::now() + chrono::Duration::days(31)).to_rfc3339();
     let out = hub.admin(&db, &["expire-backups", "--now", &later]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let (_, left) = hub.get("/api/v1/repos/team/project/backups").await;
     assert_eq!(left, json!([]));
     assert!(!try_git(&mirror, ["rev-parse", "--verify", &dev_ref])
         .status
         .success());
     // The restored branches stay.
-    assert_eq!(git(&mirror, ["rev-parse", "refs/heads/old-dev"]).trim(), old_dev);
+    assert_eq!(
+        git(&mirror, ["rev-parse", "refs/heads/old-dev"]).trim(),
+        old_dev
+    );
 }
 
 async fn ref_filters_fetch_only_what_they_keep(db: TestDb) {
     let root = tempfile::tempdir().unwrap();
     let (upstream, work) = upstream(root.path(), "project.git");
-    work.branch("release/1.0").commit_file("r.txt", "1.0\n", "release 1.0");
-    work.branch("release/2.0").commit_file("r.txt", "2.0\n", "release 2.0");
+    work.branch("release/1.0")
+        .commit_file("r.txt", "1.0\n", "release 1.0");
+    work.branch("release/2.0")
+        .commit_file("r.txt", "2.0\n", "release 2.0");
     work.tag("tmp/scratch");
     work.checkout("main");
     let feature = work
@@ -332,10 +392,18 @@ async fn ref_filters_fetch_only_what_they_keep(db: TestDb) {
     assert_eq!(repo["refs"], filter);
     let mirror = hub.repo_dir(1);
     let names = |repo: &Path| -> Vec<String> {
-        git(repo, ["for-each-ref", "--format=%(refname)", "refs/heads", "refs/tags"])
-            .lines()
-            .map(str::to_owned)
-            .collect()
+        git(
+            repo,
+            [
+                "for-each-ref",
+                "--format=%(refname)",
+                "refs/heads",
+                "refs/tags",
+            ],
+        )
+        .lines()
+        .map(str::to_owned)
+        .collect()
     };
     assert_eq!(
         names(&mirror),
@@ -348,17 +416,27 @@ async fn ref_filters_fetch_only_what_they_keep(db: TestDb) {
         ]
     );
     // Never fetched: the feature branch's commit is not in the mirror.
-    assert!(!try_git(&mirror, ["cat-file", "-e", &feature]).status.success());
+    assert!(!try_git(&mirror, ["cat-file", "-e", &feature])
+        .status
+        .success());
     let (_, run) = sync(&hub, "project").await;
-    assert_eq!(run["outcome"], "unchanged", "a filtered mirror's no-op: {run}");
+    assert_eq!(
+        run["outcome"], "unchanged",
+        "a filtered mirror's no-op: {run}"
+    );
 
     // A change outside the filter is no change; one inside is fetched.
-    work.checkout("feature").commit_file("f.txt", "more\n", "more feature");
-    work.checkout("release/1.0").commit_file("r.txt", "1.0.1\n", "1.0.1");
+    work.checkout("feature")
+        .commit_file("f.txt", "more\n", "more feature");
+    work.checkout("release/1.0")
+        .commit_file("r.txt", "1.0.1\n", "1.0.1");
     work.checkout("main");
     work.push_mirror(upstream.to_str().unwrap());
     let (_, run) = sync(&hub, "project").await;
-    assert_eq!(changes(&run), [("refs/heads/release/1.0".into(), "fast_forward".into())]);
+    assert_eq!(
+        changes(&run),
+        [("refs/heads/release/1.0".into(), "fast_forward".into())]
+    );
 
     // Narrowing removes what the filter now leaves out (at the sync the change queues).
     let before = hub.latest_run_id("team/project").await;
@@ -373,9 +451,16 @@ async fn ref_filters_fetch_only_what_they_keep(db: TestDb) {
     assert_eq!(repo["refs"], json!({"include": ["main"], "exclude": []}));
     let (_, run) = hub.wait_for_run("team/project", before).await;
     assert_eq!(names(&mirror), ["refs/heads/main"], "{run}");
-    assert!(changes(&run).iter().all(|(_, kind)| kind == "deleted"), "{run}");
+    assert!(
+        changes(&run).iter().all(|(_, kind)| kind == "deleted"),
+        "{run}"
+    );
     let (_, backups) = hub.get("/api/v1/repos/team/project/backups").await;
-    assert_eq!(backups.as_array().unwrap().len(), 4, "each removed ref is kept: {backups}");
+    assert_eq!(
+        backups.as_array().unwrap().len(),
+        4,
+        "each removed ref is kept: {backups}"
+    );
 
     // A bad PATCH changes nothing.
     let (status, e) = hub
@@ -385,7 +470,11 @@ async fn ref_filters_fetch_only_what_they_keep(db: TestDb) {
             Some(json!({"refs": {"exclude": ["ok", "with space"]}})),
         )
         .await;
-    assert_eq!((status, e["error"]["field"].as_str()), (400, Some("refs.exclude[1]")), "{e}");
+    assert_eq!(
+        (status, e["error"]["field"].as_str()),
+        (400, Some("refs.exclude[1]")),
+        "{e}"
+    );
 
     // No filter: everything again.
     let before = hub.latest_run_id("team/project").await;
@@ -414,7 +503,10 @@ async fn behind_counts_what_a_failed_sync_left(db: TestDb) {
     // the change, the fetch fails.
     let commit = work.commit_file("new.txt", "new\n", "new on main");
     work.tag("v3");
-    work.push(upstream.to_str().unwrap(), &["refs/heads/main", "refs/tags/v3"]);
+    work.push(
+        upstream.to_str().unwrap(),
+        &["refs/heads/main", "refs/tags/v3"],
+    );
     let object = upstream
         .join("objects")
         .join(&commit[..2])
@@ -492,14 +584,14 @@ async fn a_silent_webhook_is_noticed(db: TestDb) {
             assert!(repo["webhook"]["silent_since"].is_string(), "{repo}");
             break;
         }
-        assert!(Instant::now() < deadline, "not noticed: {repo}\n{}", hub.log_text());
+        assert!(
+            Instant::now() < deadline,
+            "not noticed: {repo}\n{}",
+            hub.log_text()
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let said = |hub: &Hub| {
-        hub.log_text()
-            .matches("the webhook is silent")
-            .count()
-    };
+    let said = |hub: &Hub| hub.log_text().matches("the webhook is silent").count();
     assert_eq!(said(&hub), 1);
     // Still silent, still said once, and still polled: another quiet push is fetched.
     let again = work.commit_file("quiet.txt", "quieter\n", "again without a webhook");

@@ -159,7 +159,12 @@ impl Pattern {
             let regex = regex::RegexBuilder::new(&anchored)
                 .size_limit(1 << 20)
                 .build()
-                .map_err(|e| format!("not a valid regular expression: {}", first_line(&e.to_string())))?;
+                .map_err(|e| {
+                    format!(
+                        "not a valid regular expression: {}",
+                        first_line(&e.to_string())
+                    )
+                })?;
             Matcher::Regex(regex)
         } else {
             if text.contains(char::is_whitespace) {
@@ -196,8 +201,7 @@ impl Pattern {
 fn first_line(text: &str) -> String {
     text.lines()
         .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .last()
+        .rfind(|l| !l.is_empty())
         .unwrap_or(text)
         .chars()
         .take(200)
@@ -230,22 +234,32 @@ fn glob_match(tokens: &[GlobToken], name: &str) -> bool {
     let chars: Vec<char> = name.chars().collect();
     // memo[t][c]: whether tokens[t..] match chars[c..]; filled on demand.
     let mut memo = vec![vec![None; chars.len() + 1]; tokens.len() + 1];
-    fn go(t: usize, c: usize, tokens: &[GlobToken], chars: &[char], memo: &mut Vec<Vec<Option<bool>>>) -> bool {
+    fn go(
+        t: usize,
+        c: usize,
+        tokens: &[GlobToken],
+        chars: &[char],
+        memo: &mut Vec<Vec<Option<bool>>>,
+    ) -> bool {
         if let Some(known) = memo[t][c] {
             return known;
         }
         let result = match tokens.get(t) {
             None => c == chars.len(),
-            Some(GlobToken::Literal(l)) => chars.get(c) == Some(l) && go(t + 1, c + 1, tokens, chars, memo),
+            Some(GlobToken::Literal(l)) => {
+                chars.get(c) == Some(l) && go(t + 1, c + 1, tokens, chars, memo)
+            }
             Some(GlobToken::One) => {
                 chars.get(c).is_some_and(|ch| *ch != '/') && go(t + 1, c + 1, tokens, chars, memo)
             }
             Some(GlobToken::Segment) => {
                 go(t + 1, c, tokens, chars, memo)
-                    || (chars.get(c).is_some_and(|ch| *ch != '/') && go(t, c + 1, tokens, chars, memo))
+                    || (chars.get(c).is_some_and(|ch| *ch != '/')
+                        && go(t, c + 1, tokens, chars, memo))
             }
             Some(GlobToken::Any) => {
-                go(t + 1, c, tokens, chars, memo) || (c < chars.len() && go(t, c + 1, tokens, chars, memo))
+                go(t + 1, c, tokens, chars, memo)
+                    || (c < chars.len() && go(t, c + 1, tokens, chars, memo))
             }
         };
         memo[t][c] = Some(result);

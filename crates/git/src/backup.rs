@@ -74,15 +74,17 @@ pub(crate) fn create(
             Err(e) => last = Some(e),
         }
     }
-    Err(last.map(GitError::from).unwrap_or_else(|| {
-        GitError::failed(format!("no backup ref could be made for {ref_name}"))
-    }))
+    Err(last
+        .map(GitError::from)
+        .unwrap_or_else(|| GitError::failed(format!("no backup ref could be made for {ref_name}"))))
 }
 
 /// Removes a backup ref if it still points at `old`.
 pub(crate) fn remove(repo: &Repository, backup_ref: &str, old: &str) -> Result<(), GitError> {
     if !backup_ref.starts_with(BACKUP_PREFIX) {
-        return Err(GitError::failed(format!("{backup_ref} is not a backup ref")));
+        return Err(GitError::failed(format!(
+            "{backup_ref} is not a backup ref"
+        )));
     }
     match repo.find_reference(backup_ref) {
         Ok(mut r) => {
@@ -133,9 +135,15 @@ mod tests {
     fn names_backups_by_time_and_never_overwrites_one() {
         let (_dir, repo, oid) = repo_with_commit();
         let first = create(&repo, "refs/heads/main", &oid, 1000).unwrap();
-        assert_eq!(first.backup_ref, "refs/mirrorhub/backup/1000/refs/heads/main");
+        assert_eq!(
+            first.backup_ref,
+            "refs/mirrorhub/backup/1000/refs/heads/main"
+        );
         let second = create(&repo, "refs/heads/main", &oid, 1000).unwrap();
-        assert_eq!(second.backup_ref, "refs/mirrorhub/backup/1001/refs/heads/main");
+        assert_eq!(
+            second.backup_ref,
+            "refs/mirrorhub/backup/1001/refs/heads/main"
+        );
         // `a` where `a/b` was saved the same second.
         create(&repo, "refs/heads/a/b", &oid, 2000).unwrap();
         let a = create(&repo, "refs/heads/a", &oid, 2000).unwrap();

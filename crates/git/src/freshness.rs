@@ -110,7 +110,10 @@ mod tests {
 
     #[test]
     fn equal_is_a_no_op() {
-        let l = local(&[("refs/heads/main", A), ("refs/tags/v1", B)], "refs/heads/main");
+        let l = local(
+            &[("refs/heads/main", A), ("refs/tags/v1", B)],
+            "refs/heads/main",
+        );
         let up = listed(&[("refs/heads/main", A), ("refs/tags/v1", B)], main_head());
         assert!(compare(&l, &up, &RefFilter::default()).is_empty());
         // A detached or unadvertised HEAD leaves the mirror's alone.
@@ -122,7 +125,10 @@ mod tests {
 
     #[test]
     fn every_kind_of_change_is_seen() {
-        let l = local(&[("refs/heads/main", A), ("refs/tags/v1", B)], "refs/heads/main");
+        let l = local(
+            &[("refs/heads/main", A), ("refs/tags/v1", B)],
+            "refs/heads/main",
+        );
         let all = RefFilter::default();
         // HEAD moved only.
         let up = listed(
@@ -135,7 +141,11 @@ mod tests {
         assert_eq!(c.behind(), 1);
         // A new tag only.
         let up = listed(
-            &[("refs/heads/main", A), ("refs/tags/v1", B), ("refs/tags/v2", A)],
+            &[
+                ("refs/heads/main", A),
+                ("refs/tags/v1", B),
+                ("refs/tags/v2", A),
+            ],
             main_head(),
         );
         assert_eq!(compare(&l, &up, &all).differing, ["refs/tags/v2"]);
@@ -157,7 +167,10 @@ mod tests {
             exclude: vec![],
         })
         .unwrap();
-        let up = listed(&[("refs/heads/main", A), ("refs/heads/dev", B)], main_head());
+        let up = listed(
+            &[("refs/heads/main", A), ("refs/heads/dev", B)],
+            main_head(),
+        );
         // The upstream's dev is not wanted: no change.
         let l = local(&[("refs/heads/main", A)], "refs/heads/main");
         assert!(compare(&l, &up, &filter).is_empty());

@@ -474,7 +474,14 @@ impl GitEngine {
             Err(_) => None,
         };
         let head = self
-            .fetch_filtered(remote, tmp, &LocalState::default(), listed, filter, progress)
+            .fetch_filtered(
+                remote,
+                tmp,
+                &LocalState::default(),
+                listed,
+                filter,
+                progress,
+            )
             .await?;
         if let Some(head) = head.filter(|h| h.starts_with("refs/heads/")) {
             let tmp = tmp.to_path_buf();
@@ -1039,7 +1046,9 @@ impl GitEngine {
             Ok(advertised) => return Ok(advertised),
             Err(ListingError::Refused(e)) => return Err(e),
             Err(ListingError::Unsupported) => {}
-            Err(e) => tracing::debug!(error = %e, "the upstream could not be listed in process; asking git"),
+            Err(e) => {
+                tracing::debug!(error = %e, "the upstream could not be listed in process; asking git")
+            }
         }
         let listed = self.inner.transport.list(remote).await?;
         if !listed.smart {
@@ -1073,10 +1082,17 @@ impl GitEngine {
     /// Creates the branch `refs/heads/<branch>` at `oid` in the local repository at `repo`;
     /// `Ok(false)` when a branch of that name exists (nothing is changed). The name must be
     /// one git accepts.
-    pub async fn create_branch(&self, repo: &Path, branch: &str, oid: &str) -> Result<bool, GitError> {
+    pub async fn create_branch(
+        &self,
+        repo: &Path,
+        branch: &str,
+        oid: &str,
+    ) -> Result<bool, GitError> {
         let name = format!("refs/heads/{branch}");
         if !git2::Reference::is_valid_name(&name) {
-            return Err(GitError::failed(format!("{branch:?} is not a valid branch name")));
+            return Err(GitError::failed(format!(
+                "{branch:?} is not a valid branch name"
+            )));
         }
         let (repo, oid) = (repo.to_path_buf(), oid.to_owned());
         blocking(move || {

@@ -254,9 +254,10 @@ async fn list_http(
 fn client(proxy_url: &str, timeout: Duration) -> Result<reqwest::Client, ListingError> {
     let proxy = reqwest::Proxy::all(proxy_url).map_err(|e| transfer(e.without_url()))?;
     let redirects = reqwest::redirect::Policy::custom(|attempt| {
-        let downgrade = attempt.previous().first().is_some_and(|first| {
-            first.scheme() == "https" && attempt.url().scheme() != "https"
-        });
+        let downgrade = attempt
+            .previous()
+            .first()
+            .is_some_and(|first| first.scheme() == "https" && attempt.url().scheme() != "https");
         if attempt.previous().len() > MAX_REDIRECTS || downgrade {
             attempt.stop()
         } else if attempt.url().path().ends_with("/info/refs") {

@@ -147,13 +147,20 @@ pub(crate) struct Advertised {
 
 /// Reads a greeting from the start of `cursor`, up to and including its flush. Over smart
 /// HTTP the `# service=git-upload-pack` line and its flush come first and are skipped.
-pub(crate) fn read_greeting(cursor: &mut PktCursor<'_>, limits: Limits) -> Result<Greeting, PktError> {
+pub(crate) fn read_greeting(
+    cursor: &mut PktCursor<'_>,
+    limits: Limits,
+) -> Result<Greeting, PktError> {
     let mut first = cursor.next()?;
     if let Pkt::Data(payload) = first {
         if text(payload)?.starts_with("# service=") {
             match cursor.next()? {
                 Pkt::Flush => {}
-                _ => return Err(PktError::Malformed("no flush after the service line".into())),
+                _ => {
+                    return Err(PktError::Malformed(
+                        "no flush after the service line".into(),
+                    ))
+                }
             }
             first = cursor.next()?;
         }
@@ -162,7 +169,11 @@ pub(crate) fn read_greeting(cursor: &mut PktCursor<'_>, limits: Limits) -> Resul
         // An empty repository over v0 that sends nothing at all (old servers).
         Pkt::Flush => return Ok(Greeting::V0(Advertised::default())),
         Pkt::Data(payload) => payload,
-        _ => return Err(PktError::Malformed("a delimiter where the advertisement starts".into())),
+        _ => {
+            return Err(PktError::Malformed(
+                "a delimiter where the advertisement starts".into(),
+            ))
+        }
     };
     let line = text(payload)?;
     if let Some(message) = line.strip_prefix("ERR ") {
@@ -187,7 +198,11 @@ pub(crate) fn read_greeting(cursor: &mut PktCursor<'_>, limits: Limits) -> Resul
     let mut advertised = Advertised::default();
     let mut count = 0usize;
     // `version 1` is v0 with a version line first.
-    let mut next_line = if line == "version 1" { None } else { Some(payload) };
+    let mut next_line = if line == "version 1" {
+        None
+    } else {
+        Some(payload)
+    };
     let mut first_ref = true;
     loop {
         let payload = match next_line.take() {
@@ -195,16 +210,27 @@ pub(crate) fn read_greeting(cursor: &mut PktCursor<'_>, limits: Limits) -> Resul
             None => match cursor.next()? {
                 Pkt::Flush => break,
                 Pkt::Data(p) => p,
-                _ => return Err(PktError::Malformed("a delimiter in a v0 advertisement".into())),
+                _ => {
+                    return Err(PktError::Malformed(
+                        "a delimiter in a v0 advertisement".into(),
+                    ))
+                }
             },
         };
         count += 1;
         if count > limits.max_refs {
-            return Err(PktError::TooLarge(format!("more than {} refs", limits.max_refs)));
+            return Err(PktError::TooLarge(format!(
+                "more than {} refs",
+                limits.max_refs
+            )));
         }
         let (line, capabilities) = match payload.iter().position(|b| *b == 0) {
             Some(nul) if first_ref => (&payload[..nul], Some(text(&payload[nul + 1..])?)),
-            Some(_) => return Err(PktError::Malformed("capabilities after the first ref".into())),
+            Some(_) => {
+                return Err(PktError::Malformed(
+                    "capabilities after the first ref".into(),
+                ))
+            }
             None => (payload, None),
         };
         first_ref = false;
@@ -243,18 +269,28 @@ pub(crate) fn read_greeting(cursor: &mut PktCursor<'_>, limits: Limits) -> Resul
 
 /// Reads an `ls-refs` answer up to its flush: `<oid> <name>[ symref-target:<t>][ peeled:<oid>]`
 /// or `unborn HEAD symref-target:<t>`.
-pub(crate) fn read_ls_refs(cursor: &mut PktCursor<'_>, limits: Limits) -> Result<Advertised, PktError> {
+pub(crate) fn read_ls_refs(
+    cursor: &mut PktCursor<'_>,
+    limits: Limits,
+) -> Result<Advertised, PktError> {
     let mut advertised = Advertised::default();
     let mut count = 0usize;
     loop {
         let payload = match cursor.next()? {
             Pkt::Flush => break,
             Pkt::Data(p) => p,
-            _ => return Err(PktError::Malformed("a delimiter in an ls-refs answer".into())),
+            _ => {
+                return Err(PktError::Malformed(
+                    "a delimiter in an ls-refs answer".into(),
+                ))
+            }
         };
         count += 1;
         if count > limits.max_refs {
-            return Err(PktError::TooLarge(format!("more than {} refs", limits.max_refs)));
+            return Err(PktError::TooLarge(format!(
+                "more than {} refs",
+                limits.max_refs
+            )));
         }
         let line = text(payload)?;
         if let Some(message) = line.strip_prefix("ERR ") {
@@ -283,7 +319,10 @@ pub(crate) fn read_ls_refs(cursor: &mut PktCursor<'_>, limits: Limits) -> Result
                 None => AdvertisedHead::Detached,
             };
         } else if oid == "unborn" {
-            return Err(PktError::Malformed(format!("an unborn ref other than HEAD: {}", shown(name.as_bytes()))));
+            return Err(PktError::Malformed(format!(
+                "an unborn ref other than HEAD: {}",
+                shown(name.as_bytes())
+            )));
         } else {
             keep_ref(&mut advertised.refs, oid, name)?;
         }
@@ -305,7 +344,10 @@ fn check_oid(oid: &str) -> Result<(), PktError> {
     if matches!(oid.len(), 40 | 64) && oid.bytes().all(|b| b.is_ascii_hexdigit()) {
         Ok(())
     } else {
-        Err(PktError::Malformed(format!("object id {}", shown(oid.as_bytes()))))
+        Err(PktError::Malformed(format!(
+            "object id {}",
+            shown(oid.as_bytes())
+        )))
     }
 }
 
@@ -314,7 +356,10 @@ fn check_ref_name(name: &str) -> Result<(), PktError> {
     if name.starts_with("refs/") && git2::Reference::is_valid_name(name) {
         Ok(())
     } else {
-        Err(PktError::Malformed(format!("ref name {}", shown(name.as_bytes()))))
+        Err(PktError::Malformed(format!(
+            "ref name {}",
+            shown(name.as_bytes())
+        )))
     }
 }
 
@@ -380,12 +425,23 @@ mod tests {
         assert_eq!(next_pkt(b"0001").unwrap(), Some((Pkt::Delim, 4)));
         assert_eq!(next_pkt(b"0002").unwrap(), Some((Pkt::ResponseEnd, 4)));
         assert_eq!(next_pkt(b"0006ab").unwrap(), Some((Pkt::Data(b"ab"), 6)));
-        assert_eq!(next_pkt(b"000Aabcdef").unwrap(), Some((Pkt::Data(b"abcdef"), 10)));
+        assert_eq!(
+            next_pkt(b"000Aabcdef").unwrap(),
+            Some((Pkt::Data(b"abcdef"), 10))
+        );
         assert_eq!(next_pkt(b"0004").unwrap(), Some((Pkt::Data(b""), 4)));
-        assert_eq!(next_pkt(b"0006a").unwrap(), None, "half a line waits for more");
+        assert_eq!(
+            next_pkt(b"0006a").unwrap(),
+            None,
+            "half a line waits for more"
+        );
         assert_eq!(next_pkt(b"00").unwrap(), None);
         for bad in [&b"0003"[..], b"zzzz", b"-001", b"fff1", b"ffff", b"+004"] {
-            assert!(next_pkt(bad).is_err(), "{:?}", bad.escape_ascii().to_string());
+            assert!(
+                next_pkt(bad).is_err(),
+                "{:?}",
+                bad.escape_ascii().to_string()
+            );
         }
         let mut out = Vec::new();
         encode(&mut out, b"hello\n");
@@ -422,7 +478,10 @@ mod tests {
             panic!()
         };
         assert_eq!(ad, Advertised::default());
-        assert_eq!(greeting(b"0000").unwrap(), Greeting::V0(Advertised::default()));
+        assert_eq!(
+            greeting(b"0000").unwrap(),
+            Greeting::V0(Advertised::default())
+        );
         // A detached HEAD: no symref capability.
         let detached = format!("{A} HEAD\0agent=x\n");
         let Greeting::V0(ad) = greeting(&pkts(&[detached.as_bytes(), b"0000"])).unwrap() else {
@@ -437,7 +496,11 @@ mod tests {
         assert_eq!(ad.head, AdvertisedHead::NotSeen);
         assert_eq!(ad.refs.len(), 1);
         // version 1 is v0 with a version line.
-        let v1 = pkts(&[b"version 1\n", format!("{A} refs/heads/x\0agent=x\n").as_bytes(), b"0000"]);
+        let v1 = pkts(&[
+            b"version 1\n",
+            format!("{A} refs/heads/x\0agent=x\n").as_bytes(),
+            b"0000",
+        ]);
         assert!(matches!(greeting(&v1).unwrap(), Greeting::V0(ad) if ad.refs.len() == 1));
     }
 
@@ -458,7 +521,9 @@ mod tests {
         let request = ls_refs_request(&capabilities, "mirrorhub");
         let text = String::from_utf8(request).unwrap();
         assert!(text.contains("command=ls-refs\n") && text.contains("unborn\n"));
-        assert!(text.contains("object-format=sha1\n") && text.ends_with("ref-prefix refs/tags/\n0000"));
+        assert!(
+            text.contains("object-format=sha1\n") && text.ends_with("ref-prefix refs/tags/\n0000")
+        );
 
         let answer = pkts(&[
             format!("{A} HEAD symref-target:refs/heads/main\n").as_bytes(),
@@ -508,10 +573,16 @@ mod tests {
             );
         }
         // v0 names run to the end of the line: a space in one is refused.
-        let spaced = pkts(&[format!("{A} refs/heads/with space\0x\n").as_bytes(), b"0000"]);
+        let spaced = pkts(&[
+            format!("{A} refs/heads/with space\0x\n").as_bytes(),
+            b"0000",
+        ]);
         assert!(greeting(&spaced).is_err());
         let error = pkts(&[b"ERR access denied\n"]);
-        assert_eq!(greeting(&error), Err(PktError::Remote("access denied".into())));
+        assert_eq!(
+            greeting(&error),
+            Err(PktError::Remote("access denied".into()))
+        );
         // No flush: the answer was cut.
         let cut = pkts(&[format!("{A} refs/heads/a\n").as_bytes()]);
         assert_eq!(

@@ -219,7 +219,9 @@ pub(crate) fn settle_backups(
         }
         match crate::backup::create(&handle, name, old, now) {
             Ok(backup) => kept.push(backup),
-            Err(e) => tracing::warn!(r#ref = name, error = %e, "the overwritten tip could not be kept under a backup ref"),
+            Err(e) => {
+                tracing::warn!(r#ref = name, error = %e, "the overwritten tip could not be kept under a backup ref")
+            }
         }
     }
     kept.sort_by(|a, b| a.ref_name.cmp(&b.ref_name));

@@ -31,8 +31,11 @@ async fn counting_engine(dir: &Path) -> (GitEngine, PathBuf) {
         ),
     )
     .unwrap();
-    std::fs::set_permissions(&wrapper, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-        .unwrap();
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
     let engine = GitEngine::start(EngineConfig {
         git_program: wrapper,
         policy: loopback(),
@@ -134,7 +137,11 @@ async fn an_empty_advertisement_never_empties_a_mirror_by_the_no_op_path() {
         let snapshot = mirrorhub_testkit::RefSnapshot::take(&up.path);
         // Every branch and tag deleted upstream: the fetch path's rule applies (a git server
         // that lists nothing is an emptied upstream), and every tip is kept as a backup.
-        for name in snapshot.refs().keys().filter(|n| !n.starts_with("refs/pull/")) {
+        for name in snapshot
+            .refs()
+            .keys()
+            .filter(|n| !n.starts_with("refs/pull/"))
+        {
             up.git(&["update-ref", "-d", name]);
         }
         let report = engine
@@ -190,7 +197,10 @@ async fn overwritten_and_deleted_tips_are_kept() {
         assert_eq!(git(&mirror, ["rev-parse", &b.backup_ref]).trim(), b.old);
     }
     // A fast-forward keeps no backup (the foretold one was dropped).
-    let all = git(&mirror, ["for-each-ref", "--format=%(refname)", "refs/mirrorhub"]);
+    let all = git(
+        &mirror,
+        ["for-each-ref", "--format=%(refname)", "refs/mirrorhub"],
+    );
     assert_eq!(all.lines().count(), 2, "{all}");
     assert!(!all.contains("refs/heads/main"), "{old_main}: {all}");
     // `fetch --prune` of later syncs leaves them alone.
@@ -203,22 +213,33 @@ async fn overwritten_and_deleted_tips_are_kept() {
         .await
         .unwrap();
     assert_eq!(report.backups.len(), 1);
-    let all = git(&mirror, ["for-each-ref", "--format=%(refname)", "refs/mirrorhub"]);
+    let all = git(
+        &mirror,
+        ["for-each-ref", "--format=%(refname)", "refs/mirrorhub"],
+    );
     assert_eq!(all.lines().count(), 3, "{all}");
     assert_eq!(engine.backup_refs(&mirror).await.unwrap().len(), 3);
 
     // Removal, only while it still points at the saved tip.
     let b = &report.backups[0];
     engine
-        .delete_backup_ref(&mirror, &b.backup_ref, "0000000000000000000000000000000000000000")
+        .delete_backup_ref(
+            &mirror,
+            &b.backup_ref,
+            "0000000000000000000000000000000000000000",
+        )
         .await
         .unwrap();
-    assert!(try_git(&mirror, ["rev-parse", "--verify", &b.backup_ref]).status.success());
+    assert!(try_git(&mirror, ["rev-parse", "--verify", &b.backup_ref])
+        .status
+        .success());
     engine
         .delete_backup_ref(&mirror, &b.backup_ref, &b.old)
         .await
         .unwrap();
-    assert!(!try_git(&mirror, ["rev-parse", "--verify", &b.backup_ref]).status.success());
+    assert!(!try_git(&mirror, ["rev-parse", "--verify", &b.backup_ref])
+        .status
+        .success());
 }
 
 fn filter(include: &[&str], exclude: &[&str]) -> RefFilter {
@@ -230,10 +251,18 @@ fn filter(include: &[&str], exclude: &[&str]) -> RefFilter {
 }
 
 fn names(repo: &Path) -> Vec<String> {
-    git(repo, ["for-each-ref", "--format=%(refname)", "refs/heads", "refs/tags"])
-        .lines()
-        .map(str::to_owned)
-        .collect()
+    git(
+        repo,
+        [
+            "for-each-ref",
+            "--format=%(refname)",
+            "refs/heads",
+            "refs/tags",
+        ],
+    )
+    .lines()
+    .map(str::to_owned)
+    .collect()
 }
 
 #[tokio::test]
@@ -250,12 +279,17 @@ async fn a_filter_fetches_only_what_it_keeps() {
             .clone_mirror_with(&u, None, &mirror, no_progress(), &keep)
             .await
             .unwrap();
-        assert_eq!(names(&mirror), ["refs/heads/dev", "refs/heads/main", "refs/tags/v2"]);
+        assert_eq!(
+            names(&mirror),
+            ["refs/heads/dev", "refs/heads/main", "refs/tags/v2"]
+        );
         assert_eq!(report.changes.len(), 3);
         assert_eq!(head_of(&mirror), "refs/heads/main");
         // The feature branch's own commit was never fetched.
         let feature = up.rev("feature");
-        assert!(!try_git(&mirror, ["cat-file", "-e", &feature]).status.success());
+        assert!(!try_git(&mirror, ["cat-file", "-e", &feature])
+            .status
+            .success());
 
         let options = |f: RefFilter| SyncOptions {
             filter: f,
@@ -270,7 +304,13 @@ async fn a_filter_fetches_only_what_it_keeps() {
 
         // Narrowed: dev and v2 go (kept as backups).
         let report = engine
-            .sync_mirror_with(&u, None, &mirror, no_progress(), &options(filter(&["main"], &[])))
+            .sync_mirror_with(
+                &u,
+                None,
+                &mirror,
+                no_progress(),
+                &options(filter(&["main"], &[])),
+            )
             .await
             .unwrap();
         assert_eq!(names(&mirror), ["refs/heads/main"]);
@@ -278,7 +318,13 @@ async fn a_filter_fetches_only_what_it_keeps() {
         assert_eq!(report.backups.len(), 2);
         // Widened to everything: the mirror equals the upstream again.
         engine
-            .sync_mirror_with(&u, None, &mirror, no_progress(), &options(RefFilter::default()))
+            .sync_mirror_with(
+                &u,
+                None,
+                &mirror,
+                no_progress(),
+                &options(RefFilter::default()),
+            )
             .await
             .unwrap();
         assert_eq!(refs_of(&mirror), refs_of(&up.path));
@@ -306,7 +352,10 @@ async fn behind_counts_without_fetching() {
     assert_eq!(engine.behind(&u, None, &mirror, &all).await.unwrap(), 3);
     assert_eq!(calls(&log), before, "a listing ran git");
     assert_eq!(
-        engine.behind(&u, None, &mirror, &filter(&["main"], &[])).await.unwrap(),
+        engine
+            .behind(&u, None, &mirror, &filter(&["main"], &[]))
+            .await
+            .unwrap(),
         // HEAD, and every branch and tag but main the mirror holds.
         1 + names(&mirror).len() - 1
     );

@@ -8,10 +8,10 @@
 //!   [`FidelityConfig::backup_retention`].
 //! - **Freshness**: how many refs a listing found different, and since when ([`Behind`]).
 //! - **Webhook silence**: a mirror whose webhook is connected gets a cheap listing every
-//!   [`FidelityConfig::silence_check`]; one that finds the upstream changed with no delivery
-//!   since the last sync, and none within a grace period after, marks the webhook silent. While
-//!   silent, every check that finds a change queues a sync (polling at that interval) until a
-//!   delivery arrives again.
+//!   [`FidelityConfig::silence_check`]; one that finds the upstream changed, with no delivery
+//!   within a grace period (a tenth of the interval) before or after it, marks the webhook
+//!   silent. Every check that finds a change queues a sync (so a silent webhook falls back to
+//!   polling at that interval); a delivery ends the silence.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -139,7 +139,11 @@ impl Hub {
         let now = Utc::now();
         if !note.backups.is_empty() {
             let rows: Vec<NewBackup> = note.backups.iter().map(new_backup).collect();
-            if let Err(e) = self.store.record_backups(repo.id, Some(run_id), &rows).await {
+            if let Err(e) = self
+                .store
+                .record_backups(repo.id, Some(run_id), &rows)
+                .await
+            {
                 tracing::error!(error = %e, "the run's backups could not be recorded; they stay in the repository and are recorded after the next crash recovery");
             }
         }
@@ -177,7 +181,12 @@ impl Hub {
     }
 
     /// Records a listing's count, keeping the start of a stretch behind.
-    async fn record_behind(&self, repo: &Repo, behind: i64, at: DateTime<Utc>) -> Result<(), HubError> {
+    async fn record_behind(
+        &self,
+        repo: &Repo,
+        behind: i64,
+        at: DateTime<Utc>,
+    ) -> Result<(), HubError> {
         let since = if behind == 0 {
             None
         } else {
@@ -350,11 +359,8 @@ impl Hub {
         let stored = self.store.freshness(repo.id).await?.unwrap_or_default();
         let grace = chrono::Duration::from_std(self.config.fidelity.silence_check / 10)
             .unwrap_or(chrono::Duration::minutes(6));
-        let delivered_since = |t: DateTime<Utc>| {
-            repo.webhook
-                .last_delivery_at
-                .is_some_and(|d| d >= t)
-        };
+        let delivered_since =
+            |t: DateTime<Utc>| repo.webhook.last_delivery_at.is_some_and(|d| d >= t);
         let mut silence = Silence {
             checked_at: Some(now),
             suspected_at: None,
@@ -381,11 +387,10 @@ impl Hub {
             Ok(behind) => {
                 self.record_behind(repo, behind as i64, now).await?;
                 if behind > 0 {
-                    // Changed upstream: with no delivery since the last sync, the webhook may
-                    // have missed it; decided after the grace period (a delivery may be on
-                    // its way). Polling: the change is fetched now either way.
-                    let explained = repo.last_success_at.is_some_and(delivered_since);
-                    if !explained && silence.silent_since.is_none() && silence.suspected_at.is_none() {
+                    // Changed upstream: the webhook may have missed it. Decided after the
+                    // grace period (its delivery may be on its way); the change is fetched
+                    // now either way (polling).
+                    if silence.silent_since.is_none() && silence.suspected_at.is_none() {
                         silence.suspected_at = Some(now);
                     }
                     self.store
@@ -394,7 +399,9 @@ impl Hub {
                     self.wake.notify_one();
                 }
             }
-            Err(e) => tracing::debug!(repo_id = repo.id, error = %e, "the silence check could not list the upstream"),
+            Err(e) => {
+                tracing::debug!(repo_id = repo.id, error = %e, "the silence check could not list the upstream")
+            }
         }
         self.store.set_silence(repo.id, &silence).await?;
         Ok(())

@@ -397,7 +397,10 @@ impl Hub {
         if let Some(filter) = ref_filter {
             let before = self.ref_filter(repo.id).await?;
             self.set_ref_filter(repo.id, &filter.spec()).await?;
-            if before != filter.spec() && repo.mode == Mode::Mirror && repo.state == RepoState::Ready {
+            if before != filter.spec()
+                && repo.mode == Mode::Mirror
+                && repo.state == RepoState::Ready
+            {
                 // Applied at once: refs the filter now leaves out are removed, new ones fetched.
                 self.store
                     .enqueue_sync(repo.id, Trigger::Manual, Utc::now())

@@ -118,7 +118,10 @@ async fn scheduler_loop(hub: Arc<Hub>, shutdown: CancellationToken) {
             }
         }
         // In the background (each is a listing of an upstream), one round at a time.
-        if silence.as_ref().is_none_or(|h: &tokio::task::JoinHandle<()>| h.is_finished()) {
+        if silence
+            .as_ref()
+            .is_none_or(|h: &tokio::task::JoinHandle<()>| h.is_finished())
+        {
             let hub = Arc::clone(&hub);
             silence = Some(tokio::spawn(async move {
                 if let Err(e) = hub.check_silence(Utc::now(), SILENCE_CHECKS_PER_TICK).await {
@@ -524,16 +527,13 @@ async fn transfer(
         tracing::error!(error = ?e, "could not read the repository's upstream login");
         mirrorhub_git::GitError::Io(std::io::Error::other("reading the upstream login"))
     })?;
-    let options = hub
-        .sync_options(repo, listed)
-        .await
-        .map_err(|e| match e {
-            crate::HubError::InvalidState(detail) => mirrorhub_git::GitError::Failed { detail },
-            e => {
-                tracing::error!(error = ?e, "could not read the repository's ref filter");
-                mirrorhub_git::GitError::Io(std::io::Error::other("reading the ref filter"))
-            }
-        })?;
+    let options = hub.sync_options(repo, listed).await.map_err(|e| match e {
+        crate::HubError::InvalidState(detail) => mirrorhub_git::GitError::Failed { detail },
+        e => {
+            tracing::error!(error = ?e, "could not read the repository's ref filter");
+            mirrorhub_git::GitError::Io(std::io::Error::other("reading the ref filter"))
+        }
+    })?;
     if tokio::fs::try_exists(&path).await.unwrap_or(false) {
         hub.engine
             .sync_mirror_with(&url, login.auth(), &path, progress, &options)

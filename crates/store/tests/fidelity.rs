@@ -2,6 +2,8 @@
 //! SQLite and, with `MIRRORHUB_TEST_POSTGRES_URL`, PostgreSQL. Time is passed in: expiry and
 //! silence checks are tested with a clock the test moves.
 
+// The harness serves the conformance suite too; this file uses part of it.
+#[allow(dead_code)]
 #[macro_use]
 mod harness;
 
@@ -76,10 +78,7 @@ fn backup(name: &str, at: DateTime<Utc>) -> NewBackup {
     NewBackup {
         ref_name: format!("refs/heads/{name}"),
         old_oid: "1111111111111111111111111111111111111111".into(),
-        backup_ref: format!(
-            "refs/mirrorhub/backup/{}/refs/heads/{name}",
-            at.timestamp()
-        ),
+        backup_ref: format!("refs/mirrorhub/backup/{}/refs/heads/{name}", at.timestamp()),
         created_at: at,
     }
 }
@@ -100,7 +99,10 @@ async fn backups_are_recorded_listed_linked_and_expired(db: TestDb) {
 
     let listed = s.list_backups(a, 10).await.unwrap();
     assert_eq!(
-        listed.iter().map(|x| x.ref_name.as_str()).collect::<Vec<_>>(),
+        listed
+            .iter()
+            .map(|x| x.ref_name.as_str())
+            .collect::<Vec<_>>(),
         ["refs/heads/dev", "refs/heads/main"],
         "newest first"
     );
@@ -109,7 +111,11 @@ async fn backups_are_recorded_listed_linked_and_expired(db: TestDb) {
     assert_eq!(s.list_backups(a, 1).await.unwrap().len(), 1);
     let one = s.get_backup(a, listed[0].id).await.unwrap().unwrap();
     assert_eq!(one, listed[0]);
-    assert_eq!(s.get_backup(b, listed[0].id).await.unwrap(), None, "another repository's");
+    assert_eq!(
+        s.get_backup(b, listed[0].id).await.unwrap(),
+        None,
+        "another repository's"
+    );
     let of_run = s.backups_of_runs(&[run, 99_999]).await.unwrap();
     assert_eq!(of_run.len(), 2);
     assert!(s.backups_of_runs(&[]).await.unwrap().is_empty());
@@ -119,7 +125,10 @@ async fn backups_are_recorded_listed_linked_and_expired(db: TestDb) {
     let due = s.expired_backups(t0() + secs(2), 10).await.unwrap();
     assert_eq!(due.len(), 2);
     assert_eq!(due[0].ref_name, "refs/heads/main");
-    assert_eq!(s.expired_backups(t0() + secs(1000), 1).await.unwrap().len(), 1);
+    assert_eq!(
+        s.expired_backups(t0() + secs(1000), 1).await.unwrap().len(),
+        1
+    );
     assert!(s.delete_backup(due[0].id).await.unwrap());
     assert!(!s.delete_backup(due[0].id).await.unwrap());
     assert_eq!(s.list_backups(a, 10).await.unwrap().len(), 1);
@@ -223,7 +232,10 @@ async fn silence_checks_are_due_for_connected_copied_mirrors(db: TestDb) {
         .unwrap();
     }
     let now = t0() + secs(10);
-    assert_eq!(s.due_silence_checks(now, every, 10).await.unwrap(), [connected]);
+    assert_eq!(
+        s.due_silence_checks(now, every, 10).await.unwrap(),
+        [connected]
+    );
     s.set_silence(
         connected,
         &Silence {
@@ -233,14 +245,20 @@ async fn silence_checks_are_due_for_connected_copied_mirrors(db: TestDb) {
     )
     .await
     .unwrap();
-    assert!(s.due_silence_checks(now, every, 10).await.unwrap().is_empty());
+    assert!(s
+        .due_silence_checks(now, every, 10)
+        .await
+        .unwrap()
+        .is_empty());
     assert!(s
         .due_silence_checks(now + secs(3599), every, 10)
         .await
         .unwrap()
         .is_empty());
     assert_eq!(
-        s.due_silence_checks(now + secs(3600), every, 10).await.unwrap(),
+        s.due_silence_checks(now + secs(3600), every, 10)
+            .await
+            .unwrap(),
         [connected]
     );
     // A suspicion is looked at again after a tenth of the interval.
@@ -254,15 +272,24 @@ async fn silence_checks_are_due_for_connected_copied_mirrors(db: TestDb) {
     )
     .await
     .unwrap();
-    assert!(s.due_silence_checks(now + secs(359), every, 10).await.unwrap().is_empty());
+    assert!(s
+        .due_silence_checks(now + secs(359), every, 10)
+        .await
+        .unwrap()
+        .is_empty());
     assert_eq!(
-        s.due_silence_checks(now + secs(360), every, 10).await.unwrap(),
+        s.due_silence_checks(now + secs(360), every, 10)
+            .await
+            .unwrap(),
         [connected]
     );
     // Paused mirrors are not checked.
     let repo = s.get_repo_by_id(connected).await.unwrap().unwrap();
     assert_eq!(repo.state, RepoState::Ready);
-    let run = s.start_run(connected, Trigger::Schedule, now).await.unwrap();
+    let run = s
+        .start_run(connected, Trigger::Schedule, now)
+        .await
+        .unwrap();
     s.finish_run(
         run,
         connected,

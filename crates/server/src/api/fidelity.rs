@@ -68,10 +68,7 @@ enum Restored {
 enum Bundle {
     /// A git bundle of the backup's history (`git fetch <file> <backup_ref>:refs/heads/<name>`).
     #[oai(status = 200, content_type = "application/x-git-bundle")]
-    Ok(
-        Binary<Body>,
-        #[oai(header = "Content-Disposition")] String,
-    ),
+    Ok(Binary<Body>, #[oai(header = "Content-Disposition")] String),
 }
 
 #[OpenApi(tag = "ApiTags::Repos")]
@@ -92,9 +89,7 @@ impl BackupsApi {
             .await?;
         let limit = limit.0.unwrap_or(100).clamp(1, 1000);
         let backups = self.hub.list_backups(&repo, limit).await?;
-        Ok(Json(
-            backups.into_iter().map(|b| self.backup(b)).collect(),
-        ))
+        Ok(Json(backups.into_iter().map(|b| self.backup(b)).collect()))
     }
 
     /// Restore a backup as a new branch (primaries only).
@@ -241,7 +236,9 @@ impl FidelityFacts {
         if let Some(f) = hub.freshness(repo.id).await? {
             facts.freshness.insert(repo.id, f);
         }
-        facts.filters.insert(repo.id, hub.ref_filter(repo.id).await?);
+        facts
+            .filters
+            .insert(repo.id, hub.ref_filter(repo.id).await?);
         Ok(facts)
     }
 

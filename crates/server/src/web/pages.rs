@@ -894,7 +894,13 @@ pub(super) async fn save_settings(
         Err(e) => {
             let (errors, settings_error) = FieldErrors::from_error(
                 &e,
-                &["sync_interval", "description", "visibility", "token", "refs"],
+                &[
+                    "sync_interval",
+                    "description",
+                    "visibility",
+                    "token",
+                    "refs",
+                ],
             );
             Ok(repo_page_with(
                 &hub,

@@ -14,7 +14,8 @@ use crate::StoreError;
 
 const BACKUP_COLUMNS: &str = "id, repo_id, run_id, ref_name, old_oid, backup_ref, created_at";
 
-const FRESHNESS_COLUMNS: &str = "repo_id, behind_refs, checked_at, behind_since, silence_checked_at, \
+const FRESHNESS_COLUMNS: &str =
+    "repo_id, behind_refs, checked_at, behind_since, silence_checked_at, \
      silence_suspected_at, silent_since, silence_notified_at";
 
 fn backup_from_row(row: &PgRow) -> Result<Backup, StoreError> {
@@ -165,11 +166,10 @@ impl FidelityStore for PgStore {
                 .await?;
             }
             None => {
-                let exists: Option<i64> =
-                    sqlx::query_scalar("SELECT id FROM repos WHERE id = $1")
-                        .bind(repo_id)
-                        .fetch_optional(&self.pool)
-                        .await?;
+                let exists: Option<i64> = sqlx::query_scalar("SELECT id FROM repos WHERE id = $1")
+                    .bind(repo_id)
+                    .fetch_optional(&self.pool)
+                    .await?;
                 if exists.is_none() {
                     return Err(StoreError::NotFound);
                 }

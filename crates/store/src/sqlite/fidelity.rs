@@ -14,7 +14,8 @@ use crate::StoreError;
 
 const BACKUP_COLUMNS: &str = "id, repo_id, run_id, ref_name, old_oid, backup_ref, created_at";
 
-const FRESHNESS_COLUMNS: &str = "repo_id, behind_refs, checked_at, behind_since, silence_checked_at, \
+const FRESHNESS_COLUMNS: &str =
+    "repo_id, behind_refs, checked_at, behind_since, silence_checked_at, \
      silence_suspected_at, silent_since, silence_notified_at";
 
 fn backup_from_row(row: &SqliteRow) -> Result<Backup, StoreError> {
