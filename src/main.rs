@@ -5,8 +5,8 @@
 mod accounts_cli;
 mod cli;
 mod config;
-mod push_mirror_cli;
 mod fidelity_cli;
+mod push_mirror_cli;
 mod serve;
 mod set_cli;
 mod ssh_cli;

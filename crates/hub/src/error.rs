@@ -39,7 +39,9 @@ pub enum HubError {
     SshKeyInUse(String),
     #[error("{0}")]
     PushMirrorNotFound(String),
+    #[error("{0}")]
     NotificationTargetNotFound(String),
+    #[error("{0}")]
     BackupNotFound(String),
     #[error(transparent)]
     Upstream(#[from] GitError),

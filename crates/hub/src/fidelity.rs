@@ -99,7 +99,7 @@ impl WebhookSilence {
     }
 }
 
-/// What a run left for [`Hub::note_run`] besides its outcome.
+/// What a run left for [`Hub::record_run_note`] besides its outcome.
 #[derive(Debug, Default)]
 pub(crate) struct RunNote {
     /// The backups its sync made.
@@ -135,7 +135,7 @@ impl Hub {
     /// Records what a finished run left: its backups (linked to the run), how far behind a
     /// failed run's listing found the mirror, and after a crash the backups nobody recorded.
     /// Never fails the run: trouble is logged.
-    pub(crate) async fn note_run(&self, repo: &Repo, run_id: i64, note: RunNote) {
+    pub(crate) async fn record_run_note(&self, repo: &Repo, run_id: i64, note: RunNote) {
         let now = Utc::now();
         if !note.backups.is_empty() {
             let rows: Vec<NewBackup> = note.backups.iter().map(new_backup).collect();

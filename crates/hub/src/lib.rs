@@ -40,10 +40,10 @@ pub use mirror_sets::{
     CreateMirrorSet, MirrorSetView, SetCounts, SetRepoView, DEFAULT_LIST_INTERVAL,
     MIN_LIST_INTERVAL,
 };
-pub use push_mirrors::{count_kind, CreatePushMirror, UpdatePushMirror};
 pub use notifications::{
     CreatedTarget, NotifyConfig, SmtpConfig, SmtpTls, TargetChange, TargetRequest,
 };
+pub use push_mirrors::{count_kind, CreatePushMirror, UpdatePushMirror};
 pub use request::{CreateRepo, UpdateRepo, ValidCreateRepo};
 pub use sessions::{random_token, NewWebSession};
 pub use ssh::pinned_host_keys;

@@ -363,7 +363,7 @@ async fn try_run_job(
     // Before the job is completed: a crash here runs the job again, whose outcome is noted.
     hub.note_run(&repo, &sync_result, lfs_outcome).await;
     store.complete_job(job.id, worker_id).await?;
-    hub.note_run(&repo, run_id, note).await;
+    hub.record_run_note(&repo, run_id, note).await;
     if sync_result.outcome == Outcome::Success {
         // The mirror moved: push it on to its push mirrors.
         hub.queue_pushes(repo.id, mirrorhub_core::push_mirror::PushTrigger::Sync)

@@ -85,8 +85,15 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         RepoExists | AccountExists | InvalidState | SshKeyInUse | MirrorSetExists => {
             StatusCode::CONFLICT
         }
-        RepoNotFound | AccountNotFound | TokenNotFound | WebhookNotEnabled | SshKeyNotFound
-        | LfsObjectMissing | MirrorSetNotFound | PushMirrorNotFound | NotificationTargetNotFound
+        RepoNotFound
+        | AccountNotFound
+        | TokenNotFound
+        | WebhookNotEnabled
+        | SshKeyNotFound
+        | LfsObjectMissing
+        | MirrorSetNotFound
+        | PushMirrorNotFound
+        | NotificationTargetNotFound
         | BackupNotFound => StatusCode::NOT_FOUND,
         Unauthorized => StatusCode::UNAUTHORIZED,
         Forbidden => StatusCode::FORBIDDEN,

@@ -17,9 +17,9 @@
 #![forbid(unsafe_code)]
 
 mod crypto;
+mod fidelity;
 mod mirror_sets;
 mod notifications;
-mod fidelity;
 mod postgres;
 mod push_mirrors;
 mod sqlite;
@@ -35,16 +35,16 @@ use mirrorhub_core::{
 };
 
 pub use crypto::{CryptoError, SecretKey};
+pub use fidelity::{Backup, FidelityStore, Freshness, NewBackup, Silence};
 pub use mirror_sets::{MemberState, MirrorSet, MirrorSetStore, NewMirrorSet, SetMember};
-pub use push_mirrors::{
-    NewPushMirror, PushJob, PushMirror, PushMirrorStore, PushMirrorUpdate, PushRun, PushRunResult,
-};
 pub use notifications::{
     ClaimedDelivery, DeliveryAttempt, DeliveryStatus, NewNotificationTarget, NotificationDelivery,
     NotificationFacts, NotificationStore, NotificationTarget, NotificationTargetUpdate,
     Observation,
 };
-pub use fidelity::{Backup, FidelityStore, Freshness, NewBackup, Silence};
+pub use push_mirrors::{
+    NewPushMirror, PushJob, PushMirror, PushMirrorStore, PushMirrorUpdate, PushRun, PushRunResult,
+};
 pub use secrecy::SecretString;
 
 /// The error code recorded on runs that were still running when the hub stopped.

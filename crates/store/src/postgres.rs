@@ -2,8 +2,8 @@
 //! replicas claim from the same queue with `FOR UPDATE SKIP LOCKED`, and serialise on the
 //! repository's row before taking a lease, so one repository is never synced twice at once.
 
-mod mirror_sets;
 mod fidelity;
+mod mirror_sets;
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -23,8 +23,8 @@ use crate::{
     INTERRUPTED_CODE, INTERRUPTED_MESSAGE, REF_CHANGES_PER_INSERT,
 };
 
-mod push_mirrors;
 mod notifications;
+mod push_mirrors;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
 

@@ -3,8 +3,8 @@
 //! takes the database's write lock up front (waiting up to the busy timeout) and never fails
 //! half-way on a lock upgrade.
 
-mod mirror_sets;
 mod fidelity;
+mod mirror_sets;
 
 use std::collections::HashMap;
 use std::str::FromStr;
@@ -28,8 +28,8 @@ use crate::{
     INTERRUPTED_CODE, INTERRUPTED_MESSAGE, REF_CHANGES_PER_INSERT,
 };
 
-mod push_mirrors;
 mod notifications;
+mod push_mirrors;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
 

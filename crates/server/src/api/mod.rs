@@ -3,10 +3,10 @@
 //! hub decides what the caller may see and do.
 
 mod accounts;
-mod mirror_sets;
-mod push_mirrors;
-mod notifications;
 mod fidelity;
+mod mirror_sets;
+mod notifications;
+mod push_mirrors;
 mod ssh;
 mod types;
 
@@ -19,10 +19,10 @@ use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, OpenApi, Tags};
 
 pub use accounts::AccountsApi;
-pub use mirror_sets::MirrorSetsApi;
-pub use push_mirrors::PushMirrorsApi;
-pub use notifications::NotificationsApi;
 pub use fidelity::BackupsApi;
+pub use mirror_sets::MirrorSetsApi;
+pub use notifications::NotificationsApi;
+pub use push_mirrors::PushMirrorsApi;
 pub use ssh::SshApi;
 
 use crate::auth::ApiToken;

@@ -98,12 +98,12 @@ pub(super) struct PushMirrorsSection {
     pub list: Vec<PushMirrorView>,
     pub form: PushMirrorForm,
     /// Why the add form was refused, and which field.
-    pub error: Option<(Option<&'static str>, String)>,
+    pub error: Option<(Option<String>, String)>,
 }
 
 impl PushMirrorsSection {
     pub fn has_error(&self, field: &str) -> bool {
-        matches!(&self.error, Some((Some(f), _)) if *f == field)
+        matches!(&self.error, Some((Some(f), _)) if f == field)
     }
 }
 
@@ -153,7 +153,7 @@ pub(super) async fn add(
                 RepoPageExtras {
                     settings,
                     push_mirrors: PushMirrorsSection {
-                        error: Some((e.field(), user_message(&e))),
+                        error: Some((e.field().map(str::to_owned), user_message(&e))),
                         form: PushMirrorForm {
                             token: String::new(),
                             ..form
