@@ -7,6 +7,8 @@ use serde_json::{json, Value};
 
 use crate::cli::{read_stdin_secret, Client, HubArgs};
 
+// Parsed once per run; the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 pub enum SetCommand {
     /// Mirror every repository of a namespace, and the new ones as they appear.
