@@ -359,11 +359,12 @@ async fn try_run_job(
     } else {
         sync_result
     };
+    // Backups first: whoever reads the run once it is finished finds them.
+    hub.record_run_note(&repo, run_id, note).await;
     store.finish_run(run_id, repo.id, &sync_result).await?;
     // Before the job is completed: a crash here runs the job again, whose outcome is noted.
     hub.note_run(&repo, &sync_result, lfs_outcome).await;
     store.complete_job(job.id, worker_id).await?;
-    hub.record_run_note(&repo, run_id, note).await;
     if sync_result.outcome == Outcome::Success {
         // The mirror moved: push it on to its push mirrors.
         hub.queue_pushes(repo.id, mirrorhub_core::push_mirror::PushTrigger::Sync)
