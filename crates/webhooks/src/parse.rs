@@ -241,23 +241,30 @@ fn gitlab(event: &str, body: &[u8]) -> Result<Event, WebhookError> {
                 Some(
                     "project_create" | "project_destroy" | "project_rename" | "project_transfer"
                     | "project_update",
-                ) => gitlab_project(&v),
+                ) => gitlab_project(event, &v),
                 _ => ignored(event),
             }
         }
         // Group webhooks' project events (GitLab 17.x+).
-        "Project Hook" => gitlab_project(&object(body)?),
+        "Project Hook" => gitlab_project(event, &object(body)?),
         "Note Hook" => gitlab_note(event, body),
         // "Confidential Note Hook" is ignored on purpose: a bot's answer would be public.
         _ => ignored(event),
     }
 }
 
-/// A system or group hook's `project_*` event.
-fn gitlab_project(v: &Value) -> Result<Event, WebhookError> {
+/// A system or group hook's `project_*` event. One that names no project path tells no set
+/// anything: answered and ignored, as before mirror sets listened to these events.
+fn gitlab_project(event: &str, v: &Value) -> Result<Event, WebhookError> {
+    let (Some(action), Some(path)) = (
+        str_at(v, "event_name").filter(|s| !s.trim().is_empty()),
+        str_at(v, "path_with_namespace").filter(|s| !s.trim().is_empty()),
+    ) else {
+        return ignored(event);
+    };
     Ok(Event::Namespace(NamespaceEvent {
-        action: require_name(v, "event_name")?.to_owned(),
-        path: require_name(v, "path_with_namespace")?.to_owned(),
+        action: action.to_owned(),
+        path: path.to_owned(),
         old_path: str_at(v, "old_path_with_namespace").map(str::to_owned),
     }))
 }
