@@ -123,6 +123,29 @@ impl Setup {
         }
     }
 
+    /// Waits (bounded) until a run newer than `after` has started and not finished: the sync
+    /// the gate holds is the repository's (the gate may also hold another listing of the
+    /// upstream, such as the webhook silence check's).
+    async fn wait_run_started(&self, after: Option<i64>) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let (_, runs) = self
+                .hub
+                .get("/api/v1/repos/team/project/syncs?limit=1")
+                .await;
+            let run = &runs[0];
+            if run["id"].as_i64() > after && run["finished_at"].is_null() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no sync started; log:\n{}",
+                self.hub.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// Waits (bounded) until the mirror's main branch is `commit`.
     async fn wait_main(&self, commit: &str) {
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -240,6 +263,7 @@ async fn pushes_during_a_sync_make_exactly_one_follow_up(db: TestDb) {
     let first = s.push("one");
     s.deliver("running-1", &first).await;
     s.wait_held(1).await;
+    s.wait_run_started(before).await;
     assert_eq!(jobs(&db, &s.hub), (0, 1), "the sync is claimed");
 
     // Pushes while it runs: each delivery merges into one follow-up row.
@@ -273,6 +297,7 @@ async fn the_follow_up_survives_killing_the_hub_that_ran_the_sync(db: TestDb) {
     let first = s.push("one");
     s.deliver("restart-1", &first).await;
     s.wait_held(1).await;
+    s.wait_run_started(before).await;
     let second = s.push("two");
     s.deliver("restart-2", &second).await;
     assert_eq!(
