@@ -113,9 +113,11 @@ pub trait FidelityStore: Send + Sync {
     async fn all_freshness(&self) -> Result<Vec<(i64, Freshness)>, StoreError>;
     /// Writes the silence columns of a repository.
     async fn set_silence(&self, repo_id: i64, silence: &Silence) -> Result<(), StoreError>;
-    /// Mirrors whose webhook is connected (a delivery arrived once), copied, not paused, and
-    /// not checked for silence since `now - every`: at most `limit`, least recently checked
-    /// first.
+    /// Mirrors whose webhook is connected (a delivery arrived once), copied, not paused, with
+    /// neither a delivery nor a silence check since `now - every` (a delivery shows the
+    /// webhook alive; checking right after one would only race the sync it triggered), or
+    /// suspected silent and not checked for a tenth of that: at most `limit`, least recently
+    /// checked first.
     async fn due_silence_checks(
         &self,
         now: DateTime<Utc>,

@@ -267,7 +267,8 @@ impl FidelityStore for PgStore {
             "SELECT r.id FROM repos r LEFT JOIN repo_freshness f ON f.repo_id = r.id \
              WHERE r.mode = 'mirror' AND r.state = 'ready' AND r.paused_reason IS NULL \
                AND r.webhook_last_delivery_at IS NOT NULL \
-               AND (f.silence_checked_at IS NULL OR f.silence_checked_at <= $1 \
+               AND ((r.webhook_last_delivery_at <= $1 \
+                     AND (f.silence_checked_at IS NULL OR f.silence_checked_at <= $1)) \
                     OR (f.silence_suspected_at IS NOT NULL AND f.silence_checked_at <= $2)) \
              ORDER BY f.silence_checked_at NULLS FIRST, r.id LIMIT $3",
         )

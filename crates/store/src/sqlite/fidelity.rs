@@ -272,7 +272,8 @@ impl FidelityStore for SqliteStore {
             "SELECT r.id FROM repos r LEFT JOIN repo_freshness f ON f.repo_id = r.id \
              WHERE r.mode = 'mirror' AND r.state = 'ready' AND r.paused_reason IS NULL \
                AND r.webhook_last_delivery_at IS NOT NULL \
-               AND (f.silence_checked_at IS NULL OR f.silence_checked_at <= ?1 - ?2 \
+               AND ((r.webhook_last_delivery_at <= ?1 - ?2 \
+                     AND (f.silence_checked_at IS NULL OR f.silence_checked_at <= ?1 - ?2)) \
                     OR (f.silence_suspected_at IS NOT NULL AND f.silence_checked_at <= ?1 - ?2 / 10)) \
              ORDER BY COALESCE(f.silence_checked_at, 0), r.id LIMIT ?3",
         )
