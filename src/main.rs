@@ -6,6 +6,7 @@ mod accounts_cli;
 mod cli;
 mod config;
 mod fidelity_cli;
+mod notify_cli;
 mod push_mirror_cli;
 mod serve;
 mod set_cli;
@@ -47,6 +48,10 @@ enum Command {
     /// Create organizations and manage their members (through the API).
     #[command(subcommand)]
     Org(accounts_cli::OrgCommand),
+    /// Add, list, test and delete notification targets: webhook, Slack, e-mail (through the
+    /// API).
+    #[command(subcommand)]
+    Notify(notify_cli::NotifyCommand),
     /// Make, list and delete deploy keys for SSH upstreams (through the API).
     #[command(subcommand, name = "ssh-key")]
     SshKey(ssh_cli::SshKeyCommand),
@@ -85,6 +90,7 @@ fn main() -> std::process::ExitCode {
             Command::User(cmd) => accounts_cli::user(cmd).await,
             Command::Token(cmd) => accounts_cli::token(cmd).await,
             Command::Org(cmd) => accounts_cli::org(cmd).await,
+            Command::Notify(cmd) => notify_cli::run(cmd).await,
             Command::SshKey(cmd) => ssh_cli::ssh_key(cmd).await,
             Command::HostKeys { url, hub } => ssh_cli::host_keys(url, hub).await,
             Command::Admin(cmd) => serve::admin(cmd).await,

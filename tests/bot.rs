@@ -21,6 +21,7 @@ on_both_databases!(
     mirror_sync_and_status_from_comments,
     who_may_not_command_is_told_and_nothing_happens,
     gitlab_and_gitea_comments_mirror_too,
+    owners_mirror_their_whole_organization_from_a_comment,
 );
 
 const SECRET: &str = "org-webhook-secret";
@@ -625,4 +626,107 @@ async fn gitlab_and_gitea_comments_mirror_too(db: TestDb) {
     assert_eq!(repo["state"], "ready", "{repo}");
     assert!(!hub.log_text().contains("glpat-bot-token"));
     assert!(!hub.log_text().contains("gitea-bot-token"));
+}
+
+async fn owners_mirror_their_whole_organization_from_a_comment(db: TestDb) {
+    let forge = Forge::start().await;
+    // The organization's owners and members, and its one repository, as GitHub lists them.
+    forge.api.respond(
+        "GET",
+        &format!("{API}/orgs/octo/memberships/alice"),
+        200,
+        json!({"state": "active", "role": "admin", "user": {"login": "alice"}}),
+    );
+    forge.api.respond(
+        "GET",
+        &format!("{API}/orgs/octo/memberships/bob"),
+        200,
+        json!({"state": "active", "role": "member", "user": {"login": "bob"}}),
+    );
+    forge.api.respond(
+        "GET",
+        &format!("{API}/orgs/octo/repos"),
+        200,
+        json!([{"id": 4242, "name": "app", "full_name": "octo/app",
+                "clone_url": format!("{}/octo/app.git", forge.base()),
+                "description": "the app", "private": false, "archived": false, "fork": false}]),
+    );
+    let hub = start_hub(&db, &forge).await;
+    let replies = |forge: &Forge| -> Vec<RecordedRequest> {
+        forge
+            .calls()
+            .into_iter()
+            .filter(|r| {
+                (r.method == "POST" && r.path_only().ends_with("/issues/2/comments"))
+                    || r.method == "PATCH"
+            })
+            .collect()
+    };
+
+    // A member who may write to the repository, but does not own the organization: refused,
+    // and nothing is made.
+    let event = comment_event(&forge, 601, "bob", "MEMBER", "/mirror-org");
+    assert_eq!(deliver(&hub, &event, "o-1").await, 202);
+    let denied = forge
+        .wait_for(|r| r.method == "POST" && r.path_only().ends_with("/issues/2/comments"))
+        .await;
+    let text = body_of(&denied);
+    assert!(
+        text.contains('🚫') && text.contains("owners of octo"),
+        "{text}"
+    );
+    assert_defused(&text);
+    let (_, sets) = hub.get("/api/v1/mirror-sets").await;
+    assert_eq!(sets.as_array().map(Vec::len), Some(0), "{sets}");
+
+    // An owner: the organization becomes a mirror set under the mapped hub owner, listed with
+    // the bot's token, and its repository is mirrored.
+    forge.api.clear_recorded();
+    let event = comment_event(&forge, 602, "alice", "MEMBER", "/mirror-org octo");
+    assert_eq!(deliver(&hub, &event, "o-2").await, 202);
+    let done = forge.wait_for(|r| r.method == "PATCH").await;
+    let text = body_of(&done);
+    assert!(
+        text.contains('✅') && text.contains("`octo`") && text.contains("`team`"),
+        "{text}"
+    );
+    assert!(text.contains(&format!("{}/-/sets/", hub.base)), "{text}");
+    assert_defused(&text);
+    assert_eq!(
+        replies(&forge).len(),
+        2,
+        "one reply, edited once: {:#?}",
+        replies(&forge)
+    );
+    let listing = forge
+        .wait_for(|r| r.path_only() == format!("{API}/orgs/octo/repos"))
+        .await;
+    assert_eq!(
+        listing.header("authorization"),
+        Some(format!("Bearer {BOT_TOKEN}").as_str())
+    );
+    let (_, sets) = hub.get("/api/v1/mirror-sets").await;
+    assert_eq!(sets[0]["namespace"], "octo", "{sets}");
+    assert_eq!(sets[0]["owner"], "team", "{sets}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (status, repo) = hub.get("/api/v1/repos/team/app").await;
+        if status == 200 && repo["state"] == "ready" {
+            assert_eq!(repo["description"], "the app");
+            break;
+        }
+        assert!(Instant::now() < deadline, "never mirrored: {repo}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Asked again: the set exists; told so, nothing doubled.
+    forge.api.clear_recorded();
+    let event = comment_event(&forge, 603, "alice", "MEMBER", "/mirror-org");
+    assert_eq!(deliver(&hub, &event, "o-3").await, 202);
+    let again = forge.wait_for(|r| r.method == "PATCH").await;
+    let text = body_of(&again);
+    assert!(text.contains("mirror_set_exists"), "{text}");
+    let (_, sets) = hub.get("/api/v1/mirror-sets").await;
+    assert_eq!(sets.as_array().map(Vec::len), Some(1), "{sets}");
+    assert!(!hub.log_text().contains(BOT_TOKEN));
 }

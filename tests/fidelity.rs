@@ -10,7 +10,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::{git_client, ok, refs, symbolic_head, Db, Hub, TestDb, TOKEN};
-use mirrorhub_testkit::{git, init_bare, try_git, GitDaemon, HttpGitServer, Scratch};
+use mirrorhub_testkit::{
+    git, init_bare, try_git, ForgeApiServer, GitDaemon, HttpGitServer, Scratch,
+};
 use serde_json::{json, Value};
 
 on_both_databases!(
@@ -537,6 +539,25 @@ async fn a_silent_webhook_is_noticed(db: TestDb) {
     let (upstream, work) = upstream(root.path(), "project.git");
     let http = HttpGitServer::start(root.path(), None).await;
     let hub = Hub::start(&db, &[("MIRRORHUB_SILENCE_CHECK", "2s")]).await;
+    // Someone listens for the webhook's silence and its end.
+    let receiver = ForgeApiServer::start().await;
+    receiver.respond("POST", "/silence", 200, json!({"ok": true}));
+    let (status, target) = hub
+        .post(
+            "/api/v1/notifications/targets",
+            json!({"kind": "webhook", "url": format!("{}/silence", receiver.url()),
+                   "events": ["webhook_silent", "webhook_recovered"]}),
+        )
+        .await;
+    assert_eq!(status, 201, "{target}");
+    let told = |receiver: &ForgeApiServer| -> Vec<String> {
+        receiver
+            .recorded()
+            .iter()
+            .filter(|r| r.method == "POST" && r.path_only() == "/silence")
+            .map(|r| r.json()["event"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    };
     let repo = create(&hub, &http.url("project.git"), "project", json!({})).await;
     let secret = repo["webhook"]["secret"].as_str().unwrap().to_owned();
     let deliver = || async {
@@ -602,9 +623,25 @@ async fn a_silent_webhook_is_noticed(db: TestDb) {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert_eq!(said(&hub), 1);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while told(&receiver).is_empty() {
+        assert!(Instant::now() < deadline, "never told: {}", hub.log_text());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(told(&receiver), ["webhook_silent"], "told once");
 
-    // A delivery arrives again: no longer silent.
+    // A delivery arrives again: no longer silent, and told so (at the next check).
     deliver().await;
     let (_, repo) = hub.get("/api/v1/repos/team/project").await;
     assert_eq!(repo["webhook"]["silent"], false, "{repo}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while told(&receiver).len() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "recovery never told: {}",
+            hub.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(told(&receiver), ["webhook_silent", "webhook_recovered"]);
 }

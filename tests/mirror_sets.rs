@@ -379,6 +379,31 @@ async fn new_renamed_archived_and_deleted_repositories_are_followed(db: TestDb) 
         s["last_error"].is_null()
     })
     .await;
+
+    // A listing with an unreadable entry is incomplete: what it does not name may be that
+    // entry, so nothing is marked gone by it. Once the entry is gone, the listing is whole.
+    forge.api.add_repo("acme", RepoSpec::new("not a name"));
+    forge.api.remove("acme/brand-new");
+    let listed = hub.get(&path).await.1["last_listed_at"].clone();
+    hub.call(reqwest::Method::POST, &format!("{path}/sync"), None)
+        .await;
+    wait_for(&hub, &path, Duration::from_secs(60), |s| {
+        s["last_listed_at"] != listed
+    })
+    .await;
+    assert_eq!(
+        member(&members(&hub, id).await, "acme/brand-new")["state"],
+        "mirrored"
+    );
+    let (_, kept) = hub.get("/api/v1/repos/acme/brand-new").await;
+    assert!(kept["paused_reason"].is_null(), "{kept}");
+    forge.api.remove("acme/not a name");
+    hub.call(reqwest::Method::POST, &format!("{path}/sync"), None)
+        .await;
+    wait_for(&hub, &path, Duration::from_secs(60), |s| {
+        s["counts"]["gone"] == 3
+    })
+    .await;
     assert!(
         !hub.log_text().contains(FORGE_TOKEN),
         "the token never reaches the log"

@@ -24,6 +24,7 @@ on_both_databases!(
     a_dead_target_is_retried_and_recorded_while_syncs_go_on,
     a_stale_mirror_is_told_once,
     targets_are_scoped_checked_and_guarded,
+    the_cli_adds_tests_and_removes_targets,
 );
 
 const WEBHOOK_SECRET: &str = "webhook-secret-for-tests-0123456789";
@@ -804,4 +805,93 @@ async fn targets_are_scoped_checked_and_guarded(db: TestDb) {
             assert_eq!(found.trim(), "0");
         }
     }
+}
+
+async fn the_cli_adds_tests_and_removes_targets(db: TestDb) {
+    let hub = Hub::start(&db, &[]).await;
+    let receiver = receiver().await;
+    let cli = |args: &[&str], stdin: Option<&str>| {
+        use std::io::Write;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_mirrorhub"))
+            .args(["notify"])
+            .args(args)
+            .env("MIRRORHUB_URL", &hub.base)
+            .env("MIRRORHUB_TOKEN", common::TOKEN)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut input = child.stdin.take().unwrap();
+        input
+            .write_all(stdin.unwrap_or_default().as_bytes())
+            .unwrap();
+        drop(input);
+        let out = child.wait_with_output().unwrap();
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        (out.status.success(), text(&out.stdout), text(&out.stderr))
+    };
+
+    // A Slack URL is a credential: taken from standard input only, never shown back.
+    let slack_url = format!("{}/services/{SLACK_TOKEN}", receiver.url());
+    let (ok, _, err) = cli(&["create", "slack", "--url", &slack_url], None);
+    assert!(!ok && err.contains("standard input"), "{err}");
+    let (ok, out, err) = cli(
+        &[
+            "create",
+            "slack",
+            "--description",
+            "#mirrors",
+            "--event",
+            "sync_failed",
+        ],
+        Some(&format!("{slack_url}\n")),
+    );
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("slack") && out.contains("sync_failed"),
+        "{out}"
+    );
+    assert!(!out.contains(SLACK_TOKEN), "{out}");
+    let (ok, out, err) = cli(&["list", "--json"], None);
+    assert!(ok, "{err}");
+    let listed: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
+    assert!(!out.contains(SLACK_TOKEN), "{out}");
+    let id = listed[0]["id"].to_string();
+
+    // The test button from the command line reaches the receiver, and its answer is listed.
+    let (ok, _, err) = cli(&["test", &id], None);
+    assert!(ok, "{err}");
+    let path = format!("/services/{SLACK_TOKEN}");
+    let posts = wait_posts(&hub, &receiver, &path, 1).await;
+    assert!(
+        posts[0].json()["text"].as_str().unwrap().contains("test"),
+        "{posts:?}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (ok, out, err) = cli(&["deliveries", &id], None);
+        assert!(ok, "{err}");
+        if out.contains("delivered") {
+            assert!(out.contains("test"), "{out}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "never delivered: {out}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Off, then gone; an unknown id is a clear error.
+    let (ok, out, err) = cli(&["enable", &id, "--off"], None);
+    assert!(ok && out.contains("disabled"), "{out}{err}");
+    let (ok, _, err) = cli(&["delete", &id], None);
+    assert!(ok, "{err}");
+    let (ok, _, err) = cli(&["delete", &id], None);
+    assert!(
+        !ok && err.contains("notification_target_not_found"),
+        "{err}"
+    );
+    let (ok, _, err) = cli(&["create", "email"], None);
+    assert!(!ok && err.contains("--to"), "{err}");
+    assert!(!hub.log_text().contains(SLACK_TOKEN));
 }

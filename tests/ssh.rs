@@ -161,7 +161,31 @@ async fn a_deploy_key_made_by_the_hub_mirrors_and_syncs(db: TestDb) {
     assert_eq!(run["outcome"], "success", "{run}");
     assert_eq!(refs(&mirror), refs(&upstream));
 
-    // A key in use is not deleted; the answer says which repository holds it.
+    // The same key pushes the mirror on to another repository over SSH (a push mirror, which
+    // trusts only the host keys it is given).
+    let backup = root.path().join("backup.git");
+    init_bare(&backup);
+    let (status, pushing) = hub
+        .post(
+            "/api/v1/repos/team/project/push-mirrors",
+            json!({"url": server.url("backup.git"), "ssh_key_id": key_id,
+                   "known_hosts": server.known_hosts_line()}),
+        )
+        .await;
+    assert_eq!(status, 201, "{pushing}\n{}", hub.log_text());
+    let push_id = pushing["id"].as_i64().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while refs(&backup) != refs(&upstream) {
+        assert!(
+            Instant::now() < deadline,
+            "never pushed over SSH: {:?}\n{}",
+            refs(&backup),
+            hub.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // A key in use is not deleted; the answer says which repository and push mirror hold it.
     let (status, err) = hub
         .call(
             reqwest::Method::DELETE,
@@ -170,11 +194,10 @@ async fn a_deploy_key_made_by_the_hub_mirrors_and_syncs(db: TestDb) {
         )
         .await;
     assert_eq!((status, error_code(&err)), (409, "ssh_key_in_use"), "{err}");
+    let message = err["error"]["message"].as_str().unwrap();
+    assert!(message.contains("team/project"), "{err}");
     assert!(
-        err["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("team/project"),
+        message.contains(&format!("team/project (push mirror {push_id})")),
         "{err}"
     );
     // Keys are not for anonymous callers.

@@ -31,18 +31,26 @@ pub enum Command {
     Status {
         target: Option<Target>,
     },
+    /// Mirror every repository of a forge namespace (this repository's when `None`) under
+    /// hub owner `owner` (the operator's mapping of the namespace when `None`), and the new
+    /// ones as they appear: a mirror set.
+    MirrorOrg {
+        namespace: Option<String>,
+        owner: Option<String>,
+    },
     Help,
 }
 
 impl Command {
     /// The command word, lower case, without the `/`: `mirror`, `migrate`, `sync`, `status`,
-    /// `help`.
+    /// `mirror-org`, `help`.
     pub fn name(&self) -> &'static str {
         match self {
             Command::Mirror { .. } => "mirror",
             Command::Migrate { .. } => "migrate",
             Command::Sync { .. } => "sync",
             Command::Status { .. } => "status",
+            Command::MirrorOrg { .. } => "mirror-org",
             Command::Help => "help",
         }
     }
@@ -71,7 +79,7 @@ pub enum Visibility {
 /// then (on a second line) the usage of the command, or the list of commands for an unknown one.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CommandError {
-    /// `/<word>` where `<word>` is none of the five commands (`word` as typed).
+    /// `/<word>` where `<word>` is none of the six commands (`word` as typed).
     #[error("unknown command `/{}`\ncommands: {}", shorten(word, 40), COMMAND_LIST)]
     Unknown { word: String },
     /// A known command with arguments that do not fit its grammar. `command` is the command
@@ -94,9 +102,9 @@ impl CommandError {
     }
 }
 
-const COMMAND_LIST: &str = "/mirror, /migrate, /sync, /status, /help";
+const COMMAND_LIST: &str = "/mirror, /migrate, /sync, /status, /mirror-org, /help";
 
-pub(crate) const COMMANDS: [(&str, &str); 5] = [
+pub(crate) const COMMANDS: [(&str, &str); 6] = [
     (
         "mirror",
         "/mirror [<url>] [as <owner>/<name>] [--private | --public] [--interval <duration>]",
@@ -107,6 +115,7 @@ pub(crate) const COMMANDS: [(&str, &str); 5] = [
     ),
     ("sync", "/sync [<owner>/<name>]"),
     ("status", "/status [<owner>/<name>]"),
+    ("mirror-org", "/mirror-org [<namespace>] [as <owner>]"),
     ("help", "/help"),
 ];
 
@@ -121,7 +130,8 @@ pub fn usage(command: &str) -> Option<&'static str> {
 }
 
 /// The word of a command attempt on a line whose first piece is text starting with `/`:
-/// `/` followed by ASCII letters, followed by whitespace, the end of the line, or something
+/// `/` followed by ASCII letters (words joined by single hyphens: `mirror-org`), followed by
+/// whitespace, the end of the line, or something
 /// that shows no text (an HTML comment). Anything else (`/mirror:`, `/usr/bin`, `/mirror`code``)
 /// is not a command attempt. Returns the word and the number of bytes it takes with the `/`.
 pub(crate) fn command_word(pieces: &[Piece]) -> Option<(&str, usize)> {
@@ -129,9 +139,16 @@ pub(crate) fn command_word(pieces: &[Piece]) -> Option<(&str, usize)> {
         return None;
     };
     let rest = first.strip_prefix('/')?;
-    let len = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
+    let bytes = rest.as_bytes();
+    let mut len = bytes.iter().take_while(|b| b.is_ascii_alphabetic()).count();
     if len == 0 {
         return None;
+    }
+    while bytes.get(len) == Some(&b'-') && bytes.get(len + 1).is_some_and(u8::is_ascii_alphabetic) {
+        len += 1 + bytes[len + 1..]
+            .iter()
+            .take_while(|b| b.is_ascii_alphabetic())
+            .count();
     }
     let word = &rest[..len];
     let ends_word = match rest[len..].chars().next() {
@@ -175,6 +192,7 @@ pub(crate) fn parse_command(pieces: &[Piece]) -> Option<Result<Command, CommandE
             visibility: c.visibility,
         }),
         "sync" => parse_optional_target(&tokens).map(|target| Command::Sync { target }),
+        "mirror-org" => parse_mirror_org(&tokens),
         _ => parse_optional_target(&tokens).map(|target| Command::Status { target }),
     };
     Some(result.map_err(usage_error))
@@ -405,6 +423,55 @@ fn parse_optional_target(tokens: &[Token]) -> Result<Option<Target>, String> {
     }
 }
 
+/// `/mirror-org`: at most one namespace (`acme`, a GitLab group path `acme/platform`) and
+/// `as <owner>`, in any order.
+fn parse_mirror_org(tokens: &[Token]) -> Result<Command, String> {
+    let mut namespace: Option<String> = None;
+    let mut owner: Option<String> = None;
+    let mut i = 0;
+    while i < tokens.len() {
+        let token = &tokens[i];
+        i += 1;
+        if token.bare().is_some_and(|w| w.eq_ignore_ascii_case("as")) {
+            if owner.is_some() {
+                return Err("`as` given twice".to_owned());
+            }
+            let Some(next) = tokens.get(i).filter(|t| !t.is_option()) else {
+                return Err("`as` needs a hub `<owner>` after it".to_owned());
+            };
+            i += 1;
+            if !plain_segment(&next.text) {
+                return Err(format!(
+                    "expected a hub `<owner>` (one name, no `/`), got {}",
+                    next.shown()
+                ));
+            }
+            owner = Some(next.text.clone());
+        } else if token.is_option() {
+            return Err(format!("unknown option {}", token.shown()));
+        } else if namespace.is_some() {
+            return Err(format!(
+                "unexpected {}: one namespace at most",
+                token.shown()
+            ));
+        } else {
+            let path = token.text.trim_matches('/');
+            if path.is_empty() || !path.split('/').all(plain_segment) {
+                return Err(format!(
+                    "expected a namespace such as `acme` or `acme/platform`, got {}",
+                    token.shown()
+                ));
+            }
+            namespace = Some(path.to_owned());
+        }
+    }
+    Ok(Command::MirrorOrg { namespace, owner })
+}
+
+fn plain_segment(s: &str) -> bool {
+    !s.is_empty() && !s.contains('/') && !s.chars().any(char::is_whitespace)
+}
+
 fn parse_target(token: &Token) -> Result<Target, String> {
     let bad = || format!("expected `<owner>/<name>`, got {}", token.shown());
     let (owner, name) = token.text.split_once('/').ok_or_else(bad)?;
@@ -426,6 +493,7 @@ pub fn help() -> String {
         "copies a repository once; the copy becomes the primary and is never synced again.",
         "syncs a mirror now (this repository's mirror when no name is given).",
         "shows a mirror's state, its last and next sync, and its last error.",
+        "mirrors every repository of an organization, group or account (this repository's when none is given), and the new ones as they appear; for the namespace's owners.",
         "shows this list.",
     ];
     let mut out = String::from(

@@ -60,10 +60,10 @@
 //! - **Invisible characters are characters**: a zero-width space (or any other character)
 //!   before the `/` means the line does not start with `/`: not a command. Markdown escapes
 //!   and entities are resolved first, so `\/sync` and `&#47;sync` are `/sync`.
-//! - **What a command attempt is**: `/` then ASCII letters (any case: `/Mirror`), then
-//!   whitespace or the end of the line. Other lines starting with `/` are not attempts and are
+//! - **What a command attempt is**: `/` then ASCII letters (any case: `/Mirror`; words may be
+//!   joined by single hyphens: `/mirror-org`), then whitespace or the end of the line. Other lines starting with `/` are not attempts and are
 //!   ignored silently: `/usr/bin/git`, `/mirror:`, `/mirror,`, `/1`. An attempt whose word is
-//!   none of the five (`/mirrors`, `/shrug`, but also GitLab quick actions such as `/assign`)
+//!   none of the six (`/mirrors`, `/shrug`, but also GitLab quick actions such as `/assign`)
 //!   gives [`CommandError::Unknown`]: the hub decides whether such lines deserve an answer.
 //! - **At most [`MAX_COMMANDS`] (10)** attempts per comment, valid or not, in order;
 //!   [`Parsed::truncated`] says more were there (they are not read). Repeated commands are all
@@ -96,6 +96,7 @@ pub use command::{help, usage, Command, CommandError, Target, Visibility};
 pub use defuse::defuse;
 pub use parse::{new_commands, parse_comment, Found, Parsed, MAX_COMMANDS};
 pub use reply::{
-    human_duration, reply_denied, reply_done, reply_failed, reply_help, reply_status, reply_synced,
-    reply_usage, reply_usage_for, reply_working, RepoSummary, StatusView, WebhookNote,
+    human_duration, reply_denied, reply_done, reply_failed, reply_help, reply_set_created,
+    reply_status, reply_synced, reply_usage, reply_usage_for, reply_working, RepoSummary,
+    SetSummary, StatusView, WebhookNote,
 };

@@ -138,6 +138,12 @@ fn advice(code: &str) -> &'static str {
         "invalid_url" | "unsupported_scheme" => {
             "Check the URL: it must be an `https://`, `http://` or `git://` URL of a Git repository."
         }
+        "mirror_set_exists" => {
+            "This namespace is mirrored into that owner already: its set lists every repository, and the new ones are added as they appear."
+        }
+        "forge_api_failed" => {
+            "The forge's API failed or refused the bot's token; try again later, or ask an administrator of the hub to check the bot's token."
+        }
         "url_not_allowed" => {
             "This hub may not connect to that address (a private, loopback or otherwise refused network); use a public URL."
         }
@@ -172,6 +178,31 @@ fn advice(code: &str) -> &'static str {
         }
         _ => "Try again, or see `/help` for the commands.",
     }
+}
+
+/// What the hub tells about the mirror set it has just made for `/mirror-org`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetSummary {
+    /// The forge namespace: `acme`, `acme/platform`.
+    pub namespace: String,
+    /// The hub owner the mirrors are made under.
+    pub owner: String,
+    /// The set's page on the hub.
+    pub web_url: String,
+}
+
+/// "✅ …" for a new mirror set: what it mirrors, where, and where to follow it. Its
+/// repositories are copied in the background, a few at a time; the reply does not wait.
+pub fn reply_set_created(command_line: &str, s: &SetSummary) -> String {
+    let body = format!(
+        "✅ Every repository of {} is being mirrored under {}, and the new ones as they appear: {}.\n\n\
+         - The repositories are copied a few at a time; the set's page shows each one's state.\n\
+         - Renamed repositories keep their mirror; deleted or archived ones are kept and paused, never deleted.\n",
+        code_span(&s.namespace),
+        code_span(&s.owner),
+        link("the mirror set", &s.web_url),
+    );
+    finish(command_line, &body)
 }
 
 /// The state of a repository: its status word, last successful sync, last error, branches and tags,

@@ -213,6 +213,27 @@ fn every_form_of_every_command() {
                 target: target("团队", "应用"),
             },
         ),
+        (
+            "/mirror-org",
+            Command::MirrorOrg {
+                namespace: None,
+                owner: None,
+            },
+        ),
+        (
+            "/Mirror-Org acme/platform as team",
+            Command::MirrorOrg {
+                namespace: Some("acme/platform".to_owned()),
+                owner: Some("team".to_owned()),
+            },
+        ),
+        (
+            "/mirror-org as team `acme`",
+            Command::MirrorOrg {
+                namespace: Some("acme".to_owned()),
+                owner: Some("team".to_owned()),
+            },
+        ),
         // /help ignores what follows, even what would not parse.
         ("/help", Command::Help),
         ("/HELP", Command::Help),
@@ -368,7 +389,7 @@ fn usage_error_display_is_the_problem_then_the_usage() {
     let err = only("/mirrors").result.unwrap_err();
     assert_eq!(
         err.to_string(),
-        "unknown command `/mirrors`\ncommands: /mirror, /migrate, /sync, /status, /help"
+        "unknown command `/mirrors`\ncommands: /mirror, /migrate, /sync, /status, /mirror-org, /help"
     );
     assert_eq!(err.usage(), None);
 }
@@ -389,6 +410,8 @@ fn unknown_words_are_errors_only_when_they_look_like_commands() {
         ("/Mirrors x", "Mirrors"),
         ("/shrug", "shrug"),
         ("/assign @me", "assign"),
+        // Words joined by a hyphen are one word, as in `/mirror-org`.
+        ("/mirror-all", "mirror-all"),
     ] {
         assert_eq!(
             only(md).result,
@@ -401,7 +424,7 @@ fn unknown_words_are_errors_only_when_they_look_like_commands() {
         "/mirror: please",
         "/mirror, please",
         "/mirror.",
-        "/mirror-all",
+        "/mirror-",
         "/usr/bin/git is missing",
         "/1",
         "/ mirror",
@@ -638,4 +661,36 @@ fn a_one_megabyte_comment() {
     // A megabyte without line breaks or structure.
     assert_eq!(results(&"/".repeat(1_000_000)), vec![]);
     assert_eq!(results(&"[`<*_".repeat(200_000)), vec![]);
+}
+
+#[test]
+fn mirror_org_takes_one_namespace_and_one_owner() {
+    for (md, problem) in [
+        ("/mirror-org a b", "unexpected `b`: one namespace at most"),
+        ("/mirror-org as", "`as` needs a hub `<owner>` after it"),
+        (
+            "/mirror-org as a/b",
+            "expected a hub `<owner>` (one name, no `/`), got `a/b`",
+        ),
+        ("/mirror-org as x as y", "`as` given twice"),
+        ("/mirror-org --all", "unknown option `--all`"),
+        (
+            "/mirror-org a//b",
+            "expected a namespace such as `acme` or `acme/platform`, got `a//b`",
+        ),
+    ] {
+        let Err(CommandError::Usage {
+            command,
+            problem: got,
+        }) = only(md).result
+        else {
+            panic!("{md}: not a usage error");
+        };
+        assert_eq!(command, "mirror-org", "{md}");
+        assert_eq!(got, problem, "{md}");
+    }
+    // A hyphen joins words of a command only: these are no command attempts.
+    for md in ["/mirror-", "/mirror-org-", "/mirror--org", "/mirror-1"] {
+        assert!(parse_comment(md).commands.is_empty(), "{md}");
+    }
 }

@@ -245,13 +245,13 @@ fn usage_replies() {
 }
 
 #[test]
-fn help_lists_the_five_commands() {
+fn help_lists_the_six_commands() {
     let help = help();
-    for command in ["mirror", "migrate", "sync", "status", "help"] {
+    for command in ["mirror", "migrate", "sync", "status", "mirror-org", "help"] {
         let usage = usage(command).unwrap();
         assert!(help.contains(&format!("- `{usage}` ")), "{usage}\n{help}");
     }
-    assert_eq!(help.lines().filter(|l| l.starts_with("- `/")).count(), 5);
+    assert_eq!(help.lines().filter(|l| l.starts_with("- `/")).count(), 6);
     assert_inert(&help);
     let reply = reply_help("/help");
     assert!(reply.starts_with("> `/help`\n\n**Commands**"), "{reply}");

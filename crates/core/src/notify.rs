@@ -30,6 +30,11 @@ string_enum! {
         HostKeyChanged => "host_key_changed",
         /// The mirror's last success is older than its interval plus the stale grace.
         Stale => "stale",
+        /// The upstream changed without a push webhook delivery: the webhook is silent, and
+        /// the mirror is polled until a delivery arrives again.
+        WebhookSilent => "webhook_silent",
+        /// A push webhook delivery arrived after a silence.
+        WebhookRecovered => "webhook_recovered",
         /// Sent by the test button; always delivered, whatever the target's filter.
         Test => "test",
     }
@@ -68,6 +73,8 @@ impl NotifyEvent {
             NotifyEvent::Paused => "paused",
             NotifyEvent::HostKeyChanged => "SSH host key changed",
             NotifyEvent::Stale => "stale",
+            NotifyEvent::WebhookSilent => "push webhook silent",
+            NotifyEvent::WebhookRecovered => "push webhook delivering again",
             NotifyEvent::Test => "test notification",
         }
     }
@@ -79,6 +86,7 @@ impl NotifyEvent {
             NotifyEvent::SyncRecovered
                 | NotifyEvent::LfsRecovered
                 | NotifyEvent::PushMirrorRecovered
+                | NotifyEvent::WebhookRecovered
                 | NotifyEvent::Test
         )
     }
@@ -95,6 +103,9 @@ pub enum Subject {
     /// One push mirror of the repository (`id`), with a label for people (its URL's origin
     /// and path, never credentials).
     PushMirror { id: i64, label: String },
+    /// The upstream's push webhook: silent (the upstream changed without a delivery) is its
+    /// failure, a delivery after that its recovery.
+    Webhook,
 }
 
 impl Subject {
@@ -103,15 +114,18 @@ impl Subject {
         match self {
             Subject::Sync => "sync".to_owned(),
             Subject::Lfs => "lfs".to_owned(),
+            Subject::Webhook => "webhook".to_owned(),
             Subject::PushMirror { id, .. } => format!("push_mirror:{id}"),
         }
     }
 
-    /// The kind word of the webhook's `subject.kind`: `sync`, `lfs`, `push_mirror`.
+    /// The kind word of the webhook's `subject.kind`: `sync`, `lfs`, `push_mirror`,
+    /// `webhook`.
     pub fn kind(&self) -> &'static str {
         match self {
             Subject::Sync => "sync",
             Subject::Lfs => "lfs",
+            Subject::Webhook => "webhook",
             Subject::PushMirror { .. } => "push_mirror",
         }
     }
@@ -128,6 +142,7 @@ impl Subject {
         match key {
             "sync" => Some(Subject::Sync),
             "lfs" => Some(Subject::Lfs),
+            "webhook" => Some(Subject::Webhook),
             _ => {
                 let id = key.strip_prefix("push_mirror:")?.parse().ok()?;
                 Some(Subject::PushMirror {
@@ -142,6 +157,7 @@ impl Subject {
         match self {
             Subject::Sync => NotifyEvent::SyncFailed,
             Subject::Lfs => NotifyEvent::LfsFailed,
+            Subject::Webhook => NotifyEvent::WebhookSilent,
             Subject::PushMirror { .. } => NotifyEvent::PushMirrorFailed,
         }
     }
@@ -150,6 +166,7 @@ impl Subject {
         match self {
             Subject::Sync => NotifyEvent::SyncRecovered,
             Subject::Lfs => NotifyEvent::LfsRecovered,
+            Subject::Webhook => NotifyEvent::WebhookRecovered,
             Subject::PushMirror { .. } => NotifyEvent::PushMirrorRecovered,
         }
     }

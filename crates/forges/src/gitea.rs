@@ -256,6 +256,38 @@ pub(crate) async fn may_write(
     ))
 }
 
+#[derive(Deserialize)]
+struct OrgPermissions {
+    is_owner: bool,
+}
+
+/// `GET {base}/api/v1/users/{user}/orgs/{org}/permissions`: `is_owner`; 404 (no such user or
+/// organization) → false.
+pub(crate) async fn owns_org(
+    http: &reqwest::Client,
+    base: &Url,
+    repo: &ForgeRepo,
+    org: &str,
+    token: &SecretString,
+    user: &str,
+) -> Result<bool, ForgeError> {
+    let mut url = base.clone();
+    url.path_segments_mut()
+        .map_err(|()| ForgeError::NotConfigured {
+            forge: ForgeKind::Gitea,
+        })?
+        .pop_if_empty()
+        .extend(["api", "v1", "users", user, "orgs", org, "permissions"]);
+    let bytes = match send(http.get(url), repo, token, BotTarget::Repo).await {
+        Ok(bytes) => bytes,
+        Err(ForgeError::NotFound { .. }) => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    let found: OrgPermissions = serde_json::from_slice(&bytes)
+        .map_err(|e| ForgeError::invalid_response(ForgeKind::Gitea, &e, token))?;
+    Ok(found.is_owner)
+}
+
 /// Sends `request` with the token and `Accept: application/json`; the body of a success.
 async fn send(
     request: reqwest::RequestBuilder,

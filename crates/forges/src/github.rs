@@ -267,6 +267,36 @@ pub(crate) async fn may_write(
     }
 }
 
+#[derive(Deserialize)]
+struct OrgMembership {
+    /// `active` or `pending`.
+    state: String,
+    /// `admin` (an owner of the organization) or `member`.
+    role: String,
+}
+
+/// `GET /orgs/{org}/memberships/{user}`: an active membership with role `admin`; 404 (no
+/// member, or no such organization) → false.
+pub(crate) async fn owns_org(
+    api: &Url,
+    repo: &ForgeRepo,
+    org: &str,
+    token: &SecretString,
+    user: &str,
+) -> Result<bool, ForgeError> {
+    let crab = client(api, token)?;
+    let answer: Result<OrgMembership, _> = crab
+        .get(format!("/orgs/{org}/memberships/{user}"), None::<&()>)
+        .await;
+    match answer {
+        Ok(found) => Ok(found.state == "active" && found.role == "admin"),
+        Err(octocrab::Error::GitHub { source, .. }) if source.status_code.as_u16() == 404 => {
+            Ok(false)
+        }
+        Err(e) => Err(map_bot_error(e, repo, BotTarget::Repo, token)),
+    }
+}
+
 fn check_status(
     status: http::StatusCode,
     repo: &ForgeRepo,

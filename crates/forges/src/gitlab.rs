@@ -382,6 +382,62 @@ pub(crate) async fn may_write(
         .any(|m| m.username == user && m.access_level >= DEVELOPER))
 }
 
+const OWNER: u64 = 50;
+
+/// `groups/{path}/members/all`: the members of a group, those inherited from its parent
+/// groups included (the `gitlab` crate has the direct members only).
+struct AllGroupMembers<'a> {
+    group: NameOrId<'a>,
+    query: &'a str,
+}
+
+impl api::Endpoint for AllGroupMembers<'_> {
+    fn method(&self) -> http::Method {
+        http::Method::GET
+    }
+
+    fn endpoint(&self) -> std::borrow::Cow<'static, str> {
+        format!("groups/{}/members/all", self.group).into()
+    }
+
+    fn parameters(&self) -> api::QueryParams<'_> {
+        let mut params = api::QueryParams::default();
+        params.push("query", self.query);
+        params
+    }
+}
+
+impl api::Pageable for AllGroupMembers<'_> {}
+
+/// `GET {base}/api/v4/groups/{path}/members/all?query={user}` → the member whose `username`
+/// is exactly `user`, at Owner (50); 404 (no such group) → false.
+pub(crate) async fn owns_group(
+    http: &reqwest::Client,
+    base: &Url,
+    repo: &ForgeRepo,
+    group: &str,
+    token: &SecretString,
+    user: &str,
+) -> Result<bool, ForgeError> {
+    let client = Client::new(http, base, token)?;
+    let endpoint = AllGroupMembers {
+        group: NameOrId::Name(group.into()),
+        query: user,
+    };
+    let members: Result<Vec<Member>, _> = api::paged(endpoint, Pagination::Limit(100))
+        .query_async(&client)
+        .await;
+    match members {
+        Ok(members) => Ok(members
+            .iter()
+            .any(|m| m.username == user && m.access_level >= OWNER)),
+        Err(e) => match map_bot_error(e, repo, BotTarget::Repo, token) {
+            ForgeError::NotFound { .. } => Ok(false),
+            e => Err(e),
+        },
+    }
+}
+
 fn map_bot_error(
     error: ApiError<Transport>,
     repo: &ForgeRepo,

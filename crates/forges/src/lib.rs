@@ -170,6 +170,11 @@ impl Forges {
         }
     }
 
+    /// Whether the bot is a GitHub App on GitHub (its tokens are the installations').
+    pub fn is_github_app(&self) -> bool {
+        matches!(self.bot.github, Some(GitHubBot::App(_)))
+    }
+
     /// The same clients with another bound on each call.
     pub fn with_timeout(self, timeout: Duration) -> Forges {
         Forges { timeout, ..self }
@@ -420,6 +425,55 @@ impl Forges {
                 ForgeKind::Gitea => {
                     let (base, token) = self.gitea_bot()?;
                     gitea::may_write(&self.http, base, repo, token, user).await
+                }
+            }
+        })
+        .await
+    }
+
+    /// Whether `user` owns the forge namespace `namespace` (what `/mirror-org` asks of its
+    /// author): their own account, or an organization or group they own. `repo` is where the
+    /// command was typed (the bot's credentials for it are used). A name no forge allows is
+    /// `false` without a request.
+    ///
+    /// - GitHub: `GET /orgs/{org}/memberships/{user}`: `role` admin, `state` active
+    /// - GitLab: `GET /api/v4/groups/{path}/members/all?query={user}`: Owner (50), inherited
+    ///   from a parent group too
+    /// - Gitea: `GET /api/v1/users/{user}/orgs/{org}/permissions`: `is_owner`
+    pub async fn owns_namespace(
+        &self,
+        repo: &ForgeRepo,
+        namespace: &str,
+        user: &str,
+    ) -> Result<bool, ForgeError> {
+        let segments: Vec<&str> = namespace.split('/').collect();
+        let nested = repo.kind == ForgeKind::GitLab;
+        if !apis::valid_user_name(user)
+            || !segments.iter().all(|s| apis::valid_segment(s))
+            || (segments.len() > 1 && !nested)
+        {
+            return Ok(false);
+        }
+        if namespace.eq_ignore_ascii_case(user) {
+            return Ok(true);
+        }
+        self.bounded(repo.kind, async {
+            match repo.kind {
+                ForgeKind::GitHub => {
+                    let token = self.github_token(repo).await?;
+                    let result =
+                        github::owns_org(&self.apis.github_api, repo, namespace, &token, user)
+                            .await;
+                    self.after_github_call(repo, result).await
+                }
+                ForgeKind::GitLab => {
+                    let token = self.gitlab_token()?;
+                    gitlab::owns_group(&self.http, &self.apis.gitlab, repo, namespace, token, user)
+                        .await
+                }
+                ForgeKind::Gitea => {
+                    let (base, token) = self.gitea_bot()?;
+                    gitea::owns_org(&self.http, base, repo, namespace, token, user).await
                 }
             }
         })

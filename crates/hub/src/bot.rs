@@ -13,13 +13,13 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use mirrorhub_bot::{Command, CommandError, Found, RepoSummary, StatusView, Target, WebhookNote};
 use mirrorhub_core::repo_key::repo_match_keys;
-use mirrorhub_core::{Mode, Outcome, RepoState, Trigger};
+use mirrorhub_core::{ErrorCode, Mode, Outcome, RepoState, Trigger};
 use mirrorhub_forges::{CommentThread, ForgeKind, ForgeRepo};
 use mirrorhub_store::{Repo, WebhookHook};
 use mirrorhub_webhooks::{Comment, CommentAction, Forge, Thread};
 use secrecy::ExposeSecret;
 
-use crate::{CreateRepo, Hub, HubError};
+use crate::{CreateMirrorSet, CreateRepo, Hub, HubError};
 
 /// The operator's settings of the bot.
 #[derive(Debug, Clone, Default)]
@@ -216,6 +216,10 @@ impl Hub {
                 }
             },
             Command::Sync { target } => self.bot_sync(thread, comment, &line, target).await,
+            Command::MirrorOrg { namespace, owner } => {
+                self.bot_mirror_org(thread, comment, &line, namespace, owner)
+                    .await
+            }
             Command::Mirror {
                 url,
                 target,
@@ -354,6 +358,122 @@ impl Hub {
                 repo.last_error_message
                     .as_deref()
                     .unwrap_or("the copy failed"),
+            ),
+            Err(e) => failed(line, &e),
+        };
+        self.finish_reply(thread, reply_id, body).await;
+    }
+
+    /// `/mirror-org`: a mirror set of the namespace, listed with the bot's token on the forge
+    /// the comment came from. Only the namespace's owners (and the operator's allowlist) may:
+    /// it mirrors every repository, not the one the command was typed in.
+    async fn bot_mirror_org(
+        &self,
+        thread: &CommentThread,
+        comment: &Comment,
+        line: &str,
+        namespace: Option<String>,
+        owner: Option<String>,
+    ) {
+        let namespace = namespace.unwrap_or_else(|| {
+            comment
+                .repo_full_name
+                .rsplit_once('/')
+                .map_or(comment.repo_full_name.as_str(), |(ns, _)| ns)
+                .to_owned()
+        });
+        if self.forges.is_github_app() && thread.repo.kind == ForgeKind::GitHub {
+            // An App's tokens last an hour: its sets are made by its installations, with
+            // tokens minted as they are needed.
+            self.post(
+                thread,
+                mirrorhub_bot::reply_failed(
+                    line,
+                    ErrorCode::InvalidRequest.as_str(),
+                    &format!("this hub's bot is a GitHub App: install it on {namespace} (all repositories, or the ones to mirror) and every repository it is given is mirrored, the new ones too"),
+                ),
+            )
+            .await;
+            return;
+        }
+        let listed_user = self
+            .config
+            .bot
+            .allowed_users
+            .iter()
+            .any(|u| u.eq_ignore_ascii_case(&comment.author));
+        if !listed_user {
+            match self
+                .forges
+                .owns_namespace(&thread.repo, &namespace, &comment.author)
+                .await
+            {
+                Ok(true) => {}
+                Ok(false) => {
+                    let rule = format!(
+                        "owners of {namespace} (an organization's owners, a group's Owners, or the account itself)"
+                    );
+                    self.post(
+                        thread,
+                        mirrorhub_bot::reply_denied(line, &comment.author, &rule),
+                    )
+                    .await;
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, %namespace, "could not check who owns the namespace; refused");
+                    self.post(
+                        thread,
+                        mirrorhub_bot::reply_failed(
+                            line,
+                            ErrorCode::ForgeApiFailed.as_str(),
+                            &format!("could not check who owns {namespace}: {e}"),
+                        ),
+                    )
+                    .await;
+                    return;
+                }
+            }
+        }
+        let apis = self.forges.apis();
+        let (forge, api_url) = match thread.repo.kind {
+            ForgeKind::GitHub => ("github", apis.github_api.as_str()),
+            ForgeKind::GitLab => ("gitlab", apis.gitlab.as_str()),
+            ForgeKind::Gitea => ("gitea", apis.gitea.as_ref().map_or("", |u| u.as_str())),
+        };
+        let token = match self.forges.bot_token(&thread.repo).await {
+            Ok(token) => token,
+            Err(e) => {
+                self.post(thread, failed_forge(line, &e)).await;
+                return;
+            }
+        };
+        let owner = owner.unwrap_or_else(|| self.hub_owner_for(&format!("{namespace}/-")));
+        let reply_id = self
+            .post(
+                thread,
+                mirrorhub_bot::reply_working(
+                    line,
+                    &format!("Mirroring every repository of {namespace} into {owner}"),
+                ),
+            )
+            .await;
+        let request = CreateMirrorSet {
+            forge: forge.to_owned(),
+            api_url: Some(api_url.to_owned()),
+            namespace: namespace.clone(),
+            owner,
+            token: token.map(|t| t.expose_secret().to_owned()),
+            ..CreateMirrorSet::default()
+        };
+        let body = match self.create_mirror_set(request).await {
+            Ok(set) => mirrorhub_bot::reply_set_created(
+                line,
+                &mirrorhub_bot::SetSummary {
+                    namespace,
+                    owner: set.owner.clone(),
+                    web_url: format!("{}/-/sets/{}", self.config.public_url, set.id),
+                },
             ),
             Err(e) => failed(line, &e),
         };
@@ -551,7 +671,7 @@ impl Hub {
 /// Whether an unknown command word is one edit (or a plural) away from one of ours.
 fn is_typo_of_ours(word: &str) -> bool {
     let word = word.trim_start_matches('/').to_ascii_lowercase();
-    ["mirror", "migrate", "sync", "status", "help"]
+    ["mirror", "migrate", "sync", "status", "mirror-org", "help"]
         .iter()
         .any(|ours| edit_distance(&word, ours) <= 1 || word.strip_suffix('s') == Some(ours))
 }
@@ -599,6 +719,11 @@ fn last_segment(url: &str) -> String {
     let trimmed = url.trim_end_matches('/');
     let last = trimmed.rsplit('/').next().unwrap_or(trimmed);
     last.strip_suffix(".git").unwrap_or(last).to_owned()
+}
+
+/// The ❌ reply for a forge's refusal of the bot's own credentials.
+fn failed_forge(line: &str, e: &mirrorhub_forges::ForgeError) -> String {
+    mirrorhub_bot::reply_failed(line, ErrorCode::ForgeApiFailed.as_str(), &e.to_string())
 }
 
 /// The ❌ reply for a service error: the API's code and message; our own trouble in general

@@ -367,17 +367,25 @@ impl Hub {
             silent_since: stored.silent_since,
             notified_at: stored.silence_notified_at,
         };
+        let mut told: Option<Option<String>> = None;
         // A delivery after the silence began: the webhook speaks again.
         if silence.silent_since.is_some_and(delivered_since) {
             tracing::info!(repo_id = repo.id, "the webhook delivers again");
             silence.silent_since = None;
             silence.notified_at = None;
+            told = Some(None);
         }
         if let Some(suspected) = stored.silence_suspected_at {
             if delivered_since(suspected - grace) {
                 // The push was delivered, only late.
             } else if now >= suspected + grace {
-                self.mark_silent(repo, &mut silence, now);
+                if self.mark_silent(repo, &mut silence, now) {
+                    told = Some(Some(format!(
+                            "the upstream changed at {} without a push webhook delivery; the mirror is polled every {} until one arrives again: check the webhook's recent deliveries on the forge",
+                            suspected.format("%Y-%m-%d %H:%M UTC"),
+                            short_duration(self.config.fidelity.silence_check)
+                    )));
+                }
             } else {
                 silence.suspected_at = Some(suspected);
             }
@@ -404,20 +412,26 @@ impl Hub {
             }
         }
         self.store.set_silence(repo.id, &silence).await?;
+        // Told after it is recorded: the notification outbox's episode keeps it to once per
+        // silence even if this check ran twice.
+        if let Some(silence) = told {
+            self.note_webhook(repo.id, silence.as_deref()).await;
+        }
         Ok(())
     }
 
-    fn mark_silent(&self, repo: &Repo, silence: &mut Silence, now: DateTime<Utc>) {
+    /// Marks the webhook silent; true the first time for this silence (to be told).
+    fn mark_silent(&self, repo: &Repo, silence: &mut Silence, now: DateTime<Utc>) -> bool {
         silence.suspected_at = None;
         if silence.silent_since.is_none() {
             silence.silent_since = Some(now);
         }
-        if silence.notified_at.is_none() {
-            // Said once per silence; the hub has no notification channel of its own yet, so
-            // the operator's log carries it, and the repository shows it.
-            tracing::warn!(repo_id = repo.id, repo = %format!("{}/{}", repo.owner, repo.name), "the upstream changed without a webhook delivery: the webhook is silent; polling every {}s until a delivery arrives", self.config.fidelity.silence_check.as_secs());
-            silence.notified_at = Some(now);
+        if silence.notified_at.is_some() {
+            return false;
         }
+        tracing::warn!(repo_id = repo.id, repo = %format!("{}/{}", repo.owner, repo.name), "the upstream changed without a webhook delivery: the webhook is silent; polling every {}s until a delivery arrives", self.config.fidelity.silence_check.as_secs());
+        silence.notified_at = Some(now);
+        true
     }
 
     /// How many refs a sync of `repo` would change now (one listing, no transfer).
@@ -495,4 +509,13 @@ fn backup_not_found(repo: &Repo, id: i64) -> HubError {
         "{}/{} has no backup {id} (backups expire after the retention period)",
         repo.owner, repo.name
     ))
+}
+
+/// `1h`, `30m`, `45s`: an interval as an operator writes it.
+fn short_duration(d: Duration) -> String {
+    match d.as_secs() {
+        s if s >= 3600 && s % 3600 == 0 => format!("{}h", s / 3600),
+        s if s >= 60 && s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
 }

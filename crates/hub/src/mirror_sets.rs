@@ -481,13 +481,11 @@ impl Hub {
         let pass = self.engine.egress_pass();
         let result =
             mirrorhub_forges::list_page(query, cursor, Some(pass.proxy_url()), PAGE_TIMEOUT).await;
-        match result {
-            Err(ListingError::Unreachable { .. }) if pass.refused().is_some() => {
-                Err(ListingError::NotAllowed {
-                    reason: pass.refused().unwrap_or_default(),
-                })
-            }
-            other => other,
+        // Whatever the client made of a refused connection (unreachable, a proxy's error page
+        // read as a forge error), the refusal is the real cause and the one to tell.
+        match (result, pass.refused()) {
+            (Err(_), Some(reason)) => Err(ListingError::NotAllowed { reason }),
+            (other, _) => other,
         }
     }
 
@@ -532,6 +530,7 @@ impl Hub {
         let mut summary = ListingSummary::default();
         let mut seen: HashSet<String> = HashSet::new();
         let mut cursor: Option<PageCursor> = None;
+        let mut skipped_entries = 0usize;
         loop {
             let page = loop {
                 if stop.is_cancelled() {
@@ -555,6 +554,7 @@ impl Hub {
                 }
             };
             summary.pages += 1;
+            skipped_entries += page.skipped;
             for listed in page.repos {
                 if !seen.insert(listed.id.clone()) {
                     continue;
@@ -572,6 +572,16 @@ impl Hub {
                 Some(next) => cursor = Some(next),
                 None => break,
             }
+        }
+        // An entry the forge sent but that was unreadable may be a member: none is marked gone
+        // on an incomplete listing, a wrong guess would pause a live mirror.
+        if skipped_entries > 0 {
+            tracing::warn!(
+                set_id = set.id,
+                skipped = skipped_entries,
+                "the listing skipped unreadable entries; no member is marked gone this time"
+            );
+            return Ok(summary);
         }
         // The whole namespace was listed: what it no longer names is gone upstream.
         let now = Utc::now();

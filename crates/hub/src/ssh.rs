@@ -410,7 +410,7 @@ impl Hub {
             }
             SshKeyDeletion::NotFound => Err(HubError::SshKeyNotFound(format!("there is no SSH key with id {id}"))),
             SshKeyDeletion::InUse { repos } => Err(HubError::SshKeyInUse(format!(
-                "SSH key {id} is used by {}: give those repositories another key (PATCH ssh_key_id) or delete them first",
+                "SSH key {id} is used by {}: give those repositories and push mirrors another key (PATCH ssh_key_id) or delete them first",
                 repos.join(", ")
             ))),
         }

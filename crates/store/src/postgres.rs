@@ -1410,8 +1410,13 @@ impl Store for PgStore {
             return Ok(SshKeyDeletion::NotFound);
         }
         let repos: Vec<String> = sqlx::query_scalar(
-            "SELECT owner || '/' || name FROM repos WHERE ssh_key_id = $1 \
-             ORDER BY owner_key, name_key",
+            "SELECT label FROM ( \
+             SELECT owner || '/' || name AS label, owner_key AS k1, name_key AS k2, 0::BIGINT AS k3 \
+             FROM repos WHERE ssh_key_id = $1 \
+             UNION ALL SELECT r.owner || '/' || r.name || ' (push mirror ' || p.id || ')', \
+             r.owner_key, r.name_key, p.id \
+             FROM push_mirrors p JOIN repos r ON r.id = p.repo_id WHERE p.ssh_key_id = $1 \
+             ) AS users ORDER BY k1, k2, k3",
         )
         .bind(id)
         .fetch_all(&mut *tx)

@@ -55,8 +55,15 @@ const SSH_KEY_COLUMNS: &str =
     "k.id, k.owner_id, a.name AS owner, k.title, k.public_key, k.fingerprint, k.created_at";
 
 /// The full names of the repositories that use a key, as list_repos orders them. Binds: key id.
-const REPOS_USING_SSH_KEY_SQL: &str = "SELECT owner || '/' || name FROM repos \
-     WHERE ssh_key_id = ?1 ORDER BY owner_key, name_key";
+/// Push mirrors count too (`team/app (push mirror 4)`): a key deleted under one would leave
+/// it unable to log in.
+const REPOS_USING_SSH_KEY_SQL: &str = "SELECT label FROM ( \
+     SELECT owner || '/' || name AS label, owner_key AS k1, name_key AS k2, 0 AS k3 \
+     FROM repos WHERE ssh_key_id = ?1 \
+     UNION ALL SELECT r.owner || '/' || r.name || ' (push mirror ' || p.id || ')', \
+     r.owner_key, r.name_key, p.id \
+     FROM push_mirrors p JOIN repos r ON r.id = p.repo_id WHERE p.ssh_key_id = ?1 \
+     ) AS users ORDER BY k1, k2, k3";
 
 /// Claims one job; a single statement, so the candidate and the claim are one write.
 /// Binds: worker, lease end, now.

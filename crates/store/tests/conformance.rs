@@ -20,9 +20,9 @@ use mirrorhub_core::{
 };
 use mirrorhub_store::{
     connect, AccessToken, Account, CryptoError, DeliveryEntry, DeliveryOutcome, NewAccessToken,
-    NewAccount, NewDelivery, NewRepo, NewSshKey, RepoUpdate, SecretKey, SecretString, SshKey,
-    SshKeyDeletion, Store, StoreError, SyncResult, WebSession, WebhookHook, INTERRUPTED_CODE,
-    INTERRUPTED_MESSAGE,
+    NewAccount, NewDelivery, NewPushMirror, NewRepo, NewSshKey, RepoUpdate, SecretKey,
+    SecretString, SshKey, SshKeyDeletion, Store, StoreError, SyncResult, WebSession, WebhookHook,
+    INTERRUPTED_CODE, INTERRUPTED_MESSAGE,
 };
 use secrecy::ExposeSecret;
 
@@ -2745,6 +2745,34 @@ async fn repos_use_ssh_keys_and_a_key_in_use_is_not_deleted(db: TestDb) {
         SshKeyDeletion::InUse { .. }
     ));
     assert!(s.delete_repo(c.id).await.unwrap());
+    // A push mirror logging in with it holds it too.
+    let pushing = s
+        .create_push_mirror(
+            &NewPushMirror {
+                repo_id: a.id,
+                url: "ssh://git@example.org/backup/app.git".into(),
+                credentials: None,
+                ssh_key_id: Some(spare.id),
+                known_hosts: None,
+                only_branches: None,
+                tags: true,
+                prune: true,
+                force: true,
+                enabled: true,
+                sync_interval_secs: 86_400,
+                next_push_at: None,
+            },
+            t0(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        s.delete_ssh_key(spare.id).await.unwrap(),
+        SshKeyDeletion::InUse {
+            repos: vec![format!("Team/a-app (push mirror {})", pushing.id)]
+        }
+    );
+    assert!(s.delete_push_mirror(pushing.id).await.unwrap());
     assert_eq!(
         s.delete_ssh_key(spare.id).await.unwrap(),
         SshKeyDeletion::Deleted

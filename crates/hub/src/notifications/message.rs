@@ -76,6 +76,8 @@ fn icon(event: NotifyEvent) -> &'static str {
         NotifyEvent::Paused => "⏸️",
         NotifyEvent::HostKeyChanged => "🔑",
         NotifyEvent::Stale => "⚠️",
+        NotifyEvent::WebhookSilent => "🔕",
+        NotifyEvent::WebhookRecovered => "🔔",
         NotifyEvent::Test => "🔔",
     }
 }

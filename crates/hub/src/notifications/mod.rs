@@ -403,6 +403,14 @@ impl Hub {
         self.note(repo.id, &subject, code, message, paused).await;
     }
 
+    /// What a silence check tells the outbox: the webhook silent (`Some`: why), or
+    /// delivering again (`None`).
+    pub(crate) async fn note_webhook(&self, repo_id: i64, silent: Option<&str>) {
+        let code = silent.map(|_| "webhook_silent");
+        self.note(repo_id, &Subject::Webhook, code, silent, false)
+            .await;
+    }
+
     async fn note(
         &self,
         repo_id: i64,

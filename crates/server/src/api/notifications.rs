@@ -86,8 +86,8 @@ pub struct CreateNotificationTargetBody {
     /// repository (the hub's admins only).
     pub owner: Option<String>,
     /// The events to send (`sync_failed`, `sync_recovered`, `paused`, `host_key_changed`,
-    /// `stale`, `lfs_failed`, `lfs_recovered`, `push_mirror_failed`, `push_mirror_recovered`);
-    /// absent or empty: all.
+    /// `stale`, `lfs_failed`, `lfs_recovered`, `push_mirror_failed`, `push_mirror_recovered`,
+    /// `webhook_silent`, `webhook_recovered`); absent or empty: all.
     pub events: Option<Vec<String>>,
     /// Default true.
     pub enabled: Option<bool>,
@@ -119,7 +119,7 @@ pub struct NotificationDeliveryResource {
     pub event: String,
     /// `owner/name`; absent for a test.
     pub repository: Option<String>,
-    /// `sync`, `lfs` or `push_mirror`.
+    /// `sync`, `lfs`, `push_mirror` or `webhook`.
     pub subject: Option<String>,
     pub error_code: Option<String>,
     pub error_message: Option<String>,
