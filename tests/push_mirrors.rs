@@ -2,7 +2,7 @@
 //! (`git http-backend` behind basic auth, `git daemon` with receive-pack): a push to a
 //! primary is pushed on at once, a mirror's sync is pushed on (chains), `only_branches`,
 //! prune, a downstream ref moved by someone else is left alone and reported with
-//! `force: false`, wrong credentials fail the run, and a hub killed during a run finishes it
+//! `force: false`, wrong credentials fail the run (told once, and its repair once), and a hub killed during a run finishes it
 //! after the restart. Each test on SQLite, and on PostgreSQL when
 //! `MIRRORHUB_TEST_POSTGRES_URL` names a server.
 
@@ -13,7 +13,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::{git_client, ok, refs, Db, Hub, TestDb, TOKEN};
-use mirrorhub_testkit::{git, init_bare, GateProxy, GitDaemon, HttpGitServer, Scratch};
+use mirrorhub_testkit::{
+    git, init_bare, ForgeApiServer, GateProxy, GitDaemon, HttpGitServer, Scratch,
+};
 use serde_json::{json, Value};
 
 on_both_databases!(
@@ -382,6 +384,17 @@ async fn wrong_credentials_fail_the_run_and_new_ones_repair_it(db: TestDb) {
     )
     .await;
     let hub = Hub::start(&db, &[]).await;
+    // Someone listens for push mirror trouble.
+    let receiver = ForgeApiServer::start().await;
+    receiver.respond("POST", "/ops", 200, json!({"ok": true}));
+    let (status, target) = hub
+        .post(
+            "/api/v1/notifications/targets",
+            json!({"kind": "webhook", "url": format!("{}/ops", receiver.url()),
+                   "events": ["push_mirror_failed", "push_mirror_recovered"]}),
+        )
+        .await;
+    assert_eq!(status, 201, "{target}");
     create_repo(&hub, &server.url("src.git"), "app", "migrate").await;
     let wrong = "not-the-right-token";
     let mirror = add_push_mirror(
@@ -414,6 +427,17 @@ async fn wrong_credentials_fail_the_run_and_new_ones_repair_it(db: TestDb) {
         next < chrono::Utc::now() + chrono::Duration::hours(1),
         "{status}"
     );
+    // Tried again (asked for now): failed again, and told once for both.
+    let (status, _) = hub
+        .post(
+            &format!("/api/v1/repos/team/app/push-mirrors/{id}/sync"),
+            json!(null),
+        )
+        .await;
+    assert_eq!(status, 202);
+    let run = wait_push_run(&hub, "team/app", id, run["id"].as_i64()).await;
+    assert_eq!(run["outcome"], "failed", "{run}");
+    wait_told(&hub, &receiver, 1).await;
 
     let (status, body) = hub
         .call(
@@ -430,11 +454,40 @@ async fn wrong_credentials_fail_the_run_and_new_ones_repair_it(db: TestDb) {
         .get(&format!("/api/v1/repos/team/app/push-mirrors/{id}"))
         .await;
     assert!(status["last_error"].is_null(), "{status}");
+    wait_told(&hub, &receiver, 2).await;
+    assert_eq!(
+        told(&receiver),
+        ["push_mirror_failed", "push_mirror_recovered"],
+        "one failure for the two failed runs, then one recovery"
+    );
     let log = hub.log_text();
     assert!(
         !log.contains(PASSWORD) && !log.contains(wrong),
         "a token is in the log"
     );
+}
+
+/// The events a notification receiver got, in order.
+fn told(receiver: &ForgeApiServer) -> Vec<String> {
+    receiver
+        .recorded()
+        .iter()
+        .filter(|r| r.method == "POST" && r.path_only() == "/ops")
+        .map(|r| r.json()["event"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+async fn wait_told(hub: &Hub, receiver: &ForgeApiServer, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while told(receiver).len() < n {
+        assert!(
+            Instant::now() < deadline,
+            "told: {:?}\n{}",
+            told(receiver),
+            hub.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 async fn bad_requests_are_refused_by_field(db: TestDb) {
