@@ -159,7 +159,7 @@ impl Model {
     ///
     /// Costs, with the no-op check in process: a sync that finds nothing takes 20-150 ms
     /// (the listing, one or two round trips to a remote forge over TLS, plus the run's
-    /// handful of store writes; 2-3 ms against a local upstream in `benches/scale.rs`); one
+    /// handful of store writes; the hub spends 4-5 ms of CPU on one in `benches/scale.rs`); one
     /// success in fifty brings something and fetches (1-5 s, one in twenty 10-60 s); one
     /// sync in two hundred fails transiently (0.2-10 s: the listing fails, git tries and
     /// fails too). 1,000 upstreams (0.1%) are gone for the whole week and retried with
