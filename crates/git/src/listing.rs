@@ -8,7 +8,8 @@
 //!   engine's egress proxy under a ticket of its own (the address policy applies where it
 //!   connects, redirects included); credentials go only to the upstream's own origin.
 //! - git://: one TCP connection to the address the policy checked (as git is given), asking
-//!   for v2 in the request's extra parameters; a v0 daemon answers with its advertisement.
+//!   for protocol v0: the daemon answers with its advertisement at once (v2's second round
+//!   trip stalls on delayed ACKs). A v2 greeting is still read, should a daemon send one.
 //! - ssh://: not listed here ([`ListingError::Unsupported`]): a sync then fetches as before.
 //!
 //! Every answer is read strictly ([`crate::pkt`]) and bounded in bytes, refs and time. A
@@ -126,10 +127,14 @@ async fn list_git(
     } else {
         format!("{ip}:{}", url.port())
     };
+    // Protocol v0: the advertisement comes at once, in answer to the request. With v2 the
+    // `ls-refs` answer that follows the greeting stalls ~40 ms on `git daemon` (its small
+    // writes wait on this side's delayed ACK), most of a no-op sync's time. Both list the
+    // same branches, tags and HEAD.
     let mut request = Vec::new();
     pkt::encode(
         &mut request,
-        format!("git-upload-pack {}\0host={host}\0\0version=2\0", url.path()).as_bytes(),
+        format!("git-upload-pack {}\0host={host}\0", url.path()).as_bytes(),
     );
     stream
         .write_all(&request)
