@@ -111,8 +111,9 @@ impl RssSampler {
 
     async fn finish(self) -> f64 {
         self.stop.store(true, Ordering::Relaxed);
+        let peak = self.peak_kb.clone();
         let _ = self.task.await;
-        self.peak_mb()
+        peak.load(Ordering::Relaxed) as f64 / 1024.0
     }
 }
 
