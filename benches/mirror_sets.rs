@@ -317,7 +317,7 @@ async fn run() {
         enqueued.as_secs_f64()
     );
     println!(
-        "| hub RSS while listing and cloning: peak / at end | {:.1} MB / {:.1} MB | flat |",
+        "| hub RSS while listing and cloning: peak / at end | {:.1} MB / {:.1} MB | none set |",
         peak_sampled.max(peak_kernel),
         rss_ready
     );
