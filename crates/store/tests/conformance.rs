@@ -2889,8 +2889,18 @@ async fn repos_are_read_by_ids_in_one_call(db: TestDb) {
     let one = s.get_repo_by_id(ids[7]).await.unwrap().unwrap();
     let seventh = &found[7];
     assert_eq!(
-        (seventh.owner.as_str(), seventh.name.as_str(), &seventh.upstream_url, seventh.state),
-        (one.owner.as_str(), one.name.as_str(), &one.upstream_url, one.state),
+        (
+            seventh.owner.as_str(),
+            seventh.name.as_str(),
+            &seventh.upstream_url,
+            seventh.state
+        ),
+        (
+            one.owner.as_str(),
+            one.name.as_str(),
+            &one.upstream_url,
+            one.state
+        ),
         "the same repository as read alone"
     );
 }
