@@ -180,12 +180,19 @@ impl Hub {
     pub async fn mirror_set_repos(&self, set_id: i64) -> Result<Vec<SetRepoView>, HubError> {
         let members = self.store.mirror_set_members(set_id).await?;
         let statuses = self.statuses().await?;
+        // One query for every member's repository, not one per member: a set of thousands is
+        // read for every view of it.
+        let ids: Vec<i64> = members.iter().filter_map(|m| m.repo_id).collect();
+        let mut repos: HashMap<i64, Repo> = self
+            .store
+            .get_repos_by_ids(&ids)
+            .await?
+            .into_iter()
+            .map(|r| (r.id, r))
+            .collect();
         let mut out = Vec::with_capacity(members.len());
         for member in members {
-            let repo = match member.repo_id {
-                Some(id) => self.store.get_repo_by_id(id).await?,
-                None => None,
-            };
+            let repo = member.repo_id.and_then(|id| repos.remove(&id));
             let status = repo.as_ref().map(|r| statuses.of(r));
             out.push(SetRepoView {
                 member,
@@ -555,13 +562,31 @@ impl Hub {
             };
             summary.pages += 1;
             skipped_entries += page.skipped;
+            // The hub repositories of the page's known members, in one query (an unchanged
+            // namespace of thousands is then a few reads a page, and no writes).
+            let ids: Vec<i64> = page
+                .repos
+                .iter()
+                .filter_map(|l| members.get(&l.id).and_then(|m| m.repo_id))
+                .collect();
+            let repos: HashMap<i64, Repo> = self
+                .store
+                .get_repos_by_ids(&ids)
+                .await?
+                .into_iter()
+                .map(|r| (r.id, r))
+                .collect();
             for listed in page.repos {
                 if !seen.insert(listed.id.clone()) {
                     continue;
                 }
                 let known = members.remove(&listed.id);
+                let repo = known
+                    .as_ref()
+                    .and_then(|m| m.repo_id)
+                    .and_then(|id| repos.get(&id).cloned());
                 let changed = self
-                    .reconcile(set, credentials.as_ref(), &filters, known, &listed)
+                    .reconcile(set, credentials.as_ref(), &filters, known, repo, &listed)
                     .await?;
                 summary.listed += 1;
                 if changed {
@@ -613,14 +638,16 @@ impl Hub {
         Ok(summary)
     }
 
-    /// Brings one listed repository's place in the set up to date. Returns whether anything
-    /// was written (an unchanged namespace writes nothing).
+    /// Brings one listed repository's place in the set up to date. `repo` is the hub
+    /// repository of `known`, read with the rest of its page. Returns whether anything was
+    /// written (an unchanged namespace writes nothing).
     async fn reconcile(
         &self,
         set: &MirrorSet,
         credentials: Option<&Credentials>,
         filters: &Filters,
         known: Option<SetMember>,
+        repo: Option<Repo>,
         listed: &ListedRepo,
     ) -> Result<bool, StoreError> {
         let now = Utc::now();
@@ -648,10 +675,6 @@ impl Hub {
                     .await?;
                 return Ok(true);
             }
-        };
-        let repo = match known.as_ref().and_then(|m| m.repo_id) {
-            Some(id) => self.store.get_repo_by_id(id).await?,
-            None => None,
         };
         let Some(repo) = repo else {
             // Not mirrored (new, left out, failed, or deleted on the hub).

@@ -441,6 +441,10 @@ pub trait Store:
     /// Looks a repository up by owner/name, ignoring ASCII case.
     async fn get_repo(&self, owner: &str, name: &str) -> Result<Option<Repo>, StoreError>;
     async fn get_repo_by_id(&self, id: i64) -> Result<Option<Repo>, StoreError>;
+    /// The repositories with these ids that exist, in one query however many are asked for
+    /// (a mirror set's page, or its every member), ordered by id. Ids repeated or unknown are
+    /// ignored.
+    async fn get_repos_by_ids(&self, ids: &[i64]) -> Result<Vec<Repo>, StoreError>;
     /// All repositories, ordered by owner then name (ignoring case).
     async fn list_repos(&self) -> Result<Vec<Repo>, StoreError>;
     /// Deletes a repository with its jobs, runs and their journals. `false` if there was none.

@@ -376,6 +376,15 @@ impl Store for PgStore {
         row.map(|r| self.repo_from_row(&r)).transpose()
     }
 
+    async fn get_repos_by_ids(&self, ids: &[i64]) -> Result<Vec<Repo>, StoreError> {
+        if ids.is_empty() {
+            return Ok(vec![]);
+        }
+        let sql = format!("SELECT {REPO_COLUMNS} FROM repos WHERE id = ANY($1) ORDER BY id");
+        let rows = sqlx::query(&sql).bind(ids).fetch_all(&self.pool).await?;
+        rows.iter().map(|r| self.repo_from_row(r)).collect()
+    }
+
     async fn list_repos(&self) -> Result<Vec<Repo>, StoreError> {
         let sql = format!("SELECT {REPO_COLUMNS} FROM repos ORDER BY owner_key, name_key");
         let rows = sqlx::query(&sql).fetch_all(&self.pool).await?;

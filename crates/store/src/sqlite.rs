@@ -493,6 +493,29 @@ impl Store for SqliteStore {
         row.map(|r| self.repo_from_row(&r)).transpose()
     }
 
+    async fn get_repos_by_ids(&self, ids: &[i64]) -> Result<Vec<Repo>, StoreError> {
+        // Bound parameters per statement are capped (32,766 since SQLite 3.32; 999 before):
+        // larger asks are read a slice per statement.
+        const PER_QUERY: usize = 900;
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(PER_QUERY) {
+            let mut query = QueryBuilder::<Sqlite>::new(format!(
+                "SELECT {REPO_COLUMNS} FROM repos WHERE id IN ("
+            ));
+            let mut list = query.separated(", ");
+            for id in chunk {
+                list.push_bind(*id);
+            }
+            query.push(")");
+            for row in query.build().fetch_all(&self.pool).await? {
+                out.push(self.repo_from_row(&row)?);
+            }
+        }
+        out.sort_by_key(|r| r.id);
+        out.dedup_by_key(|r| r.id);
+        Ok(out)
+    }
+
     async fn list_repos(&self) -> Result<Vec<Repo>, StoreError> {
         let sql = format!("SELECT {REPO_COLUMNS} FROM repos ORDER BY owner_key, name_key");
         let rows = sqlx::query(&sql).fetch_all(&self.pool).await?;

@@ -2898,7 +2898,40 @@ conformance!(
     settings_put_get_and_put_if_absent,
     lfs_objects_are_needed_fetched_counted_and_released,
     mirror_sets_are_leased_listed_and_remember_their_repositories,
+    repos_are_read_by_ids_in_one_call,
 );
+
+async fn repos_are_read_by_ids_in_one_call(db: TestDb) {
+    let s = db.store.as_ref();
+    assert!(s.get_repos_by_ids(&[]).await.unwrap().is_empty());
+    // More than one SQLite statement's worth of ids (it reads them a slice at a time).
+    let mut ids = Vec::new();
+    for i in 0..1000 {
+        ids.push(mirror(s, "team", &format!("r{i:04}")).await);
+    }
+    let mut asked: Vec<i64> = ids.iter().rev().copied().collect();
+    asked.push(ids[3]);
+    asked.push(i64::MAX);
+    let found = s.get_repos_by_ids(&asked).await.unwrap();
+    assert_eq!(found.iter().map(|r| r.id).collect::<Vec<_>>(), ids);
+    let one = s.get_repo_by_id(ids[7]).await.unwrap().unwrap();
+    let seventh = &found[7];
+    assert_eq!(
+        (
+            seventh.owner.as_str(),
+            seventh.name.as_str(),
+            &seventh.upstream_url,
+            seventh.state
+        ),
+        (
+            one.owner.as_str(),
+            one.name.as_str(),
+            &one.upstream_url,
+            one.state
+        ),
+        "the same repository as read alone"
+    );
+}
 
 async fn lfs_objects_are_needed_fetched_counted_and_released(db: TestDb) {
     let s = db.store.as_ref();
