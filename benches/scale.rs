@@ -43,11 +43,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use mirrorhub_core::{Mode, Outcome, OwnerName, RepoName, Trigger, UpstreamUrl, Visibility};
-use mirrorhub_store::{NewRepo, SecretKey, Store, SyncResult};
+use mirrorhub_core::{Mode, OwnerName, RepoName, UpstreamUrl, Visibility};
+use mirrorhub_store::{NewRepo, SecretKey, Store};
 use mirrorhub_testkit::{for_each_ref, tiny_repos, GitDaemon, HttpGitServer};
 use support::{
-    clock_ticks, cpu_seconds, env_number, extra_hub_env, load_average, status_mb, HubProcess,
+    clock_ticks, cpu_seconds, env_number, extra_hub_env, load_average, seed_ready, status_mb,
+    HubProcess,
 };
 
 /// The target: no-op syncs a second on 2 cores, with the default workers.
@@ -315,50 +316,22 @@ async fn register(store: &Arc<dyn Store>, count: usize, urls: Arc<Vec<String>>) 
 }
 
 async fn register_one(store: &dyn Store, i: usize, url: &str, now: DateTime<Utc>) -> i64 {
-    let repo = store
-        .create_repo(
-            NewRepo {
-                owner: OwnerName::parse("scale").unwrap(),
-                name: RepoName::parse(&format!("mirror-{i:07}")).unwrap(),
-                mode: Mode::Mirror,
-                visibility: Visibility::Private,
-                description: String::new(),
-                upstream_url: url.to_owned(),
-                credentials: None,
-                sync_interval_secs: 86_400,
-                ssh_key_id: None,
-                known_hosts: None,
-            },
-            now,
-        )
+    let new = NewRepo {
+        owner: OwnerName::parse("scale").unwrap(),
+        name: RepoName::parse(&format!("mirror-{i:07}")).unwrap(),
+        mode: Mode::Mirror,
+        visibility: Visibility::Private,
+        description: String::new(),
+        upstream_url: url.to_owned(),
+        credentials: None,
+        sync_interval_secs: 86_400,
+        ssh_key_id: None,
+        known_hosts: None,
+    };
+    // Nothing due until the schedule is compressed.
+    seed_ready(store, new, now + chrono::Duration::days(365), now)
         .await
-        .expect("create a mirror");
-    let run = store
-        .start_run(repo.id, Trigger::Create, now)
-        .await
-        .expect("start run");
-    store
-        .finish_run(
-            run,
-            repo.id,
-            &SyncResult {
-                finished_at: now,
-                outcome: Outcome::Success,
-                error_code: None,
-                error_message: None,
-                ref_changes: Vec::new(),
-                branches: 1,
-                tags: 0,
-                head_ref: Some("refs/heads/main".into()),
-                // Nothing due until the schedule is compressed.
-                next_sync_at: Some(now + chrono::Duration::days(365)),
-                pause: false,
-                promote: false,
-            },
-        )
-        .await
-        .expect("finish run");
-    repo.id
+        .id
 }
 
 /// Gives each mirror the bare repository its first copy would have left: the template's

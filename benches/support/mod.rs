@@ -171,17 +171,25 @@ pub fn new_repo(i: usize) -> NewRepo {
 /// next sync a year from `now` (spread over a day): a hub started on the database has nothing
 /// due. Three transactions.
 pub async fn seed_ready_mirror(store: &dyn Store, i: usize, now: DateTime<Utc>) -> Repo {
-    let repo = store
-        .create_repo(new_repo(i), now)
-        .await
-        .expect("create a mirror");
+    let next = now + chrono::Duration::days(365) + chrono::Duration::seconds((i % 86_400) as i64);
+    seed_ready(store, new_repo(i), next, now).await
+}
+
+/// Creates `new` and records a successful first run ending `now`, with its next sync at
+/// `next_sync_at`. Three transactions.
+pub async fn seed_ready(
+    store: &dyn Store,
+    new: NewRepo,
+    next_sync_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Repo {
+    let repo = store.create_repo(new, now).await.expect("create a mirror");
     // A repository is created `cloning` with no next sync; only a finished first run makes
     // it `ready` with a next sync time (a `cloning` one would be re-queued at start-up).
     let run = store
         .start_run(repo.id, Trigger::Create, now)
         .await
         .expect("start run");
-    let next = now + chrono::Duration::days(365) + chrono::Duration::seconds((i % 86_400) as i64);
     store
         .finish_run(
             run,
@@ -195,7 +203,7 @@ pub async fn seed_ready_mirror(store: &dyn Store, i: usize, now: DateTime<Utc>) 
                 branches: 1,
                 tags: 0,
                 head_ref: Some("refs/heads/main".into()),
-                next_sync_at: Some(next),
+                next_sync_at: Some(next_sync_at),
                 pause: false,
                 promote: false,
             },
