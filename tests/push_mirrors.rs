@@ -89,6 +89,18 @@ async fn wait_push_run(hub: &Hub, repo: &str, id: i64, after: Option<i64>) -> Va
     }
 }
 
+/// Asks for a run of push mirror `id` now (`202`) and waits for it to finish after `after`.
+async fn sync_push_mirror(hub: &Hub, repo: &str, id: i64, after: Option<i64>) -> Value {
+    let (status, body) = hub
+        .post(
+            &format!("/api/v1/repos/{repo}/push-mirrors/{id}/sync"),
+            json!(null),
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    wait_push_run(hub, repo, id, after).await
+}
+
 /// Waits until `check` holds for the downstream's refs; returns how long it took.
 async fn wait_refs(repo: &Path, what: &str, check: impl Fn(&str) -> bool) -> Duration {
     let started = Instant::now();
@@ -257,14 +269,7 @@ async fn a_mirror_sync_is_pushed_on_with_only_the_chosen_branches(db: TestDb) {
 
     // Branches outside the filter that exist downstream are never pruned.
     git(&down, ["update-ref", "refs/heads/theirs", head.trim()]);
-    let (status, _) = hub
-        .post(
-            &format!("/api/v1/repos/team/mirror/push-mirrors/{id}/sync"),
-            json!(null),
-        )
-        .await;
-    assert_eq!(status, 202);
-    let run = wait_push_run(&hub, "team/mirror", id, run["id"].as_i64()).await;
+    let run = sync_push_mirror(&hub, "team/mirror", id, run["id"].as_i64()).await;
     assert_eq!(run["trigger"], "manual", "{run}");
     assert_eq!(run["outcome"], "unchanged", "{run}");
     assert!(refs(&down).contains("refs/heads/theirs"));
@@ -334,14 +339,7 @@ async fn without_force_a_ref_moved_downstream_is_left_alone_and_reported(db: Tes
 
     // A branch created downstream is theirs too: never pruned without force.
     git(&down, ["update-ref", "refs/heads/extra", theirs.trim()]);
-    let (status, _) = hub
-        .post(
-            &format!("/api/v1/repos/team/app/push-mirrors/{id}/sync"),
-            json!(null),
-        )
-        .await;
-    assert_eq!(status, 202);
-    let run = wait_push_run(&hub, "team/app", id, run["id"].as_i64()).await;
+    let run = sync_push_mirror(&hub, "team/app", id, run["id"].as_i64()).await;
     assert_eq!(
         names(&run["diverged"]),
         ["refs/heads/extra", "refs/heads/main"],
@@ -428,14 +426,7 @@ async fn wrong_credentials_fail_the_run_and_new_ones_repair_it(db: TestDb) {
         "{status}"
     );
     // Tried again (asked for now): failed again, and told once for both.
-    let (status, _) = hub
-        .post(
-            &format!("/api/v1/repos/team/app/push-mirrors/{id}/sync"),
-            json!(null),
-        )
-        .await;
-    assert_eq!(status, 202);
-    let run = wait_push_run(&hub, "team/app", id, run["id"].as_i64()).await;
+    let run = sync_push_mirror(&hub, "team/app", id, run["id"].as_i64()).await;
     assert_eq!(run["outcome"], "failed", "{run}");
     wait_told(&hub, &receiver, 1).await;
 

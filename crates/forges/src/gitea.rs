@@ -243,17 +243,8 @@ pub(crate) async fn may_write(
     user: &str,
 ) -> Result<bool, ForgeError> {
     let url = repo_url(base, repo, &["collaborators", user, "permission"])?;
-    let bytes = match send(http.get(url), repo, token, BotTarget::Repo).await {
-        Ok(bytes) => bytes,
-        Err(ForgeError::NotFound { .. }) => return Ok(false),
-        Err(e) => return Err(e),
-    };
-    let found: Permission = serde_json::from_slice(&bytes)
-        .map_err(|e| ForgeError::invalid_response(ForgeKind::Gitea, &e, token))?;
-    Ok(matches!(
-        found.permission.as_str(),
-        "write" | "admin" | "owner"
-    ))
+    let found: Option<Permission> = get_found(http, url, repo, token).await?;
+    Ok(found.is_some_and(|f| matches!(f.permission.as_str(), "write" | "admin" | "owner")))
 }
 
 #[derive(Deserialize)]
@@ -271,21 +262,27 @@ pub(crate) async fn owns_org(
     token: &SecretString,
     user: &str,
 ) -> Result<bool, ForgeError> {
-    let mut url = base.clone();
-    url.path_segments_mut()
-        .map_err(|()| ForgeError::NotConfigured {
-            forge: ForgeKind::Gitea,
-        })?
-        .pop_if_empty()
-        .extend(["api", "v1", "users", user, "orgs", org, "permissions"]);
+    let url = api_url(base, &["users", user, "orgs", org, "permissions"])?;
+    let found: Option<OrgPermissions> = get_found(http, url, repo, token).await?;
+    Ok(found.is_some_and(|f| f.is_owner))
+}
+
+/// A permission look-up: the answer read as `T`, or `None` for a 404 (no such user,
+/// repository or organization).
+async fn get_found<T: serde::de::DeserializeOwned>(
+    http: &reqwest::Client,
+    url: Url,
+    repo: &ForgeRepo,
+    token: &SecretString,
+) -> Result<Option<T>, ForgeError> {
     let bytes = match send(http.get(url), repo, token, BotTarget::Repo).await {
         Ok(bytes) => bytes,
-        Err(ForgeError::NotFound { .. }) => return Ok(false),
+        Err(ForgeError::NotFound { .. }) => return Ok(None),
         Err(e) => return Err(e),
     };
-    let found: OrgPermissions = serde_json::from_slice(&bytes)
-        .map_err(|e| ForgeError::invalid_response(ForgeKind::Gitea, &e, token))?;
-    Ok(found.is_owner)
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|e| ForgeError::invalid_response(ForgeKind::Gitea, &e, token))
 }
 
 /// Sends `request` with the token and `Accept: application/json`; the body of a success.
@@ -320,13 +317,24 @@ fn repo_url(base: &Url, repo: &ForgeRepo, rest: &[&str]) -> Result<Url, ForgeErr
         repo: repo.path.clone(),
         hook_id: None,
     })?;
+    let mut url = api_url(base, &["repos", owner, name])?;
+    url.path_segments_mut()
+        .map_err(|()| ForgeError::NotConfigured {
+            forge: ForgeKind::Gitea,
+        })?
+        .extend(rest);
+    Ok(url)
+}
+
+/// `{base}/api/v1/{segments…}`, keeping the base's sub-path; each segment percent-encoded.
+fn api_url(base: &Url, segments: &[&str]) -> Result<Url, ForgeError> {
     let mut url = base.clone();
     url.path_segments_mut()
         .map_err(|()| ForgeError::NotConfigured {
             forge: ForgeKind::Gitea,
         })?
         .pop_if_empty()
-        .extend(["api", "v1", "repos", owner, name])
-        .extend(rest);
+        .extend(["api", "v1"])
+        .extend(segments);
     Ok(url)
 }
