@@ -266,6 +266,7 @@ impl GitEngine {
             low_speed_limit: config.low_speed_limit,
             low_speed_time: config.low_speed_time,
             ssh_program: config.ssh_program.clone(),
+            http_capabilities: Default::default(),
         });
         let version = cli.version().await?;
         tracing::info!(git = %version, "git engine started");

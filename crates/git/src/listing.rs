@@ -4,9 +4,12 @@
 //!
 //! - Smart HTTP: `GET …/info/refs?service=git-upload-pack` asking for protocol v2; a v2
 //!   server's `ls-refs` (HEAD, `refs/heads/`, `refs/tags/`) is then one `POST
-//!   …/git-upload-pack`; a v0 server has listed every ref already. reqwest goes through the
-//!   engine's egress proxy under a ticket of its own (the address policy applies where it
-//!   connects, redirects included); credentials go only to the upstream's own origin.
+//!   …/git-upload-pack`; a v0 server has listed every ref already. The v2 capabilities of
+//!   each origin are remembered ([`HttpCapabilities`]), so later listings of that origin are
+//!   the `POST` alone, one request; any trouble with it forgets them and lists from the
+//!   start. reqwest goes through the engine's egress proxy under a ticket of its own (the
+//!   address policy applies where it connects, redirects included); credentials go only to
+//!   the upstream's own origin.
 //! - git://: one TCP connection to the address the policy checked (as git is given), asking
 //!   for protocol v0: the daemon answers with its advertisement at once (v2's second round
 //!   trip stalls on delayed ACKs). A v2 greeting is still read, should a daemon send one.
@@ -15,6 +18,8 @@
 //! Every answer is read strictly ([`crate::pkt`]) and bounded in bytes, refs and time. A
 //! listing writes nothing anywhere.
 
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use mirrorhub_core::Scheme;
@@ -186,17 +191,55 @@ async fn list_http(
         }
         _ => request,
     };
+    let parse = |text: String| {
+        url::Url::parse(&text)
+            .map_err(|e| ListingError::Transfer(format!("the URL does not parse: {e}")))
+    };
 
-    let info_refs = url::Url::parse(&format!("{base}/info/refs?service=git-upload-pack"))
-        .map_err(|e| ListingError::Transfer(format!("the URL does not parse: {e}")))?;
-    let request = client
-        .get(info_refs.clone())
-        .header("Git-Protocol", "version=2")
-        .header(reqwest::header::ACCEPT, "*/*");
-    let response = with_creds(request, &info_refs)
-        .send()
-        .await
-        .map_err(|e| refused(transfer(e)))?;
+    // An origin listed before: its capabilities are known, `ls-refs` is the one request.
+    let origin = origin_of(&upstream);
+    if let Some(capabilities) = cli.http_capabilities.get(&origin) {
+        let service = parse(format!("{base}/git-upload-pack"))?;
+        let request = with_creds(client.post(service.clone()), &service);
+        match ls_refs(request, &capabilities, limits)
+            .await
+            .map_err(&refused)
+        {
+            Ok(advertised) => return Ok(advertised),
+            Err(e @ ListingError::Refused(_)) => return Err(e),
+            Err(e) => {
+                // Moved, upgraded, or down: list from the start, as the first time.
+                tracing::debug!(error = %e, "ls-refs with the origin's known capabilities failed; listing from the start");
+                cli.http_capabilities.forget(&origin);
+            }
+        }
+    }
+
+    let info_refs = parse(format!("{base}/info/refs?service=git-upload-pack"))?;
+    // Redirects of this first request move the repository, as for git
+    // (`http.followRedirects=initial`). They are followed here, not by reqwest, which would
+    // drop the proxy ticket from a request sent on to another origin.
+    let mut final_url = info_refs.clone();
+    let mut redirects = 0;
+    let response = loop {
+        let request = client
+            .get(final_url.clone())
+            .header("Git-Protocol", "version=2")
+            .header(reqwest::header::ACCEPT, "*/*");
+        let response = with_creds(request, &final_url)
+            .send()
+            .await
+            .map_err(|e| refused(transfer(e)))?;
+        let Some(next) = redirect_target(&response, &final_url) else {
+            break response;
+        };
+        let downgrade = info_refs.scheme() == "https" && next.scheme() != "https";
+        if redirects == MAX_REDIRECTS || downgrade || !next.path().ends_with("/info/refs") {
+            break response;
+        }
+        redirects += 1;
+        final_url = next;
+    };
     let status = response.status();
     if !status.is_success() {
         return Err(refused(ListingError::Status(status.as_u16())));
@@ -205,8 +248,6 @@ async fn list_http(
     if kind != "application/x-git-upload-pack-advertisement" {
         return Err(ListingError::NotSmart(format!("Content-Type {kind:?}")));
     }
-    // A redirected first request moves the repository, as for git.
-    let final_url = response.url().clone();
     let body = read_body(response, limits.max_bytes)
         .await
         .map_err(&refused)?;
@@ -220,65 +261,121 @@ async fn list_http(
             service.set_query(None);
             let path = service.path().trim_end_matches("/info/refs").to_owned();
             service.set_path(&format!("{path}/git-upload-pack"));
-            let request = client
-                .post(service.clone())
-                .header("Git-Protocol", "version=2")
-                .header(
-                    reqwest::header::CONTENT_TYPE,
-                    "application/x-git-upload-pack-request",
-                )
-                .header(
-                    reqwest::header::ACCEPT,
-                    "application/x-git-upload-pack-result",
-                )
-                .body(pkt::ls_refs_request(&capabilities, AGENT));
-            let response = with_creds(request, &service)
-                .send()
-                .await
-                .map_err(|e| refused(transfer(e)))?;
-            let status = response.status();
-            if !status.is_success() {
-                return Err(refused(ListingError::Status(status.as_u16())));
-            }
-            let kind = content_type(&response);
-            if kind != "application/x-git-upload-pack-result" {
-                return Err(ListingError::NotSmart(format!(
-                    "Content-Type {kind:?} for ls-refs"
-                )));
-            }
-            let body = read_body(response, limits.max_bytes)
+            let request = with_creds(client.post(service.clone()), &service);
+            let advertised = ls_refs(request, &capabilities, limits)
                 .await
                 .map_err(&refused)?;
-            Ok(pkt::read_ls_refs(&mut PktCursor::new(&body), limits)?)
+            // Only where the upstream's own URL answered: a redirect is followed each time.
+            if final_url == info_refs {
+                cli.http_capabilities.remember(origin, capabilities);
+            }
+            Ok(advertised)
         }
     }
 }
 
-/// A client for one listing: through the egress proxy under its ticket, following redirects
-/// of the first request only (the advertisement), never from https to http.
+/// Protocol v2's `ls-refs` of HEAD, branches and tags, as one `POST` to the service URL.
+async fn ls_refs(
+    request: reqwest::RequestBuilder,
+    capabilities: &[String],
+    limits: Limits,
+) -> Result<Advertised, ListingError> {
+    let response = request
+        .header("Git-Protocol", "version=2")
+        .header(
+            reqwest::header::CONTENT_TYPE,
+            "application/x-git-upload-pack-request",
+        )
+        .header(
+            reqwest::header::ACCEPT,
+            "application/x-git-upload-pack-result",
+        )
+        .body(pkt::ls_refs_request(capabilities, AGENT))
+        .send()
+        .await
+        .map_err(transfer)?;
+    let status = response.status();
+    if !status.is_success() {
+        return Err(ListingError::Status(status.as_u16()));
+    }
+    let kind = content_type(&response);
+    if kind != "application/x-git-upload-pack-result" {
+        return Err(ListingError::NotSmart(format!(
+            "Content-Type {kind:?} for ls-refs"
+        )));
+    }
+    let body = read_body(response, limits.max_bytes).await?;
+    Ok(pkt::read_ls_refs(&mut PktCursor::new(&body), limits)?)
+}
+
+/// The protocol v2 capabilities each http(s) origin announced last, so that a listing of an
+/// origin seen before is one request (`ls-refs`) rather than two. Servers answer every
+/// request on its own (that is what smart HTTP's statelessness means), and a forge announces
+/// the same capabilities for all its repositories; should they change, the `ls-refs` fails,
+/// and the listing starts over and learns them again.
+#[derive(Debug, Default)]
+pub(crate) struct HttpCapabilities(std::sync::Mutex<HashMap<String, Arc<[String]>>>);
+
+impl HttpCapabilities {
+    /// Origins remembered at most (a few hundred bytes each); past that the memory starts over.
+    const MAX_ORIGINS: usize = 4096;
+
+    fn get(&self, origin: &str) -> Option<Arc<[String]>> {
+        self.lock().get(origin).cloned()
+    }
+
+    fn remember(&self, origin: String, capabilities: Vec<String>) {
+        let mut known = self.lock();
+        if known.len() >= Self::MAX_ORIGINS && !known.contains_key(&origin) {
+            known.clear();
+        }
+        known.insert(origin, capabilities.into());
+    }
+
+    fn forget(&self, origin: &str) {
+        self.lock().remove(origin);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<[String]>>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// `scheme://host:port`, the key of [`HttpCapabilities`].
+fn origin_of(url: &url::Url) -> String {
+    format!(
+        "{}://{}:{}",
+        url.scheme(),
+        url.host_str().unwrap_or_default(),
+        url.port_or_known_default().unwrap_or_default()
+    )
+}
+
+/// A client for one listing: through the egress proxy under its ticket. It follows no
+/// redirect itself (see [`redirect_target`]).
 fn client(proxy_url: &str, timeout: Duration) -> Result<reqwest::Client, ListingError> {
     let proxy = reqwest::Proxy::all(proxy_url).map_err(|e| transfer(e.without_url()))?;
-    let redirects = reqwest::redirect::Policy::custom(|attempt| {
-        let downgrade = attempt
-            .previous()
-            .first()
-            .is_some_and(|first| first.scheme() == "https" && attempt.url().scheme() != "https");
-        if attempt.previous().len() > MAX_REDIRECTS || downgrade {
-            attempt.stop()
-        } else if attempt.url().path().ends_with("/info/refs") {
-            attempt.follow()
-        } else {
-            attempt.stop()
-        }
-    });
     reqwest::Client::builder()
         .proxy(proxy)
-        .redirect(redirects)
+        .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(timeout)
         .timeout(timeout)
         .user_agent(USER_AGENT)
         .build()
         .map_err(|e| transfer(e.without_url()))
+}
+
+/// Where a redirect answer to a request for `from` points, if it is one.
+fn redirect_target(response: &reqwest::Response, from: &url::Url) -> Option<url::Url> {
+    if !response.status().is_redirection() {
+        return None;
+    }
+    let location = response
+        .headers()
+        .get(reqwest::header::LOCATION)?
+        .to_str()
+        .ok()?;
+    from.join(location).ok()
 }
 
 fn transfer(e: reqwest::Error) -> ListingError {

@@ -135,6 +135,8 @@ pub(crate) struct GitCli {
     pub low_speed_time: Duration,
     /// The OpenSSH client for ssh:// upstreams.
     pub ssh_program: PathBuf,
+    /// What each http(s) origin's listings learnt: their next listing is one request.
+    pub http_capabilities: crate::listing::HttpCapabilities,
 }
 
 /// How to run one git process against a remote.

@@ -360,3 +360,88 @@ async fn behind_counts_without_fetching() {
         1 + names(&mirror).len() - 1
     );
 }
+
+#[tokio::test]
+async fn an_http_origin_listed_before_is_listed_in_one_request() {
+    let root = tempfile::tempdir().unwrap();
+    let up = Upstream::rich(root.path(), "up.git");
+    Upstream::rich(root.path(), "other.git");
+    let http = HttpGitServer::start(root.path(), None).await;
+    let engine = support::engine(loopback()).await;
+    let requests = || {
+        let seen: Vec<String> = http
+            .requests()
+            .iter()
+            .map(|r| format!("{} {} {}", r.method, r.path, r.status))
+            .collect();
+        http.reset_requests();
+        seen
+    };
+    let mirror = root.path().join("mirror.git");
+    let u = url(&http.url("up.git"));
+    engine
+        .clone_mirror(&u, None, &mirror, no_progress())
+        .await
+        .unwrap();
+    let all = RefFilter::default();
+    requests();
+
+    // First listing: the capabilities, then ls-refs.
+    assert_eq!(engine.behind(&u, None, &mirror, &all).await.unwrap(), 0);
+    assert_eq!(
+        requests(),
+        [
+            "GET /up.git/info/refs 200",
+            "POST /up.git/git-upload-pack 200"
+        ]
+    );
+    // From then on, for every repository of that origin: ls-refs alone, changes still seen.
+    up.git(&["tag", "extra", "main"]);
+    assert_eq!(engine.behind(&u, None, &mirror, &all).await.unwrap(), 1);
+    assert_eq!(requests(), ["POST /up.git/git-upload-pack 200"]);
+    let report = engine
+        .sync_mirror(&u, None, &mirror, no_progress())
+        .await
+        .unwrap();
+    assert_eq!(report.changes.len(), 1, "{report:?}");
+    assert_eq!(refs_of(&mirror), refs_of(&up.path));
+    requests();
+    let other = url(&http.url("other.git"));
+    assert!(engine.behind(&other, None, &mirror, &all).await.unwrap() > 0);
+    assert_eq!(requests(), ["POST /other.git/git-upload-pack 200"]);
+
+    // When ls-refs fails, the listing starts over (and fails here: no such repository, which
+    // git is then left to report); the next one asks for the capabilities again.
+    let gone = url(&http.url("gone.git"));
+    engine.behind(&gone, None, &mirror, &all).await.unwrap_err();
+    assert_eq!(
+        requests()[..2],
+        [
+            "POST /gone.git/git-upload-pack 404",
+            "GET /gone.git/info/refs 404"
+        ]
+    );
+    assert_eq!(engine.behind(&u, None, &mirror, &all).await.unwrap(), 0);
+    assert_eq!(
+        requests(),
+        [
+            "GET /up.git/info/refs 200",
+            "POST /up.git/git-upload-pack 200"
+        ]
+    );
+
+    // A redirected upstream is asked where it is every time.
+    let redirect =
+        support::redirecting_http(format!("http://127.0.0.1:{}", http.addr().port())).await;
+    let moved = url(&redirect.url("http", "up.git"));
+    for _ in 0..2 {
+        assert_eq!(engine.behind(&moved, None, &mirror, &all).await.unwrap(), 0);
+        assert_eq!(
+            requests(),
+            [
+                "GET /up.git/info/refs 200",
+                "POST /up.git/git-upload-pack 200"
+            ]
+        );
+    }
+}
