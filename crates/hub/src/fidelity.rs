@@ -116,12 +116,12 @@ pub(crate) type ListedSlot = Arc<Mutex<Option<usize>>>;
 
 impl Hub {
     /// How the repository's syncs run: its filter, backups on, the listing's count kept.
-    pub(crate) async fn sync_options(
+    pub(crate) fn sync_options(
         &self,
-        repo: &Repo,
+        ref_filter: Option<&RefFilterSpec>,
         listed: &ListedSlot,
     ) -> Result<SyncOptions, HubError> {
-        let filter = self.stored_filter(repo).await?;
+        let filter = filter_of(ref_filter)?;
         let slot = Arc::clone(listed);
         Ok(SyncOptions {
             filter,
@@ -170,14 +170,7 @@ impl Hub {
     /// one this version refuses fails the sync (saying so) rather than letting the mirror
     /// fetch what it was told to leave out.
     pub(crate) async fn stored_filter(&self, repo: &Repo) -> Result<RefFilter, HubError> {
-        match self.store.ref_filter(repo.id).await? {
-            Some(spec) => RefFilter::parse(&spec).map_err(|e| {
-                HubError::InvalidState(format!(
-                    "the repository's ref filter is no longer valid ({e}): set \"refs\" again"
-                ))
-            }),
-            None => Ok(RefFilter::default()),
-        }
+        filter_of(self.store.ref_filter(repo.id).await?.as_ref())
     }
 
     /// Records a listing's count, keeping the start of a stretch behind.
@@ -517,5 +510,17 @@ fn short_duration(d: Duration) -> String {
         s if s >= 3600 && s % 3600 == 0 => format!("{}h", s / 3600),
         s if s >= 60 && s % 60 == 0 => format!("{}m", s / 60),
         s => format!("{s}s"),
+    }
+}
+
+/// The filter a stored spec (none: every branch and tag) makes; see [`Hub::stored_filter`].
+fn filter_of(spec: Option<&RefFilterSpec>) -> Result<RefFilter, HubError> {
+    match spec {
+        Some(spec) => RefFilter::parse(spec).map_err(|e| {
+            HubError::InvalidState(format!(
+                "the repository's ref filter is no longer valid ({e}): set \"refs\" again"
+            ))
+        }),
+        None => Ok(RefFilter::default()),
     }
 }

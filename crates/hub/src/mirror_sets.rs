@@ -837,32 +837,21 @@ impl Hub {
         self.create_repo_probed(request, false).await
     }
 
-    /// The token to clone a set mirror with when it stores none: its set's GitHub App
-    /// installation token. `None` for every other repository.
-    pub(crate) async fn set_installation_credentials(
+    /// The credentials a sync of a GitHub App set's mirror logs in with: a token of the
+    /// installation, made for the run.
+    pub(crate) async fn installation_credentials(
         &self,
-        repo: &Repo,
-    ) -> Result<Option<Credentials>, HubError> {
-        if repo.credentials.is_some() {
-            return Ok(None);
-        }
-        for set_id in self.store.mirror_sets_of_repo(repo.id).await? {
-            let Some(set) = self.store.get_mirror_set(set_id).await? else {
-                continue;
-            };
-            if let Some(installation) = set.installation_id {
-                let token = self
-                    .forges
-                    .installation_token(installation.max(0) as u64)
-                    .await
-                    .map_err(|e| HubError::InvalidState(e.to_string()))?;
-                return Ok(Some(Credentials {
-                    username: "x-access-token".into(),
-                    secret: token,
-                }));
-            }
-        }
-        Ok(None)
+        installation: i64,
+    ) -> Result<Credentials, HubError> {
+        let token = self
+            .forges
+            .installation_token(installation.max(0) as u64)
+            .await
+            .map_err(|e| HubError::InvalidState(e.to_string()))?;
+        Ok(Credentials {
+            username: "x-access-token".into(),
+            secret: token,
+        })
     }
 }
 

@@ -146,11 +146,30 @@ pub fn pinned_host_keys(repo: &Repo) -> Vec<HostKey> {
 impl Hub {
     /// What the syncs of `repo` log in with: its credentials, or its SSH key and pinned keys.
     pub(crate) async fn login_for(&self, repo: &Repo) -> Result<UpstreamLogin, HubError> {
+        let installation = if repo.credentials.is_none() {
+            self.store
+                .sync_context(repo.id)
+                .await?
+                .and_then(|c| c.set_installation)
+        } else {
+            None
+        };
+        self.login_with(repo, installation).await
+    }
+
+    /// [`Hub::login_for`] when the repository's set installation is known already (see
+    /// `Store::sync_context`).
+    pub(crate) async fn login_with(
+        &self,
+        repo: &Repo,
+        set_installation: Option<i64>,
+    ) -> Result<UpstreamLogin, HubError> {
         let is_ssh =
             UpstreamUrl::parse(&repo.upstream_url).is_ok_and(|(u, _)| u.scheme() == Scheme::Ssh);
         if !is_ssh {
             // A GitHub App's set mirror stores no token: its installation makes one per run.
-            if let Some(token) = self.set_installation_credentials(repo).await? {
+            if let Some(installation) = set_installation.filter(|_| repo.credentials.is_none()) {
+                let token = self.installation_credentials(installation).await?;
                 return Ok(UpstreamLogin::basic(Some(token)));
             }
             return Ok(UpstreamLogin::basic(repo.credentials.clone()));

@@ -12,7 +12,7 @@ use chrono::Utc;
 use mirrorhub_core::schedule;
 use mirrorhub_core::{Outcome, Trigger};
 use mirrorhub_git::{Progress, SyncReport};
-use mirrorhub_store::{Job, Repo, SyncResult};
+use mirrorhub_store::{Job, Repo, SyncContext, SyncResult};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -194,32 +194,38 @@ async fn try_run_job(
     job: &Job,
 ) -> Result<(), mirrorhub_store::StoreError> {
     let store = &hub.store;
-    let Some(repo) = store.get_repo_by_id(job.repo_id).await? else {
+    let Some(context) = store.sync_context(job.repo_id).await? else {
         return store.complete_job(job.id, worker_id).await;
     };
+    let repo = &context.repo;
     if repo.mode == mirrorhub_core::Mode::Migrate && repo.state == mirrorhub_core::RepoState::Ready
     {
         tracing::info!("migrated repository: the job is dropped, it is never synced again");
         return store.complete_job(job.id, worker_id).await;
     }
-    let now = Utc::now();
-    let interrupted = store.fail_interrupted_runs(repo.id, now).await?;
-    // A hub died during this repository's previous sync.
-    let recovering = interrupted > 0 || job.attempts > 1;
     let promoting = job.trigger == Trigger::Promote;
-    let trigger = if promoting {
-        // Taken up again after a crash, it is still a promotion.
+    // Taken up again after a crash, a promotion is still a promotion; any other job is a
+    // recovery (when the runs a dead hub left open are closed, or the job was claimed before).
+    let on_recovery = if promoting {
         Trigger::Promote
-    } else if recovering {
+    } else {
         Trigger::Recovery
+    };
+    let trigger = if job.attempts > 1 {
+        on_recovery
     } else {
         job.trigger
     };
+    let opened = store
+        .open_run(repo.id, trigger, on_recovery, Utc::now())
+        .await?;
+    let run_id = opened.id;
+    // A hub died during this repository's previous sync.
+    let recovering = opened.interrupted > 0 || job.attempts > 1;
     if recovering {
         // The dead hub's git (its own process group) may still be writing the repository.
         hub.engine.stop_stray_git(&hub.repo_path(repo.id)).await;
     }
-    let run_id = store.start_run(repo.id, trigger, now).await?;
 
     let lost_lease = CancellationToken::new();
     let lease_keeper = tokio::spawn(keep_lease(
@@ -231,16 +237,15 @@ async fn try_run_job(
     let (progress_tx, progress_rx) = tokio::sync::watch::channel::<Option<Progress>>(None);
     let progress_writer = tokio::spawn(write_progress(hub.clone(), repo.id, progress_rx));
 
-    let first_copy = !tokio::fs::try_exists(hub.repo_path(repo.id))
-        .await
-        .unwrap_or(false);
+    // A stat: not worth a hop to the blocking pool.
+    let first_copy = !hub.repo_path(repo.id).exists();
     let started = Instant::now();
     let listed: crate::fidelity::ListedSlot = Default::default();
     let outcome = tokio::select! {
         r = async {
-            let report = transfer(hub, &repo, progress_tx, &listed).await?;
+            let report = transfer(hub, &context, first_copy, progress_tx, &listed).await?;
             // LFS objects of the commits this run brought; never fails the run.
-            let warning = hub.mirror_lfs(&repo, &report).await;
+            let warning = hub.mirror_lfs(repo, &report).await;
             Ok::<_, mirrorhub_git::GitError>((report, warning))
         } => Some(r),
         _ = lost_lease.cancelled() => None,
@@ -318,7 +323,7 @@ async fn try_run_job(
                 Outcome::Unchanged
             };
             tracing::info!(duration_ms, changes = report.changes.len(), branches = report.branches, tags = report.tags, noop = report.noop, backups = report.backups.len(), %outcome, "sync finished");
-            success(hub, &repo, finished_at, outcome, report)
+            success(hub, repo, finished_at, outcome, report)
         }
         Err((code, message)) => {
             note.failed_behind = *listed.lock().unwrap_or_else(|e| e.into_inner());
@@ -347,7 +352,7 @@ async fn try_run_job(
                 next_sync_at: if pause {
                     None
                 } else {
-                    hub.next_sync_at(&repo, finished_at, Some(code))
+                    hub.next_sync_at(repo, finished_at, Some(code))
                 },
                 pause,
                 promote: false,
@@ -355,16 +360,23 @@ async fn try_run_job(
         }
     };
     let sync_result = if promoting {
-        check_promotion(hub, &repo, sync_result).await
+        check_promotion(hub, repo, sync_result).await
     } else {
         sync_result
     };
     // Backups first: whoever reads the run once it is finished finds them.
-    hub.record_run_note(&repo, run_id, note).await;
-    store.finish_run(run_id, repo.id, &sync_result).await?;
-    // Before the job is completed: a crash here runs the job again, whose outcome is noted.
-    hub.note_run(&repo, &sync_result, lfs_outcome).await;
-    store.complete_job(job.id, worker_id).await?;
+    hub.record_run_note(repo, run_id, note).await;
+    // Before the job is completed: a crash here runs the job again, whose outcome is noted
+    // again (an episode is told once).
+    hub.note_run(repo, &sync_result, lfs_outcome).await;
+    if !store
+        .finish_job(job.id, worker_id, run_id, repo.id, &sync_result)
+        .await?
+    {
+        // Deleted while we worked: the clone may have put a directory back after the delete.
+        let _ = hub.remove_repo_files(repo.id).await;
+        return Ok(());
+    }
     if sync_result.outcome == Outcome::Success {
         // The mirror moved: push it on to its push mirrors.
         hub.queue_pushes(repo.id, mirrorhub_core::push_mirror::PushTrigger::Sync)
@@ -377,12 +389,7 @@ async fn try_run_job(
         tracing::info!(
             "promoted to primary: the hub's copy equals the upstream, and is never synced again"
         );
-        hub.unregister_webhook(&repo).await;
-    }
-
-    // Deleted while we worked: the clone may have put a directory back after the delete.
-    if store.get_repo_by_id(repo.id).await?.is_none() {
-        let _ = hub.remove_repo_files(repo.id).await;
+        hub.unregister_webhook(repo).await;
     }
     Ok(())
 }
@@ -503,10 +510,12 @@ fn success(
 /// was interrupted), syncs otherwise.
 async fn transfer(
     hub: &Hub,
-    repo: &Repo,
+    context: &SyncContext,
+    first_copy: bool,
     progress_tx: tokio::sync::watch::Sender<Option<Progress>>,
     listed: &crate::fidelity::ListedSlot,
 ) -> Result<SyncReport, mirrorhub_git::GitError> {
+    let repo = &context.repo;
     let (url, _) = mirrorhub_core::UpstreamUrl::parse(&repo.upstream_url).map_err(|e| {
         mirrorhub_git::GitError::Failed {
             detail: format!("the stored upstream URL is no longer valid: {e}"),
@@ -524,18 +533,23 @@ async fn transfer(
     let progress: mirrorhub_git::ProgressFn = Arc::new(move |p| {
         progress_tx.send_replace(Some(p));
     });
-    let login = hub.login_for(repo).await.map_err(|e| {
-        tracing::error!(error = ?e, "could not read the repository's upstream login");
-        mirrorhub_git::GitError::Io(std::io::Error::other("reading the upstream login"))
-    })?;
-    let options = hub.sync_options(repo, listed).await.map_err(|e| match e {
-        crate::HubError::InvalidState(detail) => mirrorhub_git::GitError::Failed { detail },
-        e => {
-            tracing::error!(error = ?e, "could not read the repository's ref filter");
-            mirrorhub_git::GitError::Io(std::io::Error::other("reading the ref filter"))
-        }
-    })?;
-    if tokio::fs::try_exists(&path).await.unwrap_or(false) {
+    let login = hub
+        .login_with(repo, context.set_installation)
+        .await
+        .map_err(|e| {
+            tracing::error!(error = ?e, "could not read the repository's upstream login");
+            mirrorhub_git::GitError::Io(std::io::Error::other("reading the upstream login"))
+        })?;
+    let options = hub
+        .sync_options(context.ref_filter.as_ref(), listed)
+        .map_err(|e| match e {
+            crate::HubError::InvalidState(detail) => mirrorhub_git::GitError::Failed { detail },
+            e => {
+                tracing::error!(error = ?e, "could not read the repository's ref filter");
+                mirrorhub_git::GitError::Io(std::io::Error::other("reading the ref filter"))
+            }
+        })?;
+    if !first_copy {
         hub.engine
             .sync_mirror_with(&url, login.auth(), &path, progress, &options)
             .await

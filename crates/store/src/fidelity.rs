@@ -125,3 +125,9 @@ pub trait FidelityStore: Send + Sync {
         limit: i64,
     ) -> Result<Vec<i64>, StoreError>;
 }
+
+/// A stored ref filter (JSON, as `set_ref_filter` wrote it).
+pub(crate) fn spec_from_text(text: &str) -> Result<RefFilterSpec, StoreError> {
+    serde_json::from_str(text)
+        .map_err(|e| StoreError::Corrupt(format!("a ref filter that is not JSON: {e}")))
+}

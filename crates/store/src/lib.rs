@@ -30,8 +30,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, TimeDelta, Utc};
 use mirrorhub_core::{
-    Access, AccountKind, Credentials, Mode, Outcome, OwnerName, RefChange, RefChangeKind, RepoName,
-    RepoState, Trigger, Visibility,
+    Access, AccountKind, Credentials, Mode, Outcome, OwnerName, RefChange, RefChangeKind,
+    RefFilterSpec, RepoName, RepoState, Trigger, Visibility,
 };
 
 pub use crypto::{CryptoError, SecretKey};
@@ -255,6 +255,25 @@ pub struct Job {
     pub trigger: Trigger,
     /// How many times the job has been claimed, this claim included.
     pub attempts: i32,
+}
+
+/// What a worker reads before it syncs a repository ([`Store::sync_context`]).
+#[derive(Debug, Clone)]
+pub struct SyncContext {
+    pub repo: Repo,
+    /// The repository's ref filter, if it has one.
+    pub ref_filter: Option<RefFilterSpec>,
+    /// The GitHub App installation of the first mirror set (by id) that holds the repository
+    /// and has one: its syncs log in with that installation's token.
+    pub set_installation: Option<i64>,
+}
+
+/// A run [`Store::open_run`] started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OpenedRun {
+    pub id: i64,
+    /// Runs of the repository a dead worker had left `running`, closed as interrupted.
+    pub interrupted: u64,
 }
 
 /// What a finished sync reports to [`Store::finish_run`].
@@ -556,6 +575,28 @@ pub trait Store:
         repo_id: i64,
         result: &SyncResult,
     ) -> Result<(), StoreError>;
+    /// A worker's reads before a sync, in one query: the repository (`None` when it is gone),
+    /// its ref filter and its set's GitHub App installation.
+    async fn sync_context(&self, repo_id: i64) -> Result<Option<SyncContext>, StoreError>;
+    /// [`Store::fail_interrupted_runs`] then [`Store::start_run`], in one transaction. The run's
+    /// trigger is `on_recovery` when runs were closed, `trigger` otherwise.
+    async fn open_run(
+        &self,
+        repo_id: i64,
+        trigger: Trigger,
+        on_recovery: Trigger,
+        now: DateTime<Utc>,
+    ) -> Result<OpenedRun, StoreError>;
+    /// [`Store::finish_run`] then [`Store::complete_job`], in one transaction. `Ok(false)`: the
+    /// repository was deleted while the run went on (its run and job went with it).
+    async fn finish_job(
+        &self,
+        job_id: i64,
+        worker: &str,
+        run_id: i64,
+        repo_id: i64,
+        result: &SyncResult,
+    ) -> Result<bool, StoreError>;
     /// The repository's latest runs, newest first, each with its journal.
     async fn list_runs(&self, repo_id: i64, limit: i64) -> Result<Vec<SyncRun>, StoreError>;
     /// How many of the repository's runs are `running`.

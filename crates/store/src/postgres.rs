@@ -18,9 +18,9 @@ use crate::{
     check_final, hook_columns, hook_from_columns, lease_end, match_key, parse_kind, parse_mode,
     parse_outcome, parse_state, parse_text, parse_trigger, parse_visibility, AccessToken, Account,
     Delivery, DeliveryOutcome, Job, LfsCounts, LfsObject, NewAccessToken, NewAccount, NewDelivery,
-    NewRepo, NewSshKey, Repo, RepoCounts, RepoLfs, RepoUpdate, SecretKey, SecretString, SshKey,
-    SshKeyDeletion, Store, StoreError, SyncResult, SyncRun, WebSession, WebhookHook, WebhookState,
-    INTERRUPTED_CODE, INTERRUPTED_MESSAGE, REF_CHANGES_PER_INSERT,
+    NewRepo, NewSshKey, OpenedRun, Repo, RepoCounts, RepoLfs, RepoUpdate, SecretKey, SecretString,
+    SshKey, SshKeyDeletion, Store, StoreError, SyncContext, SyncResult, SyncRun, WebSession,
+    WebhookHook, WebhookState, INTERRUPTED_CODE, INTERRUPTED_MESSAGE, REF_CHANGES_PER_INSERT,
 };
 
 mod notifications;
@@ -613,22 +613,7 @@ impl Store for PgStore {
         now: DateTime<Utc>,
     ) -> Result<i64, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let id: i64 =
-            sqlx::query_scalar(
-                "INSERT INTO sync_runs (repo_id, trigger, started_at, outcome, concurrent_at_start) \
-                 VALUES ($1, $2, $3, $4, (SELECT count(*) FROM sync_runs WHERE repo_id = $1 AND outcome = $4)) RETURNING id",
-            )
-                .bind(repo_id)
-                .bind(trigger.as_str())
-                .bind(now)
-                .bind(Outcome::Running.as_str())
-                .fetch_one(&mut *tx)
-                .await?;
-        sqlx::query("UPDATE repos SET last_sync_at = $1 WHERE id = $2")
-            .bind(now)
-            .bind(repo_id)
-            .execute(&mut *tx)
-            .await?;
+        let id = start_run_in(&mut tx, repo_id, trigger, now).await?;
         tx.commit().await?;
         Ok(id)
     }
@@ -638,20 +623,7 @@ impl Store for PgStore {
         repo_id: i64,
         now: DateTime<Utc>,
     ) -> Result<u64, StoreError> {
-        let done = sqlx::query(
-            "UPDATE sync_runs SET outcome = $1, finished_at = $2, error_code = $3, error_message = $4 \
-             WHERE repo_id = $5 AND outcome = $6 \
-               AND (SELECT count(*) FROM sync_jobs WHERE repo_id = $5 AND claimed_by IS NOT NULL AND lease_until > $2) <= 1",
-        )
-        .bind(Outcome::Failed.as_str())
-        .bind(now)
-        .bind(INTERRUPTED_CODE)
-        .bind(INTERRUPTED_MESSAGE)
-        .bind(repo_id)
-        .bind(Outcome::Running.as_str())
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected())
+        fail_interrupted_in(&self.pool, repo_id, now).await
     }
 
     async fn finish_run(
@@ -662,90 +634,70 @@ impl Store for PgStore {
     ) -> Result<(), StoreError> {
         check_final(result.outcome)?;
         let mut tx = self.pool.begin().await?;
-        let done = sqlx::query(
-            "UPDATE sync_runs SET finished_at = $1, outcome = $2, error_code = $3, error_message = $4 \
-             WHERE id = $5 AND repo_id = $6",
-        )
-        .bind(result.finished_at)
-        .bind(result.outcome.as_str())
-        .bind(&result.error_code)
-        .bind(&result.error_message)
-        .bind(run_id)
-        .bind(repo_id)
-        .execute(&mut *tx)
-        .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
-        }
-
-        for (chunk_no, chunk) in result
-            .ref_changes
-            .chunks(REF_CHANGES_PER_INSERT)
-            .enumerate()
-        {
-            let mut insert =
-                QueryBuilder::<Postgres>::new("INSERT INTO sync_ref_changes (run_id, position, ref_name, old_oid, new_oid, kind) ");
-            insert.push_values(chunk.iter().enumerate(), |mut b, (i, change)| {
-                let position =
-                    i32::try_from(chunk_no * REF_CHANGES_PER_INSERT + i).unwrap_or(i32::MAX);
-                b.push_bind(run_id)
-                    .push_bind(position)
-                    .push_bind(&change.name)
-                    .push_bind(&change.old)
-                    .push_bind(&change.new)
-                    .push_bind(change.kind.as_str());
-            });
-            insert.build().execute(&mut *tx).await?;
-        }
-
-        let updated = if result.outcome == Outcome::Failed {
-            sqlx::query(
-                "UPDATE repos SET last_error_code = $1, last_error_message = $2, \
-                 consecutive_failures = consecutive_failures + 1, \
-                 state = CASE WHEN state = $3 THEN $4 ELSE state END, \
-                 progress_phase = NULL, progress_percent = NULL, next_sync_at = $5, \
-                 paused_reason = COALESCE($7, paused_reason) \
-                 WHERE id = $6",
-            )
-            .bind(&result.error_code)
-            .bind(&result.error_message)
-            .bind(RepoState::Cloning.as_str())
-            .bind(RepoState::Failed.as_str())
-            .bind(result.next_sync_at)
-            .bind(repo_id)
-            .bind(
-                result
-                    .pause
-                    .then(|| result.error_message.clone().unwrap_or_default()),
-            )
-            .execute(&mut *tx)
-            .await?
-        } else {
-            sqlx::query(
-                "UPDATE repos SET state = $1, last_success_at = $2, branches = $3, tags = $4, head_ref = $5, \
-                 last_error_code = NULL, last_error_message = NULL, consecutive_failures = 0, \
-                 progress_phase = NULL, progress_percent = NULL, next_sync_at = $6, paused_reason = NULL, \
-                 mode = CASE WHEN $8 THEN 'migrate' ELSE mode END, \
-                 credentials = CASE WHEN $8 THEN NULL ELSE credentials END, \
-                 ssh_key_id = CASE WHEN $8 THEN NULL ELSE ssh_key_id END \
-                 WHERE id = $7",
-            )
-            .bind(RepoState::Ready.as_str())
-            .bind(result.finished_at)
-            .bind(result.branches)
-            .bind(result.tags)
-            .bind(&result.head_ref)
-            .bind(result.next_sync_at)
-            .bind(repo_id)
-            .bind(result.promote)
-            .execute(&mut *tx)
-            .await?
-        };
-        if updated.rows_affected() == 0 {
+        if !finish_run_in(&mut tx, run_id, repo_id, result).await? {
             return Err(StoreError::NotFound);
         }
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn sync_context(&self, repo_id: i64) -> Result<Option<SyncContext>, StoreError> {
+        let sql = format!("SELECT {REPO_COLUMNS}, {SYNC_CONTEXT_EXTRA} FROM repos WHERE id = $1");
+        let row = sqlx::query(&sql)
+            .bind(repo_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let spec: Option<String> = row.try_get("ref_filter_spec")?;
+        Ok(Some(SyncContext {
+            repo: self.repo_from_row(&row)?,
+            ref_filter: spec
+                .as_deref()
+                .map(crate::fidelity::spec_from_text)
+                .transpose()?,
+            set_installation: row.try_get("set_installation")?,
+        }))
+    }
+
+    async fn open_run(
+        &self,
+        repo_id: i64,
+        trigger: Trigger,
+        on_recovery: Trigger,
+        now: DateTime<Utc>,
+    ) -> Result<OpenedRun, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let interrupted = fail_interrupted_in(&mut *tx, repo_id, now).await?;
+        let trigger = if interrupted > 0 {
+            on_recovery
+        } else {
+            trigger
+        };
+        let id = start_run_in(&mut tx, repo_id, trigger, now).await?;
+        tx.commit().await?;
+        Ok(OpenedRun { id, interrupted })
+    }
+
+    async fn finish_job(
+        &self,
+        job_id: i64,
+        worker: &str,
+        run_id: i64,
+        repo_id: i64,
+        result: &SyncResult,
+    ) -> Result<bool, StoreError> {
+        check_final(result.outcome)?;
+        let mut tx = self.pool.begin().await?;
+        let exists = finish_run_in(&mut tx, run_id, repo_id, result).await?;
+        sqlx::query("DELETE FROM sync_jobs WHERE id = $1 AND claimed_by = $2")
+            .bind(job_id)
+            .bind(worker)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(exists)
     }
 
     async fn list_runs(&self, repo_id: i64, limit: i64) -> Result<Vec<SyncRun>, StoreError> {
@@ -1582,3 +1534,145 @@ impl Store for PgStore {
 
 /// Rows per multi-row statement for LFS objects (5 binds each; SQLite allows 32766).
 const LFS_ROWS_PER_INSERT: usize = 500;
+
+/// What a worker reads besides the repository's columns (see [`Store::sync_context`]).
+const SYNC_CONTEXT_EXTRA: &str = "(SELECT spec FROM repo_ref_filters f WHERE f.repo_id = repos.id) AS ref_filter_spec, \
+     (SELECT s.installation_id FROM mirror_set_repos m JOIN mirror_sets s ON s.id = m.set_id \
+      WHERE m.repo_id = repos.id AND s.installation_id IS NOT NULL ORDER BY m.set_id LIMIT 1) AS set_installation";
+
+/// Records a run's start (see [`Store::start_run`]) inside the caller's transaction.
+async fn start_run_in(
+    conn: &mut PgConnection,
+    repo_id: i64,
+    trigger: Trigger,
+    now: DateTime<Utc>,
+) -> Result<i64, StoreError> {
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO sync_runs (repo_id, trigger, started_at, outcome, concurrent_at_start) \
+         VALUES ($1, $2, $3, $4, (SELECT count(*) FROM sync_runs WHERE repo_id = $1 AND outcome = $4)) RETURNING id",
+    )
+    .bind(repo_id)
+    .bind(trigger.as_str())
+    .bind(now)
+    .bind(Outcome::Running.as_str())
+    .fetch_one(&mut *conn)
+    .await?;
+    sqlx::query("UPDATE repos SET last_sync_at = $1 WHERE id = $2")
+        .bind(now)
+        .bind(repo_id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(id)
+}
+
+/// Closes runs left `running` by dead workers (see [`Store::fail_interrupted_runs`]).
+async fn fail_interrupted_in<'e, E: sqlx::Executor<'e, Database = Postgres>>(
+    executor: E,
+    repo_id: i64,
+    now: DateTime<Utc>,
+) -> Result<u64, StoreError> {
+    let done = sqlx::query(
+        "UPDATE sync_runs SET outcome = $1, finished_at = $2, error_code = $3, error_message = $4 \
+         WHERE repo_id = $5 AND outcome = $6 \
+           AND (SELECT count(*) FROM sync_jobs WHERE repo_id = $5 AND claimed_by IS NOT NULL AND lease_until > $2) <= 1",
+    )
+    .bind(Outcome::Failed.as_str())
+    .bind(now)
+    .bind(INTERRUPTED_CODE)
+    .bind(INTERRUPTED_MESSAGE)
+    .bind(repo_id)
+    .bind(Outcome::Running.as_str())
+    .execute(executor)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// Records a run's end (see [`Store::finish_run`]) inside the caller's transaction. `false`:
+/// the run or its repository is gone.
+async fn finish_run_in(
+    conn: &mut PgConnection,
+    run_id: i64,
+    repo_id: i64,
+    result: &SyncResult,
+) -> Result<bool, StoreError> {
+    let done = sqlx::query(
+        "UPDATE sync_runs SET finished_at = $1, outcome = $2, error_code = $3, error_message = $4 \
+             WHERE id = $5 AND repo_id = $6",
+    )
+    .bind(result.finished_at)
+    .bind(result.outcome.as_str())
+    .bind(&result.error_code)
+    .bind(&result.error_message)
+    .bind(run_id)
+    .bind(repo_id)
+    .execute(&mut *conn)
+    .await?;
+    if done.rows_affected() == 0 {
+        return Ok(false);
+    }
+
+    for (chunk_no, chunk) in result
+        .ref_changes
+        .chunks(REF_CHANGES_PER_INSERT)
+        .enumerate()
+    {
+        let mut insert = QueryBuilder::<Postgres>::new(
+            "INSERT INTO sync_ref_changes (run_id, position, ref_name, old_oid, new_oid, kind) ",
+        );
+        insert.push_values(chunk.iter().enumerate(), |mut b, (i, change)| {
+            let position = i32::try_from(chunk_no * REF_CHANGES_PER_INSERT + i).unwrap_or(i32::MAX);
+            b.push_bind(run_id)
+                .push_bind(position)
+                .push_bind(&change.name)
+                .push_bind(&change.old)
+                .push_bind(&change.new)
+                .push_bind(change.kind.as_str());
+        });
+        insert.build().execute(&mut *conn).await?;
+    }
+
+    let updated = if result.outcome == Outcome::Failed {
+        sqlx::query(
+            "UPDATE repos SET last_error_code = $1, last_error_message = $2, \
+                 consecutive_failures = consecutive_failures + 1, \
+                 state = CASE WHEN state = $3 THEN $4 ELSE state END, \
+                 progress_phase = NULL, progress_percent = NULL, next_sync_at = $5, \
+                 paused_reason = COALESCE($7, paused_reason) \
+                 WHERE id = $6",
+        )
+        .bind(&result.error_code)
+        .bind(&result.error_message)
+        .bind(RepoState::Cloning.as_str())
+        .bind(RepoState::Failed.as_str())
+        .bind(result.next_sync_at)
+        .bind(repo_id)
+        .bind(
+            result
+                .pause
+                .then(|| result.error_message.clone().unwrap_or_default()),
+        )
+        .execute(&mut *conn)
+        .await?
+    } else {
+        sqlx::query(
+                "UPDATE repos SET state = $1, last_success_at = $2, branches = $3, tags = $4, head_ref = $5, \
+                 last_error_code = NULL, last_error_message = NULL, consecutive_failures = 0, \
+                 progress_phase = NULL, progress_percent = NULL, next_sync_at = $6, paused_reason = NULL, \
+                 mode = CASE WHEN $8 THEN 'migrate' ELSE mode END, \
+                 credentials = CASE WHEN $8 THEN NULL ELSE credentials END, \
+                 ssh_key_id = CASE WHEN $8 THEN NULL ELSE ssh_key_id END \
+                 WHERE id = $7",
+            )
+            .bind(RepoState::Ready.as_str())
+            .bind(result.finished_at)
+            .bind(result.branches)
+            .bind(result.tags)
+            .bind(&result.head_ref)
+            .bind(result.next_sync_at)
+            .bind(repo_id)
+            .bind(result.promote)
+            .execute(&mut *conn)
+            .await?
+    };
+    Ok(updated.rows_affected() > 0)
+}

@@ -1344,6 +1344,122 @@ async fn interrupted_runs_are_failed(db: TestDb) {
     assert_eq!(s.list_runs(other, 1).await.unwrap()[0].id, elsewhere);
 }
 
+/// A worker's one read, one write to start and one to end a run: the same records as the
+/// separate calls.
+async fn a_worker_reads_once_and_writes_a_run_in_two_transactions(db: TestDb) {
+    use mirrorhub_core::RefFilterSpec;
+    use mirrorhub_store::{MemberState, OpenedRun, SetMember};
+    let s = db.store.as_ref();
+    let id = mirror(s, "alice", "ctx").await;
+    assert!(s.sync_context(9999).await.unwrap().is_none());
+    let plain = s.sync_context(id).await.unwrap().unwrap();
+    assert_eq!(
+        format!("{:?}", plain.repo),
+        format!("{:?}", s.get_repo_by_id(id).await.unwrap().unwrap())
+    );
+    assert_eq!((plain.ref_filter, plain.set_installation), (None, None));
+    // Its filter, and the installation of the first set holding it that has one.
+    let spec = RefFilterSpec {
+        include: vec!["main".into()],
+        ..Default::default()
+    };
+    s.set_ref_filter(id, Some(&spec)).await.unwrap();
+    let token_set = s.create_mirror_set(&new_set("Tokens"), t0()).await.unwrap();
+    let app_set = s
+        .create_mirror_set(
+            &mirrorhub_store::NewMirrorSet {
+                credentials: None,
+                installation_id: Some(77),
+                ..new_set("App")
+            },
+            t0(),
+        )
+        .await
+        .unwrap();
+    for set in [&token_set, &app_set] {
+        s.put_mirror_set_member(&SetMember {
+            set_id: set.id,
+            forge_id: "1".into(),
+            path: "alice/ctx".into(),
+            repo_id: Some(id),
+            state: MemberState::Mirrored,
+            detail: None,
+            changed_at: t0(),
+        })
+        .await
+        .unwrap();
+    }
+    let full = s.sync_context(id).await.unwrap().unwrap();
+    assert_eq!(full.ref_filter, Some(spec));
+    assert_eq!(full.set_installation, Some(77));
+
+    // Opening a run closes what a dead worker left running, and says so in its trigger.
+    s.enqueue_sync(id, Trigger::Webhook, t0()).await.unwrap();
+    let job = s.claim_job("w1", t0(), LEASE).await.unwrap().unwrap();
+    let first = s
+        .open_run(id, Trigger::Webhook, Trigger::Recovery, t0())
+        .await
+        .unwrap();
+    assert_eq!(first.interrupted, 0);
+    let again = s
+        .open_run(id, Trigger::Webhook, Trigger::Recovery, t0() + secs(5))
+        .await
+        .unwrap();
+    assert_eq!(
+        again,
+        OpenedRun {
+            id: again.id,
+            interrupted: 1
+        }
+    );
+    let runs = s.list_runs(id, 10).await.unwrap();
+    assert_eq!(runs[0].trigger, Trigger::Recovery);
+    assert_eq!(runs[1].error_code.as_deref(), Some(INTERRUPTED_CODE));
+    assert_eq!(s.running_count(id).await.unwrap(), 1);
+
+    // Finishing the run completes the job, in one transaction.
+    assert!(s
+        .finish_job(job.id, "w1", again.id, id, &success(t0() + secs(6), vec![]))
+        .await
+        .unwrap());
+    assert_eq!(s.running_count(id).await.unwrap(), 0);
+    assert_eq!(
+        s.list_runs(id, 1).await.unwrap()[0].outcome,
+        Outcome::Success
+    );
+    let repo = s.get_repo_by_id(id).await.unwrap().unwrap();
+    assert_eq!(repo.last_success_at, Some(t0() + secs(6)));
+    assert!(s
+        .claim_job("w2", t0() + secs(600), LEASE)
+        .await
+        .unwrap()
+        .is_none());
+
+    // A repository deleted while its run went on: its job is gone, and the worker is told.
+    s.enqueue_sync(id, Trigger::Manual, t0() + secs(10))
+        .await
+        .unwrap();
+    let job = s
+        .claim_job("w1", t0() + secs(10), LEASE)
+        .await
+        .unwrap()
+        .unwrap();
+    let run = s
+        .open_run(id, Trigger::Manual, Trigger::Recovery, t0() + secs(10))
+        .await
+        .unwrap();
+    assert!(s.delete_repo(id).await.unwrap());
+    assert!(!s
+        .finish_job(job.id, "w1", run.id, id, &success(t0() + secs(11), vec![]))
+        .await
+        .unwrap());
+    assert!(s
+        .claim_job("w2", t0() + secs(600), LEASE)
+        .await
+        .unwrap()
+        .is_none());
+}
+
 // ---- settings -------------------------------------------------------------------------------
 
 async fn settings_put_get_and_put_if_absent(db: TestDb) {
@@ -2895,6 +3011,7 @@ conformance!(
     finish_run_is_all_or_nothing,
     a_large_journal_round_trips,
     interrupted_runs_are_failed,
+    a_worker_reads_once_and_writes_a_run_in_two_transactions,
     settings_put_get_and_put_if_absent,
     lfs_objects_are_needed_fetched_counted_and_released,
     mirror_sets_are_leased_listed_and_remember_their_repositories,

@@ -9,7 +9,7 @@ use sqlx::postgres::PgRow;
 use sqlx::{Postgres, QueryBuilder, Row};
 
 use super::PgStore;
-use crate::fidelity::{Backup, FidelityStore, Freshness, NewBackup, Silence};
+use crate::fidelity::{spec_from_text, Backup, FidelityStore, Freshness, NewBackup, Silence};
 use crate::StoreError;
 
 const BACKUP_COLUMNS: &str = "id, repo_id, run_id, ref_name, old_oid, backup_ref, created_at";
@@ -40,11 +40,6 @@ fn freshness_from_row(row: &PgRow) -> Result<Freshness, StoreError> {
         silent_since: row.try_get("silent_since")?,
         silence_notified_at: row.try_get("silence_notified_at")?,
     })
-}
-
-fn spec_from_text(text: &str) -> Result<RefFilterSpec, StoreError> {
-    serde_json::from_str(text)
-        .map_err(|e| StoreError::Corrupt(format!("a ref filter that is not JSON: {e}")))
 }
 
 #[async_trait]
