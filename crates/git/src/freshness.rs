@@ -65,8 +65,12 @@ pub(crate) fn compare(local: &LocalState, listed: &Advertised, filter: &RefFilte
         .collect();
     differing.sort();
     let head = match &listed.head {
+        // A HEAD naming no branch the upstream has (v2 lists it as unborn) is not followed:
+        // the mirror keeps its own, as git's fetch does.
         AdvertisedHead::Symref(target)
-            if target.starts_with("refs/heads/") && local.head.as_deref() != Some(target) =>
+            if target.starts_with("refs/heads/")
+                && listed.refs.contains_key(target)
+                && local.head.as_deref() != Some(target) =>
         {
             Some(target.clone())
         }
@@ -131,14 +135,20 @@ mod tests {
         );
         let all = RefFilter::default();
         // HEAD moved only.
-        let up = listed(
-            &[("refs/heads/main", A), ("refs/tags/v1", B)],
-            AdvertisedHead::Symref("refs/heads/dev".into()),
-        );
-        let c = compare(&l, &up, &all);
+        let two = [
+            ("refs/heads/dev", B),
+            ("refs/heads/main", A),
+            ("refs/tags/v1", B),
+        ];
+        let l2 = local(&two, "refs/heads/main");
+        let up = listed(&two, AdvertisedHead::Symref("refs/heads/dev".into()));
+        let c = compare(&l2, &up, &all);
         assert_eq!(c.head.as_deref(), Some("refs/heads/dev"));
         assert!(c.differing.is_empty());
         assert_eq!(c.behind(), 1);
+        // To a branch that does not exist (v2's unborn HEAD): not followed.
+        let up = listed(&two, AdvertisedHead::Symref("refs/heads/gone".into()));
+        assert!(compare(&l2, &up, &all).is_empty());
         // A new tag only.
         let up = listed(
             &[

@@ -634,7 +634,32 @@ impl GitEngine {
         })
         .await?;
 
-        let fetched = if options.filter.is_all() {
+        // Only new and moved refs: fetch exactly those (git then lists just them, updates
+        // just them, and HEAD comes from the listing). Deletions keep to `--prune`'s path.
+        let narrow = listed
+            .as_ref()
+            .zip(comparison.as_ref())
+            .is_some_and(|(a, c)| c.differing.iter().all(|name| a.refs.contains_key(name)));
+        let fetched = if options.filter.is_all() && narrow {
+            match self
+                .fetch_filtered(
+                    &remote,
+                    &repo,
+                    &before,
+                    listed,
+                    &options.filter,
+                    Arc::clone(&progress),
+                )
+                .await
+            {
+                // A ref deleted upstream since the listing: git fetches it all as before.
+                Err(e @ (GitError::Failed { .. } | GitError::NotARepository)) => {
+                    tracing::debug!(error = %e, "the fetch of the changed refs failed; fetching every ref");
+                    self.fetch_all(&remote, &repo, &before.refs, progress).await
+                }
+                fetched => fetched,
+            }
+        } else if options.filter.is_all() {
             self.fetch_all(&remote, &repo, &before.refs, progress).await
         } else {
             self.fetch_filtered(&remote, &repo, &before, listed, &options.filter, progress)
@@ -767,7 +792,10 @@ impl GitEngine {
         let (refs, head, smart) = match listed {
             Some(advertised) => {
                 let head = match advertised.head {
-                    AdvertisedHead::Symref(target) => Some(target),
+                    // Not a dangling one (see `freshness::compare`).
+                    AdvertisedHead::Symref(target) if advertised.refs.contains_key(&target) => {
+                        Some(target)
+                    }
                     _ => None,
                 };
                 (advertised.refs, head, true)

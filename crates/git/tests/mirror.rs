@@ -450,6 +450,13 @@ async fn upstream_with_a_dangling_head(via: Via) {
 
     up.git(&["symbolic-ref", "HEAD", "refs/heads/gone"]);
     let before = refs_of(&up.path);
+    // HEAD alone went dangling: nothing to follow (HTTP's v2 lists it as unborn).
+    let report = engine
+        .sync_mirror(u, None, mirror, no_progress())
+        .await
+        .unwrap();
+    assert!(report.changes.is_empty(), "{report:?}");
+    assert_eq!(head_of(mirror), "refs/heads/main");
     up.scratch.checkout("main");
     up.scratch.commit_file("late.txt", "late\n", "late");
     up.push();
@@ -468,6 +475,7 @@ async fn upstream_with_a_dangling_head(via: Via) {
         .unwrap();
     assert!(noop.changes.is_empty(), "{noop:?}");
     assert_eq!(refs_of(mirror), after);
+    assert_eq!(head_of(mirror), "refs/heads/main");
 }
 
 /// gix copies only an upstream whose HEAD names one of its branches; `git clone` copies the
