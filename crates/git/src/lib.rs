@@ -778,7 +778,8 @@ impl GitEngine {
     /// The refs a filter keeps: refs the mirror must no longer hold (deleted upstream, or
     /// outside the filter) are deleted first, in one transaction; then exactly the wanted
     /// refs that differ are fetched, in another. Refs outside the filter are never fetched.
-    /// Returns the upstream's HEAD.
+    /// Also the fetch of an unfiltered mirror whose listing shows only new and moved refs
+    /// (nothing to delete then). Returns the upstream's HEAD.
     async fn fetch_filtered(
         &self,
         remote: &Remote<'_>,
