@@ -105,26 +105,33 @@ async fn run() {
     let wanted = |name: &str| transports.split(',').any(|t| t.trim() == name);
     let daemon = GitDaemon::start(&served).await;
     let http = HttpGitServer::start(&served, None).await;
-    let sshd = SshServer::start(&served).await;
     let engine = engine::Engine::start().await;
     let work = tempfile::Builder::new()
         .prefix("run-")
         .tempdir_in(&data)
         .expect("work dir");
+    // sshd only when ssh:// is measured, so the other rows need no openssh-server.
+    let sshd = if wanted("ssh") {
+        Some(SshServer::start(&served).await)
+    } else {
+        None
+    };
     // Both tools log in to sshd with the same key and trust only its host key, from files.
-    let key = SshKeyPair::generate("mirrorhub-bench");
-    sshd.authorize(&key.public_key);
-    let ssh = SshLogin::new(&key, &sshd, work.path());
+    let ssh = sshd.as_ref().map(|sshd| {
+        let key = SshKeyPair::generate("mirrorhub-bench");
+        sshd.authorize(&key.public_key);
+        SshLogin::new(&key, sshd, work.path())
+    });
 
     let mut rows = Vec::new();
     for (transport, dir, url) in [
-        ("http", "http", http.url(REPO)),
-        ("git://", "git", daemon.url(REPO)),
-        ("ssh", "ssh", sshd.url(REPO)),
+        ("http", "http", Some(http.url(REPO))),
+        ("git://", "git", Some(daemon.url(REPO))),
+        ("ssh", "ssh", sshd.as_ref().map(|sshd| sshd.url(REPO))),
     ] {
-        if !wanted(dir) {
+        let Some(url) = url.filter(|_| wanted(dir)) else {
             continue;
-        }
+        };
         let work = work.path().join(dir);
         let bench = Bench {
             upstream: &upstream,
@@ -132,7 +139,7 @@ async fn run() {
             transport,
             work,
             engine: &engine,
-            ssh: (dir == "ssh").then_some(&ssh),
+            ssh: ssh.as_ref().filter(|_| dir == "ssh"),
         };
         std::fs::create_dir_all(&bench.work).expect("create work dir");
         rows.extend(bench.run_all(clone_runs, sync_runs).await);
