@@ -12,6 +12,11 @@ use support::{engine, head_of, loopback, refs_of, url, Upstream};
 
 /// An engine whose git is a wrapper that writes each invocation's arguments to a log first.
 async fn counting_engine(dir: &Path) -> (GitEngine, PathBuf) {
+    wrapped_engine(dir, "").await
+}
+
+/// Like [`counting_engine`], the wrapper running the shell lines `prelude` before git.
+async fn wrapped_engine(dir: &Path, prelude: &str) -> (GitEngine, PathBuf) {
     let log = dir.join("git-calls.log");
     let wrapper = dir.join("git-wrapper");
     let real = String::from_utf8(
@@ -25,7 +30,7 @@ async fn counting_engine(dir: &Path) -> (GitEngine, PathBuf) {
     std::fs::write(
         &wrapper,
         format!(
-            "#!/bin/sh\necho \"$*\" >> '{}'\nexec '{}' \"$@\"\n",
+            "#!/bin/sh\necho \"$*\" >> '{}'\n{prelude}\nexec '{}' \"$@\"\n",
             log.display(),
             real.trim()
         ),
@@ -328,6 +333,59 @@ async fn a_filter_fetches_only_what_it_keeps() {
             .await
             .unwrap();
         assert_eq!(refs_of(&mirror), refs_of(&up.path));
+    }
+}
+
+#[tokio::test]
+async fn a_ref_deleted_between_the_listing_and_the_narrow_fetch_is_fetched_the_full_way() {
+    let root = tempfile::tempdir().unwrap();
+    let up = Upstream::rich(root.path(), "up.git");
+    let servers = Servers::start(root.path()).await;
+    // Armed, the first `git fetch --stdin` (the narrow fetch) finds the new branch gone
+    // upstream: what a push deleting it right after the listing does.
+    let armed = root.path().join("armed");
+    let prelude = format!(
+        "case \"$*\" in *'fetch --stdin'*) if rm '{armed}' 2>/dev/null; then \
+         GIT_DIR='{up}' git update-ref -d refs/heads/racing || exit 99; fi;; esac",
+        armed = armed.display(),
+        up = up.path.display(),
+    );
+    let (engine, log) = wrapped_engine(root.path(), &prelude).await;
+    for (i, u) in servers.urls("up.git").iter().enumerate() {
+        let u = url(u);
+        let mirror = root.path().join(format!("mirror-{i}.git"));
+        engine
+            .clone_mirror(&u, None, &mirror, no_progress())
+            .await
+            .unwrap();
+        // Only new and moved refs: the narrow fetch's case.
+        up.git(&["branch", "racing", "dev"]);
+        up.git(&["update-ref", "refs/heads/main", &up.rev("feature")]);
+        std::fs::write(&armed, "").unwrap();
+        std::fs::write(&log, "").unwrap();
+        let report = engine
+            .sync_mirror(&u, None, &mirror, no_progress())
+            .await
+            .unwrap_or_else(|e| panic!("{u}: {e}"));
+        assert!(!armed.exists(), "{u}: the narrow fetch did not run");
+        let fetches: Vec<String> = std::fs::read_to_string(&log)
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains("fetch --"))
+            .map(|l| {
+                l[l.find("fetch --").unwrap()..]
+                    .split(' ')
+                    .take(2)
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .collect();
+        assert_eq!(fetches, ["fetch --stdin", "fetch --prune"], "{u}");
+        assert!(!refs_of(&up.path).contains("refs/heads/racing"));
+        assert_eq!(refs_of(&mirror), refs_of(&up.path), "{u}: {report:?}");
+        assert_eq!(report.changes.len(), 1, "{u}: main moved: {report:?}");
+        // Put back for the next transport.
+        up.git(&["update-ref", "refs/heads/main", &up.rev("v2^{commit}")]);
     }
 }
 
