@@ -33,7 +33,9 @@
 //!    (its pacer lets through what became due plus 15%).
 //! 4. Syncs per second are counted from the store (`sync_runs` finished in the window, by
 //!    outcome: every one must be `unchanged`); CPU is `utime + stime` of the hub's process
-//!    from `/proc` (the upstreams' `git` processes are not in it), memory its `VmRSS`/`VmHWM`.
+//!    from `/proc` (the upstreams' `git` processes are not in it), memory its `VmRSS`/`VmHWM`;
+//!    the machine's whole CPU (`/proc/stat`) is split into the hub, everything else (mostly
+//!    the upstreams' `git` processes, on the same cores) and idle.
 
 mod support;
 
@@ -47,8 +49,8 @@ use mirrorhub_core::{Mode, OwnerName, RepoName, UpstreamUrl, Visibility};
 use mirrorhub_store::{NewRepo, SecretKey, Store};
 use mirrorhub_testkit::{for_each_ref, tiny_repos, GitDaemon, HttpGitServer};
 use support::{
-    clock_ticks, cpu_seconds, env_number, extra_hub_env, load_average, seed_ready, status_mb,
-    HubProcess,
+    clock_ticks, cpu_seconds, env_number, extra_hub_env, load_average, machine_cpu_seconds,
+    seed_ready, status_mb, HubProcess,
 };
 
 /// The target: no-op syncs a second on 2 cores, with the default workers.
@@ -191,6 +193,7 @@ async fn run() {
     let measure_from = first_due + chrono::Duration::seconds(warmup_secs as i64);
     wait_until(measure_from).await;
     let cpu_0 = cpu_seconds(pid, ticks);
+    let machine_0 = machine_cpu_seconds(ticks);
     let at_0 = Instant::now();
     let from = Utc::now();
     let mut rss_max: f64 = 0.0;
@@ -205,6 +208,8 @@ async fn run() {
     }
     let until = Utc::now();
     let cpu = cpu_seconds(pid, ticks) - cpu_0;
+    let machine_1 = machine_cpu_seconds(ticks);
+    let (machine_busy, machine_total) = (machine_1.0 - machine_0.0, machine_1.1 - machine_0.1);
     let watched = at_0.elapsed().as_secs_f64();
     let runs = runs_between(&reader, from, until).await;
     let rss_end = status_mb(pid, "VmRSS:");
@@ -265,6 +270,16 @@ async fn run() {
     println!(
         "| hub CPU per no-op sync | {cpu_per_sync_ms:.2} ms ({cpu:.1} s over {watched:.0} s, {:.0}% of one core) | |",
         100.0 * cpu / watched
+    );
+    // The upstreams run on the same cores: how the machine's CPU was shared says whether the
+    // hub or they bound the rate.
+    let share = |seconds: f64| 100.0 * seconds / machine_total;
+    println!(
+        "| the machine's CPU in the window ({} cores): hub / everything else (the upstreams' git processes, the bench) / idle | {:.0}% / {:.0}% / {:.0}% | |",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        share(cpu),
+        share(machine_busy - cpu),
+        share(machine_total - machine_busy)
     );
     println!("| hub resident memory (max in the window / end / VmHWM) | {rss_max:.1} / {rss_end:.1} / {hwm:.1} MB | |");
     println!("| hub threads | {threads} | |");

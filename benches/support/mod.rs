@@ -351,6 +351,24 @@ pub fn status_mb(pid: u32, field: &str) -> f64 {
 }
 
 /// The 1-minute load average, to print beside figures taken on a shared machine.
+/// The whole machine's CPU from `/proc/stat`, in seconds since boot: `(busy, total)`, busy
+/// being everything but idle and I/O wait, summed over all cores.
+pub fn machine_cpu_seconds(ticks: f64) -> (f64, f64) {
+    let stat = std::fs::read_to_string("/proc/stat").expect("read /proc/stat");
+    let fields: Vec<f64> = stat
+        .lines()
+        .next()
+        .and_then(|l| l.strip_prefix("cpu "))
+        .expect("/proc/stat starts with the cpu line")
+        .split_whitespace()
+        .map(|f| f.parse().expect("a number of ticks"))
+        .collect();
+    // user nice system idle iowait irq softirq steal (guest time is already in user).
+    let total: f64 = fields.iter().take(8).sum();
+    let idle = fields[3] + fields.get(4).copied().unwrap_or(0.0);
+    ((total - idle) / ticks, total / ticks)
+}
+
 pub fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .ok()
