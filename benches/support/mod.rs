@@ -350,7 +350,6 @@ pub fn status_mb(pid: u32, field: &str) -> f64 {
         .unwrap_or(f64::NAN)
 }
 
-/// The 1-minute load average, to print beside figures taken on a shared machine.
 /// The whole machine's CPU from `/proc/stat`, in seconds since boot: `(busy, total)`, busy
 /// being everything but idle and I/O wait, summed over all cores.
 pub fn machine_cpu_seconds(ticks: f64) -> (f64, f64) {
@@ -369,6 +368,7 @@ pub fn machine_cpu_seconds(ticks: f64) -> (f64, f64) {
     ((total - idle) / ticks, total / ticks)
 }
 
+/// The 1-minute load average, to print beside figures taken on a shared machine.
 pub fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .ok()
