@@ -57,6 +57,22 @@ fn calls(log: &Path) -> usize {
         .unwrap_or(0)
 }
 
+/// A mirror of `upstream` cloned by `engine` under `root`, the `i`th of a loop over transports.
+async fn cloned(
+    engine: &GitEngine,
+    root: &Path,
+    i: usize,
+    upstream: &str,
+) -> (mirrorhub_core::UpstreamUrl, PathBuf) {
+    let u = url(upstream);
+    let mirror = root.join(format!("mirror-{i}.git"));
+    engine
+        .clone_mirror(&u, None, &mirror, no_progress())
+        .await
+        .unwrap();
+    (u, mirror)
+}
+
 struct Servers {
     http: HttpGitServer,
     daemon: GitDaemon,
@@ -82,12 +98,7 @@ async fn a_no_op_sync_runs_no_git_and_every_change_is_seen() {
     let servers = Servers::start(root.path()).await;
     let (engine, log) = counting_engine(root.path()).await;
     for (i, u) in servers.urls("up.git").iter().enumerate() {
-        let u = url(u);
-        let mirror = root.path().join(format!("mirror-{i}.git"));
-        engine
-            .clone_mirror(&u, None, &mirror, no_progress())
-            .await
-            .unwrap();
+        let (u, mirror) = cloned(&engine, root.path(), i, u).await;
         let sync = || engine.sync_mirror(&u, None, &mirror, no_progress());
 
         // Equal (the pull-request ref ignored): no git at all.
@@ -133,12 +144,7 @@ async fn an_empty_advertisement_never_empties_a_mirror_by_the_no_op_path() {
     let servers = Servers::start(root.path()).await;
     let engine = engine(loopback()).await;
     for (i, u) in servers.urls("up.git").iter().enumerate() {
-        let u = url(u);
-        let mirror = root.path().join(format!("mirror-{i}.git"));
-        engine
-            .clone_mirror(&u, None, &mirror, no_progress())
-            .await
-            .unwrap();
+        let (u, mirror) = cloned(&engine, root.path(), i, u).await;
         let snapshot = mirrorhub_testkit::RefSnapshot::take(&up.path);
         // Every branch and tag deleted upstream: the fetch path's rule applies (a git server
         // that lists nothing is an emptied upstream), and every tip is kept as a backup.
@@ -352,12 +358,7 @@ async fn a_ref_deleted_between_the_listing_and_the_narrow_fetch_is_fetched_the_f
     );
     let (engine, log) = wrapped_engine(root.path(), &prelude).await;
     for (i, u) in servers.urls("up.git").iter().enumerate() {
-        let u = url(u);
-        let mirror = root.path().join(format!("mirror-{i}.git"));
-        engine
-            .clone_mirror(&u, None, &mirror, no_progress())
-            .await
-            .unwrap();
+        let (u, mirror) = cloned(&engine, root.path(), i, u).await;
         // Only new and moved refs: the narrow fetch's case.
         up.git(&["branch", "racing", "dev"]);
         up.git(&["update-ref", "refs/heads/main", &up.rev("feature")]);
