@@ -170,8 +170,7 @@ pub struct SyncReport {
     /// The upstream was listed and equalled the mirror: nothing was fetched or written.
     pub noop: bool,
     /// How many refs differed from the upstream's when it was listed before the fetch (a
-    /// HEAD to follow counts as one); `None` when it was not listed in process (ssh://, or the
-    /// listing failed and git fetched as before).
+    /// HEAD to follow counts as one); `None` when the listing failed and git fetched as before.
     pub listed_behind: Option<usize>,
     /// Tips this sync overwrote non-fast-forward or deleted, kept under backup refs.
     pub backups: Vec<BackupRef>,
@@ -557,12 +556,12 @@ impl GitEngine {
         })
         .await?;
 
-        // The no-op check: the upstream's advertisement, read in process, against the
-        // mirror's refs. Equal: done, nothing spawned, nothing written.
+        // The no-op check: the upstream's advertisement, read in process (over ssh:// by the
+        // one ssh process), against the mirror's refs. Equal: done, no git spawned, nothing
+        // written.
         let listed = match listing::list(&self.inner.cli, &remote).await {
             Ok(advertised) => Some(advertised),
             Err(ListingError::Refused(e)) => return Err(e),
-            Err(ListingError::Unsupported) => None,
             Err(e) => {
                 tracing::debug!(error = %e, "the upstream could not be listed in process; fetching");
                 None
@@ -1075,7 +1074,6 @@ impl GitEngine {
         match listing::list(&self.inner.cli, remote).await {
             Ok(advertised) => return Ok(advertised),
             Err(ListingError::Refused(e)) => return Err(e),
-            Err(ListingError::Unsupported) => {}
             Err(e) => {
                 tracing::debug!(error = %e, "the upstream could not be listed in process; asking git")
             }

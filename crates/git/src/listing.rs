@@ -13,7 +13,10 @@
 //! - git://: one TCP connection to the address the policy checked (as git is given), asking
 //!   for protocol v0: the daemon answers with its advertisement at once (v2's second round
 //!   trip stalls on delayed ACKs). A v2 greeting is still read, should a daemon send one.
-//! - ssh://: not listed here ([`ListingError::Unsupported`]): a sync then fetches as before.
+//! - ssh://: the OpenSSH client git itself would run (the same options, pinned host keys and
+//!   key files, the checked address) runs `git-upload-pack` on the server, asking for
+//!   protocol v0, with a flush already on its stdin: the server advertises, reads that nothing
+//!   is wanted and exits. One process (ssh) instead of git's two (git, then ssh).
 //!
 //! Every answer is read strictly ([`crate::pkt`]) and bounded in bytes, refs and time. A
 //! listing writes nothing anywhere.
@@ -26,8 +29,10 @@ use mirrorhub_core::Scheme;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 
+use crate::command::{self, Invocation};
 use crate::error::GitError;
 use crate::pkt::{self, Advertised, Greeting, Limits, Pkt, PktCursor, PktError};
+use crate::ssh::{self, SshAccess};
 use crate::transport::{GitCli, Remote};
 
 /// The `agent=` the hub announces in git's protocol.
@@ -41,8 +46,6 @@ const MAX_REDIRECTS: usize = 5;
 /// reports the upstream's trouble in git's terms; only a refused address is final.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ListingError {
-    #[error("not listed in process for this scheme")]
-    Unsupported,
     #[error(transparent)]
     Refused(GitError),
     #[error("the server does not speak git's smart protocol ({0})")]
@@ -67,7 +70,7 @@ pub(crate) async fn list(cli: &GitCli, remote: &Remote<'_>) -> Result<Advertised
         match remote.url.scheme() {
             Scheme::Http | Scheme::Https => list_http(cli, remote, timeout, limits).await,
             Scheme::Git => list_git(cli, remote, limits).await,
-            Scheme::Ssh => Err(ListingError::Unsupported),
+            Scheme::Ssh => list_ssh(cli, remote, timeout, limits).await,
         }
     };
     tokio::time::timeout(timeout, work)
@@ -167,6 +170,67 @@ async fn list_git(
     let _ = stream.write_all(pkt::FLUSH).await;
     let _ = stream.shutdown().await;
     Ok(advertised)
+}
+
+async fn list_ssh(
+    cli: &GitCli,
+    remote: &Remote<'_>,
+    timeout: Duration,
+    limits: Limits,
+) -> Result<Advertised, ListingError> {
+    let url = remote.url;
+    let addr = cli.pin_git_address(remote).await.map_err(|e| match e {
+        e @ GitError::UrlRefused { .. } => ListingError::Refused(e),
+        e => ListingError::Transfer(e.to_string()),
+    })?;
+    let access = remote.ssh.unwrap_or(SshAccess {
+        key: None,
+        known_hosts: &[],
+    });
+    if access.known_hosts.is_empty() {
+        // git's path says what to do about it.
+        return Err(ListingError::Transfer("no host key is pinned".into()));
+    }
+    let alias = ssh::host_alias(url);
+    let files = crate::transport::ensure_private_dirs(&cli.private)
+        .and_then(|()| ssh::write_files(&cli.private.join("ssh"), &access, &alias))
+        .map_err(|e| ListingError::Transfer(format!("writing the ssh run's files: {e}")))?;
+    let mut args: Vec<std::ffi::OsString> = ssh::ssh_options(&files, &alias, cli.probe_timeout)
+        .into_iter()
+        .map(Into::into)
+        .collect();
+    args.extend(ssh::upload_pack_args(url, addr).into_iter().map(Into::into));
+    let run = Invocation {
+        program: cli.ssh_program.clone(),
+        args,
+        env: cli.local_env(),
+        cwd: cli.home(),
+        capture_stdout: true,
+        // No GIT_PROTOCOL is sent, so the server speaks v0: its advertisement, then this
+        // flush (nothing wanted) ends the session.
+        stdin: Some(pkt::FLUSH.to_vec()),
+    };
+    let finished = command::run(run, Instant::now() + timeout, None)
+        .await
+        .map_err(|e| ListingError::Transfer(e.to_string()))?;
+    drop(files);
+    if finished.timed_out {
+        return Err(ListingError::Timeout(timeout));
+    }
+    if !finished.success {
+        return Err(ListingError::Transfer(crate::error::summarize(
+            &finished.stderr_tail,
+        )));
+    }
+    if finished.stdout.len() > limits.max_bytes {
+        return Err(PktError::TooLarge("the answer exceeds the byte limit".into()).into());
+    }
+    match pkt::read_greeting(&mut PktCursor::new(&finished.stdout), limits)? {
+        Greeting::V0(advertised) => Ok(advertised),
+        Greeting::V2 { .. } => {
+            Err(PktError::Malformed("a v2 greeting to a v0 request".into()).into())
+        }
+    }
 }
 
 async fn list_http(

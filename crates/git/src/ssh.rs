@@ -85,13 +85,9 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     file.sync_all()
 }
 
-/// `GIT_SSH_COMMAND`: git appends `[-p port] user@address 'git-upload-pack …'`.
-pub(crate) fn ssh_command(
-    program: &Path,
-    files: &SshFiles,
-    alias: &str,
-    connect_timeout: Duration,
-) -> String {
+/// The options of every ssh run the hub makes: nothing of the machine's (`-F /dev/null`), the
+/// run's key and pinned host keys only, no agent, forwarding, prompts or shared connections.
+pub(crate) fn ssh_options(files: &SshFiles, alias: &str, connect_timeout: Duration) -> Vec<String> {
     let identity = files
         .key
         .as_deref()
@@ -120,13 +116,50 @@ pub(crate) fn ssh_command(
         "ServerAliveInterval=15".to_owned(),
         "ServerAliveCountMax=4".to_owned(),
     ];
-    let mut cmd = shell_quote(&program.to_string_lossy());
-    cmd.push_str(" -F /dev/null");
+    let mut args = vec!["-F".to_owned(), "/dev/null".to_owned()];
     for option in options {
-        cmd.push_str(" -o ");
-        cmd.push_str(&shell_quote(&option));
+        args.push("-o".to_owned());
+        args.push(option);
+    }
+    args
+}
+
+/// `GIT_SSH_COMMAND`: git appends `[-p port] user@address 'git-upload-pack …'`.
+pub(crate) fn ssh_command(
+    program: &Path,
+    files: &SshFiles,
+    alias: &str,
+    connect_timeout: Duration,
+) -> String {
+    let mut cmd = shell_quote(&program.to_string_lossy());
+    for arg in ssh_options(files, alias, connect_timeout) {
+        cmd.push(' ');
+        cmd.push_str(&shell_quote(&arg));
     }
     cmd
+}
+
+/// The rest of the ssh command line git would run for `url` dialled at `addr`: the port, the
+/// login at the address, and the remote command (the path as git sends it, quoted for the
+/// server's shell).
+pub(crate) fn upload_pack_args(url: &UpstreamUrl, addr: std::net::SocketAddr) -> Vec<String> {
+    let mut args = Vec::new();
+    if url.port() != mirrorhub_core::Scheme::Ssh.default_port() {
+        args.push("-p".to_owned());
+        args.push(url.port().to_string());
+    }
+    let login = url.user().map(|u| format!("{u}@")).unwrap_or_default();
+    args.push(format!("{login}{}", addr.ip()));
+    // git's own rule (connect.c), kept to the letter so that listing and fetch ask for the same
+    // repository: a second character `~` drops the first (`/~user/repo` is under a home).
+    let path = url.path();
+    let path = if path.as_bytes().get(1) == Some(&b'~') {
+        &path[1..]
+    } else {
+        path
+    };
+    args.push(format!("git-upload-pack {}", shell_quote(path)));
+    args
 }
 
 /// One word for `sh`, whatever it holds.
@@ -269,6 +302,28 @@ mod tests {
     }
 
     #[test]
+    fn asks_for_the_path_git_asks_for() {
+        let addr: std::net::SocketAddr = "192.0.2.7:22".parse().unwrap();
+        let args = |u: &str| upload_pack_args(&UpstreamUrl::parse(u).unwrap().0, addr);
+        assert_eq!(
+            args("ssh://git@h.org/o/r.git"),
+            ["git@192.0.2.7", "git-upload-pack '/o/r.git'"]
+        );
+        assert_eq!(
+            args("ssh://git@h.org:2222/~me/r.git"),
+            ["-p", "2222", "git@192.0.2.7", "git-upload-pack '~me/r.git'"]
+        );
+        assert_eq!(
+            args("git@h.org:o/r.git"),
+            ["git@192.0.2.7", "git-upload-pack 'o/r.git'"]
+        );
+        assert_eq!(
+            args("h.org:/~me/r.git"),
+            ["192.0.2.7", "git-upload-pack '~me/r.git'"]
+        );
+    }
+
+    #[test]
     fn quotes_every_word_for_the_shell() {
         assert_eq!(shell_quote("a b"), "'a b'");
         assert_eq!(shell_quote("it's"), r"'it'\''s'");
@@ -296,7 +351,7 @@ mod tests {
         assert!(pinned.starts_with("h.org ssh-ed25519 "), "{pinned}");
         let cmd = ssh_command(Path::new("ssh"), &files, "h.org", Duration::from_secs(30));
         assert!(
-            cmd.contains("'StrictHostKeyChecking=yes'") && cmd.contains("-F /dev/null"),
+            cmd.contains("'StrictHostKeyChecking=yes'") && cmd.contains("'-F' '/dev/null'"),
             "{cmd}"
         );
         assert!(

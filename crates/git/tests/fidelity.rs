@@ -6,56 +6,11 @@ mod support;
 use std::path::{Path, PathBuf};
 
 use mirrorhub_core::{RefFilter, RefFilterSpec};
-use mirrorhub_git::{no_progress, EngineConfig, GitEngine, SyncOptions, BACKUP_PREFIX};
+use mirrorhub_git::{no_progress, GitEngine, SyncOptions, BACKUP_PREFIX};
 use mirrorhub_testkit::{git, try_git, GitDaemon, HttpGitServer};
-use support::{engine, head_of, loopback, refs_of, url, Upstream};
-
-/// An engine whose git is a wrapper that writes each invocation's arguments to a log first.
-async fn counting_engine(dir: &Path) -> (GitEngine, PathBuf) {
-    wrapped_engine(dir, "").await
-}
-
-/// Like [`counting_engine`], the wrapper running the shell lines `prelude` before git.
-async fn wrapped_engine(dir: &Path, prelude: &str) -> (GitEngine, PathBuf) {
-    let log = dir.join("git-calls.log");
-    let wrapper = dir.join("git-wrapper");
-    let real = String::from_utf8(
-        std::process::Command::new("sh")
-            .args(["-c", "command -v git"])
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap();
-    std::fs::write(
-        &wrapper,
-        format!(
-            "#!/bin/sh\necho \"$*\" >> '{}'\n{prelude}\nexec '{}' \"$@\"\n",
-            log.display(),
-            real.trim()
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(
-        &wrapper,
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
-    let engine = GitEngine::start(EngineConfig {
-        git_program: wrapper,
-        policy: loopback(),
-        ..EngineConfig::default()
-    })
-    .await
-    .unwrap();
-    (engine, log)
-}
-
-fn calls(log: &Path) -> usize {
-    std::fs::read_to_string(log)
-        .map(|t| t.lines().count())
-        .unwrap_or(0)
-}
+use support::{
+    calls, counting_engine, engine, head_of, loopback, refs_of, url, wrapped_engine, Upstream,
+};
 
 /// A mirror of `upstream` cloned by `engine` under `root`, the `i`th of a loop over transports.
 async fn cloned(

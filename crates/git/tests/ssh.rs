@@ -7,7 +7,7 @@ use mirrorhub_core::{AddressPolicy, ErrorCode, HostKey, UpstreamUrl};
 use mirrorhub_git::{no_progress, GitEngine, GitError, SshAccess};
 use mirrorhub_testkit::{SshKeyPair, SshServer};
 use secrecy::SecretString;
-use support::{engine, loopback, refs_of, url, Upstream};
+use support::{calls, counting_engine, engine, head_of, loopback, refs_of, url, Upstream};
 
 /// An upstream served by sshd, a key it accepts, and an engine allowed to reach it. Fields
 /// drop in order: the server stops before its directory goes.
@@ -104,6 +104,63 @@ async fn mirrors_and_syncs_over_ssh_with_a_deploy_key() {
         !config.contains("ssh") && !config.contains("BEGIN"),
         "{config}"
     );
+}
+
+#[tokio::test]
+async fn a_no_op_sync_over_ssh_runs_no_git_and_every_change_is_seen() {
+    let case = Case::new().await;
+    let tools = tempfile::tempdir().unwrap();
+    let (engine, log) = counting_engine(tools.path()).await;
+    let secret = case.secret();
+    let keys = pinned(&case.server);
+    let access = SshAccess {
+        key: Some(&secret),
+        known_hosts: &keys,
+    };
+    engine
+        .clone_mirror(&case.url, access, &case.mirror, no_progress())
+        .await
+        .unwrap();
+    let sync = || engine.sync_mirror(&case.url, access, &case.mirror, no_progress());
+    let up = &case.up;
+
+    // Equal (the pull-request ref ignored): ssh alone, no git.
+    let before = calls(&log);
+    let report = sync().await.unwrap();
+    assert!(report.noop && report.changes.is_empty(), "{report:?}");
+    assert_eq!(report.listed_behind, Some(0));
+    assert_eq!(calls(&log), before, "a no-op sync over ssh ran git");
+    up.git(&["update-ref", "refs/pull/2/head", &up.rev("main")]);
+    assert!(sync().await.unwrap().noop);
+
+    // HEAD only.
+    up.git(&["symbolic-ref", "HEAD", "refs/heads/dev"]);
+    let report = sync().await.unwrap();
+    assert!(!report.noop, "HEAD moved");
+    assert_eq!(head_of(&case.mirror), "refs/heads/dev");
+    up.git(&["symbolic-ref", "HEAD", "refs/heads/main"]);
+    sync().await.unwrap();
+
+    // A new tag only, then its deletion: each seen, counted and fetched.
+    up.git(&["tag", "new", "dev"]);
+    let all = mirrorhub_core::RefFilter::default();
+    let before = calls(&log);
+    assert_eq!(
+        engine
+            .behind(&case.url, access, &case.mirror, &all)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(calls(&log), before, "counting ran git");
+    let report = sync().await.unwrap();
+    assert_eq!(report.listed_behind, Some(1));
+    assert_eq!(report.changes.len(), 1, "{report:?}");
+    up.git(&["tag", "-d", "new"]);
+    let report = sync().await.unwrap();
+    assert_eq!(report.changes.len(), 1, "{report:?}");
+    assert_eq!(refs_of(&case.mirror), refs_of(&up.path));
+    assert!(sync().await.unwrap().noop);
 }
 
 #[tokio::test]

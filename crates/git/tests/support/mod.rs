@@ -42,6 +42,53 @@ pub async fn engine_with(config: EngineConfig) -> GitEngine {
     GitEngine::start(config).await.expect("start the engine")
 }
 
+/// An engine whose git is a wrapper that writes each invocation's arguments to a log first.
+pub async fn counting_engine(dir: &Path) -> (GitEngine, PathBuf) {
+    wrapped_engine(dir, "").await
+}
+
+/// Like [`counting_engine`], the wrapper running the shell lines `prelude` before git.
+pub async fn wrapped_engine(dir: &Path, prelude: &str) -> (GitEngine, PathBuf) {
+    let log = dir.join("git-calls.log");
+    let wrapper = dir.join("git-wrapper");
+    let real = String::from_utf8(
+        std::process::Command::new("sh")
+            .args(["-c", "command -v git"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\necho \"$*\" >> '{}'\n{prelude}\nexec '{}' \"$@\"\n",
+            log.display(),
+            real.trim()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let engine = GitEngine::start(EngineConfig {
+        git_program: wrapper,
+        policy: loopback(),
+        ..EngineConfig::default()
+    })
+    .await
+    .unwrap();
+    (engine, log)
+}
+
+pub fn calls(log: &Path) -> usize {
+    std::fs::read_to_string(log)
+        .map(|t| t.lines().count())
+        .unwrap_or(0)
+}
+
 /// A server task that stops when dropped.
 pub struct Server {
     pub addr: SocketAddr,
