@@ -985,9 +985,21 @@ async fn run_listing_in_span(
         Err(stop) => {
             let backoff = retry_backoff(set.list_failures.max(0) as u32, interval);
             let (code, message, wait) = match stop {
-                // Shutdown (the lease runs out and another process lists the set), or another
-                // process holds the set now and records its own outcome.
-                ListingStop::Stopped => return,
+                // Shutdown: the set is given back, so another process (or this one restarted)
+                // lists it at once rather than after the lease. Or another process holds the
+                // set now and records its own outcome.
+                ListingStop::Stopped => {
+                    if shutdown.is_cancelled() {
+                        if let Err(e) = hub
+                            .store
+                            .release_mirror_set_listing(set.id, worker_id)
+                            .await
+                        {
+                            tracing::warn!(error = %e, "could not give a mirror set listing back at shutdown; its lease will expire");
+                        }
+                    }
+                    return;
+                }
                 ListingStop::Forge(e) => {
                     let (code, message) = listing_error(e);
                     let wait = match e {

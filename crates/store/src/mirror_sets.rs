@@ -156,6 +156,9 @@ pub trait MirrorSetStore: Send + Sync {
         now: DateTime<Utc>,
         lease: Duration,
     ) -> Result<bool, StoreError>;
+    /// Gives a held listing back unfinished (the process is stopping): any process may list the
+    /// set at once, its outcome and schedule untouched. `false` when `worker` no longer held it.
+    async fn release_mirror_set_listing(&self, id: i64, worker: &str) -> Result<bool, StoreError>;
     /// Ends a listing: its outcome (`error`: code and message, `None` on success) and when the
     /// next is due. Releases the lease.
     async fn finish_mirror_set_listing(

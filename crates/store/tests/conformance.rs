@@ -3241,6 +3241,19 @@ async fn mirror_sets_are_leased_listed_and_remember_their_repositories(db: TestD
         Some(t0() + secs(50)),
         "only successes count"
     );
+    // A listing given back unfinished (its process stopping) is free at once, its outcome
+    // and schedule untouched; only its holder can give it back.
+    s.claim_mirror_set_listing("w1", t0() + secs(121), LEASE)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!s.release_mirror_set_listing(set.id, "w2").await.unwrap());
+    assert!(s.release_mirror_set_listing(set.id, "w1").await.unwrap());
+    assert!(!s.release_mirror_set_listing(set.id, "w1").await.unwrap());
+    let released = s.get_mirror_set(set.id).await.unwrap().unwrap();
+    assert!(!released.listing);
+    assert_eq!(released.next_list_at, t0() + secs(121));
+    assert_eq!(released.list_failures, 1);
     // A lease that ran out is taken over.
     s.claim_mirror_set_listing("w1", t0() + secs(121), LEASE)
         .await

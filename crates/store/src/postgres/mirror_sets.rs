@@ -180,6 +180,18 @@ impl MirrorSetStore for PgStore {
         Ok(done.rows_affected() == 1)
     }
 
+    async fn release_mirror_set_listing(&self, id: i64, worker: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE mirror_sets SET listed_by = NULL, lease_until = NULL \
+             WHERE id = $1 AND listed_by = $2",
+        )
+        .bind(id)
+        .bind(worker)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     async fn finish_mirror_set_listing(
         &self,
         id: i64,
