@@ -729,20 +729,7 @@ async fn permanent_failures_pause_and_settings_resume(db: TestDb) {
 async fn sigterm_lets_the_running_sync_finish(db: TestDb) {
     let (_root, upstream, _daemon, mut hub) =
         clone_under_way(&db, &[("MIRRORHUB_SHUTDOWN_GRACE", "60s")]).await;
-    let pid = hub.pid().expect("the hub runs");
-    let term = std::process::Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(term.success());
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while common::process_alive(pid) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the hub did not exit after SIGTERM"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    hub.terminate(std::time::Duration::from_secs(60)).await;
     // The sync that was running when the signal came finished; nothing was interrupted.
     hub.spawn();
     let (_, runs) = hub.get("/api/v1/repos/team/big/syncs").await;

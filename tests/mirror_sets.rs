@@ -583,7 +583,52 @@ async fn installing_the_github_app_mirrors_what_it_was_given(db: TestDb) {
     );
 }
 
+async fn a_listing_cut_short_by_shutdown_is_taken_up_at_once_by_the_next_start(db: TestDb) {
+    let forge = Forge::start(NamespaceForge::GitHub, "x-access-token").await;
+    forge.add("acme", vec![RepoSpec::new("one"), RepoSpec::new("two")]);
+    let mut hub = start_hub(&db, &[]).await;
+    let set = create_set(
+        &hub,
+        json!({"forge": "github", "api_url": forge.api.api_url(), "namespace": "acme",
+               "owner": "mirrors", "token": FORGE_TOKEN}),
+    )
+    .await;
+    let path = format!("/api/v1/mirror-sets/{}", set["id"]);
+    wait_for(&hub, &path, Duration::from_secs(60), |s| {
+        s["counts"]["mirrored"] == 2 && s["listing"] == false
+    })
+    .await;
+
+    // The forge hangs on the next listing's page; the hub is stopped meanwhile.
+    forge.api.fail_next(
+        1,
+        Fault::Slow {
+            delay: Duration::from_secs(300),
+        },
+    );
+    let asked = forge.api.recorded().len();
+    let (status, _) = hub
+        .call(reqwest::Method::POST, &format!("{path}/sync"), None)
+        .await;
+    assert_eq!(status, 202);
+    wait_for(&hub, &path, Duration::from_secs(30), |s| {
+        s["listing"] == true && forge.api.recorded().len() > asked
+    })
+    .await;
+    // The hanging page does not hold the shutdown up.
+    hub.terminate(Duration::from_secs(20)).await;
+
+    // The next start lists the set at once, not after the dead process's lease (120 s).
+    forge.add("acme", vec![RepoSpec::new("three")]);
+    hub.spawn();
+    wait_for(&hub, &path, Duration::from_secs(60), |s| {
+        s["counts"]["mirrored"] == 3
+    })
+    .await;
+}
+
 on_both_databases!(
+    a_listing_cut_short_by_shutdown_is_taken_up_at_once_by_the_next_start,
     installing_the_github_app_mirrors_what_it_was_given,
     an_organization_is_mirrored_page_by_page_with_its_filters,
     new_renamed_archived_and_deleted_repositories_are_followed,

@@ -278,6 +278,25 @@ impl Hub {
         self.child = Some(child);
     }
 
+    /// Sends SIGTERM and waits, at most `within`, for the process to exit.
+    pub async fn terminate(&mut self, within: Duration) {
+        let pid = self.pid().expect("the hub runs");
+        let term = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(term.success());
+        let deadline = Instant::now() + within;
+        while process_alive(pid) {
+            assert!(
+                Instant::now() < deadline,
+                "the hub did not exit within {within:?} of SIGTERM; log:\n{}",
+                self.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     pub fn kill9(&mut self) {
         if let Some(mut child) = self.child.take() {
             child.kill().unwrap(); // SIGKILL

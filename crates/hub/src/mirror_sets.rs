@@ -543,7 +543,12 @@ impl Hub {
                 if stop.is_cancelled() {
                     return Err(ListingStop::Stopped);
                 }
-                match self.list_one_page(&query, cursor.as_ref()).await {
+                // A page the forge is slow to give must not hold up shutdown.
+                let listed = tokio::select! {
+                    listed = self.list_one_page(&query, cursor.as_ref()) => listed,
+                    _ = stop.cancelled() => return Err(ListingStop::Stopped),
+                };
+                match listed {
                     Err(ListingError::RateLimited { retry_after, .. })
                         if retry_after <= MAX_RATE_LIMIT_WAIT =>
                     {

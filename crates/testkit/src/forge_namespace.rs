@@ -112,6 +112,8 @@ pub enum Fault {
     /// `X-RateLimit-Remaining: 0` and `X-RateLimit-Reset` (epoch seconds) `reset_in` from now;
     /// GitLab `429` with `RateLimit-Remaining: 0` and `RateLimit-Reset`; Bitbucket a bare `429`.
     RateLimitSpent { reset_in: Duration },
+    /// The real answer, only after `delay` (a forge that hangs mid-listing).
+    Slow { delay: Duration },
 }
 
 /// One repository of the table.
@@ -530,13 +532,19 @@ async fn handle(request: Request<Incoming>, shared: &Shared) -> Response<Full<By
             None => respond(not_found(shared.forge)),
         };
     }
-    let mut table = shared.table();
-    table.log.push(record.clone());
-    let answer = match table.faults.pop_front() {
-        Some(fault) => fault_answer(shared.forge, fault),
-        None => answer(shared, &mut table, &record),
+    let fault = {
+        let mut table = shared.table();
+        table.log.push(record.clone());
+        table.faults.pop_front()
     };
-    drop(table);
+    let answer = match fault {
+        Some(Fault::Slow { delay }) => {
+            tokio::time::sleep(delay).await;
+            answer(shared, &mut shared.table(), &record)
+        }
+        Some(fault) => fault_answer(shared.forge, fault),
+        None => answer(shared, &mut shared.table(), &record),
+    };
     respond(answer)
 }
 
@@ -571,6 +579,7 @@ fn now_secs() -> u64 {
 
 fn fault_answer(forge: NamespaceForge, fault: Fault) -> Answer {
     match fault {
+        Fault::Slow { .. } => unreachable!("a slow answer is the real one, given by `handle`"),
         Fault::TooManyRequests => Answer::json(
             429,
             json!({"message": "You have exceeded a secondary rate limit."}),
