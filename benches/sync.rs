@@ -120,7 +120,7 @@ async fn run() {
     let ssh = sshd.as_ref().map(|sshd| {
         let key = SshKeyPair::generate("mirrorhub-bench");
         sshd.authorize(&key.public_key);
-        SshLogin::new(&key, sshd, work.path())
+        SshLogin::new(key, sshd, work.path())
     });
 
     let mut rows = Vec::new();
@@ -204,10 +204,12 @@ pub struct SshLogin {
     /// `core.sshCommand=…` for the git CLI: that key, a known_hosts file with that host key,
     /// strict checking, no user config, no agent, as the hub runs ssh.
     git_ssh_config: String,
+    /// The key's file, which the git CLI reads at every run: removed when this drops.
+    _key_file: SshKeyPair,
 }
 
 impl SshLogin {
-    fn new(key: &SshKeyPair, sshd: &SshServer, dir: &Path) -> Self {
+    fn new(key: SshKeyPair, sshd: &SshServer, dir: &Path) -> Self {
         let known_hosts_file = dir.join("known_hosts");
         std::fs::write(&known_hosts_file, format!("{}\n", sshd.known_hosts_line()))
             .expect("write known_hosts");
@@ -225,6 +227,7 @@ impl SshLogin {
                 path_str(key.path()),
                 path_str(&known_hosts_file)
             ),
+            _key_file: key,
         }
     }
 

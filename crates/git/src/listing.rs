@@ -193,7 +193,14 @@ async fn list_ssh(
     }
     let alias = ssh::host_alias(url);
     let files = crate::transport::ensure_private_dirs(&cli.private)
-        .and_then(|()| ssh::write_files(&cli.private.join("ssh"), &access, &alias))
+        .and_then(|()| {
+            ssh::write_files(
+                &cli.private.join("ssh"),
+                &access,
+                &alias,
+                &ssh::login(url, addr),
+            )
+        })
         .map_err(|e| ListingError::Transfer(format!("writing the ssh run's files: {e}")))?;
     let mut args: Vec<std::ffi::OsString> = ssh::ssh_options(&files, &alias, cli.probe_timeout)
         .into_iter()

@@ -266,7 +266,12 @@ impl GitCli {
                     ));
                 }
                 let alias = ssh::host_alias(url);
-                let files = ssh::write_files(&self.private.join("ssh"), &access, &alias)?;
+                let files = ssh::write_files(
+                    &self.private.join("ssh"),
+                    &access,
+                    &alias,
+                    &ssh::login(url, addr),
+                )?;
                 extra_env.push((
                     "GIT_SSH_COMMAND".into(),
                     ssh::ssh_command(&self.ssh_program, &files, &alias, self.probe_timeout).into(),

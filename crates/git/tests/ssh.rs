@@ -161,6 +161,14 @@ async fn a_no_op_sync_over_ssh_runs_no_git_and_every_change_is_seen() {
     assert_eq!(report.changes.len(), 1, "{report:?}");
     assert_eq!(refs_of(&case.mirror), refs_of(&up.path));
     assert!(sync().await.unwrap().noop);
+
+    // All of it over the one connection the clone made: no other login.
+    assert_eq!(
+        case.server.log().matches("Accepted publickey").count(),
+        1,
+        "{}",
+        case.server.log()
+    );
 }
 
 #[tokio::test]
