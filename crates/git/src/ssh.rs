@@ -127,7 +127,8 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 /// The options of every ssh run the hub makes: nothing of the machine's (`-F /dev/null`), the
-/// run's key and pinned host keys only, no agent, forwarding, prompts or shared connections.
+/// run's key and pinned host keys only, no agent, forwarding or prompts; the connection shared
+/// only with runs that authenticate alike (see the module's comment).
 pub(crate) fn ssh_options(files: &SshFiles, alias: &str, connect_timeout: Duration) -> Vec<String> {
     let identity = files
         .key
