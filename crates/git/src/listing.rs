@@ -111,16 +111,25 @@ async fn read_to_flush<R: tokio::io::AsyncRead + Unpin>(
     }
 }
 
+/// The address git:// and ssh:// connect to: resolved and checked against the policy here, as
+/// for git (a refusal is final).
+async fn pinned_address(
+    cli: &GitCli,
+    remote: &Remote<'_>,
+) -> Result<std::net::SocketAddr, ListingError> {
+    cli.pin_git_address(remote).await.map_err(|e| match e {
+        e @ GitError::UrlRefused { .. } => ListingError::Refused(e),
+        e => ListingError::Transfer(e.to_string()),
+    })
+}
+
 async fn list_git(
     cli: &GitCli,
     remote: &Remote<'_>,
     limits: Limits,
 ) -> Result<Advertised, ListingError> {
     let url = remote.url;
-    let addr = cli.pin_git_address(remote).await.map_err(|e| match e {
-        e @ GitError::UrlRefused { .. } => ListingError::Refused(e),
-        e => ListingError::Transfer(e.to_string()),
-    })?;
+    let addr = pinned_address(cli, remote).await?;
     let mut stream = tokio::net::TcpStream::connect(addr)
         .await
         .map_err(|e| ListingError::Transfer(format!("connecting to {addr}: {e}")))?;
@@ -179,10 +188,7 @@ async fn list_ssh(
     limits: Limits,
 ) -> Result<Advertised, ListingError> {
     let url = remote.url;
-    let addr = cli.pin_git_address(remote).await.map_err(|e| match e {
-        e @ GitError::UrlRefused { .. } => ListingError::Refused(e),
-        e => ListingError::Transfer(e.to_string()),
-    })?;
+    let addr = pinned_address(cli, remote).await?;
     let access = remote.ssh.unwrap_or(SshAccess {
         key: None,
         known_hosts: &[],
