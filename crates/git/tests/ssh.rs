@@ -172,6 +172,30 @@ async fn a_no_op_sync_over_ssh_runs_no_git_and_every_change_is_seen() {
 }
 
 #[tokio::test]
+async fn runs_that_start_together_all_get_through() {
+    // None has a connection to share yet: each may try to become its master at once.
+    let case = Case::new().await;
+    let secret = case.secret();
+    let keys = pinned(&case.server);
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..6 {
+        let (engine, url) = (case.engine.clone(), case.url.clone());
+        let (secret, keys) = (secret.clone(), keys.clone());
+        set.spawn(async move {
+            let access = SshAccess {
+                key: Some(&secret),
+                known_hosts: &keys,
+            };
+            engine.probe(&url, access).await
+        });
+    }
+    while let Some(done) = set.join_next().await {
+        let info = done.unwrap().unwrap();
+        assert_eq!(info.head.as_deref(), Some("refs/heads/main"));
+    }
+}
+
+#[tokio::test]
 async fn a_key_the_server_does_not_know_is_refused_as_auth_failed() {
     let case = Case::new().await;
     let stranger = SshKeyPair::generate("not authorized");
