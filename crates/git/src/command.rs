@@ -19,8 +19,9 @@ use crate::progress::{parse_line, ProgressFn, Throttle};
 
 /// The most stderr kept for error messages.
 const STDERR_TAIL: usize = 8 * 1024;
-/// The most stdout kept (a ref listing of a very large repository fits many times over).
-const STDOUT_MAX: usize = 256 * 1024 * 1024;
+/// The most stdout kept by default (a ref listing of a very large repository fits many times
+/// over).
+pub(crate) const STDOUT_MAX: usize = 256 * 1024 * 1024;
 
 pub(crate) struct Invocation {
     pub program: PathBuf,
@@ -28,7 +29,8 @@ pub(crate) struct Invocation {
     /// The whole environment: nothing is inherited.
     pub env: Vec<(OsString, OsString)>,
     pub cwd: PathBuf,
-    pub capture_stdout: bool,
+    /// Stdout is kept up to this many bytes (the rest read and dropped); `None`: discarded.
+    pub stdout_cap: Option<usize>,
     /// Written to git's stdin, which is then closed.
     pub stdin: Option<Vec<u8>>,
 }
@@ -102,7 +104,7 @@ pub(crate) async fn run(
         } else {
             Stdio::null()
         })
-        .stdout(if inv.capture_stdout {
+        .stdout(if inv.stdout_cap.is_some() {
             Stdio::piped()
         } else {
             Stdio::null()
@@ -132,7 +134,7 @@ pub(crate) async fn run(
     let stdout_task = child
         .stdout
         .take()
-        .map(|out| tokio::spawn(read_capped(out, STDOUT_MAX)));
+        .map(|out| tokio::spawn(read_capped(out, inv.stdout_cap.unwrap_or_default())));
     let stderr = child.stderr.take().expect("stderr is piped");
     let stderr_task = tokio::spawn(read_stderr(stderr, progress));
 
@@ -265,7 +267,7 @@ mod tests {
             args: vec!["-c".into(), script.into()],
             env: vec![("PATH".into(), "/usr/bin:/bin".into())],
             cwd: std::env::temp_dir(),
-            capture_stdout,
+            stdout_cap: capture_stdout.then_some(STDOUT_MAX),
             stdin: None,
         }
     }
@@ -296,6 +298,21 @@ mod tests {
         let seen = seen.lock().unwrap();
         assert_eq!(seen.first().map(|p| p.percent), Some(10));
         assert_eq!(seen.last().map(|p| p.percent), Some(100));
+    }
+
+    #[tokio::test]
+    async fn keeps_stdout_up_to_its_cap_and_still_reads_the_rest() {
+        let mut inv = sh(
+            "i=0; while [ $i -lt 5000 ]; do echo 0123456789; i=$((i+1)); done",
+            true,
+        );
+        inv.stdout_cap = Some(25);
+        let done = run(inv, Instant::now() + Duration::from_secs(20), None)
+            .await
+            .unwrap();
+        // The writer was never blocked on a full pipe: it finished.
+        assert!(done.success && !done.timed_out);
+        assert_eq!(done.stdout, b"0123456789\n0123456789\n012");
     }
 
     #[tokio::test]

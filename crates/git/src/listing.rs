@@ -218,7 +218,8 @@ async fn list_ssh(
         args,
         env: cli.local_env(),
         cwd: cli.home(),
-        capture_stdout: true,
+        // One byte over the listing's limit tells an answer that exceeds it.
+        stdout_cap: Some(limits.max_bytes + 1),
         // No GIT_PROTOCOL is sent, so the server speaks v0: its advertisement, then this
         // flush (nothing wanted) ends the session.
         stdin: Some(pkt::FLUSH.to_vec()),

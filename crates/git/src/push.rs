@@ -171,7 +171,7 @@ impl GitCli {
             args: push_args(updates, atomic, &prepared.url),
             env,
             cwd: repo.to_path_buf(),
-            capture_stdout: true,
+            stdout_cap: Some(crate::command::STDOUT_MAX),
             stdin: None,
         };
         let finished = command::run(inv, remote.deadline, None).await?;

@@ -420,7 +420,7 @@ impl GitCli {
             args,
             env,
             cwd,
-            capture_stdout,
+            stdout_cap: capture_stdout.then_some(command::STDOUT_MAX),
             stdin,
         };
         let finished = command::run(inv, deadline, progress).await?;
@@ -474,7 +474,7 @@ impl GitCli {
             ],
             env: self.local_env(),
             cwd: self.home(),
-            capture_stdout: true,
+            stdout_cap: Some(command::STDOUT_MAX),
             stdin: None,
         };
         let finished =
@@ -589,7 +589,7 @@ impl GitCli {
             args: vec!["update-ref".into(), "--stdin".into()],
             env,
             cwd: repo.to_path_buf(),
-            capture_stdout: false,
+            stdout_cap: None,
             stdin: Some(input.into_bytes()),
         };
         let finished = command::run(inv, Instant::now() + Duration::from_secs(60), None).await?;
@@ -610,7 +610,7 @@ impl GitCli {
             args: vec!["--version".into()],
             env: self.local_env(),
             cwd: self.home(),
-            capture_stdout: true,
+            stdout_cap: Some(command::STDOUT_MAX),
             stdin: None,
         };
         let finished = command::run(inv, Instant::now() + Duration::from_secs(30), None).await?;
