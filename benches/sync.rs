@@ -507,6 +507,7 @@ mod engine {
                 low_speed_time: Duration::from_secs(60),
                 first_copy: CopyEngine::Gix,
                 ssh_program: "ssh".into(),
+                ssh_connection_reuse: Duration::from_secs(60),
             };
             Engine(GitEngine::start(config).await.expect("start the engine"))
         }

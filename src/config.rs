@@ -42,6 +42,10 @@ pub struct ServeArgs {
     /// its own key and known_hosts files for each run).
     #[arg(long, env = "MIRRORHUB_SSH", default_value = "ssh")]
     pub ssh: PathBuf,
+    /// How long an SSH connection stays up after its last run, for the next run to the same
+    /// server with the same key and pinned host keys; `off` connects anew for every run.
+    #[arg(long, env = "MIRRORHUB_SSH_CONNECTION_REUSE", default_value = "60s", value_parser = parse_duration_or_off)]
+    pub ssh_connection_reuse: Duration,
     /// Longest a clone or sync may take before it is stopped with `timeout`.
     #[arg(long, env = "MIRRORHUB_SYNC_TIMEOUT", default_value = "1h", value_parser = parse_duration)]
     pub sync_timeout: Duration,
@@ -268,6 +272,14 @@ fn parse_owner_map(s: &str) -> Result<OwnerMap, String> {
 
 fn parse_policy(s: &str) -> Result<AddressPolicy, String> {
     AddressPolicy::parse_list(s)
+}
+
+/// A duration, or `off` (zero).
+fn parse_duration_or_off(input: &str) -> Result<Duration, String> {
+    if input.trim().eq_ignore_ascii_case("off") {
+        return Ok(Duration::ZERO);
+    }
+    parse_duration(input).map_err(|e| format!("{e}, or `off`"))
 }
 
 fn parse_copy_engine(value: &str) -> Result<CopyEngine, String> {

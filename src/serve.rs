@@ -45,6 +45,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<std::process::ExitCode> {
         low_speed_time: args.low_speed_time,
         first_copy: args.first_copy,
         ssh_program: args.ssh.clone(),
+        ssh_connection_reuse: args.ssh_connection_reuse,
     })
     .await
     .context("could not start the git engine")?;

@@ -84,6 +84,9 @@ pub struct EngineConfig {
     pub first_copy: CopyEngine,
     /// The OpenSSH client for ssh:// upstreams (`ssh-keyscan` is looked up beside it).
     pub ssh_program: PathBuf,
+    /// How long an SSH connection stays up after its last session for the next run that
+    /// authenticates alike; zero connects anew for every run.
+    pub ssh_connection_reuse: Duration,
 }
 
 /// What the engine logs in to an upstream with: http(s) credentials, or for ssh:// a key and
@@ -130,6 +133,7 @@ impl Default for EngineConfig {
             low_speed_time: Duration::from_secs(60),
             first_copy: CopyEngine::default(),
             ssh_program: PathBuf::from("ssh"),
+            ssh_connection_reuse: Duration::from_secs(60),
         }
     }
 }
@@ -265,6 +269,7 @@ impl GitEngine {
             low_speed_limit: config.low_speed_limit,
             low_speed_time: config.low_speed_time,
             ssh_program: config.ssh_program.clone(),
+            ssh_connection_reuse: config.ssh_connection_reuse,
             http_capabilities: Default::default(),
         });
         let version = cli.version().await?;

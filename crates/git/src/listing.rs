@@ -208,10 +208,11 @@ async fn list_ssh(
             )
         })
         .map_err(|e| ListingError::Transfer(format!("writing the ssh run's files: {e}")))?;
-    let mut args: Vec<std::ffi::OsString> = ssh::ssh_options(&files, &alias, cli.probe_timeout)
-        .into_iter()
-        .map(Into::into)
-        .collect();
+    let mut args: Vec<std::ffi::OsString> =
+        ssh::ssh_options(&files, &alias, cli.probe_timeout, cli.ssh_connection_reuse)
+            .into_iter()
+            .map(Into::into)
+            .collect();
     args.extend(ssh::upload_pack_args(url, addr).into_iter().map(Into::into));
     let run = Invocation {
         program: cli.ssh_program.clone(),

@@ -4,8 +4,8 @@
 //! engine resolved and checked itself (the host name survives only as `HostKeyAlias`).
 //!
 //! One connection serves many runs: the first ssh to a server becomes the master of a
-//! multiplexed connection (`ControlMaster=auto`) that stays up [`CONNECTION_REUSE`] after its
-//! last session, and later runs with the same login, address, key and pinned host keys open
+//! multiplexed connection (`ControlMaster=auto`) that stays up a while (60 s by default,
+//! `EngineConfig::ssh_connection_reuse`) after its last session, and later runs with the same login, address, key and pinned host keys open
 //! sessions on it instead of a new handshake (~0.3 s and most of the CPU of a short run). Its
 //! socket lives in the engine's private 0700 directory under a SHA-256 of everything that
 //! authenticated it, so a run can only ever use a connection made with its own key to a
@@ -31,9 +31,6 @@ pub struct SshAccess<'a> {
     /// The host keys pinned for the repository: the only ones ssh accepts.
     pub known_hosts: &'a [HostKey],
 }
-
-/// How long a server's connection stays up after its last session, for the next run.
-pub(crate) const CONNECTION_REUSE: Duration = Duration::from_secs(60);
 
 /// The files of one ssh run in a 0700 directory of their own, removed when dropped (after
 /// git and ssh have exited).
@@ -129,7 +126,13 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 /// The options of every ssh run the hub makes: nothing of the machine's (`-F /dev/null`), the
 /// run's key and pinned host keys only, no agent, forwarding or prompts; the connection shared
 /// only with runs that authenticate alike (see the module's comment).
-pub(crate) fn ssh_options(files: &SshFiles, alias: &str, connect_timeout: Duration) -> Vec<String> {
+/// `reuse`: how long the connection outlives its last session; zero, not shared.
+pub(crate) fn ssh_options(
+    files: &SshFiles,
+    alias: &str,
+    connect_timeout: Duration,
+    reuse: Duration,
+) -> Vec<String> {
     let identity = files
         .key
         .as_deref()
@@ -149,9 +152,6 @@ pub(crate) fn ssh_options(files: &SshFiles, alias: &str, connect_timeout: Durati
         "ForwardX11=no".to_owned(),
         "ClearAllForwardings=yes".to_owned(),
         "PermitLocalCommand=no".to_owned(),
-        "ControlMaster=auto".to_owned(),
-        format!("ControlPath={}", files.control.to_string_lossy()),
-        format!("ControlPersist={}", CONNECTION_REUSE.as_secs()),
         "PasswordAuthentication=no".to_owned(),
         "KbdInteractiveAuthentication=no".to_owned(),
         "PreferredAuthentications=publickey".to_owned(),
@@ -159,8 +159,22 @@ pub(crate) fn ssh_options(files: &SshFiles, alias: &str, connect_timeout: Durati
         "ServerAliveInterval=15".to_owned(),
         "ServerAliveCountMax=4".to_owned(),
     ];
+    let reuse = reuse.as_secs();
+    let sharing = if reuse == 0 {
+        [
+            "ControlMaster=no".to_owned(),
+            "ControlPath=none".to_owned(),
+            String::new(),
+        ]
+    } else {
+        [
+            "ControlMaster=auto".to_owned(),
+            format!("ControlPath={}", files.control.to_string_lossy()),
+            format!("ControlPersist={reuse}"),
+        ]
+    };
     let mut args = vec!["-F".to_owned(), "/dev/null".to_owned()];
-    for option in options {
+    for option in options.into_iter().chain(sharing).filter(|o| !o.is_empty()) {
         args.push("-o".to_owned());
         args.push(option);
     }
@@ -173,9 +187,10 @@ pub(crate) fn ssh_command(
     files: &SshFiles,
     alias: &str,
     connect_timeout: Duration,
+    reuse: Duration,
 ) -> String {
     let mut cmd = shell_quote(&program.to_string_lossy());
-    for arg in ssh_options(files, alias, connect_timeout) {
+    for arg in ssh_options(files, alias, connect_timeout, reuse) {
         cmd.push(' ');
         cmd.push_str(&shell_quote(&arg));
     }
@@ -398,7 +413,8 @@ mod tests {
             .ends_with("KEY-----\n"));
         let pinned = std::fs::read_to_string(&files.known_hosts).unwrap();
         assert!(pinned.starts_with("h.org ssh-ed25519 "), "{pinned}");
-        let cmd = ssh_command(Path::new("ssh"), &files, "h.org", Duration::from_secs(30));
+        let minute = Duration::from_secs(60);
+        let cmd = ssh_command(Path::new("ssh"), &files, "h.org", minute, minute);
         assert!(
             cmd.contains("'StrictHostKeyChecking=yes'") && cmd.contains("'-F' '/dev/null'"),
             "{cmd}"
@@ -446,7 +462,16 @@ mod tests {
         for p in parted {
             assert_ne!(p.unwrap().control, files.control);
         }
-        assert!(cmd.contains("ControlMaster=auto"), "{cmd}");
+        assert!(
+            cmd.contains("'ControlMaster=auto'") && cmd.contains("'ControlPersist=60'"),
+            "{cmd}"
+        );
+        let alone = ssh_command(Path::new("ssh"), &files, "h.org", minute, Duration::ZERO);
+        assert!(
+            alone.contains("'ControlMaster=no'") && alone.contains("'ControlPath=none'"),
+            "{alone}"
+        );
+        assert!(!alone.contains("''"), "no empty option: {alone}");
         let dir = files.dir.clone();
         drop(files);
         assert!(!dir.exists(), "the run's files are removed with it");

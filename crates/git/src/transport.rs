@@ -135,6 +135,8 @@ pub(crate) struct GitCli {
     pub low_speed_time: Duration,
     /// The OpenSSH client for ssh:// upstreams.
     pub ssh_program: PathBuf,
+    /// How long an SSH connection outlives its last session (zero: not shared).
+    pub ssh_connection_reuse: Duration,
     /// What each http(s) origin's listings learnt: their next listing is one request.
     pub http_capabilities: crate::listing::HttpCapabilities,
 }
@@ -274,7 +276,14 @@ impl GitCli {
                 )?;
                 extra_env.push((
                     "GIT_SSH_COMMAND".into(),
-                    ssh::ssh_command(&self.ssh_program, &files, &alias, self.probe_timeout).into(),
+                    ssh::ssh_command(
+                        &self.ssh_program,
+                        &files,
+                        &alias,
+                        self.probe_timeout,
+                        self.ssh_connection_reuse,
+                    )
+                    .into(),
                 ));
                 extra_env.push(("GIT_SSH_VARIANT".into(), "ssh".into()));
                 ssh_files = Some(files);

@@ -172,6 +172,38 @@ async fn a_no_op_sync_over_ssh_runs_no_git_and_every_change_is_seen() {
 }
 
 #[tokio::test]
+async fn with_connection_reuse_off_every_run_logs_in_anew() {
+    let case = Case::new().await;
+    let engine = support::engine_with(mirrorhub_git::EngineConfig {
+        policy: loopback(),
+        ssh_connection_reuse: std::time::Duration::ZERO,
+        ..mirrorhub_git::EngineConfig::default()
+    })
+    .await;
+    let secret = case.secret();
+    let keys = pinned(&case.server);
+    let access = SshAccess {
+        key: Some(&secret),
+        known_hosts: &keys,
+    };
+    engine
+        .clone_mirror(&case.url, access, &case.mirror, no_progress())
+        .await
+        .unwrap();
+    let report = engine
+        .sync_mirror(&case.url, access, &case.mirror, no_progress())
+        .await
+        .unwrap();
+    assert!(report.noop);
+    assert_eq!(
+        case.server.log().matches("Accepted publickey").count(),
+        2,
+        "{}",
+        case.server.log()
+    );
+}
+
+#[tokio::test]
 async fn runs_that_start_together_all_get_through() {
     // None has a connection to share yet: each may try to become its master at once.
     let case = Case::new().await;
