@@ -367,6 +367,21 @@ async fn postgres_three_hubs_one_killed_no_request_lost_no_concurrent_sync() {
     while burst.acked.load(Ordering::SeqCst) < total / 2 {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+    // Killed mid-sync: the victim is killed while it runs git in a repository (its sync's run
+    // is open, for another hub to take over), not at whatever instant half the burst is
+    // acknowledged, when all of its syncs may have just finished.
+    let victim_pid = hubs[VICTIM].pid().expect("the victim runs");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !processes_under(&data_dir)
+        .iter()
+        .any(|(_, ppid, _)| *ppid == victim_pid)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "hub {VICTIM} ran no git in a repository for 60 s of the burst"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
     let running_before_kill = db
         .query("SELECT count(*) FROM sync_jobs WHERE claimed_by IS NOT NULL")
         .trim()
