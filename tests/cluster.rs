@@ -705,8 +705,18 @@ async fn sqlite_kill9_during_sync_of_existing_mirror_recovers() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     };
     let sync_seen = Instant::now();
-    // A little into the transfer, not at its very first step.
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    // Into the transfer, not at its very first step: once the hub runs git in the repository.
+    let pid = hub.pid().expect("the hub runs");
+    while !processes_under(&hub.data_dir)
+        .iter()
+        .any(|(_, ppid, _)| *ppid == pid)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the sync ran no git in the repository"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
     hub.kill9();
     let left_running = processes_under(&hub.data_dir);
 
