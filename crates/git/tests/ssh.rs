@@ -45,6 +45,25 @@ impl Case {
     fn secret(&self) -> SecretString {
         SecretString::from(self.key.private_key.clone())
     }
+
+    /// Makes the case's mirror with `engine`, logging in with the authorised key.
+    async fn clone_by(&self, engine: &GitEngine) {
+        let secret = self.secret();
+        let keys = pinned(&self.server);
+        let access = SshAccess {
+            key: Some(&secret),
+            known_hosts: &keys,
+        };
+        engine
+            .clone_mirror(&self.url, access, &self.mirror, no_progress())
+            .await
+            .unwrap();
+    }
+
+    /// How many logins sshd has accepted so far.
+    fn logins(&self) -> usize {
+        self.server.log().matches("Accepted publickey").count()
+    }
 }
 
 fn pinned(server: &SshServer) -> Vec<HostKey> {
@@ -111,16 +130,13 @@ async fn a_no_op_sync_over_ssh_runs_no_git_and_every_change_is_seen() {
     let case = Case::new().await;
     let tools = tempfile::tempdir().unwrap();
     let (engine, log) = counting_engine(tools.path()).await;
+    case.clone_by(&engine).await;
     let secret = case.secret();
     let keys = pinned(&case.server);
     let access = SshAccess {
         key: Some(&secret),
         known_hosts: &keys,
     };
-    engine
-        .clone_mirror(&case.url, access, &case.mirror, no_progress())
-        .await
-        .unwrap();
     let sync = || engine.sync_mirror(&case.url, access, &case.mirror, no_progress());
     let up = &case.up;
 
@@ -163,12 +179,7 @@ async fn a_no_op_sync_over_ssh_runs_no_git_and_every_change_is_seen() {
     assert!(sync().await.unwrap().noop);
 
     // All of it over the one connection the clone made: no other login.
-    assert_eq!(
-        case.server.log().matches("Accepted publickey").count(),
-        1,
-        "{}",
-        case.server.log()
-    );
+    assert_eq!(case.logins(), 1, "{}", case.server.log());
 }
 
 #[tokio::test]
@@ -180,27 +191,19 @@ async fn with_connection_reuse_off_every_run_logs_in_anew() {
         ..mirrorhub_git::EngineConfig::default()
     })
     .await;
+    case.clone_by(&engine).await;
     let secret = case.secret();
     let keys = pinned(&case.server);
     let access = SshAccess {
         key: Some(&secret),
         known_hosts: &keys,
     };
-    engine
-        .clone_mirror(&case.url, access, &case.mirror, no_progress())
-        .await
-        .unwrap();
     let report = engine
         .sync_mirror(&case.url, access, &case.mirror, no_progress())
         .await
         .unwrap();
     assert!(report.noop);
-    assert_eq!(
-        case.server.log().matches("Accepted publickey").count(),
-        2,
-        "{}",
-        case.server.log()
-    );
+    assert_eq!(case.logins(), 2, "{}", case.server.log());
 }
 
 #[tokio::test]
