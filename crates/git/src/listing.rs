@@ -32,7 +32,7 @@ use tokio::time::Instant;
 use crate::command::{self, Invocation};
 use crate::error::GitError;
 use crate::pkt::{self, Advertised, Greeting, Limits, Pkt, PktCursor, PktError};
-use crate::ssh::{self, SshAccess};
+use crate::ssh;
 use crate::transport::{GitCli, Remote};
 
 /// The `agent=` the hub announces in git's protocol.
@@ -117,10 +117,15 @@ async fn pinned_address(
     cli: &GitCli,
     remote: &Remote<'_>,
 ) -> Result<std::net::SocketAddr, ListingError> {
-    cli.pin_git_address(remote).await.map_err(|e| match e {
+    cli.pin_git_address(remote).await.map_err(from_git)
+}
+
+/// A refused address is final; anything else git's own run reports better.
+fn from_git(e: GitError) -> ListingError {
+    match e {
         e @ GitError::UrlRefused { .. } => ListingError::Refused(e),
         e => ListingError::Transfer(e.to_string()),
-    })
+    }
 }
 
 async fn list_git(
@@ -187,33 +192,18 @@ async fn list_ssh(
     timeout: Duration,
     limits: Limits,
 ) -> Result<Advertised, ListingError> {
-    let url = remote.url;
-    let addr = pinned_address(cli, remote).await?;
-    let access = remote.ssh.unwrap_or(SshAccess {
-        key: None,
-        known_hosts: &[],
-    });
-    if access.known_hosts.is_empty() {
-        // git's path says what to do about it.
-        return Err(ListingError::Transfer("no host key is pinned".into()));
-    }
-    let alias = ssh::host_alias(url);
-    let files = crate::transport::ensure_private_dirs(&cli.private)
-        .and_then(|()| {
-            ssh::write_files(
-                &cli.private.join("ssh"),
-                &access,
-                &alias,
-                &ssh::login(url, addr),
-            )
-        })
-        .map_err(|e| ListingError::Transfer(format!("writing the ssh run's files: {e}")))?;
-    let mut args: Vec<std::ffi::OsString> =
-        ssh::ssh_options(&files, &alias, cli.probe_timeout, cli.ssh_connection_reuse)
+    // A missing pin or an unwritable file: git's path says what to do about it.
+    let session = cli.ssh_run(remote).await.map_err(from_git)?;
+    let mut args: Vec<std::ffi::OsString> = cli
+        .ssh_options(&session)
+        .into_iter()
+        .map(Into::into)
+        .collect();
+    args.extend(
+        ssh::upload_pack_args(remote.url, session.addr)
             .into_iter()
-            .map(Into::into)
-            .collect();
-    args.extend(ssh::upload_pack_args(url, addr).into_iter().map(Into::into));
+            .map(Into::into),
+    );
     let run = Invocation {
         program: cli.ssh_program.clone(),
         args,
@@ -228,7 +218,7 @@ async fn list_ssh(
     let finished = command::run(run, Instant::now() + timeout, None)
         .await
         .map_err(|e| ListingError::Transfer(e.to_string()))?;
-    drop(files);
+    drop(session);
     if finished.timed_out {
         return Err(ListingError::Timeout(timeout));
     }

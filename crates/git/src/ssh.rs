@@ -182,17 +182,11 @@ pub(crate) fn ssh_options(
 }
 
 /// `GIT_SSH_COMMAND`: git appends `[-p port] user@address 'git-upload-pack …'`.
-pub(crate) fn ssh_command(
-    program: &Path,
-    files: &SshFiles,
-    alias: &str,
-    connect_timeout: Duration,
-    reuse: Duration,
-) -> String {
+pub(crate) fn ssh_command(program: &Path, options: &[String]) -> String {
     let mut cmd = shell_quote(&program.to_string_lossy());
-    for arg in ssh_options(files, alias, connect_timeout, reuse) {
+    for arg in options {
         cmd.push(' ');
-        cmd.push_str(&shell_quote(&arg));
+        cmd.push_str(&shell_quote(arg));
     }
     cmd
 }
@@ -414,7 +408,10 @@ mod tests {
         let pinned = std::fs::read_to_string(&files.known_hosts).unwrap();
         assert!(pinned.starts_with("h.org ssh-ed25519 "), "{pinned}");
         let minute = Duration::from_secs(60);
-        let cmd = ssh_command(Path::new("ssh"), &files, "h.org", minute, minute);
+        let cmd = ssh_command(
+            Path::new("ssh"),
+            &ssh_options(&files, "h.org", minute, minute),
+        );
         assert!(
             cmd.contains("'StrictHostKeyChecking=yes'") && cmd.contains("'-F' '/dev/null'"),
             "{cmd}"
@@ -466,7 +463,10 @@ mod tests {
             cmd.contains("'ControlMaster=auto'") && cmd.contains("'ControlPersist=60'"),
             "{cmd}"
         );
-        let alone = ssh_command(Path::new("ssh"), &files, "h.org", minute, Duration::ZERO);
+        let alone = ssh_command(
+            Path::new("ssh"),
+            &ssh_options(&files, "h.org", minute, Duration::ZERO),
+        );
         assert!(
             alone.contains("'ControlMaster=no'") && alone.contains("'ControlPath=none'"),
             "{alone}"

@@ -152,6 +152,14 @@ struct RunHow<'a> {
     stdin: Option<Vec<u8>>,
 }
 
+/// One ssh run's address, files (removed when dropped) and the name its host keys are pinned
+/// under.
+pub(crate) struct SshRun {
+    pub(crate) addr: SocketAddr,
+    pub(crate) files: SshFiles,
+    alias: String,
+}
+
 /// A git run prepared for one remote: the URL to give git, its environment, and what to
 /// redact from its output.
 pub(crate) struct Prepared {
@@ -255,43 +263,15 @@ impl GitCli {
         let mut ssh_files = None;
         let (git_url, ticket, protocols) = match url.scheme() {
             Scheme::Ssh => {
-                // Resolved and checked here; ssh dials the checked address and checks the
-                // pinned keys under the URL's host name.
-                let addr = self.pin_git_address(remote).await?;
-                let access = remote.ssh.unwrap_or(SshAccess {
-                    key: None,
-                    known_hosts: &[],
-                });
-                if access.known_hosts.is_empty() {
-                    return Err(GitError::failed(
-                        "no host key is pinned for this SSH upstream: give its known_hosts",
-                    ));
-                }
-                let alias = ssh::host_alias(url);
-                let files = ssh::write_files(
-                    &self.private.join("ssh"),
-                    &access,
-                    &alias,
-                    &ssh::login(url, addr),
-                )?;
+                let run = self.ssh_run(remote).await?;
                 extra_env.push((
                     "GIT_SSH_COMMAND".into(),
-                    ssh::ssh_command(
-                        &self.ssh_program,
-                        &files,
-                        &alias,
-                        self.probe_timeout,
-                        self.ssh_connection_reuse,
-                    )
-                    .into(),
+                    ssh::ssh_command(&self.ssh_program, &self.ssh_options(&run)).into(),
                 ));
                 extra_env.push(("GIT_SSH_VARIANT".into(), "ssh".into()));
-                ssh_files = Some(files);
-                (
-                    url.with_host(&addr.ip().to_string()).to_string(),
-                    None,
-                    "ssh",
-                )
+                let git_url = url.with_host(&run.addr.ip().to_string()).to_string();
+                ssh_files = Some(run.files);
+                (git_url, None, "ssh")
             }
             Scheme::Git => {
                 // git:// has no proxy support worth the name: resolve and check here, and give
@@ -346,6 +326,41 @@ impl GitCli {
             ticket,
             _ssh_files: ssh_files,
         })
+    }
+
+    /// Everything one ssh run to `remote` needs: the address resolved and checked here (ssh
+    /// dials it and checks the pinned keys under the URL's host name), the run's key and
+    /// known_hosts files.
+    pub(crate) async fn ssh_run(&self, remote: &Remote<'_>) -> Result<SshRun, GitError> {
+        let addr = self.pin_git_address(remote).await?;
+        let access = remote.ssh.unwrap_or(SshAccess {
+            key: None,
+            known_hosts: &[],
+        });
+        if access.known_hosts.is_empty() {
+            return Err(GitError::failed(
+                "no host key is pinned for this SSH upstream: give its known_hosts",
+            ));
+        }
+        let alias = ssh::host_alias(remote.url);
+        ensure_private_dirs(&self.private)?;
+        let files = ssh::write_files(
+            &self.private.join("ssh"),
+            &access,
+            &alias,
+            &ssh::login(remote.url, addr),
+        )?;
+        Ok(SshRun { addr, files, alias })
+    }
+
+    /// ssh's options for `run` (before the destination and the remote command).
+    pub(crate) fn ssh_options(&self, run: &SshRun) -> Vec<String> {
+        ssh::ssh_options(
+            &run.files,
+            &run.alias,
+            self.probe_timeout,
+            self.ssh_connection_reuse,
+        )
     }
 
     /// Resolves a git:// upstream's host and returns the address to connect to, checked against
