@@ -224,6 +224,23 @@ async fn wait_quiet(db_url: &str, hubs: &[Hub], what: &str) {
 }
 
 /// Every run of the repository (the API lists at most 200, newest first).
+/// Waits until `hub` runs git in a repository under `data_dir` (a sync under way), failing at
+/// `deadline`.
+async fn wait_for_git_of(hub: &Hub, data_dir: &Path, deadline: Instant) {
+    let pid = hub.pid().expect("the hub runs");
+    while !processes_under(data_dir)
+        .iter()
+        .any(|(_, ppid, _)| *ppid == pid)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the hub (pid {pid}) ran no git in a repository under {}",
+            data_dir.display()
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
 async fn runs_of(hub: &Hub, repo: usize) -> Vec<Value> {
     let (status, runs) = hub
         .get(&format!(
@@ -370,18 +387,12 @@ async fn postgres_three_hubs_one_killed_no_request_lost_no_concurrent_sync() {
     // Killed mid-sync: the victim is killed while it runs git in a repository (its sync's run
     // is open, for another hub to take over), not at whatever instant half the burst is
     // acknowledged, when all of its syncs may have just finished.
-    let victim_pid = hubs[VICTIM].pid().expect("the victim runs");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !processes_under(&data_dir)
-        .iter()
-        .any(|(_, ppid, _)| *ppid == victim_pid)
-    {
-        assert!(
-            Instant::now() < deadline,
-            "hub {VICTIM} ran no git in a repository for 60 s of the burst"
-        );
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+    wait_for_git_of(
+        &hubs[VICTIM],
+        &data_dir,
+        Instant::now() + Duration::from_secs(60),
+    )
+    .await;
     let running_before_kill = db
         .query("SELECT count(*) FROM sync_jobs WHERE claimed_by IS NOT NULL")
         .trim()
@@ -706,17 +717,7 @@ async fn sqlite_kill9_during_sync_of_existing_mirror_recovers() {
     };
     let sync_seen = Instant::now();
     // Into the transfer, not at its very first step: once the hub runs git in the repository.
-    let pid = hub.pid().expect("the hub runs");
-    while !processes_under(&hub.data_dir)
-        .iter()
-        .any(|(_, ppid, _)| *ppid == pid)
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the sync ran no git in the repository"
-        );
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+    wait_for_git_of(&hub, &hub.data_dir, deadline).await;
     hub.kill9();
     let left_running = processes_under(&hub.data_dir);
 

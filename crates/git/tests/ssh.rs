@@ -14,7 +14,9 @@ use support::{calls, counting_engine, engine, head_of, loopback, refs_of, url, U
 struct Case {
     up: Upstream,
     server: SshServer,
-    key: SshKeyPair,
+    /// The private key sshd accepts, and the host key it had at the start, pinned.
+    secret: SecretString,
+    pins: Vec<HostKey>,
     engine: GitEngine,
     url: UpstreamUrl,
     mirror: std::path::PathBuf,
@@ -33,8 +35,9 @@ impl Case {
         Case {
             url: url(&server.url("r.git")),
             up,
+            secret: SecretString::from(key.private_key.clone()),
+            pins: pinned(&server),
             server,
-            key,
             engine: engine(loopback()).await,
             mirror: data.path().join("m.git"),
             _data: data,
@@ -42,20 +45,18 @@ impl Case {
         }
     }
 
-    fn secret(&self) -> SecretString {
-        SecretString::from(self.key.private_key.clone())
+    /// The authorised key, trusting the host key pinned at the start.
+    fn access(&self) -> SshAccess<'_> {
+        SshAccess {
+            key: Some(&self.secret),
+            known_hosts: &self.pins,
+        }
     }
 
     /// Makes the case's mirror with `engine`, logging in with the authorised key.
     async fn clone_by(&self, engine: &GitEngine) {
-        let secret = self.secret();
-        let keys = pinned(&self.server);
-        let access = SshAccess {
-            key: Some(&secret),
-            known_hosts: &keys,
-        };
         engine
-            .clone_mirror(&self.url, access, &self.mirror, no_progress())
+            .clone_mirror(&self.url, self.access(), &self.mirror, no_progress())
             .await
             .unwrap();
     }
@@ -81,9 +82,8 @@ async fn mirrors_and_syncs_over_ssh_with_a_deploy_key() {
             .any(|k| k.fingerprint() == case.server.host_key_fingerprint()),
         "{keys:?}"
     );
-    let secret = case.secret();
     let access = SshAccess {
-        key: Some(&secret),
+        key: Some(&case.secret),
         known_hosts: &keys,
     };
     let info = case.engine.probe(&case.url, access).await.unwrap();
@@ -131,12 +131,7 @@ async fn a_no_op_sync_over_ssh_runs_no_git_and_every_change_is_seen() {
     let tools = tempfile::tempdir().unwrap();
     let (engine, log) = counting_engine(tools.path()).await;
     case.clone_by(&engine).await;
-    let secret = case.secret();
-    let keys = pinned(&case.server);
-    let access = SshAccess {
-        key: Some(&secret),
-        known_hosts: &keys,
-    };
+    let access = case.access();
     let sync = || engine.sync_mirror(&case.url, access, &case.mirror, no_progress());
     let up = &case.up;
 
@@ -192,12 +187,7 @@ async fn with_connection_reuse_off_every_run_logs_in_anew() {
     })
     .await;
     case.clone_by(&engine).await;
-    let secret = case.secret();
-    let keys = pinned(&case.server);
-    let access = SshAccess {
-        key: Some(&secret),
-        known_hosts: &keys,
-    };
+    let access = case.access();
     let report = engine
         .sync_mirror(&case.url, access, &case.mirror, no_progress())
         .await
@@ -210,12 +200,10 @@ async fn with_connection_reuse_off_every_run_logs_in_anew() {
 async fn runs_that_start_together_all_get_through() {
     // None has a connection to share yet: each may try to become its master at once.
     let case = Case::new().await;
-    let secret = case.secret();
-    let keys = pinned(&case.server);
     let mut set = tokio::task::JoinSet::new();
     for _ in 0..6 {
         let (engine, url) = (case.engine.clone(), case.url.clone());
-        let (secret, keys) = (secret.clone(), keys.clone());
+        let (secret, keys) = (case.secret.clone(), case.pins.clone());
         set.spawn(async move {
             let access = SshAccess {
                 key: Some(&secret),
@@ -235,10 +223,9 @@ async fn a_key_the_server_does_not_know_is_refused_as_auth_failed() {
     let case = Case::new().await;
     let stranger = SshKeyPair::generate("not authorized");
     let secret = SecretString::from(stranger.private_key.clone());
-    let keys = pinned(&case.server);
     let access = SshAccess {
         key: Some(&secret),
-        known_hosts: &keys,
+        known_hosts: &case.pins,
     };
     let e = case.engine.probe(&case.url, access).await.unwrap_err();
     assert_eq!(e.code(), ErrorCode::UpstreamAuthFailed, "{e}");
@@ -246,7 +233,7 @@ async fn a_key_the_server_does_not_know_is_refused_as_auth_failed() {
     // No key at all: the same.
     let none = SshAccess {
         key: None,
-        known_hosts: &keys,
+        known_hosts: &case.pins,
     };
     let e = case.engine.probe(&case.url, none).await.unwrap_err();
     assert_eq!(e.code(), ErrorCode::UpstreamAuthFailed, "{e}");
@@ -256,39 +243,22 @@ async fn a_key_the_server_does_not_know_is_refused_as_auth_failed() {
 #[tokio::test]
 async fn a_changed_host_key_fails_with_both_fingerprints_and_touches_nothing() {
     let mut case = Case::new().await;
-    let old = pinned(&case.server);
-    let secret = case.secret();
-    case.engine
-        .clone_mirror(
-            &case.url,
-            SshAccess {
-                key: Some(&secret),
-                known_hosts: &old,
-            },
-            &case.mirror,
-            no_progress(),
-        )
-        .await
-        .unwrap();
+    case.clone_by(&case.engine).await;
     let before = refs_of(&case.mirror);
     case.server.replace_host_key().await;
     case.up
         .scratch
         .commit_file("x.txt", "x\n", "after the key change");
     case.up.push();
-    let access = SshAccess {
-        key: Some(&secret),
-        known_hosts: &old,
-    };
     let e = case
         .engine
-        .sync_mirror(&case.url, access, &case.mirror, no_progress())
+        .sync_mirror(&case.url, case.access(), &case.mirror, no_progress())
         .await
         .unwrap_err();
     assert_eq!(e.code(), ErrorCode::HostKeyMismatch, "{e}");
     match &e {
         GitError::HostKeyMismatch { expected, seen, .. } => {
-            assert_eq!(expected, &vec![old[0].fingerprint()]);
+            assert_eq!(expected, &vec![case.pins[0].fingerprint()]);
             assert_eq!(
                 seen.as_deref(),
                 Some(case.server.host_key_fingerprint().as_str())
@@ -296,7 +266,7 @@ async fn a_changed_host_key_fails_with_both_fingerprints_and_touches_nothing() {
         }
         other => panic!("{other:?}"),
     }
-    assert!(e.to_string().contains(&old[0].fingerprint()), "{e}");
+    assert!(e.to_string().contains(&case.pins[0].fingerprint()), "{e}");
     assert_eq!(refs_of(&case.mirror), before, "refs untouched");
 }
 
@@ -306,12 +276,7 @@ async fn the_address_policy_holds_for_ssh() {
     let strict = engine(AddressPolicy::default()).await;
     let e = strict.scan_host_keys(&case.url).await.unwrap_err();
     assert_eq!(e.code(), ErrorCode::UrlNotAllowed, "{e}");
-    let keys = pinned(&case.server);
-    let secret = case.secret();
-    let access = SshAccess {
-        key: Some(&secret),
-        known_hosts: &keys,
-    };
+    let access = case.access();
     let e = strict.probe(&case.url, access).await.unwrap_err();
     assert_eq!(e.code(), ErrorCode::UrlNotAllowed, "{e}");
     // A name that resolves to loopback is refused as well: the resolved address is checked.
