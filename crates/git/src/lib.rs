@@ -201,6 +201,38 @@ impl std::fmt::Debug for SyncOptions {
     }
 }
 
+/// A mirror's refs and how they compare with the upstream's: the first half of a sync
+/// ([`GitEngine::list_for_sync`]). Nothing has been written.
+pub struct SyncListing {
+    repo: PathBuf,
+    deadline: Instant,
+    before: LocalState,
+    /// `None` when the upstream could not be listed in process (git fetches as before).
+    listed: Option<Advertised>,
+    comparison: Option<freshness::Comparison>,
+}
+
+impl SyncListing {
+    /// The sync's report when the upstream advertises exactly the mirror's refs and HEAD:
+    /// there is nothing to fetch or write. `None` when anything differs, or the upstream
+    /// could not be listed in process.
+    pub fn unchanged(&self) -> Option<SyncReport> {
+        self.comparison
+            .as_ref()
+            .filter(|c| c.is_empty())
+            .map(|_| SyncReport {
+                changes: Vec::new(),
+                branches: self.before.branches(),
+                tags: self.before.tags(),
+                head: self.before.head.clone(),
+                engine: CopyEngine::Git,
+                noop: true,
+                listed_behind: Some(0),
+                backups: Vec::new(),
+            })
+    }
+}
+
 /// One request's credential of the engine's egress proxy. Its connections end when it drops.
 pub struct EgressPass(proxy::Ticket);
 
@@ -553,6 +585,23 @@ impl GitEngine {
         progress: ProgressFn,
         options: &SyncOptions,
     ) -> Result<SyncReport, GitError> {
+        let auth = auth.into();
+        let listing = self.list_for_sync(url, auth, repo, options).await?;
+        self.sync_listed(url, auth, listing, progress, options)
+            .await
+    }
+
+    /// The first half of a sync, which writes nothing: the mirror's refs, and the upstream's
+    /// advertisement read in process (over ssh:// by the one ssh process) to compare them with.
+    /// [`SyncListing::unchanged`] then says whether there is anything to do at all;
+    /// [`GitEngine::sync_listed`] does the rest. The sync's time limit starts here.
+    pub async fn list_for_sync<'a>(
+        &self,
+        url: &'a UpstreamUrl,
+        auth: impl Into<Auth<'a>>,
+        repo: &Path,
+        options: &SyncOptions,
+    ) -> Result<SyncListing, GitError> {
         let remote = self.remote(url, auth.into(), self.inner.config.timeout);
         let repo = std::path::absolute(repo)?;
         let before = blocking({
@@ -560,10 +609,6 @@ impl GitEngine {
             move || refs::read_state(&repo)
         })
         .await?;
-
-        // The no-op check: the upstream's advertisement, read in process (over ssh:// by the
-        // one ssh process), against the mirror's refs. Equal: done, no git spawned, nothing
-        // written.
         let listed = match listing::list(&self.inner.cli, &remote).await {
             Ok(advertised) => Some(advertised),
             Err(ListingError::Refused(e)) => return Err(e),
@@ -575,42 +620,61 @@ impl GitEngine {
         let comparison = listed
             .as_ref()
             .map(|advertised| freshness::compare(&before, advertised, &options.filter));
-        if let Some(comparison) = &comparison {
-            if let Some(tell) = &options.on_listing {
-                tell(comparison.behind());
-            }
-            if comparison.is_empty() {
-                return Ok(SyncReport {
-                    changes: Vec::new(),
-                    branches: before.branches(),
-                    tags: before.tags(),
-                    head: before.head,
-                    engine: CopyEngine::Git,
-                    noop: true,
-                    listed_behind: Some(0),
-                    backups: Vec::new(),
-                });
-            }
-            if comparison.differing.is_empty() {
-                // Only HEAD moved upstream: follow it, nothing to fetch.
-                let head = comparison.head.clone();
-                blocking({
-                    let repo = repo.clone();
-                    let head = head.clone();
-                    move || head.map_or(Ok(()), |h| refs::set_head(&repo, &h))
-                })
-                .await?;
-                return Ok(SyncReport {
-                    changes: Vec::new(),
-                    branches: before.branches(),
-                    tags: before.tags(),
-                    head: head.or(before.head),
-                    engine: CopyEngine::Git,
-                    noop: false,
-                    listed_behind: Some(comparison.behind()),
-                    backups: Vec::new(),
-                });
-            }
+        if let (Some(comparison), Some(tell)) = (&comparison, &options.on_listing) {
+            tell(comparison.behind());
+        }
+        Ok(SyncListing {
+            repo,
+            deadline: remote.deadline,
+            before,
+            listed,
+            comparison,
+        })
+    }
+
+    /// The rest of a sync after [`GitEngine::list_for_sync`]: nothing when the upstream
+    /// equalled the mirror, HEAD followed when only it moved, otherwise git fetches (just the
+    /// changed refs when the listing allows).
+    #[tracing::instrument(skip_all, fields(url = %url, repo = %listing.repo.display()))]
+    pub async fn sync_listed<'a>(
+        &self,
+        url: &'a UpstreamUrl,
+        auth: impl Into<Auth<'a>>,
+        listing: SyncListing,
+        progress: ProgressFn,
+        options: &SyncOptions,
+    ) -> Result<SyncReport, GitError> {
+        if let Some(report) = listing.unchanged() {
+            return Ok(report);
+        }
+        let SyncListing {
+            repo,
+            deadline,
+            before,
+            listed,
+            comparison,
+        } = listing;
+        let mut remote = self.remote(url, auth.into(), self.inner.config.timeout);
+        remote.deadline = deadline;
+        if let Some(comparison) = comparison.as_ref().filter(|c| c.differing.is_empty()) {
+            // Only HEAD moved upstream: follow it, nothing to fetch.
+            let head = comparison.head.clone();
+            blocking({
+                let repo = repo.clone();
+                let head = head.clone();
+                move || head.map_or(Ok(()), |h| refs::set_head(&repo, &h))
+            })
+            .await?;
+            return Ok(SyncReport {
+                changes: Vec::new(),
+                branches: before.branches(),
+                tags: before.tags(),
+                head: head.or(before.head),
+                engine: CopyEngine::Git,
+                noop: false,
+                listed_behind: Some(comparison.behind()),
+                backups: Vec::new(),
+            });
         }
         let listed_behind = comparison.as_ref().map(freshness::Comparison::behind);
 

@@ -216,6 +216,46 @@ async fn try_run_job(
     } else {
         job.trigger
     };
+    let lost_lease = CancellationToken::new();
+    let lease_keeper = tokio::spawn(keep_lease(
+        hub.clone(),
+        job.id,
+        worker_id.to_owned(),
+        lost_lease.clone(),
+    ));
+    // A stat: not worth a hop to the blocking pool.
+    let first_copy = !hub.repo_path(repo.id).exists();
+    let started_at = Utc::now();
+    let started = Instant::now();
+    let listed: crate::fidelity::ListedSlot = Default::default();
+
+    // Most syncs find nothing new. The upstream is listed before a run is opened; when it
+    // equals the mirror, the run is recorded whole in one transaction (no run is `running`
+    // meanwhile: a crash now leaves nothing to clean up, as a listing writes nothing).
+    // Recoveries and promotions take the full path.
+    let quick_check =
+        !first_copy && !promoting && job.attempts <= 1 && repo.mode == mirrorhub_core::Mode::Mirror;
+    let listing = if quick_check {
+        let listing = tokio::select! {
+            r = list_upstream(hub, &context, &listed) => r,
+            _ = lost_lease.cancelled() => {
+                lease_keeper.abort();
+                tracing::warn!("lost the lease while listing the upstream; another worker took the job over");
+                return Ok(());
+            }
+        };
+        if let Ok((_, listing)) = &listing {
+            if let Some(report) = listing.unchanged() {
+                lease_keeper.abort();
+                return finish_unchanged(hub, worker_id, job, repo, started_at, started, report)
+                    .await;
+            }
+        }
+        Some(listing)
+    } else {
+        None
+    };
+
     let opened = store
         .open_run(repo.id, trigger, on_recovery, Utc::now())
         .await?;
@@ -227,23 +267,20 @@ async fn try_run_job(
         hub.engine.stop_stray_git(&hub.repo_path(repo.id)).await;
     }
 
-    let lost_lease = CancellationToken::new();
-    let lease_keeper = tokio::spawn(keep_lease(
-        hub.clone(),
-        job.id,
-        worker_id.to_owned(),
-        lost_lease.clone(),
-    ));
     let (progress_tx, progress_rx) = tokio::sync::watch::channel::<Option<Progress>>(None);
     let progress_writer = tokio::spawn(write_progress(hub.clone(), repo.id, progress_rx));
 
-    // A stat: not worth a hop to the blocking pool.
-    let first_copy = !hub.repo_path(repo.id).exists();
-    let started = Instant::now();
-    let listed: crate::fidelity::ListedSlot = Default::default();
     let outcome = tokio::select! {
         r = async {
-            let report = transfer(hub, &context, first_copy, progress_tx, &listed).await?;
+            let report = match listing {
+                Some(listing) => {
+                    let (upstream, listing) = listing?;
+                    hub.engine
+                        .sync_listed(&upstream.url, upstream.login.auth(), listing, progress(progress_tx), &upstream.options)
+                        .await?
+                }
+                None => transfer(hub, &context, first_copy, progress_tx, &listed).await?,
+            };
             // LFS objects of the commits this run brought; never fails the run.
             let warning = hub.mirror_lfs(repo, &report).await;
             Ok::<_, mirrorhub_git::GitError>((report, warning))
@@ -506,33 +543,34 @@ fn success(
     }
 }
 
-/// Clones when there is no local copy yet (first sync, or an initial clone that failed or
-/// was interrupted), syncs otherwise.
-async fn transfer(
+/// What a sync reaches its upstream with, and its turn at the upstream's host.
+struct Upstream {
+    url: mirrorhub_core::UpstreamUrl,
+    login: crate::ssh::UpstreamLogin,
+    options: mirrorhub_git::SyncOptions,
+    /// Per-host limit: held (with the lease) until the sync is over.
+    _slot: tokio::sync::OwnedSemaphorePermit,
+}
+
+/// Waits for a free slot at the upstream's host, and reads the login and options to use.
+async fn reach_upstream(
     hub: &Hub,
     context: &SyncContext,
-    first_copy: bool,
-    progress_tx: tokio::sync::watch::Sender<Option<Progress>>,
     listed: &crate::fidelity::ListedSlot,
-) -> Result<SyncReport, mirrorhub_git::GitError> {
+) -> Result<Upstream, mirrorhub_git::GitError> {
     let repo = &context.repo;
     let (url, _) = mirrorhub_core::UpstreamUrl::parse(&repo.upstream_url).map_err(|e| {
         mirrorhub_git::GitError::Failed {
             detail: format!("the stored upstream URL is no longer valid: {e}"),
         }
     })?;
-    let path = hub.repo_path(repo.id);
-    // Per-host limit: wait (holding the lease) until this host has a free slot.
-    let slot = hub.host_slot(&url.authority());
-    let _permit = slot
+    let slot = hub
+        .host_slot(&url.authority())
         .acquire_owned()
         .await
         .map_err(|_| mirrorhub_git::GitError::Failed {
             detail: "the hub is shutting down".into(),
         })?;
-    let progress: mirrorhub_git::ProgressFn = Arc::new(move |p| {
-        progress_tx.send_replace(Some(p));
-    });
     let login = hub
         .login_with(repo, context.set_installation)
         .await
@@ -549,15 +587,112 @@ async fn transfer(
                 mirrorhub_git::GitError::Io(std::io::Error::other("reading the ref filter"))
             }
         })?;
+    Ok(Upstream {
+        url,
+        login,
+        options,
+        _slot: slot,
+    })
+}
+
+/// The first half of a sync of an existing mirror: the upstream listed and compared with it,
+/// nothing written.
+async fn list_upstream(
+    hub: &Hub,
+    context: &SyncContext,
+    listed: &crate::fidelity::ListedSlot,
+) -> Result<(Upstream, mirrorhub_git::SyncListing), mirrorhub_git::GitError> {
+    let upstream = reach_upstream(hub, context, listed).await?;
+    let listing = hub
+        .engine
+        .list_for_sync(
+            &upstream.url,
+            upstream.login.auth(),
+            &hub.repo_path(context.repo.id),
+            &upstream.options,
+        )
+        .await?;
+    Ok((upstream, listing))
+}
+
+/// Records a sync whose listing found the upstream equal to the mirror: the run, the
+/// repository's record and the job in one transaction; then what is rare (a dead worker's
+/// runs closed, an open notification episode) as the full path does it.
+async fn finish_unchanged(
+    hub: &Hub,
+    worker_id: &str,
+    job: &Job,
+    repo: &Repo,
+    started_at: chrono::DateTime<Utc>,
+    started: Instant,
+    report: SyncReport,
+) -> Result<(), mirrorhub_store::StoreError> {
+    let finished_at = Utc::now();
+    let duration_ms = started.elapsed().as_millis() as u64;
+    tracing::info!(duration_ms, changes = 0, branches = report.branches, tags = report.tags, noop = true, backups = 0, outcome = %Outcome::Unchanged, "sync finished");
+    let result = success(hub, repo, finished_at, Outcome::Unchanged, report);
+    let Some(run) = hub
+        .store
+        .finish_unchanged_job(job.id, worker_id, repo.id, job.trigger, started_at, &result)
+        .await?
+    else {
+        return Ok(());
+    };
+    if run.interrupted > 0 {
+        // A hub died during this repository's previous sync: its git may still run, and
+        // the backups it made are recorded now.
+        hub.engine.stop_stray_git(&hub.repo_path(repo.id)).await;
+        let note = crate::fidelity::RunNote {
+            recovering: true,
+            ..Default::default()
+        };
+        hub.record_run_note(repo, run.id, note).await;
+    }
+    if run.episode_open {
+        hub.note_run(repo, &result, Some(Ok(()))).await;
+    }
+    Ok(())
+}
+
+/// Clones when there is no local copy yet (first sync, or an initial clone that failed or
+/// was interrupted), syncs otherwise.
+async fn transfer(
+    hub: &Hub,
+    context: &SyncContext,
+    first_copy: bool,
+    progress_tx: tokio::sync::watch::Sender<Option<Progress>>,
+    listed: &crate::fidelity::ListedSlot,
+) -> Result<SyncReport, mirrorhub_git::GitError> {
+    let upstream = reach_upstream(hub, context, listed).await?;
+    let path = hub.repo_path(context.repo.id);
     if !first_copy {
         hub.engine
-            .sync_mirror_with(&url, login.auth(), &path, progress, &options)
+            .sync_mirror_with(
+                &upstream.url,
+                upstream.login.auth(),
+                &path,
+                progress(progress_tx),
+                &upstream.options,
+            )
             .await
     } else {
         hub.engine
-            .clone_mirror_with(&url, login.auth(), &path, progress, &options.filter)
+            .clone_mirror_with(
+                &upstream.url,
+                upstream.login.auth(),
+                &path,
+                progress(progress_tx),
+                &upstream.options.filter,
+            )
             .await
     }
+}
+
+/// Git's progress, passed on to the task that writes it to the repository's record.
+fn progress(tx: tokio::sync::watch::Sender<Option<Progress>>) -> mirrorhub_git::ProgressFn {
+    Arc::new(move |p| {
+        tx.send_replace(Some(p));
+    })
 }
 
 async fn keep_lease(hub: Arc<Hub>, job_id: i64, worker_id: String, lost: CancellationToken) {

@@ -276,6 +276,17 @@ pub struct OpenedRun {
     pub interrupted: u64,
 }
 
+/// A run [`Store::finish_unchanged_job`] recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnchangedRun {
+    pub id: i64,
+    /// Runs of the repository a dead worker had left `running`, closed as interrupted.
+    pub interrupted: u64,
+    /// An episode of the repository's sync or LFS notifications is open: the success must be
+    /// noted to close it (with the common case, none open, the hub skips that).
+    pub episode_open: bool,
+}
+
 /// What a finished sync reports to [`Store::finish_run`].
 #[derive(Debug, Clone)]
 pub struct SyncResult {
@@ -597,6 +608,21 @@ pub trait Store:
         repo_id: i64,
         result: &SyncResult,
     ) -> Result<bool, StoreError>;
+    /// A sync that found the upstream equal to the mirror, recorded whole in one transaction:
+    /// runs a dead worker left `running` closed as interrupted (as [`Store::open_run`] does;
+    /// the run's trigger is then `recovery`), the run inserted already over (`started_at` to
+    /// `result.finished_at`), the repository's record updated as [`Store::finish_run`] does,
+    /// with `last_sync_at` = `started_at`, and the job completed. `None`: the repository is
+    /// gone.
+    async fn finish_unchanged_job(
+        &self,
+        job_id: i64,
+        worker: &str,
+        repo_id: i64,
+        trigger: Trigger,
+        started_at: DateTime<Utc>,
+        result: &SyncResult,
+    ) -> Result<Option<UnchangedRun>, StoreError>;
     /// The repository's latest runs, newest first, each with its journal.
     async fn list_runs(&self, repo_id: i64, limit: i64) -> Result<Vec<SyncRun>, StoreError>;
     /// How many of the repository's runs are `running`.

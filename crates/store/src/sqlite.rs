@@ -24,8 +24,9 @@ use crate::{
     parse_outcome, parse_state, parse_text, parse_trigger, parse_visibility, AccessToken, Account,
     Delivery, DeliveryOutcome, Job, LfsCounts, LfsObject, NewAccessToken, NewAccount, NewDelivery,
     NewRepo, NewSshKey, OpenedRun, Repo, RepoCounts, RepoLfs, RepoUpdate, SecretKey, SecretString,
-    SshKey, SshKeyDeletion, Store, StoreError, SyncContext, SyncResult, SyncRun, WebSession,
-    WebhookHook, WebhookState, INTERRUPTED_CODE, INTERRUPTED_MESSAGE, REF_CHANGES_PER_INSERT,
+    SshKey, SshKeyDeletion, Store, StoreError, SyncContext, SyncResult, SyncRun, UnchangedRun,
+    WebSession, WebhookHook, WebhookState, INTERRUPTED_CODE, INTERRUPTED_MESSAGE,
+    REF_CHANGES_PER_INSERT,
 };
 
 mod notifications;
@@ -324,7 +325,9 @@ impl SqliteStore {
             .busy_timeout(BUSY_TIMEOUT)
             .foreign_keys(true);
         let in_memory = url.contains(":memory:") || url.contains("mode=memory");
-        let mut pool = SqlitePoolOptions::new();
+        // A connection to a local file does not go stale: no ping before every use (each
+        // is a round trip to the connection's thread, as costly as a small query).
+        let mut pool = SqlitePoolOptions::new().test_before_acquire(false);
         if in_memory {
             // An in-memory database lives as long as one of its connections: keep one open.
             pool = pool
@@ -339,6 +342,7 @@ impl SqliteStore {
             pool.clone()
         } else {
             SqlitePoolOptions::new()
+                .test_before_acquire(false)
                 .max_connections(1)
                 .connect_with(options)
                 .await?
@@ -828,6 +832,50 @@ impl Store for SqliteStore {
             .await?;
         tx.commit().await?;
         Ok(exists)
+    }
+
+    async fn finish_unchanged_job(
+        &self,
+        job_id: i64,
+        worker: &str,
+        repo_id: i64,
+        trigger: Trigger,
+        started_at: DateTime<Utc>,
+        result: &SyncResult,
+    ) -> Result<Option<UnchangedRun>, StoreError> {
+        check_final(result.outcome)?;
+        let mut tx = self.begin_write().await?;
+        let interrupted = fail_interrupted_in(&mut *tx, repo_id, result.finished_at).await?;
+        let trigger = if interrupted > 0 {
+            Trigger::Recovery
+        } else {
+            trigger
+        };
+        let id = match insert_run_in(&mut tx, repo_id, trigger, started_at, Some(result)).await {
+            Ok(id) => id,
+            // Deleted while the upstream was listed (the rollback drops the rest).
+            Err(StoreError::NotFound) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        record_result_in(&mut tx, repo_id, result, Some(started_at)).await?;
+        sqlx::query("DELETE FROM sync_jobs WHERE id = ?1 AND claimed_by = ?2")
+            .bind(job_id)
+            .bind(worker)
+            .execute(&mut *tx)
+            .await?;
+        let episode_open: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM notification_episodes \
+             WHERE repo_id = ?1 AND subject IN ('sync', 'lfs'))",
+        )
+        .bind(repo_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Some(UnchangedRun {
+            id,
+            interrupted,
+            episode_open,
+        }))
     }
 
     async fn list_runs(&self, repo_id: i64, limit: i64) -> Result<Vec<SyncRun>, StoreError> {
@@ -1603,6 +1651,28 @@ const SYNC_CONTEXT_EXTRA: &str = "(SELECT spec FROM repo_ref_filters f WHERE f.r
      (SELECT s.installation_id FROM mirror_set_repos m JOIN mirror_sets s ON s.id = m.set_id \
       WHERE m.repo_id = repos.id AND s.installation_id IS NOT NULL ORDER BY m.set_id LIMIT 1) AS set_installation";
 
+/// Inserts a run: `running` when `finished` is `None`, otherwise already over with its outcome.
+async fn insert_run_in(
+    conn: &mut SqliteConnection,
+    repo_id: i64,
+    trigger: Trigger,
+    started_at: DateTime<Utc>,
+    finished: Option<&SyncResult>,
+) -> Result<i64, StoreError> {
+    Ok(sqlx::query_scalar(
+        "INSERT INTO sync_runs (repo_id, trigger, started_at, finished_at, outcome, concurrent_at_start) \
+         VALUES (?1, ?2, ?3, ?4, ?5, (SELECT count(*) FROM sync_runs WHERE repo_id = ?1 AND outcome = ?6)) RETURNING id",
+    )
+    .bind(repo_id)
+    .bind(trigger.as_str())
+    .bind(ms(started_at))
+    .bind(finished.map(|r| ms(r.finished_at)))
+    .bind(finished.map_or(Outcome::Running, |r| r.outcome).as_str())
+    .bind(Outcome::Running.as_str())
+    .fetch_one(&mut *conn)
+    .await?)
+}
+
 /// Records a run's start (see [`Store::start_run`]) inside the caller's transaction.
 async fn start_run_in(
     conn: &mut SqliteConnection,
@@ -1610,16 +1680,7 @@ async fn start_run_in(
     trigger: Trigger,
     now: DateTime<Utc>,
 ) -> Result<i64, StoreError> {
-    let id: i64 = sqlx::query_scalar(
-        "INSERT INTO sync_runs (repo_id, trigger, started_at, outcome, concurrent_at_start) \
-         VALUES (?1, ?2, ?3, ?4, (SELECT count(*) FROM sync_runs WHERE repo_id = ?1 AND outcome = ?4)) RETURNING id",
-    )
-    .bind(repo_id)
-    .bind(trigger.as_str())
-    .bind(ms(now))
-    .bind(Outcome::Running.as_str())
-    .fetch_one(&mut *conn)
-    .await?;
+    let id = insert_run_in(conn, repo_id, trigger, now, None).await?;
     sqlx::query("UPDATE repos SET last_sync_at = ? WHERE id = ?")
         .bind(ms(now))
         .bind(repo_id)
@@ -1694,6 +1755,17 @@ async fn finish_run_in(
         insert.build().execute(&mut *conn).await?;
     }
 
+    record_result_in(conn, repo_id, result, None).await
+}
+
+/// Records a finished run's result on its repository; a success started at `synced_at`
+/// (when given) also sets `last_sync_at`. `false`: the repository is gone.
+async fn record_result_in(
+    conn: &mut SqliteConnection,
+    repo_id: i64,
+    result: &SyncResult,
+    synced_at: Option<DateTime<Utc>>,
+) -> Result<bool, StoreError> {
     let updated = if result.outcome == Outcome::Failed {
         sqlx::query(
             "UPDATE repos SET last_error_code = ?, last_error_message = ?, \
@@ -1723,7 +1795,8 @@ async fn finish_run_in(
                  progress_phase = NULL, progress_percent = NULL, next_sync_at = ?, paused_reason = NULL, \
                  mode = CASE WHEN ? THEN 'migrate' ELSE mode END, \
                  credentials = CASE WHEN ? THEN NULL ELSE credentials END, \
-                 ssh_key_id = CASE WHEN ? THEN NULL ELSE ssh_key_id END \
+                 ssh_key_id = CASE WHEN ? THEN NULL ELSE ssh_key_id END, \
+                 last_sync_at = COALESCE(?, last_sync_at) \
                  WHERE id = ?",
             )
             .bind(RepoState::Ready.as_str())
@@ -1735,6 +1808,7 @@ async fn finish_run_in(
             .bind(result.promote)
             .bind(result.promote)
             .bind(result.promote)
+            .bind(synced_at.map(ms))
             .bind(repo_id)
             .execute(&mut *conn)
             .await?

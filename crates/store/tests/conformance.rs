@@ -14,13 +14,14 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use harness::TestDb;
+use mirrorhub_core::notify::{Seen, Subject};
 use mirrorhub_core::{
     Access, AccountKind, Credentials, Mode, Outcome, OwnerName, RefChange, RefChangeKind, RepoName,
     RepoState, Trigger, Visibility,
 };
 use mirrorhub_store::{
     connect, AccessToken, Account, CryptoError, DeliveryEntry, DeliveryOutcome, NewAccessToken,
-    NewAccount, NewDelivery, NewPushMirror, NewRepo, NewSshKey, RepoUpdate, SecretKey,
+    NewAccount, NewDelivery, NewPushMirror, NewRepo, NewSshKey, Observation, RepoUpdate, SecretKey,
     SecretString, SshKey, SshKeyDeletion, Store, StoreError, SyncResult, WebSession, WebhookHook,
     INTERRUPTED_CODE, INTERRUPTED_MESSAGE,
 };
@@ -1458,6 +1459,122 @@ async fn a_worker_reads_once_and_writes_a_run_in_two_transactions(db: TestDb) {
         .await
         .unwrap()
         .is_none());
+}
+
+/// The no-op path: a run recorded whole, already over, in one transaction with the
+/// repository's record and the job.
+async fn an_unchanged_sync_is_recorded_whole_in_one_transaction(db: TestDb) {
+    let s = db.store.as_ref();
+    let id = mirror(s, "alice", "quiet").await;
+    let unchanged = |at| SyncResult {
+        outcome: Outcome::Unchanged,
+        ..success(at, vec![])
+    };
+
+    s.enqueue_sync(id, Trigger::Schedule, t0()).await.unwrap();
+    let job = s.claim_job("w1", t0(), LEASE).await.unwrap().unwrap();
+    let run = s
+        .finish_unchanged_job(
+            job.id,
+            "w1",
+            id,
+            Trigger::Schedule,
+            t0(),
+            &unchanged(t0() + secs(1)),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((run.interrupted, run.episode_open), (0, false));
+    assert_eq!(s.running_count(id).await.unwrap(), 0);
+    let runs = s.list_runs(id, 10).await.unwrap();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].id, run.id);
+    assert_eq!(runs[0].trigger, Trigger::Schedule);
+    assert_eq!(runs[0].outcome, Outcome::Unchanged);
+    assert_eq!(runs[0].started_at, t0());
+    assert_eq!(runs[0].finished_at, Some(t0() + secs(1)));
+    let repo = s.get_repo_by_id(id).await.unwrap().unwrap();
+    assert_eq!(repo.last_sync_at, Some(t0()));
+    assert_eq!(repo.last_success_at, Some(t0() + secs(1)));
+    assert_eq!(repo.next_sync_at, Some(t0() + secs(1) + secs(86_400)));
+    assert_eq!(repo.state, RepoState::Ready);
+    assert_eq!((repo.branches, repo.tags), (3, 2));
+    assert!(s
+        .claim_job("w2", t0() + secs(600), LEASE)
+        .await
+        .unwrap()
+        .is_none());
+
+    // A dead worker's run is closed as interrupted, and the run says it recovered; an open
+    // notification episode is reported so that the success closes it.
+    s.note_observation(&Observation {
+        repo_id: id,
+        subject: &Subject::Sync,
+        seen: Seen::Failed {
+            host_key: false,
+            paused: false,
+        },
+        error: Some(("upstream_unreachable", "refused")),
+        at: t0() + secs(5),
+    })
+    .await
+    .unwrap();
+    let dead = s
+        .open_run(id, Trigger::Webhook, Trigger::Recovery, t0() + secs(10))
+        .await
+        .unwrap();
+    s.enqueue_sync(id, Trigger::Webhook, t0() + secs(20))
+        .await
+        .unwrap();
+    let job = s
+        .claim_job("w1", t0() + secs(20), LEASE)
+        .await
+        .unwrap()
+        .unwrap();
+    let run = s
+        .finish_unchanged_job(
+            job.id,
+            "w1",
+            id,
+            Trigger::Webhook,
+            t0() + secs(20),
+            &unchanged(t0() + secs(21)),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((run.interrupted, run.episode_open), (1, true));
+    let runs = s.list_runs(id, 10).await.unwrap();
+    assert_eq!(runs[0].trigger, Trigger::Recovery);
+    assert_eq!(runs[1].id, dead.id);
+    assert_eq!(runs[1].error_code.as_deref(), Some(INTERRUPTED_CODE));
+    assert_eq!(s.running_count(id).await.unwrap(), 0);
+
+    // A repository deleted while its upstream was listed: nothing is recorded.
+    s.enqueue_sync(id, Trigger::Manual, t0() + secs(30))
+        .await
+        .unwrap();
+    let job = s
+        .claim_job("w1", t0() + secs(30), LEASE)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(s.delete_repo(id).await.unwrap());
+    assert_eq!(
+        s.finish_unchanged_job(
+            job.id,
+            "w1",
+            id,
+            Trigger::Manual,
+            t0() + secs(30),
+            &unchanged(t0() + secs(31)),
+        )
+        .await
+        .unwrap(),
+        None
+    );
+    assert!(s.list_runs(id, 10).await.unwrap().is_empty());
 }
 
 // ---- settings -------------------------------------------------------------------------------
@@ -3012,6 +3129,7 @@ conformance!(
     a_large_journal_round_trips,
     interrupted_runs_are_failed,
     a_worker_reads_once_and_writes_a_run_in_two_transactions,
+    an_unchanged_sync_is_recorded_whole_in_one_transaction,
     settings_put_get_and_put_if_absent,
     lfs_objects_are_needed_fetched_counted_and_released,
     mirror_sets_are_leased_listed_and_remember_their_repositories,
