@@ -232,9 +232,13 @@ async fn try_run_job(
     // Most syncs find nothing new. The upstream is listed before a run is opened; when it
     // equals the mirror, the run is recorded whole in one transaction (no run is `running`
     // meanwhile: a crash now leaves nothing to clean up, as a listing writes nothing).
-    // Recoveries and promotions take the full path.
-    let quick_check =
-        !first_copy && !promoting && job.attempts <= 1 && repo.mode == mirrorhub_core::Mode::Mirror;
+    // Recoveries and promotions take the full path, and so do mirrors of LFS objects, whose
+    // unchanged syncs still fetch the objects earlier runs could not.
+    let quick_check = !first_copy
+        && !promoting
+        && job.attempts <= 1
+        && repo.mode == mirrorhub_core::Mode::Mirror
+        && !repo.lfs.enabled;
     let listing = if quick_check {
         let listing = tokio::select! {
             r = list_upstream(hub, &context, &listed) => r,
@@ -244,12 +248,12 @@ async fn try_run_job(
                 return Ok(());
             }
         };
-        if let Ok((_, listing)) = &listing {
-            if let Some(report) = listing.unchanged() {
-                lease_keeper.abort();
-                return finish_unchanged(hub, worker_id, job, repo, started_at, started, report)
-                    .await;
-            }
+        let unchanged = listing.as_ref().ok().and_then(|(_, l)| l.unchanged());
+        if let Some(report) = unchanged {
+            // The host's slot is free again before the bookkeeping.
+            drop(listing);
+            lease_keeper.abort();
+            return finish_unchanged(hub, worker_id, job, repo, started_at, started, report).await;
         }
         Some(listing)
     } else {
