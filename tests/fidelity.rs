@@ -150,6 +150,29 @@ async fn noop_syncs_and_every_kind_of_change_on_both_transports(db: TestDb) {
         let (_, run) = sync(&hub, name).await;
         assert_eq!(run["outcome"], "unchanged");
         assert_eq!(noop_lines(&hub), noops + 1);
+
+        // A run a dead hub left `running` (its job gone): the next no-op closes it as
+        // interrupted, and its own run says it recovered.
+        let started = match db.url() {
+            Some(_) => "now()".to_owned(),
+            None => chrono::Utc::now().timestamp_millis().to_string(),
+        };
+        db.rows(
+            &hub,
+            &format!(
+                "INSERT INTO sync_runs (repo_id, trigger, started_at, outcome, concurrent_at_start) \
+                 VALUES ({id}, 'schedule', {started}, 'running', 0)"
+            ),
+        );
+        let (_, run) = sync(&hub, name).await;
+        assert_eq!(run["outcome"], "unchanged", "{name}: {run}");
+        assert_eq!(run["trigger"], "recovery", "{name}: {run}");
+        assert_eq!(noop_lines(&hub), noops + 2);
+        let (_, runs) = hub
+            .get(&format!("/api/v1/repos/team/{name}/syncs?limit=2"))
+            .await;
+        assert_eq!(runs[1]["error"]["code"], "interrupted", "{name}: {runs}");
+        assert_eq!(refs(&mirror), refs(upstream), "{name}");
     }
 }
 

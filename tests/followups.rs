@@ -202,28 +202,9 @@ impl Setup {
 fn jobs(db: &TestDb, hub: &Hub) -> (i64, i64) {
     let sql = "SELECT COALESCE(SUM(CASE WHEN claimed_by IS NULL THEN 1 ELSE 0 END), 0), \
                COALESCE(SUM(CASE WHEN claimed_by IS NULL THEN 0 ELSE 1 END), 0) FROM sync_jobs";
-    let text = match db.url() {
-        Some(_) => db.query(sql),
-        None => sqlite_rows(&hub.data_dir.join("mirrorhub.db"), sql),
-    };
+    let text = db.rows(hub, sql);
     let (pending, claimed) = text.trim().split_once('|').expect("two columns");
     (pending.parse().unwrap(), claimed.parse().unwrap())
-}
-
-fn sqlite_rows(file: &Path, sql: &str) -> String {
-    let out = std::process::Command::new("sqlite3")
-        .arg("-cmd")
-        .arg(".timeout 10000")
-        .arg(file)
-        .arg(sql)
-        .output()
-        .expect("run sqlite3");
-    assert!(
-        out.status.success(),
-        "sqlite3 {sql}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
 }
 
 fn started_at(run: &Value) -> DateTime<Utc> {

@@ -91,6 +91,29 @@ impl TestDb {
 }
 
 impl TestDb {
+    /// Runs one SQL statement on the database of `hub`: with `psql` on PostgreSQL, with
+    /// `sqlite3` on the hub's SQLite file. Rows one line each, columns separated by `|`.
+    pub fn rows(&self, hub: &Hub, sql: &str) -> String {
+        if self.url.is_some() {
+            return self.query(sql);
+        }
+        let out = Command::new("sqlite3")
+            .arg("-cmd")
+            .arg(".timeout 10000")
+            .arg(hub.data_dir.join("mirrorhub.db"))
+            .arg(sql)
+            .output()
+            .expect("run sqlite3");
+        assert!(
+            out.status.success(),
+            "sqlite3 {sql}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("sqlite3 printed non-UTF-8 output")
+    }
+}
+
+impl TestDb {
     /// PostgreSQL only: refuses new connections to this test's database and ends the open ones
     /// (`false`), or lets them in again (`true`): a database outage, as the hub sees one.
     pub fn allow_connections(&self, allow: bool) {
