@@ -111,15 +111,6 @@ async fn read_to_flush<R: tokio::io::AsyncRead + Unpin>(
     }
 }
 
-/// The address git:// and ssh:// connect to: resolved and checked against the policy here, as
-/// for git (a refusal is final).
-async fn pinned_address(
-    cli: &GitCli,
-    remote: &Remote<'_>,
-) -> Result<std::net::SocketAddr, ListingError> {
-    cli.pin_git_address(remote).await.map_err(from_git)
-}
-
 /// A refused address is final; anything else git's own run reports better.
 fn from_git(e: GitError) -> ListingError {
     match e {
@@ -134,7 +125,8 @@ async fn list_git(
     limits: Limits,
 ) -> Result<Advertised, ListingError> {
     let url = remote.url;
-    let addr = pinned_address(cli, remote).await?;
+    // Resolved and checked against the policy here, as for git (a refusal is final).
+    let addr = cli.pin_git_address(remote).await.map_err(from_git)?;
     let mut stream = tokio::net::TcpStream::connect(addr)
         .await
         .map_err(|e| ListingError::Transfer(format!("connecting to {addr}: {e}")))?;
@@ -193,6 +185,7 @@ async fn list_ssh(
     limits: Limits,
 ) -> Result<Advertised, ListingError> {
     // A missing pin or an unwritable file: git's path says what to do about it.
+    crate::transport::ensure_private_dirs(&cli.private).map_err(|e| from_git(e.into()))?;
     let session = cli.ssh_run(remote).await.map_err(from_git)?;
     let mut args: Vec<std::ffi::OsString> = cli
         .ssh_options(&session)

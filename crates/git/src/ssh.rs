@@ -161,20 +161,16 @@ pub(crate) fn ssh_options(
     ];
     let reuse = reuse.as_secs();
     let sharing = if reuse == 0 {
-        [
-            "ControlMaster=no".to_owned(),
-            "ControlPath=none".to_owned(),
-            String::new(),
-        ]
+        vec!["ControlMaster=no".to_owned(), "ControlPath=none".to_owned()]
     } else {
-        [
+        vec![
             "ControlMaster=auto".to_owned(),
             format!("ControlPath={}", files.control.to_string_lossy()),
             format!("ControlPersist={reuse}"),
         ]
     };
     let mut args = vec!["-F".to_owned(), "/dev/null".to_owned()];
-    for option in options.into_iter().chain(sharing).filter(|o| !o.is_empty()) {
+    for option in options.into_iter().chain(sharing) {
         args.push("-o".to_owned());
         args.push(option);
     }

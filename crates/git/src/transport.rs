@@ -330,7 +330,8 @@ impl GitCli {
 
     /// Everything one ssh run to `remote` needs: the address resolved and checked here (ssh
     /// dials it and checks the pinned keys under the URL's host name), the run's key and
-    /// known_hosts files.
+    /// known_hosts files. The caller has made the private directories
+    /// ([`ensure_private_dirs`]).
     pub(crate) async fn ssh_run(&self, remote: &Remote<'_>) -> Result<SshRun, GitError> {
         let addr = self.pin_git_address(remote).await?;
         let access = remote.ssh.unwrap_or(SshAccess {
@@ -343,7 +344,6 @@ impl GitCli {
             ));
         }
         let alias = ssh::host_alias(remote.url);
-        ensure_private_dirs(&self.private)?;
         let files = ssh::write_files(
             &self.private.join("ssh"),
             &access,
