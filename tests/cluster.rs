@@ -223,7 +223,6 @@ async fn wait_quiet(db_url: &str, hubs: &[Hub], what: &str) {
     }
 }
 
-/// Every run of the repository (the API lists at most 200, newest first).
 /// Waits until `hub` runs git in a repository under `data_dir` (a sync under way), failing at
 /// `deadline`.
 async fn wait_for_git_of(hub: &Hub, data_dir: &Path, deadline: Instant) {
@@ -241,6 +240,7 @@ async fn wait_for_git_of(hub: &Hub, data_dir: &Path, deadline: Instant) {
     }
 }
 
+/// Every run of the repository (the API lists at most 200, newest first).
 async fn runs_of(hub: &Hub, repo: usize) -> Vec<Value> {
     let (status, runs) = hub
         .get(&format!(

@@ -88,9 +88,7 @@ impl TestDb {
             .expect("TestDb::query needs a PostgreSQL database");
         psql_rows(url, sql)
     }
-}
 
-impl TestDb {
     /// Runs one SQL statement on the database of `hub`: with `psql` on PostgreSQL, with
     /// `sqlite3` on the hub's SQLite file. Rows one line each, columns separated by `|`.
     pub fn rows(&self, hub: &Hub, sql: &str) -> String {
